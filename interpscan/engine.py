@@ -1,0 +1,427 @@
+"""The scan engine: evaluate a model at many points of the path between two states, in one pass over the data.
+
+A point assigns every floating-point tensor an interpolation coefficient; its state is
+``lerp(start, end, coefficient)`` computed afresh from the two endpoints (exact at 0 and 1, never accumulated).
+Data is the outer loop and points the inner one, so each batch is sliced once for all points. Two strategies
+give the same numbers: ``sequential`` writes a point's weights into one working copy of the model in place;
+``batched`` evaluates a chunk of points at once with ``torch.func.functional_call`` under ``vmap``.
+The caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .data import Split
+from .errors import DataError, RunError, UsageError
+
+POLICIES = ("interpolate", "recompute", "batch")
+STRATEGIES = ("auto", "sequential", "batched")
+RUNNING_STATS = ("running_mean", "running_var")
+
+# Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total``.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One network on the path: tensors in ``moving`` (all when None) sit at ``alpha``; the others at ``hold``.
+
+    ``hold`` is an interpolation coefficient too: 1.0 keeps a tensor at its final value (the seed paper's
+    layer-wise scan), 0.0 at its initial value.
+    """
+
+    curve: str
+    alpha: float
+    moving: frozenset[str] | None = None
+    hold: float = 1.0
+
+    def coefficient(self, name: str) -> float:
+        return self.alpha if self.moving is None or name in self.moving else self.hold
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """Loss and accuracy of one point on one split. ``loss_se`` is the standard error of the mean loss."""
+
+    point: Point
+    split: str
+    loss: float
+    loss_se: float
+    accuracy: float
+    n: int
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """What the engine did, for run.json."""
+
+    strategy: str
+    policy: str
+    device: str
+    batch_size: int
+    chunk_size: int | None
+    unique_points: int
+    calibration_batches: int
+    seconds_calibration: float
+    seconds_evaluation: float
+    bn_modules: int
+
+
+@dataclass
+class _Totals:
+    """Running sums of per-sample loss, squared loss and correct predictions, per unique point."""
+
+    loss: torch.Tensor  # (P,) float64
+    loss_sq: torch.Tensor  # (P,) float64
+    correct: torch.Tensor  # (P,) int64
+    n: int = 0
+
+
+@dataclass
+class _Plan:
+    """The working model and the state tensors every point is built from (all on the device)."""
+
+    model: nn.Module
+    start: dict[str, torch.Tensor]  # floating tensors that are interpolated, float32
+    end: dict[str, torch.Tensor]
+    fixed: dict[str, torch.Tensor]  # integer tensors (taken from the final state)
+    bn_stats: list[str]  # names of BN running statistics re-estimated under "recompute"
+    bn_modules: list[_BatchNorm] = field(default_factory=list)
+
+
+def batchnorm_modules(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
+    """The batch-norm modules that keep running statistics (the ones a BN policy is about)."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, _BatchNorm) and m.track_running_stats and m.running_mean is not None
+    ]
+
+
+def has_running_stats(model: nn.Module) -> bool:
+    return bool(batchnorm_modules(model))
+
+
+def _prepare(
+    model: nn.Module,
+    start: Mapping[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    policy: str,
+    device: torch.device,
+) -> _Plan:
+    work = copy.deepcopy(model).to(device).eval()
+    for p in work.parameters():
+        p.requires_grad_(False)
+    bns = batchnorm_modules(work)
+    stat_names = [f"{name}.{s}" if name else s for name, _ in bns for s in RUNNING_STATS]
+    if policy == "batch":
+        # With both running statistics None, BatchNorm normalizes with the batch's own statistics even in
+        # eval mode, and updates nothing.
+        for _, m in bns:
+            m.running_mean = None
+            m.running_var = None
+    skip = set(stat_names) if policy in ("batch", "recompute") else set()
+    plan = _Plan(work, {}, {}, {}, stat_names if policy == "recompute" else [], [m for _, m in bns])
+    for name, ref in work.state_dict().items():
+        if name in skip:
+            continue
+        s, e = start[name], end[name]
+        if s.is_floating_point() and e.is_floating_point():
+            plan.start[name] = s.detach().to(device=device, dtype=torch.float32)
+            plan.end[name] = e.detach().to(device=device, dtype=torch.float32)
+        else:
+            plan.fixed[name] = e.detach().to(device=device, dtype=ref.dtype, copy=True)
+    return plan
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for lo in range(0, n, size):
+        yield slice(lo, min(lo + size, n))
+
+
+def _per_sample_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def _accumulate(totals: _Totals, idx: slice | int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """logits: (P, B, C) for the points ``idx``; targets: (B,)."""
+    p, b, c = logits.shape
+    losses = _per_sample_loss(logits.reshape(p * b, c), targets.repeat(p)).view(p, b).double()
+    totals.loss[idx] += losses.sum(1).cpu()
+    totals.loss_sq[idx] += (losses * losses).sum(1).cpu()
+    totals.correct[idx] += (logits.argmax(-1) == targets).sum(1).cpu()
+
+
+# --------------------------------------------------------------------------------------- the strategies
+
+
+class _Sequential:
+    """One working model; each point's weights are written into it in place before its forward pass."""
+
+    def __init__(self, plan: _Plan, points: Sequence[Point]) -> None:
+        self.plan, self.points = plan, points
+        self.state = plan.model.state_dict(keep_vars=True)
+        self.stats: list[dict[str, torch.Tensor]] = [{} for _ in points]
+        self.total = 0
+
+    def _load(self, i: int) -> None:
+        point = self.points[i]
+        for name, s in self.plan.start.items():
+            torch.lerp(s, self.plan.end[name], point.coefficient(name), out=self.state[name].data)
+        for name, t in self.plan.fixed.items():
+            self.state[name].data.copy_(t)
+        for name, t in self.stats[i].items():
+            self.state[name].data.copy_(t)
+
+    def calibrate(self, x: torch.Tensor, k: int, progress: Progress | None) -> None:
+        for i in range(len(self.points)):
+            self._load(i)
+            self.plan.model(x)
+            self.stats[i] = {name: self.state[name].detach().clone() for name in self.plan.bn_stats}
+            if progress:
+                progress(1, self.total)
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
+        for i in range(len(self.points)):
+            self._load(i)
+            logits = self.plan.model(x)
+            if i == 0 and totals.n == 0:
+                _check_logits(logits, y)
+            _accumulate(totals, slice(i, i + 1), logits.unsqueeze(0), y)
+            if progress:
+                progress(1, self.total)
+
+
+class _Batched:
+    """``vmap`` over chunks of points: stacked states (P_c, …) through ``functional_call``."""
+
+    def __init__(self, plan: _Plan, points: Sequence[Point], chunk_size: int) -> None:
+        from torch.func import functional_call, vmap
+
+        self.plan, self.points, self.chunk_size = plan, points, chunk_size
+        model = plan.model
+
+        def forward(state: dict[str, torch.Tensor], fixed: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
+            return functional_call(model, {**state, **fixed}, (x,))
+
+        self.forward = vmap(forward, in_dims=(0, None, None))
+        self.stats: dict[str, torch.Tensor] = {}  # name -> (P, C) running statistics under "recompute"
+        self.total = 0
+
+    def _chunks(self) -> Iterator[slice]:
+        return _batches(len(self.points), self.chunk_size)
+
+    def _state(self, chunk: slice) -> dict[str, torch.Tensor]:
+        points = self.points[chunk]
+        state: dict[str, torch.Tensor] = {}
+        for name, s in self.plan.start.items():
+            coef = torch.tensor([p.coefficient(name) for p in points], dtype=s.dtype, device=s.device)
+            coef = coef.view(-1, *([1] * s.dim()))
+            # (P_c, *shape): the same lerp as the sequential strategy, so both agree to the last bit
+            state[name] = torch.lerp(
+                s.expand(len(points), *s.shape), self.plan.end[name].expand(len(points), *s.shape), coef
+            )
+        for name in self.plan.bn_stats:
+            if name in self.stats:
+                state[name] = self.stats[name][chunk].clone()
+        return state
+
+    def calibrate(self, x: torch.Tensor, k: int, progress: Progress | None) -> None:
+        for chunk in self._chunks():
+            state = self._state(chunk)
+            if k == 0:  # momentum is 1.0 on the first batch, so the initial values are overwritten
+                ref = self.plan.model.state_dict()
+                n = chunk.stop - chunk.start
+                for name in self.plan.bn_stats:
+                    state[name] = ref[name].unsqueeze(0).repeat(n, *([1] * ref[name].dim()))
+            self.forward(state, self.plan.fixed, x)  # updates the batched running statistics in place
+            for name in self.plan.bn_stats:
+                if name not in self.stats:
+                    self.stats[name] = torch.empty(len(self.points), *state[name].shape[1:], device=x.device)
+                self.stats[name][chunk] = state[name]
+            if progress:
+                progress(chunk.stop - chunk.start, self.total)
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
+        for chunk in self._chunks():
+            logits = self.forward(self._state(chunk), self.plan.fixed, x)  # (P_c, B, C)
+            if chunk.start == 0 and totals.n == 0:
+                _check_logits(logits[0], y)
+            _accumulate(totals, chunk, logits, y)
+            if progress:
+                progress(chunk.stop - chunk.start, self.total)
+
+
+def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
+    if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
+        raise DataError(
+            f"the model's output has shape {list(logits.shape)}; cross-entropy needs (batch, classes) "
+            f"for a batch of {y.shape[0]}",
+        )
+    top = int(y.max()) if y.numel() else -1
+    if top >= logits.shape[1] or (y.numel() and int(y.min()) < 0):
+        raise DataError(
+            f"targets go up to class {top} but the model outputs {logits.shape[1]} classes",
+            hint="check num_classes (--model-arg num_classes=...) against the dataset",
+        )
+
+
+# ------------------------------------------------------------------------------------------- the entry
+
+
+def _dedupe(points: Sequence[Point], names: Sequence[str]) -> tuple[list[Point], list[int]]:
+    """Evaluate each distinct network once: points with equal coefficients on every tensor coincide."""
+    unique: list[Point] = []
+    where: dict[tuple[float, ...], int] = {}
+    index: list[int] = []
+    for p in points:
+        key = tuple(p.coefficient(n) for n in names)
+        if key not in where:
+            where[key] = len(unique)
+            unique.append(p)
+        index.append(where[key])
+    return unique, index
+
+
+def scan_points(
+    model: nn.Module,
+    start: Mapping[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    points: Sequence[Point],
+    splits: Sequence[Split],
+    *,
+    policy: str = "interpolate",
+    calibration: torch.Tensor | None = None,
+    calibration_batch_size: int | None = None,
+    strategy: str = "sequential",
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[PointResult], EngineReport]:
+    """Evaluate the model at every point on every split.
+
+    Args:
+        model: module whose ``state_dict()`` names match ``start`` and ``end``; copied, never modified.
+        start, end: the path's endpoints θ_A, θ_B (same names and shapes; checked by the caller).
+        points: the networks to evaluate; coinciding points are evaluated once.
+        splits: data in memory; each is moved to ``device`` once.
+        policy: batch-norm policy, one of POLICIES (see DOMAIN.md): "interpolate" the running statistics,
+            "recompute" them per point from ``calibration`` inputs (cumulative average), or normalize with the
+            "batch"'s own statistics.
+        calibration: (M, …) training inputs for "recompute", processed in batches of
+            ``calibration_batch_size`` (default ``batch_size``).
+        strategy: "sequential" or "batched" (vmap over chunks of ``chunk_size`` points).
+        batch_size: examples per forward pass.
+        progress: called with the number of (point, batch) evaluations just finished.
+
+    Returns:
+        One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
+
+    Raises:
+        UsageError: an unknown policy or strategy, or "recompute" without calibration data.
+        DataError: the model's output does not fit the targets.
+        RunError: the model's forward pass raised.
+    """
+    if policy not in POLICIES:
+        raise UsageError(f"unknown BN policy {policy!r}", hint=f"use one of {', '.join(POLICIES)}")
+    if strategy not in ("sequential", "batched"):
+        raise UsageError(f"unknown strategy {strategy!r}", hint="use sequential or batched")
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    dev = torch.device(device)
+    plan = _prepare(model, start, end, policy, dev)
+    if policy == "recompute" and plan.bn_stats and calibration is None:
+        raise UsageError(
+            "BN policy 'recompute' needs training data to re-estimate statistics",
+            hint="use --bn interpolate or --bn batch, or data with a train split",
+        )
+    unique, index = _dedupe(points, sorted(plan.start))
+    chunk = min(chunk_size or len(unique), len(unique))
+    runner: _Sequential | _Batched = (
+        _Sequential(plan, unique) if strategy == "sequential" else _Batched(plan, unique, chunk)
+    )
+
+    cb_size = calibration_batch_size or batch_size
+    recompute = policy == "recompute" and bool(plan.bn_stats) and calibration is not None
+    runner.total = len(unique) * (
+        sum(math.ceil(len(s) / batch_size) for s in splits)
+        + (math.ceil(len(calibration) / cb_size) if recompute and calibration is not None else 0)
+    )
+    calib_batches = 0
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            if recompute and calibration is not None:
+                calib = calibration.to(dev)
+                saved = [m.momentum for m in plan.bn_modules]
+                fixed = {k: v.clone() for k, v in plan.fixed.items()}  # BN's train mode bumps its counters
+                for m in plan.bn_modules:
+                    m.train()  # only the BN modules: dropout and the rest stay in eval mode
+                for k, sl in enumerate(_batches(len(calib), cb_size)):
+                    for m in plan.bn_modules:
+                        m.momentum = 1.0 / (k + 1)  # the cumulative average, as momentum=None would give
+                    runner.calibrate(calib[sl], k, progress)
+                    calib_batches += 1
+                for m, mom in zip(plan.bn_modules, saved, strict=True):
+                    m.momentum = mom
+                    m.eval()
+                for name, value in fixed.items():
+                    plan.fixed[name].copy_(value)
+            t1 = time.perf_counter()
+
+            results: list[PointResult] = []
+            per_split: list[_Totals] = []
+            for split in splits:
+                x_all, y_all = split.inputs.to(dev), split.targets.to(dev)
+                totals = _Totals(
+                    torch.zeros(len(unique), dtype=torch.float64),
+                    torch.zeros(len(unique), dtype=torch.float64),
+                    torch.zeros(len(unique), dtype=torch.int64),
+                )
+                for sl in _batches(len(split), batch_size):
+                    runner.evaluate(x_all[sl], y_all[sl], totals, progress)
+                    totals.n += sl.stop - sl.start
+                per_split.append(totals)
+            t2 = time.perf_counter()
+    except (DataError, UsageError):
+        raise
+    except RuntimeError as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"the model's forward pass failed: {msg}",
+            hint="check that the data's shape fits the model (e.g. in_channels)",
+        ) from exc
+
+    for p, u in zip(points, index, strict=True):
+        for split, totals in zip(splits, per_split, strict=True):
+            n = totals.n
+            mean = float(totals.loss[u]) / n if n else math.nan
+            var = (float(totals.loss_sq[u]) - n * mean * mean) / (n - 1) if n > 1 else math.nan
+            se = math.sqrt(max(var, 0.0) / n) if n > 1 and math.isfinite(var) else math.nan
+            acc = float(totals.correct[u]) / n if n else math.nan
+            results.append(PointResult(p, split.name, mean, se, acc, n))
+    report = EngineReport(
+        strategy=strategy,
+        policy=policy,
+        device=str(dev),
+        batch_size=batch_size,
+        chunk_size=chunk if strategy == "batched" else None,
+        unique_points=len(unique),
+        calibration_batches=calib_batches,
+        seconds_calibration=t1 - t0,
+        seconds_evaluation=t2 - t1,
+        bn_modules=len(plan.bn_modules),
+    )
+    return results, report

@@ -1,0 +1,51 @@
+"""The one error hierarchy: every mistake a user can make surfaces as an InterpscanError.
+
+The CLI catches InterpscanError in exactly one place and prints ``message`` plus ``hint`` on one line each;
+everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class InterpscanError(Exception):
+    """Base class: a problem the user can fix. ``hint`` says how; ``exit_code`` 2 = bad input, 1 = failed run."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(InterpscanError, ValueError):
+    """Flags that cannot be combined, or a value outside its range."""
+
+
+class CheckpointError(InterpscanError, ValueError):
+    """A checkpoint file that cannot be read, or whose contents are not a set of named tensors."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
+class ModelError(InterpscanError, ValueError):
+    """A model spec that cannot be resolved, or a model that does not match the checkpoints."""
+
+
+class DataError(InterpscanError, ValueError):
+    """A dataset that cannot be found, read, or used with the model."""
+
+
+class OutputError(InterpscanError, OSError):
+    """An output location that cannot be written without losing something the user had."""
+
+
+class RunError(InterpscanError, RuntimeError):
+    """The scan itself failed (e.g. the model raised during its forward pass)."""
+
+    exit_code = 1

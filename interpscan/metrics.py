@@ -1,0 +1,152 @@
+"""Shape metrics of a path, with the formulas of DOMAIN.md, and parameter-space distances.
+
+Every curve metric is computed on the grid points with 0 ≤ α ≤ 1 (extrapolated points are plotted, not
+scored); α=0 and α=1 must be on the grid. A curve with a non-finite loss in [0, 1] gets NaN metrics: no
+number is made up for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Height of a barrier and the α where it peaks (NaN when undefined)."""
+
+    height: float
+    alpha: float
+
+
+def _clean(alphas: Sequence[float], values: Sequence[float]) -> tuple[Array, Array]:
+    a = np.asarray(alphas, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if a.shape != v.shape:
+        raise ValueError(f"alphas and values differ in length ({a.size} vs {v.size})")
+    order = np.argsort(a, kind="stable")
+    a, v = a[order], v[order]
+    keep = (a >= 0.0) & (a <= 1.0)
+    a, v = a[keep], v[keep]
+    if a.size == 0 or a[0] != 0.0 or a[-1] != 1.0:
+        raise ValueError("the grid must contain α=0 and α=1")
+    return a, v
+
+
+def monotonicity_gap(alphas: Sequence[float], values: Sequence[float]) -> float:
+    """Lucas et al.'s Δ = max over i<j of [L(α_j) − L(α_i)], and 0 when the curve never rises."""
+    _, v = _clean(alphas, values)
+    if not np.all(np.isfinite(v)):
+        return math.nan
+    lowest_so_far = np.minimum.accumulate(v)
+    return float(max(0.0, np.max(v - lowest_so_far)))
+
+
+def barrier_linear(alphas: Sequence[float], values: Sequence[float]) -> Barrier:
+    """B_lin = max_α [L(α) − ((1−α)·L(0) + α·L(1))], relative to the straight line between the endpoints."""
+    a, v = _clean(alphas, values)
+    if not np.all(np.isfinite(v)):
+        return Barrier(math.nan, math.nan)
+    excess = v - ((1.0 - a) * v[0] + a * v[-1])
+    i = int(np.argmax(excess))
+    return Barrier(float(excess[i]), float(a[i]))
+
+
+def barrier_max(alphas: Sequence[float], values: Sequence[float]) -> Barrier:
+    """B_max = max_α L(α) − max(L(0), L(1)); ≤ 0 means no barrier."""
+    a, v = _clean(alphas, values)
+    if not np.all(np.isfinite(v)):
+        return Barrier(math.nan, math.nan)
+    i = int(np.argmax(v))
+    return Barrier(float(v[i] - max(v[0], v[-1])), float(a[i]))
+
+
+def endpoint_values(alphas: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
+    """(L(0), L(1))."""
+    _, v = _clean(alphas, values)
+    return float(v[0]), float(v[-1])
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """The summary.csv columns for one (curve, split)."""
+
+    loss_start: float
+    loss_end: float
+    delta: float
+    monotone: bool | None  # None when Δ is undefined (non-finite losses)
+    barrier_linear: float
+    barrier_linear_alpha: float
+    barrier_max: float
+    barrier_max_alpha: float
+    error_barrier_linear: float
+    error_barrier_max: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_curve(
+    alphas: Sequence[float],
+    loss: Sequence[float],
+    accuracy: Sequence[float] | None = None,
+    *,
+    tol: float = 0.0,
+) -> CurveSummary:
+    """All shape metrics of one curve. The path is monotone when Δ ≤ ``tol``. Error is 1 − accuracy."""
+    start, end = endpoint_values(alphas, loss)
+    delta = monotonicity_gap(alphas, loss)
+    b_lin, b_max = barrier_linear(alphas, loss), barrier_max(alphas, loss)
+    if accuracy is not None and np.all(np.isfinite(np.asarray(accuracy, dtype=np.float64))):
+        error = [1.0 - a for a in accuracy]
+        e_lin, e_max = barrier_linear(alphas, error).height, barrier_max(alphas, error).height
+    else:
+        e_lin = e_max = math.nan
+    return CurveSummary(
+        loss_start=start,
+        loss_end=end,
+        delta=delta,
+        monotone=None if math.isnan(delta) else bool(delta <= tol),
+        barrier_linear=b_lin.height,
+        barrier_linear_alpha=b_lin.alpha,
+        barrier_max=b_max.height,
+        barrier_max_alpha=b_max.alpha,
+        error_barrier_linear=e_lin,
+        error_barrier_max=e_max,
+    )
+
+
+@dataclass(frozen=True)
+class Distance:
+    """‖θ_T − θ_0‖₂, ‖θ_T − θ_0‖ / ‖θ_0‖ and cosine(θ_0, θ_T) over a set of tensors."""
+
+    distance: float
+    relative_distance: float
+    cosine: float
+
+
+def distances(start: Mapping[str, Any], end: Mapping[str, Any], names: Sequence[str]) -> Distance:
+    """Distances between two states over ``names`` (callers pass parameters only, not running statistics).
+
+    Tensors are flattened and concatenated; sums run in float64.
+    """
+    import torch
+
+    diff_sq = norm0_sq = norm1_sq = dot = 0.0
+    for name in names:
+        a = start[name].detach().to(torch.float64).flatten()
+        b = end[name].detach().to(torch.float64).flatten()
+        diff_sq += float(torch.sum((b - a) ** 2))
+        norm0_sq += float(torch.sum(a * a))
+        norm1_sq += float(torch.sum(b * b))
+        dot += float(torch.sum(a * b))
+    d = math.sqrt(diff_sq)
+    rel = d / math.sqrt(norm0_sq) if norm0_sq > 0 else math.nan
+    cos = dot / math.sqrt(norm0_sq * norm1_sq) if norm0_sq > 0 and norm1_sq > 0 else math.nan
+    return Distance(d, rel, cos)

@@ -1,0 +1,382 @@
+"""One scan, end to end as a library call: resolve inputs, evaluate the path, compute metrics.
+
+``run_scan(ScanConfig(...))`` is what ``interpscan run`` does, minus writing files: it returns the tidy
+results and summary tables and the manifest (run.json) as plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoints import Checkpoint, align_to_model, load_checkpoint
+from .data import DataSource, Split, load_split, open_data, parse_normalize, subset_indices
+from .engine import Point, PointResult, Progress, has_running_stats, scan_points
+from .errors import ModelError, UsageError
+from .metrics import distances, summarize_curve
+from .models import ModelSpec, build_model, check_against, factory_parameters, parse_model_spec
+
+RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n"]
+SUMMARY_COLUMNS = [
+    "curve",
+    "split",
+    "loss_start",
+    "loss_end",
+    "delta",
+    "monotone",
+    "barrier_linear",
+    "barrier_linear_alpha",
+    "barrier_max",
+    "barrier_max_alpha",
+    "error_barrier_linear",
+    "error_barrier_max",
+    "distance",
+    "relative_distance",
+    "cosine",
+]
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+
+
+def parse_grid(alphas: str = "21", alpha_range: str | None = None) -> tuple[list[float], list[float]]:
+    """Resolve ``--alphas`` / ``--alpha-range`` into a sorted grid that always holds α=0 and α=1.
+
+    ``alphas`` is a count N (N evenly spaced points over the range, default [0, 1]) or an explicit
+    comma-separated list. Returns (grid, endpoints that had to be added).
+
+    Raises:
+        UsageError: a malformed count, list or range.
+    """
+    text = alphas.strip()
+    if "," not in text and text.isdigit():
+        n = int(text)
+        lo, hi = 0.0, 1.0
+        if alpha_range is not None:
+            try:
+                lo, hi = (float(v) for v in alpha_range.split(","))
+            except ValueError:
+                raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}")
+        if n < 2:
+            raise UsageError(f"--alphas {n}: need at least 2 points")
+        values = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    else:
+        if alpha_range is not None:
+            raise UsageError("--alpha-range applies to a count of points, not to an explicit --alphas list")
+        try:
+            values = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(
+                f"--alphas {alphas!r} is neither a count nor a list of numbers",
+                hint="e.g. --alphas 51 or --alphas 0,0.5,0.9,1",
+            ) from None
+        if not values or not all(math.isfinite(v) for v in values):
+            raise UsageError(f"--alphas {alphas!r} must hold finite numbers")
+    grid = sorted({round(v, 12) + 0.0 for v in values})
+    added = [e for e in (0.0, 1.0) if e not in grid]
+    return sorted(grid + added), added
+
+
+# ---------------------------------------------------------------------------------------------- the config
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan depends on. Paths are as the user gave them; defaults match the CLI's."""
+
+    init: Path
+    final: Path
+    data: str = "fashion-mnist-small"
+    model: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    data_root: Path | None = None
+    splits: tuple[str, ...] = ("test",)
+    samples: int | None = None
+    seed: int = 0
+    normalize: str = "auto"
+    alphas: str = "21"
+    alpha_range: str | None = None
+    bn: str = "auto"
+    bn_samples: int = 2048
+    strategy: str = "auto"
+    device: str = "auto"
+    batch_size: int | None = None
+    chunk_size: int | None = None
+    tol: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The scan's outputs as data: results.csv and summary.csv as DataFrames, run.json as a dict."""
+
+    results: Any  # pandas.DataFrame, RESULT_COLUMNS
+    summary: Any  # pandas.DataFrame, SUMMARY_COLUMNS
+    manifest: dict[str, Any]
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` picks the first CUDA device when there is one, else the CPU."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device {text!r} is not a device", hint="use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: no CUDA device is available", hint="use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device {text}: only cpu and cuda are supported")
+    return dev
+
+
+def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tuple[ModelSpec, str]:
+    if config.model is not None:
+        return parse_model_spec(config.model, config.model_args), "--model"
+    for ckpt in (final, init):
+        recorded = ckpt.model_spec
+        if recorded is not None:
+            args = {**dict(recorded.get("model_args") or {}), **config.model_args}
+            return parse_model_spec(str(recorded["model"]), args), f"recorded in {ckpt.info.path}"
+    raise ModelError(
+        "no --model given, and the checkpoints do not record which model they hold",
+        hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
+    )
+
+
+def _with_data_defaults(spec: ModelSpec, splits: Sequence[Split], source: DataSource) -> ModelSpec:
+    """Zoo models get in_channels / in_features / num_classes from the data unless the user set them."""
+    if spec.kind != "zoo" or not splits:
+        return spec
+    accepted = factory_parameters(spec)
+    x = splits[0].inputs
+    args = dict(spec.args)
+    if "in_channels" in accepted and "in_channels" not in args and x.dim() == 4:
+        args["in_channels"] = int(x.shape[1])
+    if "in_features" in accepted and "in_features" not in args:
+        args["in_features"] = int(math.prod(x.shape[1:]))
+    if "num_classes" in accepted and "num_classes" not in args:
+        top = max(int(s.targets.max()) for s in splits if len(s))
+        args["num_classes"] = 10 if source.name.startswith("fashion-mnist") else top + 1
+    return ModelSpec(spec.kind, spec.target, spec.factory, args)
+
+
+def _choose_policy(requested: str, bn_model: bool, source: DataSource) -> tuple[str, str]:
+    if requested not in ("auto", "interpolate", "recompute", "batch"):
+        raise UsageError(f"--bn {requested!r} is not a policy", hint="use interpolate, recompute or batch")
+    if not bn_model:
+        return (
+            ("interpolate", "the model has no batch-norm running statistics")
+            if requested == "auto"
+            else (
+                requested,
+                "requested (the model has no batch-norm running statistics, so all policies agree)",
+            )
+        )
+    if requested == "auto":
+        if "train" in source.splits:
+            return "recompute", "default for a model with batch norm when a train split exists"
+        return "interpolate", f"default: {source.name} has no train split to re-estimate statistics from"
+    if requested == "recompute" and "train" not in source.splits:
+        raise UsageError(
+            f"--bn recompute needs a train split to re-estimate statistics, and {source.name} has none",
+            hint="use --bn interpolate or --bn batch, or data with a train split",
+        )
+    return requested, "requested"
+
+
+def default_batch_size(device: torch.device) -> int:
+    # CPU: activations of a few hundred examples stay cache- and allocator-friendly (ENGINE-NOTES 2);
+    # GPU: large batches keep the device busy.
+    return 1024 if device.type == "cuda" else 256
+
+
+def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = None) -> ScanResult:
+    """Run one whole-network scan. ``log(str)`` receives progress messages (the CLI prints them to stderr).
+
+    Raises:
+        InterpscanError: any problem with the inputs, before compute starts where it can be known.
+    """
+
+    say = log or (lambda _msg: None)
+    t_start = time.perf_counter()
+    grid, added = parse_grid(config.alphas, config.alpha_range)
+    device = resolve_device(config.device)
+    strategy = config.strategy
+    if strategy == "auto":
+        strategy = "batched" if device.type == "cuda" else "sequential"
+    elif strategy not in ("sequential", "batched"):
+        raise UsageError(f"--strategy {strategy!r} is not one of auto, sequential, batched")
+    batch_size = config.batch_size or default_batch_size(device)
+    if config.samples is not None and config.samples <= 0:
+        raise UsageError(f"--samples must be positive, got {config.samples}")
+    if config.bn_samples <= 0:
+        raise UsageError(f"--bn-samples must be positive, got {config.bn_samples}")
+    if not config.splits or len(set(config.splits)) != len(config.splits):
+        raise UsageError(f"--split {','.join(config.splits)}: give each split once, e.g. test or train,test")
+
+    init, final = load_checkpoint(config.init), load_checkpoint(config.final)
+    source = open_data(config.data, config.data_root)
+    normalization = parse_normalize(config.normalize, source)
+    splits = [
+        load_split(source, s, samples=config.samples, seed=config.seed, normalization=normalization)
+        for s in config.splits
+    ]
+    spec, spec_origin = _model_spec(config, final, init)
+    spec = _with_data_defaults(spec, splits, source)
+    model = build_model(spec)
+    names = list(model.state_dict())
+    init, final = align_to_model(init, names), align_to_model(final, names)
+    check_against(model, {"init": init.tensors, "final": final.tensors})
+
+    policy, policy_reason = _choose_policy(config.bn, has_running_stats(model), source)
+    calibration: torch.Tensor | None = None
+    calib_idx: torch.Tensor | None = None
+    if policy == "recompute" and has_running_stats(model):
+        x_train, _ = source.read("train")
+        calib_idx = subset_indices(len(x_train), config.bn_samples, config.seed + 1)
+        calibration = load_split(
+            source, "train", samples=config.bn_samples, seed=config.seed + 1, normalization=normalization
+        ).inputs
+    say(
+        f"model {spec.text} ({spec_origin}); data {source.name} "
+        + ", ".join(f"{s.name}={len(s)}" for s in splits)
+        + f"; BN policy {policy} ({policy_reason}); {len(grid)} points; {strategy} on {device}"
+    )
+
+    points = [Point("all", a) for a in grid]
+    point_results, report = scan_points(
+        model,
+        init.tensors,
+        final.tensors,
+        points,
+        splits,
+        policy=policy,
+        calibration=calibration,
+        strategy=strategy,
+        device=device,
+        batch_size=batch_size,
+        chunk_size=config.chunk_size,
+        progress=progress,
+    )
+
+    results = results_frame(point_results, [s.name for s in splits])
+    params = [n for n, _ in model.named_parameters()]
+    summary = summary_frame(results, {"all": params}, init.tensors, final.tensors, config.tol)
+    manifest = {
+        "interpscan": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": list(sys.argv),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+        ),
+        "strategy": strategy,
+        "checkpoints": {"init": init.info.to_json(), "final": final.info.to_json()},
+        "model": {
+            **spec.to_json(),
+            "origin": spec_origin,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "tensors": len(names),
+        },
+        "data": {
+            "name": source.name,
+            "location": source.location,
+            "normalization": normalization,
+            "seed": config.seed,
+            "splits": {
+                s.name: {"n": len(s), "indices": list(s.indices) if s.indices is not None else "all"} for s in splits
+            },
+        },
+        "bn": {
+            "policy": policy,
+            "reason": policy_reason,
+            "batchnorm_modules": report.bn_modules,
+            "calibration_samples": 0 if calibration is None else len(calibration),
+            "calibration_indices": [] if calib_idx is None else [int(i) for i in calib_idx],
+        },
+        "grid": {"alphas": grid, "endpoints_added": added},
+        "tol": config.tol,
+        "engine": {
+            "batch_size": report.batch_size,
+            "chunk_size": report.chunk_size,
+            "unique_points": report.unique_points,
+            "calibration_batches": report.calibration_batches,
+        },
+        "timings": {
+            "calibration_s": round(report.seconds_calibration, 4),
+            "evaluation_s": round(report.seconds_evaluation, 4),
+            "total_s": round(time.perf_counter() - t_start, 4),
+        },
+    }
+    return ScanResult(results, summary, manifest)
+
+
+def results_frame(point_results: Sequence[PointResult], split_order: Sequence[str]) -> Any:
+    """The tidy results table: one row per (curve, split, alpha), RESULT_COLUMNS, sorted."""
+    import pandas as pd
+
+    rows = [
+        {
+            "curve": r.point.curve,
+            "split": r.split,
+            "alpha": r.point.alpha,
+            "loss": r.loss,
+            "loss_se": r.loss_se,
+            "accuracy": r.accuracy,
+            "n": r.n,
+        }
+        for r in point_results
+    ]
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    curve_order = list(dict.fromkeys(df["curve"]))
+    df["_c"] = df["curve"].map(curve_order.index)
+    df["_s"] = df["split"].map(list(split_order).index)
+    return df.sort_values(["_c", "_s", "alpha"]).drop(columns=["_c", "_s"]).reset_index(drop=True)
+
+
+def summary_frame(
+    results: Any,
+    curve_params: dict[str, list[str]],
+    init: dict[str, torch.Tensor],
+    final: dict[str, torch.Tensor],
+    tol: float,
+) -> Any:
+    """summary.csv: one row per (curve, split), SUMMARY_COLUMNS; distances over each curve's parameters."""
+    import pandas as pd
+
+    rows = []
+    for (curve, split), g in results.groupby(["curve", "split"], sort=False):
+        m = summarize_curve(g["alpha"].tolist(), g["loss"].tolist(), g["accuracy"].tolist(), tol=tol)
+        d = distances(init, final, curve_params[str(curve)])
+        rows.append(
+            {
+                "curve": curve,
+                "split": split,
+                **m.to_dict(),
+                "distance": d.distance,
+                "relative_distance": d.relative_distance,
+                "cosine": d.cosine,
+            }
+        )
+    df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    df["monotone"] = df["monotone"].astype("boolean")
+    return df
