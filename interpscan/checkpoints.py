@@ -125,7 +125,9 @@ def _load_raw(path: Path, fmt: str) -> tuple[Any, dict[str, Any]]:
                 metadata[META_KEY] = json.loads(meta[META_KEY])
         return tensors, metadata
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # A file object, not the path: torch.load treats any path ending in .safetensors as one.
+        with path.open("rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -161,12 +163,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     obj, metadata = _load_raw(p, fmt)
 
     container: str | None = None
+    outer: list[str] = []  # entries beside the container (optimizer state, epoch, ...), ignored
     if isinstance(obj, Mapping) and META_KEY in obj and isinstance(obj[META_KEY], Mapping):
         metadata[META_KEY] = dict(obj[META_KEY])
     if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
         for key in CONTAINER_KEYS:
             if _is_tensor_dict(obj.get(key)):
                 container = key
+                outer = [str(k) for k in obj if k not in (key, META_KEY)]
                 obj = obj[key]
                 break
     if not _is_tensor_dict(obj):
@@ -177,7 +181,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             hint=f"interpscan reads a state dict, optionally nested under one of {', '.join(CONTAINER_KEYS)}",
         )
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    ignored = tuple(sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)))
+    ignored = tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + outer))
     dtypes: dict[str, int] = {}
     for t in tensors.values():
         name = str(t.dtype).removeprefix("torch.")

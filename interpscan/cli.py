@@ -52,20 +52,17 @@ def _root(
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
-    """A rich progress bar over (point, batch) evaluations, on stderr."""
+    """A rich progress bar over (point, batch) evaluations, on stderr.
+
+    It starts at the first report, i.e. once the inputs have been checked, so an early error prints alone.
+    """
     if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
-    with Progress(
+    bar = Bar(
         TextColumn("scanning", style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -75,13 +72,19 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-    ) as bar:
-        task = bar.add_task("scan", total=None)
+    )
+    task = bar.add_task("scan", total=None)
 
-        def advance(n: int, total: int) -> None:
-            bar.update(task, advance=n, total=total)
+    def advance(n: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, advance=n, total=total)
 
+    try:
         yield advance
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def _summary_table(summary: Any, title: str) -> None:

@@ -8,8 +8,11 @@ slices these tensors directly.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError, UsageError
+from .errors import CheckpointError, DataError, UsageError
 
 # (mean, std) of the training images in [0, 1], the normalization users of these datasets expect.
 STANDARD_NORMALIZATION = {"fashion-mnist": (0.2860, 0.3530), "fashion-mnist-small": (0.2860, 0.3530)}
@@ -58,7 +61,7 @@ def read_idx(path: Path) -> np.ndarray[Any, Any]:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged deflate stream
             raise DataError(f"{path}: corrupt gzip data ({exc})", hint="delete the file and fetch it again") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
@@ -189,17 +192,32 @@ def _read_tensor_file(path: Path) -> dict[str, Any]:
 
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with path.open("rb") as fh:  # our own handle: np.load leaks its one when the zip is corrupt
+                npz = np.load(fh, allow_pickle=False)
+                if not isinstance(npz, np.lib.npyio.NpzFile):  # a single .npy array under an .npz name
+                    raise DataError(
+                        f"{path}: a single array, not an .npz archive", hint="save with np.savez(path, x=x, y=y)"
+                    )
                 return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
-        except (OSError, ValueError) as exc:
+        except DataError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: unreadable .npz file ({exc})") from exc
-    fmt = detect_format(path)
+    try:
+        fmt = detect_format(path)
+    except CheckpointError as exc:
+        raise DataError(exc.message, hint="expected a .pt/.pth (torch.save), .npz or .safetensors file") from exc
     if fmt == "safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable safetensors file ({exc})") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as fh:  # not the path: torch.load treats any path ending in .safetensors as one
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise DataError(f"{path}: unreadable tensor file ({exc})") from exc
     if not isinstance(obj, Mapping):
@@ -237,6 +255,11 @@ def _tensor_file_splits(path: Path, entries: Mapping[str, Any]) -> dict[str, tup
             "optionally per split (x_train, y_test, or nested under train/test)",
         )
     for split, (x, y) in splits.items():
+        if x.dim() == 0 or y.dim() != 1:
+            raise DataError(
+                f"{path}: {split} inputs have shape {list(x.shape)} and targets {list(y.shape)}; "
+                "expected inputs (N, ...) and targets (N,)"
+            )
         if x.shape[0] != y.shape[0]:
             raise DataError(f"{path}: {split} has {x.shape[0]} inputs but {y.shape[0]} targets")
     return splits
@@ -282,6 +305,8 @@ def parse_normalize(text: str, source: DataSource) -> tuple[float, float] | None
         mean, std = (float(p) for p in parts)
     except ValueError:
         raise UsageError(f"--normalize {text!r} is not auto, none or MEAN,STD", hint="e.g. 0.286,0.353") from None
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise UsageError(f"--normalize {text!r}: mean and std must be finite numbers")
     if std <= 0:
         raise UsageError(f"--normalize std must be positive, got {std}")
     return mean, std

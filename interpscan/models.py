@@ -146,18 +146,72 @@ def resnet18(in_channels: int = 3, num_classes: int = 10, width: int = 64, bn: b
     return ResNet([2, 2, 2, 2], [width, 2 * width, 4 * width, 8 * width], in_channels, num_classes, bn)
 
 
+def _find(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """The tensor called ``name``, also under wrapper prefixes (``module.``, ``model.``, ``_orig_mod.``)."""
+    from .checkpoints import WRAPPER_PREFIXES
+
+    for key, value in tensors.items():
+        while key != name and key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        if key == name:
+            return value
+    return None
+
+
+def _infer_conv(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if (conv := _find(tensors, "conv1.weight")) is not None and conv.dim() == 4:
+        args.update(width=int(conv.shape[0]), in_channels=int(conv.shape[1]))
+        args["bn"] = _find(tensors, "bn1.weight") is not None
+    if (fc := _find(tensors, "fc.weight")) is not None and fc.dim() == 2:
+        args["num_classes"] = int(fc.shape[0])
+    return args
+
+
+def _infer_resnet(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    # resnet20's base width is that of its first stage; resnet18's too (stem and layer1 share it)
+    return _infer_conv(tensors)
+
+
+def _infer_mlp(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    hidden = [t for i in range(64) if (t := _find(tensors, f"features.{i}.weight")) is not None and t.dim() == 2]
+    if hidden:
+        args.update(in_features=int(hidden[0].shape[1]), width=int(hidden[0].shape[0]), depth=len(hidden))
+    if (fc := _find(tensors, "fc.weight")) is not None and fc.dim() == 2:
+        args["num_classes"] = int(fc.shape[0])
+        if not hidden:
+            args.update(in_features=int(fc.shape[1]), depth=0)
+    return args
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     factory: Callable[..., nn.Module]
     description: str
+    # reads the architecture's arguments (widths, class count, ...) off a checkpoint's shapes
+    infer: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]
 
 
 ZOO: dict[str, ZooEntry] = {
-    "mlp": ZooEntry(MLP, "fully connected ReLU net (width, depth, dropout)"),
-    "cnn": ZooEntry(CNN, "two conv-BN-ReLU stages and a linear head (width, bn, dropout)"),
-    "resnet20": ZooEntry(resnet20, "CIFAR ResNet-20 with batch norm (width, bn)"),
-    "resnet18": ZooEntry(resnet18, "CIFAR ResNet-18 with batch norm, stages layer1..layer4 and fc (width, bn)"),
+    "mlp": ZooEntry(MLP, "fully connected ReLU net (width, depth, dropout)", _infer_mlp),
+    "cnn": ZooEntry(CNN, "two conv-BN-ReLU stages and a linear head (width, bn, dropout)", _infer_conv),
+    "resnet20": ZooEntry(resnet20, "CIFAR ResNet-20 with batch norm (width, bn)", _infer_resnet),
+    "resnet18": ZooEntry(
+        resnet18, "CIFAR ResNet-18 with batch norm, stages layer1..layer4 and fc (width, bn)", _infer_resnet
+    ),
 }
+
+
+def infer_zoo_args(name: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Arguments of zoo model ``name`` implied by a checkpoint's shapes (empty for unknown names).
+
+    Lets ``--model resnet18`` load a 100-class or single-channel checkpoint without ``--model-arg``;
+    arguments the user passes override these.
+    """
+    entry = ZOO.get(name)
+    return entry.infer(tensors) if entry else {}
+
 
 # ------------------------------------------------------------------------------------------ spec grammar
 
@@ -188,7 +242,7 @@ def parse_value(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # TypeError: e.g. {[]: 1}
         return text
 
 
@@ -255,6 +309,8 @@ def _resolve_factory(spec: ModelSpec) -> Callable[..., Any]:
         obj = pkgutil.resolve_name(spec.text)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ModelError(f"cannot resolve model factory {spec.text!r}: {exc}") from exc
+    except Exception as exc:  # the module itself raised while being imported
+        raise ModelError(f"importing {spec.target} failed: {type(exc).__name__}: {exc}") from exc
     return obj  # type: ignore[no-any-return]
 
 

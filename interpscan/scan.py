@@ -19,11 +19,11 @@ import torch
 
 from . import __version__
 from .checkpoints import Checkpoint, align_to_model, load_checkpoint
-from .data import DataSource, Split, load_split, open_data, parse_normalize, subset_indices
+from .data import DataSource, load_split, open_data, parse_normalize, subset_indices
 from .engine import Point, PointResult, Progress, has_running_stats, scan_points
 from .errors import ModelError, UsageError
 from .metrics import distances, summarize_curve
-from .models import ModelSpec, build_model, check_against, factory_parameters, parse_model_spec
+from .models import ModelSpec, build_model, check_against, infer_zoo_args, parse_model_spec
 
 RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n"]
 SUMMARY_COLUMNS = [
@@ -144,8 +144,18 @@ def resolve_device(text: str) -> torch.device:
 
 
 def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tuple[ModelSpec, str]:
+    """The model to build: ``--model``, else the one a checkpoint records. Zoo models take their architecture
+    arguments from the final checkpoint's shapes unless given."""
     if config.model is not None:
-        return parse_model_spec(config.model, config.model_args), "--model"
+        spec = parse_model_spec(config.model, config.model_args)
+        inferred = infer_zoo_args(spec.target, final.tensors) if spec.kind == "zoo" else {}
+        args = {**inferred, **config.model_args}
+        origin = "--model" + (
+            f", {', '.join(sorted(set(inferred) - set(config.model_args)))} from the checkpoint"
+            if set(inferred) - set(config.model_args)
+            else ""
+        )
+        return ModelSpec(spec.kind, spec.target, spec.factory, args), origin
     for ckpt in (final, init):
         recorded = ckpt.model_spec
         if recorded is not None:
@@ -155,23 +165,6 @@ def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tupl
         "no --model given, and the checkpoints do not record which model they hold",
         hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
     )
-
-
-def _with_data_defaults(spec: ModelSpec, splits: Sequence[Split], source: DataSource) -> ModelSpec:
-    """Zoo models get in_channels / in_features / num_classes from the data unless the user set them."""
-    if spec.kind != "zoo" or not splits:
-        return spec
-    accepted = factory_parameters(spec)
-    x = splits[0].inputs
-    args = dict(spec.args)
-    if "in_channels" in accepted and "in_channels" not in args and x.dim() == 4:
-        args["in_channels"] = int(x.shape[1])
-    if "in_features" in accepted and "in_features" not in args:
-        args["in_features"] = int(math.prod(x.shape[1:]))
-    if "num_classes" in accepted and "num_classes" not in args:
-        top = max(int(s.targets.max()) for s in splits if len(s))
-        args["num_classes"] = 10 if source.name.startswith("fashion-mnist") else top + 1
-    return ModelSpec(spec.kind, spec.target, spec.factory, args)
 
 
 def _choose_policy(requested: str, bn_model: bool, source: DataSource) -> tuple[str, str]:
@@ -236,7 +229,6 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
         for s in config.splits
     ]
     spec, spec_origin = _model_spec(config, final, init)
-    spec = _with_data_defaults(spec, splits, source)
     model = build_model(spec)
     names = list(model.state_dict())
     init, final = align_to_model(init, names), align_to_model(final, names)

@@ -33,9 +33,11 @@ def main() -> None:
     for split, (images_name, labels_name) in FASHION_MNIST_FILES.items():
         images = read_idx(source / f"{images_name}.gz")
         labels = read_idx(source / f"{labels_name}.gz")
-        picked = np.sort(np.concatenate([
-            rng.choice(np.flatnonzero(labels == c), PER_CLASS[split], replace=False) for c in range(10)
-        ]))
+        picked = np.sort(
+            np.concatenate(
+                [rng.choice(np.flatnonzero(labels == c), PER_CLASS[split], replace=False) for c in range(10)]
+            )
+        )
         write_idx(out / f"{images_name}.gz", images[picked])
         write_idx(out / f"{labels_name}.gz", labels[picked])
         print(f"{split}: {len(picked)} images from {source}")

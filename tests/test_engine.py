@@ -1,0 +1,210 @@
+"""The engine against the plain reference loop (conftest.reference_curve): every strategy, every BN policy."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import TinyConvBN, TinyMLP, make_state, reference_curve
+from torch import nn
+
+from interpscan.data import Split
+from interpscan.engine import Point, scan_points
+from interpscan.errors import DataError, UsageError
+
+ALPHAS = [0.0, 0.25, 0.5, 0.8, 1.0, 1.3, -0.2]
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, name: str = "test") -> Split:
+    return Split(name, x, y, None)
+
+
+def _run(model: nn.Module, start, end, points, x, y, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("batch_size", 32)
+    kw.setdefault("calibration_batch_size", 16)
+    return scan_points(model, start, end, points, [_split(x, y)], **kw)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+@pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
+@pytest.mark.parametrize("model_cls", [TinyMLP, TinyConvBN])
+def test_engine_equals_reference_loop(model_cls, policy, strategy, image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, calib = image_data
+    model = model_cls().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    points = [Point("all", a) for a in ALPHAS]
+    results, report = _run(
+        model, start, end, points, x, y, policy=policy, calibration=calib, strategy=strategy, chunk_size=3
+    )
+    expected = reference_curve(
+        model, start, end, [dict.fromkeys(start, a) for a in ALPHAS], x, y, policy=policy, calibration=calib
+    )
+    assert [r.point.alpha for r in results] == ALPHAS
+    for r, (loss, se, acc) in zip(results, expected, strict=True):
+        assert r.loss == pytest.approx(loss, rel=1e-5, abs=1e-6)
+        assert r.loss_se == pytest.approx(se, rel=1e-4, abs=1e-7)
+        assert r.accuracy == pytest.approx(acc, abs=1e-12)
+        assert r.n == 70
+    assert report.strategy == strategy
+    assert report.policy == policy
+    # the three policies really differ on a BN net (a test that could not fail would not prove anything)
+    if model_cls is TinyConvBN and policy != "interpolate":
+        interp = reference_curve(model, start, end, [dict.fromkeys(start, 0.5)], x, y, policy="interpolate")
+        assert abs(results[2].loss - interp[0][0]) > 1e-3
+
+
+def test_strategies_agree_bitwise_close(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 3), make_state(model, 4)
+    points = [Point("all", a) for a in ALPHAS]
+    seq, _ = _run(model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="sequential")
+    bat, _ = _run(model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="batched")
+    for a, b in zip(seq, bat, strict=True):
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
+        assert a.accuracy == b.accuracy
+
+
+def test_endpoints_reproduce_each_checkpoint(image_data) -> None:  # type: ignore[no-untyped-def]
+    """With ``interpolate``, α=0 is exactly θ_init's own evaluation and α=1 exactly θ_final's."""
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 5), make_state(model, 6)
+    results, _ = _run(model, start, end, [Point("all", 0.0), Point("all", 1.0)], x, y, batch_size=70)
+    for r, state in zip(results, (start, end), strict=True):
+        m = copy.deepcopy(model)
+        m.load_state_dict(state)
+        with torch.no_grad():
+            own = torch.nn.functional.cross_entropy(m.eval()(x), y)
+        assert r.loss == pytest.approx(float(own), rel=1e-6)
+
+
+def test_layerwise_points_equal_reference(image_data) -> None:  # type: ignore[no-untyped-def]
+    """Points that move one group while the rest is held at final (or init) match a hand-built state dict."""
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 7), make_state(model, 8)
+    group = frozenset(k for k in start if k.startswith(("conv.", "bn.")))
+    points = [Point("conv", a, group, hold) for hold in (1.0, 0.0) for a in (0.0, 0.5, 1.0)]
+    results, _ = _run(model, start, end, points, x, y, strategy="batched", chunk_size=4)
+    coefs = [{k: (p.alpha if k in group else p.hold) for k in start} for p in points]
+    expected = reference_curve(model, start, end, coefs, x, y, policy="interpolate")
+    for r, (loss, _, acc) in zip(results, expected, strict=True):
+        assert r.loss == pytest.approx(loss, rel=1e-5)
+        assert r.accuracy == pytest.approx(acc)
+
+
+def test_coinciding_points_are_evaluated_once(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyMLP().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    group = frozenset({"fc1.weight", "fc1.bias"})
+    # at α=1 with hold=1 a group point is the trained network, the same as the whole-path point at α=1
+    points = [Point("all", 0.5), Point("all", 1.0), Point("fc1", 1.0, group), Point("fc1", 0.5, group)]
+    results, report = _run(model, start, end, points, x, y)
+    assert report.unique_points == 3
+    assert results[1].loss == results[2].loss
+    assert results[3].loss != results[0].loss
+
+
+def test_inputs_are_never_modified(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, calib = image_data
+    model = TinyConvBN().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start, end = make_state(model, 1), make_state(model, 2)
+    start_copy, end_copy = copy.deepcopy(start), copy.deepcopy(end)
+    for strategy in ("sequential", "batched"):
+        _run(model, start, end, [Point("all", 0.3)], x, y, policy="recompute", calibration=calib, strategy=strategy)
+    assert model.training  # the caller's module keeps its mode
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for k in start:
+        assert torch.equal(start[k], start_copy[k]), k
+        assert torch.equal(end[k], end_copy[k]), k
+
+
+def test_integer_buffers_come_from_final(image_data) -> None:  # type: ignore[no-untyped-def]
+    """num_batches_tracked is never interpolated: at every α it is the final checkpoint's value."""
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = copy.deepcopy(model)
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            seen.append(int(self.inner.bn.num_batches_tracked))
+            return self.inner(inp)  # type: ignore[no-any-return]
+
+    spy = Spy().eval()
+    wrap = lambda s: {f"inner.{k}": v for k, v in s.items()}  # noqa: E731
+    _run(spy, wrap(start), wrap(end), [Point("all", 0.0), Point("all", 0.5)], x, y, batch_size=70)
+    assert seen == [int(end["bn.num_batches_tracked"])] * 2
+
+
+def test_standard_error_matches_per_sample_losses(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyMLP().eval()
+    state = make_state(model, 3)
+    (r,), _ = _run(model, state, state, [Point("all", 0.5)], x, y, batch_size=8)
+    m = copy.deepcopy(model)
+    m.load_state_dict(state)
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(m.eval()(x), y, reduction="none").double()
+    assert r.loss == pytest.approx(float(losses.mean()), rel=1e-6)
+    assert r.loss_se == pytest.approx(float(losses.std() / 70**0.5), rel=1e-5)
+
+
+def test_progress_reports_every_unit(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    calls: list[tuple[int, int]] = []
+    points = [Point("all", a) for a in (0.0, 0.5, 1.0)]
+    _run(
+        model,
+        start,
+        end,
+        points,
+        x,
+        y,
+        policy="recompute",
+        calibration=calib,
+        progress=lambda n, total: calls.append((n, total)),
+    )
+    # 3 points × (ceil(50/16) = 4 calibration batches + ceil(70/32) = 3 evaluation batches)
+    assert sum(n for n, _ in calls) == 21
+    assert {t for _, t in calls} == {21}
+
+
+def test_output_that_does_not_fit_targets_is_a_clear_error(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, _, _ = image_data
+    model = TinyMLP().eval()
+    state = make_state(model, 1)
+    y = torch.full((70,), 7)  # the model has 5 outputs
+    with pytest.raises(DataError, match="targets go up to class 7 but the model outputs 5 classes"):
+        _run(model, state, state, [Point("all", 0.0)], x, y)
+
+
+def test_recompute_without_calibration_data_is_refused(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    state = make_state(model, 1)
+    with pytest.raises(UsageError, match="recompute"):
+        _run(model, state, state, [Point("all", 0.0)], x, y, policy="recompute")
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"policy": "bogus"}, "BN policy"), ({"strategy": "vmap"}, "strategy"), ({"batch_size": 0}, "batch-size")],
+)
+def test_bad_options(kw, match, image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyMLP().eval()
+    state = make_state(model, 1)
+    with pytest.raises(UsageError, match=match):
+        _run(model, state, state, [Point("all", 0.0)], x, y, **kw)
