@@ -87,32 +87,50 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
             bar.stop()
 
 
+def _print_wide(renderable: Any) -> None:
+    """Print on stderr at the terminal's width, or at 160 columns when stderr is a file or a pipe."""
+    console = err if err.is_terminal else Console(stderr=True, highlight=False, markup=False, width=160)
+    console.print(renderable)
+
+
+def _fmt(v: Any) -> str:
+    return "nan" if v != v else f"{v:.4g}"
+
+
 def _summary_table(summary: Any, title: str) -> None:
+    """The summary on stderr: per split, the whole network first, then groups ranked by L(0) (the loss with
+    the group rewound), with each group's rank by Δ beside it."""
     from rich.table import Table
 
+    grouped = bool((summary["curve"] != "all").any())
     table = Table(title=title, title_justify="left", header_style="bold")
-    for col in ("curve", "split", "L(0)", "L(1)", "Δ", "monotone", "B_lin", "@α", "B_max", "@α", "err B_lin"):
-        table.add_column(col, justify="left" if col in ("curve", "split", "monotone") else "right")
-
-    def f(v: Any) -> str:
-        return "nan" if v != v else f"{v:.4g}"
-
-    for row in summary.itertuples(index=False):
-        mono = "—" if row.monotone is None or row.monotone != row.monotone else ("yes" if row.monotone else "no")
-        table.add_row(
-            row.curve,
-            row.split,
-            f(row.loss_start),
-            f(row.loss_end),
-            f(row.delta),
-            mono,
-            f(row.barrier_linear),
-            f(row.barrier_linear_alpha),
-            f(row.barrier_max),
-            f(row.barrier_max_alpha),
-            f(row.error_barrier_linear),
-        )
-    err.print(table)
+    columns = ["curve", "split", "L(0)", "L(1)", "Δ", "monotone", "B_lin @α", "B_max @α"]
+    if grouped:
+        columns += ["rank L(0)", "rank Δ"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("curve", "split", "monotone") else "right", no_wrap=True)
+    for split, rows in summary.groupby("split", sort=False):
+        whole = rows[rows["curve"] == "all"]
+        groups = rows[rows["curve"] != "all"].sort_values("loss_start", ascending=False, na_position="last")
+        by_delta = groups["delta"].rank(ascending=False, method="min")
+        for i, row in enumerate([*whole.itertuples(index=False), *groups.itertuples(index=False)]):
+            mono = "—" if row.monotone is None or row.monotone != row.monotone else ("yes" if row.monotone else "no")
+            cells = [
+                str(row.curve),
+                str(split),
+                _fmt(row.loss_start),
+                _fmt(row.loss_end),
+                _fmt(row.delta),
+                mono,
+                f"{_fmt(row.barrier_linear)} @{_fmt(row.barrier_linear_alpha)}",
+                f"{_fmt(row.barrier_max)} @{_fmt(row.barrier_max_alpha)}",
+            ]
+            if grouped:
+                is_group = row.curve != "all"
+                rank_delta = by_delta.iloc[i - len(whole)] if is_group else float("nan")
+                cells += [str(i - len(whole) + 1) if is_group else "", _fmt(rank_delta) if is_group else ""]
+            table.add_row(*cells)
+    _print_wide(table)
 
 
 def _split_list(text: str) -> tuple[str, ...]:
@@ -189,6 +207,22 @@ def run(
         int | None, typer.Option(help="Examples per forward pass [default: 256 on CPU, 1024 on CUDA].")
     ] = None,
     tol: Annotated[float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.")] = 0.0,
+    groups: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--groups",
+            "-g",
+            help="Also scan layer groups (repeatable; comma-separated): a glob such as 'layer*' (one group per "
+            "matched module), NAME=PAT[,PAT,!PAT] (one named group), or @top, @leaves, @depth:N. "
+            "See `interpscan layers`.",
+        ),
+    ] = None,
+    hold: Annotated[
+        str, typer.Option(help="Where tensors outside the moving set stay: final (the seed paper) or init.")
+    ] = "final",
+    mode: Annotated[
+        str, typer.Option(help="only (just the group moves) or all-but (everything except the group moves).")
+    ] = "only",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-out"),
     force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
     html: Annotated[bool, typer.Option(help="Write results.html.")] = True,
@@ -218,6 +252,9 @@ def run(
         device=device,
         batch_size=batch_size,
         tol=tol,
+        groups=tuple(groups or ()),
+        hold=hold,
+        mode=mode,
     )
     with _output_dir(out, force) as directory:
         prepare_output_dir(directory, force=force)
@@ -227,6 +264,74 @@ def run(
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
     err.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
+def layers(
+    init: Annotated[Path, typer.Argument(help="A checkpoint (θ_init).")],
+    final: Annotated[Path | None, typer.Argument(help="Optional second checkpoint: adds distances per group.")] = None,
+    groups: Annotated[
+        list[str] | None,
+        typer.Option("--groups", "-g", help="Patterns as for `run --groups` [default: @top]."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Resolve against this model's module tree (else the recorded model, else the tensor names).",
+        ),
+    ] = None,
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="KEY=VALUE for the factory.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv (to stdout).")] = "table",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every tensor of each group.")] = False,
+) -> None:
+    """Show how group patterns resolve, before any scan: tensors, parameters and share per group; with FINAL,
+    ‖θ_T−θ_0‖, relative change and cosine per group. Data-free and instant."""
+    from .errors import UsageError
+    from .models import parse_model_args
+    from .scan import layer_report
+
+    if fmt not in ("table", "json", "csv"):
+        raise UsageError(f"--format {fmt!r} is not table, json or csv")
+    report = layer_report(init, final, tuple(groups or ("@top",)), model, parse_model_args(model_arg or []))
+    rows = report.rows
+    if fmt == "json":
+        import json
+
+        typer.echo(json.dumps({"model": report.model, "groups": rows}, indent=2))
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=[k for k in rows[0] if k != "names"], extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    source = f"model {report.model}" if report.model else "tensor names (no model)"
+    table = Table(
+        title=f"{len(report.grouping)} groups, resolved against {source}", title_justify="left", header_style="bold"
+    )
+    columns = ["group", "tensors", "parameters", "share"]
+    if final is not None:
+        columns += ["‖θ_T−θ_0‖", "relative", "cosine"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("group", "tensors") else "right")
+    for row in rows:
+        tensors = "\n".join(row["names"]) if verbose else str(row["tensors"])
+        cells = [row["group"], tensors, f"{row['parameters']:,}", f"{row['share']:.1%}"]
+        if final is not None:
+            cells += [_fmt(row["distance"]), _fmt(row["relative_distance"]), _fmt(row["cosine"])]
+        table.add_row(*cells)
+    Console(highlight=False, markup=False).print(table)
 
 
 @app.command()
@@ -267,7 +372,7 @@ def plot(
 
 
 def _say(message: str) -> None:
-    err.print(message)
+    err.print(message, soft_wrap=True)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,11 @@ from .checkpoints import Checkpoint, align_to_model, load_checkpoint
 from .data import DataSource, load_split, open_data, parse_normalize, subset_indices
 from .engine import Point, PointResult, Progress, has_running_stats, scan_points
 from .errors import ModelError, UsageError
+from .groups import Grouping, ModuleTree, resolve_groups
 from .metrics import distances, summarize_curve
 from .models import ModelSpec, build_model, check_against, infer_zoo_args, parse_model_spec
 
-RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n"]
+RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"]
 SUMMARY_COLUMNS = [
     "curve",
     "split",
@@ -42,7 +43,11 @@ SUMMARY_COLUMNS = [
     "distance",
     "relative_distance",
     "cosine",
+    "hold",
+    "mode",
 ]
+HOLDS = {"final": 1.0, "init": 0.0}  # the interpolation coefficient of the tensors that do not move
+MODES = ("only", "all-but")
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -114,6 +119,9 @@ class ScanConfig:
     batch_size: int | None = None
     chunk_size: int | None = None
     tol: float = 0.0
+    groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
+    hold: str = "final"  # where tensors outside the moving set stay: "final" (the seed paper) or "init"
+    mode: str = "only"  # "only": the group moves; "all-but": everything except the group moves
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,14 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
     init, final = align_to_model(init, names), align_to_model(final, names)
     check_against(model, {"init": init.tensors, "final": final.tensors})
 
+    grouping: Grouping | None = None
+    if config.groups:
+        if config.hold not in HOLDS:
+            raise UsageError(f"--hold {config.hold!r} is not final or init")
+        if config.mode not in MODES:
+            raise UsageError(f"--mode {config.mode!r} is not only or all-but")
+        grouping = resolve_groups(config.groups, ModuleTree.from_model(model))
+
     policy, policy_reason = _choose_policy(config.bn, has_running_stats(model), source)
     calibration: torch.Tensor | None = None
     calib_idx: torch.Tensor | None = None
@@ -246,10 +262,20 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
     say(
         f"model {spec.text} ({spec_origin}); data {source.name} "
         + ", ".join(f"{s.name}={len(s)}" for s in splits)
-        + f"; BN policy {policy} ({policy_reason}); {len(grid)} points; {strategy} on {device}"
+        + f"; BN policy {policy} ({policy_reason}); {len(grid)} α"
+        + (f" × {len(grouping) + 1} curves (all + {len(grouping)} groups)" if grouping else "")
+        + f"; {strategy} on {device}"
     )
 
-    points = [Point("all", a) for a in grid]
+    params = [n for n, _ in model.named_parameters()]
+    curves = {"all": Curve("all", "", "", frozenset(names), params)}
+    if grouping is not None:
+        curves.update(group_curves(grouping, names, params, config.hold, config.mode))
+    points = [
+        Point(c.name, a, None if c.name == "all" else c.moving, HOLDS.get(c.hold, 1.0))
+        for c in curves.values()
+        for a in grid
+    ]
     point_results, report = scan_points(
         model,
         init.tensors,
@@ -265,9 +291,8 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
         progress=progress,
     )
 
-    results = results_frame(point_results, [s.name for s in splits])
-    params = [n for n, _ in model.named_parameters()]
-    summary = summary_frame(results, {"all": params}, init.tensors, final.tensors, config.tol)
+    results = results_frame(point_results, [s.name for s in splits], curves)
+    summary = summary_frame(results, curves, init.tensors, final.tensors, config.tol)
     manifest = {
         "interpscan": __version__,
         "torch": torch.__version__,
@@ -306,6 +331,15 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
             "calibration_indices": [] if calib_idx is None else [int(i) for i in calib_idx],
         },
         "grid": {"alphas": grid, "endpoints_added": added},
+        "groups": None
+        if grouping is None
+        else {
+            "specs": list(config.groups),
+            "hold": config.hold,
+            "mode": config.mode,
+            "groups": [{"name": g.name, "source": g.source, "tensors": list(g.tensors)} for g in grouping.groups],
+            "rest": list(grouping.rest),
+        },
         "tol": config.tol,
         "engine": {
             "batch_size": report.batch_size,
@@ -322,8 +356,33 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
     return ScanResult(results, summary, manifest)
 
 
-def results_frame(point_results: Sequence[PointResult], split_order: Sequence[str]) -> Any:
-    """The tidy results table: one row per (curve, split, alpha), RESULT_COLUMNS, sorted."""
+@dataclass(frozen=True)
+class Curve:
+    """One curve of a scan: its name, labels for the CSVs, the tensors that move and the parameters among them."""
+
+    name: str
+    hold: str  # "final", "init", or "" for the whole-network curve
+    mode: str  # "only", "all-but", or ""
+    moving: frozenset[str]
+    parameters: list[str]
+
+
+def group_curves(
+    grouping: Grouping, names: Sequence[str], params: Sequence[str], hold: str, mode: str
+) -> dict[str, Curve]:
+    """A curve per group: the group's tensors move (``only``) or everything else does (``all-but``)."""
+    curves = {}
+    for g in grouping.groups:
+        members = set(g.tensors)
+        moving = frozenset(members if mode == "only" else set(names) - members)
+        curves[g.name] = Curve(g.name, hold, mode, moving, [p for p in params if p in moving])
+    return curves
+
+
+def results_frame(
+    point_results: Sequence[PointResult], split_order: Sequence[str], curves: Mapping[str, Curve] | None = None
+) -> Any:
+    """The tidy results table: one row per (curve, split, alpha), RESULT_COLUMNS, sorted by curve order."""
     import pandas as pd
 
     rows = [
@@ -335,6 +394,8 @@ def results_frame(point_results: Sequence[PointResult], split_order: Sequence[st
             "loss_se": r.loss_se,
             "accuracy": r.accuracy,
             "n": r.n,
+            "hold": curves[r.point.curve].hold if curves else "",
+            "mode": curves[r.point.curve].mode if curves else "",
         }
         for r in point_results
     ]
@@ -347,18 +408,19 @@ def results_frame(point_results: Sequence[PointResult], split_order: Sequence[st
 
 def summary_frame(
     results: Any,
-    curve_params: dict[str, list[str]],
+    curves: Mapping[str, Curve],
     init: dict[str, torch.Tensor],
     final: dict[str, torch.Tensor],
     tol: float,
 ) -> Any:
-    """summary.csv: one row per (curve, split), SUMMARY_COLUMNS; distances over each curve's parameters."""
+    """summary.csv: one row per (curve, split), SUMMARY_COLUMNS; distances over the parameters that move."""
     import pandas as pd
 
     rows = []
     for (curve, split), g in results.groupby(["curve", "split"], sort=False):
         m = summarize_curve(g["alpha"].tolist(), g["loss"].tolist(), g["accuracy"].tolist(), tol=tol)
-        d = distances(init, final, curve_params[str(curve)])
+        c = curves[str(curve)]
+        d = distances(init, final, c.parameters)
         rows.append(
             {
                 "curve": curve,
@@ -367,8 +429,67 @@ def summary_frame(
                 "distance": d.distance,
                 "relative_distance": d.relative_distance,
                 "cosine": d.cosine,
+                "hold": c.hold,
+                "mode": c.mode,
             }
         )
     df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     df["monotone"] = df["monotone"].astype("boolean")
     return df
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What ``interpscan layers`` shows: the resolved groups with sizes and (given FINAL) distances."""
+
+    rows: list[dict[str, Any]]
+    grouping: Grouping
+    model: str | None  # the model spec whose module tree was used, None for a bare state dict
+
+
+def layer_report(
+    init_path: Path,
+    final_path: Path | None,
+    groups: Sequence[str],
+    model: str | None = None,
+    model_args: dict[str, Any] | None = None,
+) -> LayerReport:
+    """Resolve ``groups`` against a checkpoint without touching data: from the model's module tree when a
+    model is given or recorded, else from the tensor names' dotted prefixes.
+
+    Raises:
+        InterpscanError: unreadable checkpoints, a model that does not match them, or bad patterns.
+    """
+    from .groups import group_table, parameter_names
+
+    init = load_checkpoint(init_path)
+    final = load_checkpoint(final_path) if final_path is not None else None
+    reference = final or init
+    config = ScanConfig(init=init_path, final=final_path or init_path, model=model, model_args=model_args or {})
+    module = None
+    spec_text = None
+    if model is not None or reference.model_spec is not None or init.model_spec is not None:
+        spec, _ = _model_spec(config, reference, init)
+        module = build_model(spec)
+        names = list(module.state_dict())
+        init = align_to_model(init, names)
+        final = align_to_model(final, names) if final is not None else None
+        check_against(module, {"init": init.tensors, **({"final": final.tensors} if final is not None else {})})
+        tree = ModuleTree.from_model(module)
+        spec_text = spec.text
+    else:
+        if final is not None and set(final.tensors) != set(init.tensors):
+            only = sorted(set(init.tensors) ^ set(final.tensors))
+            raise ModelError(
+                f"the checkpoints hold different tensors ({len(only)} in one only: {', '.join(only[:5])})",
+                hint="pass --model so wrapper prefixes can be resolved against the model's names",
+            )
+        tree = ModuleTree.from_names(init.tensors)
+    grouping = resolve_groups(groups, tree)
+    rows = group_table(
+        grouping,
+        init.tensors,
+        final.tensors if final is not None else None,
+        parameter_names(init.tensors, module),
+    )
+    return LayerReport(rows, grouping, spec_text)

@@ -114,8 +114,10 @@ def reference_curve(
     return out
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run ``interpscan ARGS`` in-process through the real entry point; return (exit code, stderr)."""
+def run_cli_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """Run ``interpscan ARGS`` in-process through the real entry point; return (exit code, stdout, stderr)."""
     from interpscan.cli import main
 
     monkeypatch.setattr(sys, "argv", ["interpscan", *args])
@@ -125,7 +127,14 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Like run_cli_output, without stdout: (exit code, stderr)."""
+    code, _, err = run_cli_output(monkeypatch, capsys, *args)
+    return code, err
 
 
 @pytest.fixture
