@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,34 +28,56 @@ REQUIRED_COLUMNS = ("curve", "split", "alpha", "loss", "loss_se", "accuracy", "n
 # Known splits first, in the order a reader expects; any other split follows in order of appearance.
 _SPLIT_ORDER = ("train", "test")
 _SPLIT_COLOURS = qualitative.Plotly  # train blue, test red, ...
-# A different palette for groups, so a group line is never mistaken for a split's vary-all line.
-_GROUP_COLOURS = qualitative.Dark2
+# Group colours: Dark2, then D3 for a deeper split, without their greys (grey is the dashed vary-all reference).
+_GROUP_COLOURS = [c for c in (*qualitative.Dark2, *qualitative.D3) if c not in ("rgb(102,102,102)", "#7F7F7F")]
 _ENDPOINT_SYMBOL = "diamond"
 _BARRIER_SYMBOL = "star"
 _BAND_OPACITY = 0.18
+_VARY_ALL_COLOUR = "#555555"  # the whole-network reference among the group lines: dashed grey
+_HEATMAP_COLOURS = "Viridis"  # high loss bright yellow, low loss dark
+_ROW_HEIGHT_PX = 420
+_ROW_GAP_PX = 110  # room for one row's α axis title and the next row's subplot titles
+
+# Subplot titles of a group row: what moves, and where the rest of the network stays.
+_VARIANT_TEXT = {
+    ("final", "only"): "each group moves, others at final",
+    ("init", "only"): "each group moves, others at init",
+    ("final", "all-but"): "all but the group move, it stays at final",
+    ("init", "all-but"): "all but the group move, it stays at init",
+}
 
 
 def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, title: str | None = None) -> go.Figure:
-    """Plot loss (and accuracy) against α for every split, with endpoints, barrier and per-group curves.
+    """Plot loss (and accuracy) against α for every split, with endpoints and barrier, and the layer-wise curves.
 
-    Left panel: loss vs α, one line per split for the whole network (``curve == "all"``), a shaded ±1 standard
-    error band, diamonds at α=0 and α=1, and a star at the worst barrier. Right panel (only when some
-    accuracy is not NaN): accuracy vs α per split. Per-group curves (any ``curve`` other than ``"all"``) are
-    drawn on the loss panel for the first split (``train`` if present), with that split's vary-all line dashed
-    for reference. Non-finite losses (NaN, ±inf) leave a gap in the line; the hover text still shows them.
+    Row 1, the whole network (``curve == "all"``): left, loss vs α, one line per split with a shaded ±1 standard
+    error band, diamonds at α=0 and α=1 and a star at the worst barrier; right (only when some accuracy is not
+    NaN), accuracy vs α per split. Non-finite losses (NaN, ±inf) leave a gap in the line; the hover text still
+    shows them.
+
+    When the results hold group curves (any ``curve`` other than ``"all"``), each (``hold``, ``mode``) pair
+    among them adds a row of loss vs α, one panel per split: the whole-network curve dashed grey ("vary all")
+    and one line per group. A group keeps its colour in every panel and has one legend entry, so clicking it
+    hides or shows the group everywhere. With two or more groups a heatmap row follows (group × α, colour =
+    loss) for the ``test`` split if the groups have one, else their first split.
 
     Args:
         results: Tidy rows with columns ``curve``, ``split``, ``alpha``, ``loss``, ``loss_se``, ``accuracy``
-            (in [0, 1], or NaN when the task has none) and ``n``; other columns are ignored.
+            (in [0, 1], or NaN when the task has none) and ``n``; optional ``hold`` (``"final"``/``"init"``)
+            and ``mode`` (``"only"``/``"all-but"``), empty or NaN on the whole-network rows (as read back from
+            CSV); other columns are ignored.
         summary: Optional per-(curve, split) metrics. For each split's ``"all"`` row the barrier marker sits
             at ``barrier_max_alpha`` when ``barrier_max > 0``, else at ``barrier_linear_alpha`` when
             ``barrier_linear > 0``; with no positive barrier (or no summary) there is no marker.
         title: Figure title; none when omitted.
 
     Returns:
-        A Plotly figure (template ``plotly_white``, hovermode ``x unified``). Every trace's ``meta`` is a dict
-        ``{"role": "line" | "band" | "endpoints" | "barrier", "curve": ..., "split": ...,
-        "panel": "loss" | "accuracy"}`` so callers can find traces without relying on their order.
+        A Plotly figure (template ``plotly_white``, hovermode ``x unified``, about 420 px per row when there
+        is more than one). Every trace's ``meta`` is a dict ``{"role": ..., "curve": ..., "split": ...,
+        "panel": ...}`` so callers can find traces without relying on their order: roles ``"line"``,
+        ``"band"``, ``"endpoints"``, ``"barrier"`` on panels ``"loss"`` and ``"accuracy"`` (row 1);
+        ``"vary-all"`` and ``"group-line"`` on panel ``"groups"``, and ``"heatmap"`` (curve ``""``) on panel
+        ``"heatmap"``, these three also carrying ``"hold"`` and ``"mode"``.
 
     Raises:
         UsageError: ``results`` lacks a required column, or has no rows.
@@ -62,18 +85,30 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
     _check_columns(results, REQUIRED_COLUMNS, "results")
     if results.empty:
         raise UsageError("results has no rows: nothing to plot", hint="run a scan first")
+    results = _normalised(results)
 
     splits = _split_order(results["split"])
-    groups = [str(c) for c in pd.unique(results["curve"]) if c != ALL]
+    variants = _variants(results)
     accuracy = pd.to_numeric(results["accuracy"], errors="coerce")
     has_accuracy = bool(accuracy.notna().any())
 
-    cols = 2 if has_accuracy else 1
+    # Rows of the figure, top to bottom: (kind, variant, one title per panel).
+    top_titles = ["loss", "accuracy"] if has_accuracy else ["loss"]
+    plan: list[tuple[str, _Variant | None, list[str]]] = [("whole", None, top_titles)]
+    for v in variants:
+        plan.append(("groups", v, [f"{split}: {v.text}" for split in v.splits]))
+        if len(v.groups) >= 2:
+            plan.append(("heatmap", v, [f"{v.heatmap_split} loss by group and α ({v.text})"]))
+    cols = max(len(titles) for _, _, titles in plan)
+    rows = len(plan)
+
     fig = make_subplots(
-        rows=1,
+        rows=rows,
         cols=cols,
-        subplot_titles=("loss", "accuracy")[:cols],
+        specs=[_row_spec(len(titles), cols) for _, _, titles in plan],
+        subplot_titles=[t for _, _, titles in plan for t in titles],
         horizontal_spacing=0.08,
+        vertical_spacing=_ROW_GAP_PX / (_ROW_HEIGHT_PX * rows),
     )
 
     for i, split in enumerate(splits):
@@ -81,22 +116,23 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
         points = _curve(results, ALL, split)
         if points.empty:
             continue
-        # With per-group curves the vary-all line of the first split is the reference: dashed.
-        dash = "dash" if groups and i == 0 else "solid"
-        _add_path(fig, points, curve=ALL, split=split, colour=colour, dash=dash, col=1, legend=True)
+        _add_path(fig, points, curve=ALL, split=split, colour=colour, dash="solid", col=1, legend=True)
         if has_accuracy:
             _add_path(fig, points, curve=ALL, split=split, colour=colour, dash="solid", col=2, legend=False)
         if summary is not None:
             _add_barrier(fig, points, summary, split=split, colour=colour)
 
-    if groups:
-        first = splits[0]
-        for j, group in enumerate(groups):
-            points = _curve(results, group, first)
-            if points.empty:
-                continue
-            colour = _GROUP_COLOURS[j % len(_GROUP_COLOURS)]
-            _add_group(fig, points, group=group, split=first, colour=colour)
+    # A group's colour comes from its first appearance in the results, so it is the same in every row.
+    all_groups = list(dict.fromkeys(g for v in variants for g in v.groups))
+    colours = {g: _GROUP_COLOURS[j % len(_GROUP_COLOURS)] for j, g in enumerate(all_groups)}
+    legend_shown: set[str] = set()
+    for row, (kind, variant, _) in enumerate(plan, start=1):
+        if variant is None:
+            continue
+        if kind == "groups":
+            _add_group_row(fig, results, variant, row=row, colours=colours, legend_shown=legend_shown)
+        else:
+            _add_heatmap(fig, results, variant, row=row)
 
     alphas = pd.to_numeric(results["alpha"], errors="coerce")
     if alphas.min() < 0.0 or alphas.max() > 1.0:
@@ -111,8 +147,10 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
     fig.update_layout(
         template="plotly_white",
         hovermode="x unified",
-        legend_title_text="split" if not groups else "split / group",
+        legend_title_text="split" if not variants else "split / group",
     )
+    if rows > 1:
+        fig.update_layout(height=_ROW_HEIGHT_PX * rows)
     if title is not None:
         fig.update_layout(title_text=title)
     return fig
@@ -142,6 +180,59 @@ def _check_columns(frame: pd.DataFrame, required: Sequence[str], name: str) -> N
             f"{name} lacks column(s) {', '.join(missing)}; has {', '.join(map(str, frame.columns))}",
             hint=f"pass the {name} DataFrame produced by interpscan",
         )
+
+
+def _normalised(results: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``curve`` and ``split`` as strings and ``hold``/``mode`` as strings, "" where empty or NaN."""
+    out = results.copy()
+    for column in ("curve", "split"):
+        out[column] = out[column].astype(str)
+    for column in ("hold", "mode"):
+        # read_csv turns the whole-network curve's empty labels into NaN (a float column when all are empty);
+        # older results lack the columns.
+        values = out[column] if column in out.columns else pd.Series(math.nan, index=out.index)
+        out[column] = ["" if pd.isna(v) else str(v) for v in values]
+    return out
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """The group curves that share one (hold, mode): one row of line panels and, with ≥ 2 groups, a heatmap."""
+
+    hold: str
+    mode: str
+    groups: list[str]  # in order of appearance in the results
+    splits: list[str]  # in _split_order
+
+    @property
+    def text(self) -> str:
+        known = _VARIANT_TEXT.get((self.hold, self.mode))
+        if known is not None:
+            return known
+        labels = [f"hold {self.hold}" if self.hold else "", f"mode {self.mode}" if self.mode else ""]
+        return ", ".join(label for label in labels if label) or "each group's curve"
+
+    @property
+    def heatmap_split(self) -> str:
+        return "test" if "test" in self.splits else self.splits[0]
+
+
+def _variants(results: pd.DataFrame) -> list[_Variant]:
+    """The group curves' (hold, mode) pairs in order of appearance; none when the results hold only ``all``."""
+    groups = results[results["curve"] != ALL]
+    variants = []
+    for hold, mode in dict.fromkeys(zip(groups["hold"], groups["mode"], strict=True)):
+        rows = groups[(groups["hold"] == hold) & (groups["mode"] == mode)]
+        names = [str(c) for c in pd.unique(rows["curve"])]
+        variants.append(_Variant(str(hold), str(mode), names, _split_order(rows["split"])))
+    return variants
+
+
+def _row_spec(panels: int, cols: int) -> list[dict[str, Any] | None]:
+    """make_subplots specs of one row: a lone panel spans the row; otherwise unused cells stay empty."""
+    if panels == 1:
+        return [{"colspan": cols}] + [None] * (cols - 1)
+    return [{} for _ in range(panels)] + [None] * (cols - panels)
 
 
 def _split_order(splits: pd.Series[Any]) -> list[str]:
@@ -189,8 +280,11 @@ def _rgba(colour: str, opacity: float) -> str:
     return f"rgba({r}, {g}, {b}, {opacity})"
 
 
-def _meta(role: str, curve: str, split: str, panel: str) -> dict[str, str]:
-    return {"role": role, "curve": curve, "split": split, "panel": panel}
+def _meta(role: str, curve: str, split: str, panel: str, variant: _Variant | None = None) -> dict[str, str]:
+    meta = {"role": role, "curve": curve, "split": split, "panel": panel}
+    if variant is not None:
+        meta.update(hold=variant.hold, mode=variant.mode)
+    return meta
 
 
 def _add_path(
@@ -339,22 +433,106 @@ def _add_barrier(fig: go.Figure, points: pd.DataFrame, summary: pd.DataFrame, *,
     )
 
 
-def _add_group(fig: go.Figure, points: pd.DataFrame, *, group: str, split: str, colour: str) -> None:
-    """One per-group curve on the loss panel (no band or markers: kept simple, the vary-all line has them)."""
+def _variant_curve(results: pd.DataFrame, variant: _Variant, group: str, split: str) -> pd.DataFrame:
+    """One group's rows for one split within one (hold, mode), sorted by α."""
+    points = _curve(results, group, split)
+    return points[(points["hold"] == variant.hold) & (points["mode"] == variant.mode)].reset_index(drop=True)
+
+
+def _add_group_row(
+    fig: go.Figure,
+    results: pd.DataFrame,
+    variant: _Variant,
+    *,
+    row: int,
+    colours: dict[str, str],
+    legend_shown: set[str],
+) -> None:
+    """One panel per split: the dashed vary-all reference, then a line per group, legend entries once each."""
+
+    def legend(key: str) -> bool:
+        first = key not in legend_shown
+        legend_shown.add(key)
+        return first
+
+    for col, split in enumerate(variant.splits, start=1):
+        reference = _curve(results, ALL, split)
+        if not reference.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=_floats(reference["alpha"]),
+                    y=_plottable(_floats(reference["loss"])),
+                    mode="lines",
+                    line={"color": _VARY_ALL_COLOUR, "dash": "dash", "width": 2},
+                    name="vary all",
+                    legendgroup="vary all",
+                    showlegend=legend("vary all"),
+                    hovertext=_hover_texts(reference, "vary all", split),
+                    hovertemplate="%{hovertext}<extra></extra>",
+                    meta=_meta("vary-all", ALL, split, "groups", variant),
+                ),
+                row=row,
+                col=col,
+            )
+        for group in variant.groups:
+            points = _variant_curve(results, variant, group, split)
+            if points.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=_floats(points["alpha"]),
+                    y=_plottable(_floats(points["loss"])),
+                    mode="lines+markers",
+                    line={"color": colours[group]},
+                    marker={"size": 5},
+                    name=group,
+                    legendgroup=f"group:{group}",
+                    showlegend=legend(f"group:{group}"),
+                    hovertext=_hover_texts(points, group, split),
+                    hovertemplate="%{hovertext}<extra></extra>",
+                    meta=_meta("group-line", group, split, "groups", variant),
+                ),
+                row=row,
+                col=col,
+            )
+    fig.update_yaxes(title_text="loss", row=row, col=1)
+
+
+def _add_heatmap(fig: go.Figure, results: pd.DataFrame, variant: _Variant, *, row: int) -> None:
+    """Group × α, colour = loss, for one split; rows in group order top to bottom, a gap where a loss is missing."""
+    split = variant.heatmap_split
+    curves = {g: _variant_curve(results, variant, g, split) for g in variant.groups}
+    alphas = sorted({a for points in curves.values() for a in _floats(points["alpha"]) if math.isfinite(a)})
+    column = {a: j for j, a in enumerate(alphas)}
+    # (G, A): groups × alphas; None (no colour) where a loss is missing or not finite, the text still says which.
+    z: list[list[float | None]] = [[None] * len(alphas) for _ in variant.groups]
+    text = [[""] * len(alphas) for _ in variant.groups]
+    for i, group in enumerate(variant.groups):
+        points = curves[group]
+        for a, loss in zip(_floats(points["alpha"]), _floats(points["loss"]), strict=True):
+            if a not in column:
+                continue
+            j = column[a]
+            z[i][j] = loss if math.isfinite(loss) else None
+            text[i][j] = "<br>".join([f"{group} · {split}", f"α={_fmt(a)}", f"loss={_fmt(loss)}"])
+
+    # The colour bar sits beside this row only, not over the whole figure's height.
+    y0, y1 = fig.get_subplot(row, 1).yaxis.domain
     fig.add_trace(
-        go.Scatter(
-            x=_floats(points["alpha"]),
-            y=_plottable(_floats(points["loss"])),
-            mode="lines+markers",
-            line={"color": colour},
-            marker={"size": 4},
-            name=group,
-            legendgroup=f"group:{group}",
-            showlegend=True,
-            hovertext=_hover_texts(points, group, split),
-            hovertemplate="%{hovertext}<extra></extra>",
-            meta=_meta("line", group, split, "loss"),
+        go.Heatmap(
+            x=alphas,
+            y=variant.groups,
+            z=z,
+            text=text,
+            hovertemplate="%{text}<extra></extra>",
+            hoverongaps=False,
+            colorscale=_HEATMAP_COLOURS,
+            colorbar={"title": {"text": "loss"}, "y": (y0 + y1) / 2, "len": y1 - y0, "yanchor": "middle"},
+            name=f"{split} loss by group",
+            showlegend=False,
+            meta=_meta("heatmap", "", split, "heatmap", variant),
         ),
-        row=1,
+        row=row,
         col=1,
     )
+    fig.update_yaxes(title_text="group", type="category", autorange="reversed", row=row, col=1)
