@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import Split
 from .errors import DataError, RunError, UsageError
+from .objectives import CROSS_ENTROPY, Objective
 
 POLICIES = ("interpolate", "recompute", "batch")
 STRATEGIES = ("auto", "sequential", "batched")
@@ -150,17 +150,18 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(lo, min(lo + size, n))
 
 
-def _per_sample_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), targets, reduction="none")
-
-
-def _accumulate(totals: _Totals, idx: slice | int, logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """logits: (P, B, C) for the points ``idx``; targets: (B,)."""
-    p, b, c = logits.shape
-    losses = _per_sample_loss(logits.reshape(p * b, c), targets.repeat(p)).view(p, b).double()
+def _accumulate(
+    totals: _Totals, idx: slice, outputs: torch.Tensor, targets: torch.Tensor, objective: Objective
+) -> None:
+    """outputs: (P, B, …) for the points ``idx``; targets: (B, …)."""
+    p, b = outputs.shape[:2]
+    flat = outputs.reshape(p * b, *outputs.shape[2:])
+    repeated = targets.repeat(p, *([1] * (targets.dim() - 1)))
+    losses = objective.per_sample(flat, repeated).view(p, b).double()
     totals.loss[idx] += losses.sum(1).cpu()
     totals.loss_sq[idx] += (losses * losses).sum(1).cpu()
-    totals.correct[idx] += (logits.argmax(-1) == targets).sum(1).cpu()
+    if objective.classification:
+        totals.correct[idx] += (outputs.argmax(-1) == targets).sum(1).cpu()
 
 
 # --------------------------------------------------------------------------------------- the strategies
@@ -169,8 +170,8 @@ def _accumulate(totals: _Totals, idx: slice | int, logits: torch.Tensor, targets
 class _Sequential:
     """One working model; each point's weights are written into it in place before its forward pass."""
 
-    def __init__(self, plan: _Plan, points: Sequence[Point]) -> None:
-        self.plan, self.points = plan, points
+    def __init__(self, plan: _Plan, points: Sequence[Point], objective: Objective) -> None:
+        self.plan, self.points, self.objective = plan, points, objective
         self.state = plan.model.state_dict(keep_vars=True)
         self.stats: list[dict[str, torch.Tensor]] = [{} for _ in points]
         self.total = 0
@@ -195,10 +196,10 @@ class _Sequential:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
         for i in range(len(self.points)):
             self._load(i)
-            logits = self.plan.model(x)
+            outputs = self.plan.model(x)
             if i == 0 and totals.n == 0:
-                _check_logits(logits, y)
-            _accumulate(totals, slice(i, i + 1), logits.unsqueeze(0), y)
+                self.objective.check(outputs, y)
+            _accumulate(totals, slice(i, i + 1), outputs.unsqueeze(0), y, self.objective)
             if progress:
                 progress(1, self.total)
 
@@ -206,10 +207,10 @@ class _Sequential:
 class _Batched:
     """``vmap`` over chunks of points: stacked states (P_c, …) through ``functional_call``."""
 
-    def __init__(self, plan: _Plan, points: Sequence[Point], chunk_size: int) -> None:
+    def __init__(self, plan: _Plan, points: Sequence[Point], objective: Objective, chunk_size: int) -> None:
         from torch.func import functional_call, vmap
 
-        self.plan, self.points, self.chunk_size = plan, points, chunk_size
+        self.plan, self.points, self.objective, self.chunk_size = plan, points, objective, chunk_size
         model = plan.model
 
         def forward(state: dict[str, torch.Tensor], fixed: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
@@ -255,26 +256,12 @@ class _Batched:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
         for chunk in self._chunks():
-            logits = self.forward(self._state(chunk), self.plan.fixed, x)  # (P_c, B, C)
+            outputs = self.forward(self._state(chunk), self.plan.fixed, x)  # (P_c, B, …)
             if chunk.start == 0 and totals.n == 0:
-                _check_logits(logits[0], y)
-            _accumulate(totals, chunk, logits, y)
+                self.objective.check(outputs[0], y)
+            _accumulate(totals, chunk, outputs, y, self.objective)
             if progress:
                 progress(chunk.stop - chunk.start, self.total)
-
-
-def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
-    if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
-        raise DataError(
-            f"the model's output has shape {list(logits.shape)}; cross-entropy needs (batch, classes) "
-            f"for a batch of {y.shape[0]}",
-        )
-    top = int(y.max()) if y.numel() else -1
-    if top >= logits.shape[1] or (y.numel() and int(y.min()) < 0):
-        raise DataError(
-            f"targets go up to class {top} but the model outputs {logits.shape[1]} classes",
-            hint="check num_classes (--model-arg num_classes=...) against the dataset",
-        )
 
 
 # ------------------------------------------------------------------------------------------- the entry
@@ -309,6 +296,7 @@ def scan_points(
     batch_size: int = 256,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    objective: Objective = CROSS_ENTROPY,
 ) -> tuple[list[PointResult], EngineReport]:
     """Evaluate the model at every point on every split.
 
@@ -325,6 +313,7 @@ def scan_points(
         strategy: "sequential" or "batched" (vmap over chunks of ``chunk_size`` points).
         batch_size: examples per forward pass.
         progress: called with the number of (point, batch) evaluations just finished.
+        objective: the per-sample loss (and whether accuracy is defined); cross-entropy by default.
 
     Returns:
         One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
@@ -350,7 +339,7 @@ def scan_points(
     unique, index = _dedupe(points, sorted(plan.start))
     chunk = min(chunk_size or len(unique), len(unique))
     runner: _Sequential | _Batched = (
-        _Sequential(plan, unique) if strategy == "sequential" else _Batched(plan, unique, chunk)
+        _Sequential(plan, unique, objective) if strategy == "sequential" else _Batched(plan, unique, objective, chunk)
     )
 
     cb_size = calibration_batch_size or batch_size
@@ -410,7 +399,7 @@ def scan_points(
             mean = float(totals.loss[u]) / n if n else math.nan
             var = (float(totals.loss_sq[u]) - n * mean * mean) / (n - 1) if n > 1 else math.nan
             se = math.sqrt(max(var, 0.0) / n) if n > 1 and math.isfinite(var) else math.nan
-            acc = float(totals.correct[u]) / n if n else math.nan
+            acc = float(totals.correct[u]) / n if n and objective.classification else math.nan
             results.append(PointResult(p, split.name, mean, se, acc, n))
     report = EngineReport(
         strategy=strategy,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -208,3 +209,24 @@ def test_bad_options(kw, match, image_data) -> None:  # type: ignore[no-untyped-
     state = make_state(model, 1)
     with pytest.raises(UsageError, match=match):
         _run(model, state, state, [Point("all", 0.0)], x, y, **kw)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+def test_regression_objective(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    """--loss mse: per-example mean squared error, no accuracy."""
+    from interpscan.objectives import MSE
+
+    x, _, _ = image_data
+    targets = torch.randn(70, 5, generator=torch.Generator().manual_seed(1))
+    model = TinyMLP().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    results, _ = _run(model, start, end, [Point("all", 0.3)], x, targets, objective=MSE, strategy=strategy)
+    m = copy.deepcopy(model)
+    m.load_state_dict({k: s + 0.3 * (end[k] - s) for k, s in start.items()})
+    with torch.no_grad():
+        per_sample = ((m.eval()(x) - targets) ** 2).mean(1).double()
+    assert results[0].loss == pytest.approx(float(per_sample.mean()), rel=1e-5)
+    assert results[0].loss_se == pytest.approx(float(per_sample.std() / 70**0.5), rel=1e-4)
+    assert math.isnan(results[0].accuracy)
+    with pytest.raises(DataError, match="one target value per output value"):
+        _run(model, start, end, [Point("all", 0.3)], x, targets[:, :2], objective=MSE)
