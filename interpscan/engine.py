@@ -145,6 +145,11 @@ def _prepare(
     return plan
 
 
+def _reset_stat(name: str, t: torch.Tensor) -> torch.Tensor:
+    """Fill a running statistic with BatchNorm's initial value (mean 0, variance 1), in place."""
+    return t.fill_(1.0 if name.endswith("running_var") else 0.0)
+
+
 def _batches(n: int, size: int) -> Iterator[slice]:
     for lo in range(0, n, size):
         yield slice(lo, min(lo + size, n))
@@ -182,8 +187,14 @@ class _Sequential:
             torch.lerp(s, self.plan.end[name], point.coefficient(name), out=self.state[name].data)
         for name, t in self.plan.fixed.items():
             self.state[name].data.copy_(t)
-        for name, t in self.stats[i].items():
-            self.state[name].data.copy_(t)
+        if self.stats[i]:
+            for name, t in self.stats[i].items():
+                self.state[name].data.copy_(t)
+        else:
+            # before a point's first calibration batch: fresh statistics, so that nothing (not even a NaN
+            # left by the previous point) leaks in through momentum·old = 0·NaN
+            for name in self.plan.bn_stats:
+                _reset_stat(name, self.state[name].data)
 
     def calibrate(self, x: torch.Tensor, k: int, progress: Progress | None) -> None:
         for i in range(len(self.points)):
@@ -241,11 +252,11 @@ class _Batched:
     def calibrate(self, x: torch.Tensor, k: int, progress: Progress | None) -> None:
         for chunk in self._chunks():
             state = self._state(chunk)
-            if k == 0:  # momentum is 1.0 on the first batch, so the initial values are overwritten
+            if k == 0:  # fresh statistics (see _Sequential._load)
                 ref = self.plan.model.state_dict()
                 n = chunk.stop - chunk.start
                 for name in self.plan.bn_stats:
-                    state[name] = ref[name].unsqueeze(0).repeat(n, *([1] * ref[name].dim()))
+                    state[name] = _reset_stat(name, ref[name].new_empty(n, *ref[name].shape))
             self.forward(state, self.plan.fixed, x)  # updates the batched running statistics in place
             for name in self.plan.bn_stats:
                 if name not in self.stats:

@@ -230,3 +230,29 @@ def test_regression_objective(strategy: str, image_data) -> None:  # type: ignor
     assert math.isnan(results[0].accuracy)
     with pytest.raises(DataError, match="one target value per output value"):
         _run(model, start, end, [Point("all", 0.3)], x, targets[:, :2], objective=MSE)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+def test_recompute_starts_each_point_from_fresh_statistics(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    """A NaN left in the running statistics (by the template, or by a diverged earlier point) must not leak
+    into the re-estimate: momentum·old is 0·NaN = NaN."""
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    model.bn.running_mean.fill_(float("nan"))
+    start, end = make_state(model, 1), make_state(model, 2)
+    start["bn.running_var"].fill_(float("inf"))  # the point at α=0 starts from infinite statistics
+    points = [Point("all", a) for a in (0.0, 0.5, 1.0)]
+    results, _ = _run(model, start, end, points, x, y, policy="recompute", calibration=calib, strategy=strategy)
+    expected = reference_curve(
+        model,
+        start,
+        end,
+        [dict.fromkeys(start, a) for a in (0.0, 0.5, 1.0)],
+        x,
+        y,
+        policy="recompute",
+        calibration=calib,
+    )
+    for r, (loss, _, _) in zip(results, expected, strict=True):
+        assert math.isfinite(r.loss)
+        assert r.loss == pytest.approx(loss, rel=1e-5)
