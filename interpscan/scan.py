@@ -19,7 +19,7 @@ import torch
 
 from . import __version__
 from .checkpoints import Checkpoint, align_to_model, load_checkpoint
-from .data import DataSource, load_split, open_data, parse_normalize, subset_indices
+from .data import DataSource, load_split, open_data, parse_normalize
 from .engine import Point, PointResult, Progress, has_running_stats, scan_points
 from .errors import ModelError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
@@ -252,13 +252,14 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
 
     policy, policy_reason = _choose_policy(config.bn, has_running_stats(model), source)
     calibration: torch.Tensor | None = None
-    calib_idx: torch.Tensor | None = None
+    calib_idx: Sequence[int] | None = None
     if policy == "recompute" and has_running_stats(model):
-        x_train, _ = source.read("train")
-        calib_idx = subset_indices(len(x_train), config.bn_samples, config.seed + 1)
-        calibration = load_split(
+        # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
+        calib_split = load_split(
             source, "train", samples=config.bn_samples, seed=config.seed + 1, normalization=normalization
-        ).inputs
+        )
+        calibration = calib_split.inputs
+        calib_idx = calib_split.indices if calib_split.indices is not None else range(len(calib_split))
     say(
         f"model {spec.text} ({spec_origin}); data {source.name} "
         + ", ".join(f"{s.name}={len(s)}" for s in splits)
