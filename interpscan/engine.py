@@ -98,6 +98,9 @@ class _Plan:
     fixed: dict[str, torch.Tensor]  # integer tensors (taken from the final state)
     bn_stats: list[str]  # names of BN running statistics re-estimated under "recompute"
     bn_modules: list[_BatchNorm] = field(default_factory=list)
+    # tied tensors (one tensor under two names, e.g. embedding and decoder): other name -> the first name.
+    # Only the first is interpolated and written; the model's tying carries the value to the others.
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def batchnorm_modules(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
@@ -133,8 +136,13 @@ def _prepare(
             m.running_var = None
     skip = set(stat_names) if policy in ("batch", "recompute") else set()
     plan = _Plan(work, {}, {}, {}, stat_names if policy == "recompute" else [], [m for _, m in bns])
+    first: dict[int, str] = {}
+    for name, t in work.state_dict(keep_vars=True).items():
+        owner = first.setdefault(id(t), name)
+        if owner != name:
+            plan.aliases[name] = owner
     for name, ref in work.state_dict().items():
-        if name in skip:
+        if name in skip or name in plan.aliases:
             continue
         s, e = start[name], end[name]
         if s.is_floating_point() and e.is_floating_point():
@@ -278,6 +286,14 @@ class _Batched:
 # ------------------------------------------------------------------------------------------- the entry
 
 
+def _untie(point: Point, aliases: Mapping[str, str]) -> Point:
+    """A point that moves any name of a tied tensor moves the tensor (under its first name)."""
+    if point.moving is None or not aliases or not (point.moving & aliases.keys()):
+        return point
+    moving = point.moving | {aliases[n] for n in point.moving if n in aliases}
+    return Point(point.curve, point.alpha, frozenset(moving), point.hold)
+
+
 def _dedupe(points: Sequence[Point], names: Sequence[str]) -> tuple[list[Point], list[int]]:
     """Evaluate each distinct network once: points with equal coefficients on every tensor coincide."""
     unique: list[Point] = []
@@ -347,7 +363,7 @@ def scan_points(
             "BN policy 'recompute' needs training data to re-estimate statistics",
             hint="use --bn interpolate or --bn batch, or data with a train split",
         )
-    unique, index = _dedupe(points, sorted(plan.start))
+    unique, index = _dedupe([_untie(p, plan.aliases) for p in points], sorted(plan.start))
     chunk = min(chunk_size or len(unique), len(unique))
     runner: _Sequential | _Batched = (
         _Sequential(plan, unique, objective) if strategy == "sequential" else _Batched(plan, unique, objective, chunk)
