@@ -12,25 +12,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 
 def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    shapes = f"the model's output has shape {list(outputs.shape)} and the targets {list(targets.shape)}"
     if outputs.dim() != 2 or outputs.shape[0] != targets.shape[0] or targets.dim() != 1:
         raise DataError(
-            f"the model's output has shape {list(outputs.shape)} and the targets {list(targets.shape)}; "
-            "cross-entropy needs outputs (batch, classes) and integer targets (batch,)",
+            f"{shapes}; cross-entropy needs outputs (batch, classes) and integer targets (batch,)",
             hint="for regression targets use --loss mse",
         )
     if targets.is_floating_point():
         raise DataError(
-            "cross-entropy needs integer class targets, got floating-point ones",
+            f"{shapes}; cross-entropy needs integer class targets, got {str(targets.dtype).removeprefix('torch.')}",
             hint="for regression targets use --loss mse",
         )
-    top = int(targets.max()) if targets.numel() else -1
-    if top >= outputs.shape[1] or (targets.numel() and int(targets.min()) < 0):
+    if not targets.numel():
+        return
+    low, top = int(targets.min()), int(targets.max())
+    if low < 0:
+        raise DataError(f"{shapes}: targets include class {low}; class labels run from 0 to classes − 1")
+    if top >= outputs.shape[1]:
         raise DataError(
-            f"targets go up to class {top} but the model outputs {outputs.shape[1]} classes",
+            f"{shapes}: targets go up to class {top} but the model outputs {outputs.shape[1]} classes",
             hint="check num_classes (--model-arg num_classes=...) against the dataset",
         )
 
@@ -64,3 +68,61 @@ class Objective:
 
 CROSS_ENTROPY = Objective("cross_entropy", _cross_entropy, True, _check_classification)
 MSE = Objective("mse", _squared_error, False, _check_regression)
+OBJECTIVES = {o.name: o for o in (CROSS_ENTROPY, MSE)}
+
+
+def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., None]:
+    def check(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        shapes = f"outputs {list(outputs.shape)} and targets {list(targets.shape)}"
+        if outputs.shape[0] != targets.shape[0]:
+            raise DataError(
+                f"--loss {name}: the model's output has shape {list(outputs.shape)} but the targets "
+                f"{list(targets.shape)}; they differ in batch size"
+            )
+        try:
+            losses = fn(outputs, targets)
+        except Exception as exc:  # the user's function: any error is about the shapes or dtypes it got
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise DataError(
+                f"--loss {name} raised {type(exc).__name__} on {shapes}" + (f": {msg}" if msg else "")
+            ) from exc
+        if (
+            not isinstance(losses, torch.Tensor)
+            or losses.shape != (outputs.shape[0],)
+            or not losses.is_floating_point()
+        ):
+            got = (
+                f"shape {list(losses.shape)} {str(losses.dtype).removeprefix('torch.')}"
+                if isinstance(losses, torch.Tensor)
+                else type(losses).__name__
+            )
+            raise DataError(
+                f"--loss {name} returned {got} for {shapes}; a per-sample loss returns a float tensor of shape "
+                f"[{outputs.shape[0]}] (one value per example)",
+                hint="reduce over every dimension but the first, e.g. .flatten(1).mean(1), and do not average "
+                "over the batch",
+            )
+
+    return check
+
+
+def parse_objective(text: str) -> Objective:
+    """Resolve ``--loss``: ``cross_entropy`` (classification, with accuracy), ``mse`` (regression), or a custom
+    per-sample loss ``path/to/file.py:fn`` / ``package.module:fn`` with ``fn(outputs (B, …), targets (B, …)) ->
+    (B,)`` (no accuracy).
+
+    Raises:
+        UsageError: an unknown name, or a function that cannot be imported.
+    """
+    name = text.strip().replace("-", "_")
+    if name in OBJECTIVES:
+        return OBJECTIVES[name]
+    from .data import is_callable_spec, load_callable
+
+    if not is_callable_spec(text):
+        raise UsageError(
+            f"--loss {text!r} is not a loss",
+            hint=f"use {', '.join(OBJECTIVES)}, path/to/file.py:fn or package.module:fn",
+        )
+    fn = load_callable(text, flag="--loss", error=UsageError)
+    return Objective(text, fn, False, _custom_check(text, fn))

@@ -1,13 +1,23 @@
-"""Tests for interpscan.data: IDX files in their original format, dataset discovery, splits, tensor files."""
+"""Tests for interpscan.data: IDX and CIFAR files in their original formats, dataset discovery and downloads (from
+a local server), splits, normalization, tensor files, factories and image folders."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import pickle
+import socket
 import struct
-from collections.abc import Callable
+import sys
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -26,6 +36,7 @@ from interpscan.data import (
     read_idx,
     subset_indices,
 )
+from interpscan.download import DownloadError, Resource
 from interpscan.errors import DataError, UsageError
 
 # IDX type codes (third byte of the magic number) of LeCun's format.
@@ -203,16 +214,31 @@ def test_fashion_mnist_first_folder_wins(tmp_path: Path) -> None:
     assert len(source.read("train")[1]) == 3
 
 
-def test_fashion_mnist_system_folder_is_searched_last(tmp_path: Path, no_system_dataset: Path) -> None:
+def test_fashion_mnist_system_folder_is_searched_last(
+    tmp_path: Path, no_system_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_fashion_mnist(no_system_dataset)
-    root = tmp_path / "empty-root"
-    assert fashion_mnist_dirs(root) == [
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "cache" / "interpscan"
+    assert fashion_mnist_dirs() == [
         root,
         root / "fashion-mnist",
         root / "FashionMNIST" / "raw",
         no_system_dataset,
     ]
-    assert open_data("fashion-mnist", root).location == str(no_system_dataset)
+    assert open_data("fashion-mnist").location == str(no_system_dataset)
+
+
+def test_explicit_root_is_searched_alone(tmp_path: Path, no_system_dataset: Path) -> None:
+    """An explicit --data-root that lacks the files is an error naming it, never a silent fallback."""
+    fake_fashion_mnist(no_system_dataset)
+    root = tmp_path / "no-such-root"
+    assert fashion_mnist_dirs(root) == [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+    with pytest.raises(DataError) as exc:
+        open_data("fashion-mnist", root)
+    assert str(exc.value).startswith(f"Fashion-MNIST not found under --data-root {root} (looked in {root}, ")
+    assert str(no_system_dataset) not in str(exc.value)
+    assert not root.exists()
 
 
 def test_fashion_mnist_default_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,17 +254,21 @@ def test_default_root_without_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert default_root() == tmp_path / ".cache" / "interpscan"
 
 
-def test_fashion_mnist_not_found(tmp_path: Path, no_system_dataset: Path) -> None:
+def test_fashion_mnist_not_found(tmp_path: Path) -> None:
     root = tmp_path / "root"
     written = fake_fashion_mnist(root / "fashion-mnist")
     assert written  # three of four files are not enough
     (root / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError) as exc:
         open_data("fashion-mnist", root)
-    folders = [root, root / "fashion-mnist", root / "FashionMNIST" / "raw", no_system_dataset]
-    assert str(exc.value) == f"Fashion-MNIST not found (looked in {', '.join(map(str, folders))})"
+    folders = [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+    assert str(exc.value) == (
+        f"Fashion-MNIST not found under --data-root {root} (looked in {', '.join(map(str, folders))}) "
+        "and --no-download is set"
+    )
     assert exc.value.hint is not None
-    assert "--data-root" in exc.value.hint
+    assert exc.value.hint.startswith("drop --no-download to fetch it (29 MiB), or put the four files ")
+    assert f"in {root / 'fashion-mnist'}" in exc.value.hint
     assert "--data fashion-mnist-small" in exc.value.hint
 
 
@@ -541,8 +571,8 @@ def test_tensor_file_float_targets(tmp_path: Path) -> None:
             {"x_train": X_TRAIN, "y_train": Y_TEST, "x_test": X_TEST, "y_test": Y_TEST},
             "train has 6 inputs but 4 targets",
         ),
-        ({"x": X_TEST, "y": Y_TEST[:, None]}, "test inputs have shape [4, 2, 3] and targets [4, 1]"),
         ({"x": torch.tensor(1.0), "y": torch.tensor(1)}, "test inputs have shape [] and targets []"),
+        ({"x": X_TEST, "y": torch.tensor(1)}, "test inputs have shape [4, 2, 3] and targets []"),
         ({"weights": X_TEST, "y": Y_TEST}, "no inputs/targets found (keys: weights, y)"),
         ({"x_train": X_TRAIN, "y_test": Y_TEST}, "no inputs/targets found (keys: x_train, y_test)"),
         ({"train": {"x": X_TRAIN}}, "no inputs/targets found (keys: train)"),
@@ -615,11 +645,754 @@ def test_missing_tensor_file(tmp_path: Path) -> None:
     assert exc.value.hint == "check the path given to --data"
 
 
-@pytest.mark.parametrize("spec", ["mnist", "cifar10", "fashion_mnist", "data.csv"])
-def test_unknown_dataset(spec: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "suggestion"),
+    [("cifar-10", "cifar10"), ("fashion_mnist", "fashion-mnist"), ("imagenet", None), ("data.csv", None)],
+)
+def test_unknown_dataset(spec: str, suggestion: str | None) -> None:
     with pytest.raises(DataError) as exc:
         open_data(spec)
-    assert str(exc.value) == f"unknown dataset {spec!r}"
+    assert str(exc.value) == f"unknown dataset {spec!r}" + (f"; did you mean {suggestion}?" if suggestion else "")
     assert exc.value.hint == (
-        "use one of fashion-mnist, fashion-mnist-small, or a tensor file (.pt, .pth, .npz, .safetensors)"
+        "use one of cifar10, cifar100, mnist, fashion-mnist, fashion-mnist-small, a tensor file "
+        "(.pt, .pth, .npz, .safetensors), an image folder, or path/to/file.py:factory"
     )
+
+
+def test_regression_targets_need_a_regression_loss(tmp_path: Path) -> None:
+    torch.save({"x": X_TEST, "y": Y_TEST[:, None]}, tmp_path / "d.pt")
+    source = open_data(str(tmp_path / "d.pt"))
+    with pytest.raises(DataError) as exc:
+        load_split(source, "test")
+    assert str(exc.value) == "d.pt: test targets have shape [4, 1]; class labels have shape (N,)"
+    assert exc.value.hint == "for regression targets use --loss mse"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int32])
+def test_any_targets_without_class_labels(dtype: torch.dtype) -> None:
+    y = torch.arange(8).reshape(4, 2).to(dtype)
+    split = load_split(make_source(torch.zeros(4, 3), y), "test", class_targets=False)
+    assert split.targets.dtype == (torch.float32 if dtype.is_floating_point else torch.int64)
+    assert split.targets.tolist() == y.tolist()
+
+
+# ------------------------------------------------------------------------------------------------ CIFAR
+
+
+def cifar_pickle(data: np.ndarray[Any, Any], labels: list[int], label_key: str = "labels", protocol: int = 2) -> bytes:
+    """A batch as the CIFAR python archives hold it (written by Python 3 here; see py2_cifar_pickle)."""
+    obj = {"batch_label": "batch", label_key: labels, "data": data, "filenames": [f"{i}.png" for i in labels]}
+    return pickle.dumps(obj, protocol=protocol)
+
+
+def py2_cifar_pickle(data: np.ndarray[Any, Any], labels: list[int], label_key: str = "labels") -> bytes:
+    """A batch byte for byte as Python 2's cPickle and numpy 1.x wrote the original files (protocol 2): byte
+    strings (opcode U/T) for keys and pixel data, numpy.core.multiarray._reconstruct for the array."""
+    n, raw, key = data.shape[0], data.tobytes(), label_key.encode()
+    assert n < 256
+    assert data.shape[1] == 3072
+    assert all(0 <= v < 256 for v in labels)
+    return (
+        b"\x80\x02}q\x01(U\x04dataq\x02"
+        b"cnumpy.core.multiarray\n_reconstruct\nq\x03cnumpy\nndarray\nq\x04K\x00\x85U\x01b\x87Rq\x05"
+        b"(K\x01K" + bytes([n]) + b"M\x00\x0c\x86"  # version 1, shape (n, 3072)
+        b"cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+        b"\x89T" + struct.pack("<I", len(raw)) + raw + b"tb"  # C order, then the pixels as a byte string
+        b"U" + bytes([len(key)]) + key + b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"eu."
+    )
+
+
+def fake_cifar(
+    directory: Path, name: str = "cifar10", *, per_batch: int = 2, writer: Callable[..., bytes] = cifar_pickle
+) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+    """Tiny batches with the real names in ``directory``; returns (data (N, 3072), labels) per split."""
+    spec = data.NAMED[name]
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    written: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+    for split, files in spec.files.items():
+        chunks, labels = [], []
+        for stem in files:
+            pixels = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+            y = [int(v) for v in rng.integers(0, 100 if name == "cifar100" else 10, per_batch)]
+            (directory / stem).write_bytes(writer(pixels, y, spec.label_key))
+            chunks.append(pixels)
+            labels += y
+        written[split] = (np.concatenate(chunks), np.array(labels))
+    return written
+
+
+def test_cifar_batch_layout() -> None:
+    # One image whose red, green and blue planes are 0.., 100.., 200..: channel c of pixel (h, w) sits at
+    # c·1024 + h·32 + w in the row.
+    row = np.concatenate([np.full(1024, 0), np.full(1024, 100), np.full(1024, 200)]).astype(np.uint8)
+    row[1024 + 32 * 2 + 5] = 7  # green, h=2, w=5
+    x, y = data.read_cifar_batch(cifar_pickle(row[None], [3]), "b", "labels")
+    assert x.shape == (1, 3, 32, 32)
+    assert y.tolist() == [3]
+    assert y.dtype == np.int64
+    assert (x[0, 0] == 0).all()
+    assert (x[0, 2] == 200).all()
+    assert x[0, 1, 2, 5] == 7
+    assert int((x[0, 1] == 100).sum()) == 1023
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batch_pickle_protocols(protocol: int) -> None:
+    pixels = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    x, y = data.read_cifar_batch(cifar_pickle(pixels, [4, 9], protocol=protocol), "b", "labels")
+    assert np.array_equal(x.reshape(2, -1), pixels)
+    assert y.tolist() == [4, 9]
+
+
+def test_cifar_batch_as_python_2_wrote_it() -> None:
+    pixels = np.arange(3 * 3072, dtype=np.int64).astype(np.uint8).reshape(3, 3072)
+    raw = py2_cifar_pickle(pixels, [6, 9, 9], "fine_labels")
+    assert raw[:2] == b"\x80\x02"
+    assert pickle.loads(raw, encoding="latin1")["fine_labels"] == [6, 9, 9]  # the helper is a real pickle
+    x, y = data.read_cifar_batch(raw, "b", "fine_labels")
+    assert np.array_equal(x.reshape(3, -1), pixels)
+    assert y.tolist() == [6, 9, 9]
+
+
+class Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (pickle.dumps({"data": Exploit(), "labels": []}), "refusing to load builtins.print"),
+        (b"not a pickle", "not a CIFAR batch (UnpicklingError"),
+        (cifar_pickle(np.zeros((2, 3072), np.uint8), [1, 2])[:-20], "not a CIFAR batch"),
+        (pickle.dumps([1, 2]), "not a CIFAR batch (a pickled list, expected a dict)"),
+        (pickle.dumps({"data": np.zeros((1, 3072), np.uint8)}), "no 'data' and 'labels' entries"),
+        (cifar_pickle(np.zeros((2, 100), np.uint8), [1, 2]), "data uint8 [2, 100] and 2 labels"),
+        (cifar_pickle(np.zeros((2, 3072), np.uint8), [1]), "data uint8 [2, 3072] and 1 labels"),
+    ],
+)
+def test_bad_cifar_batch(raw: bytes, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(DataError) as exc:
+        data.read_cifar_batch(raw, "data_batch_1", "labels")
+    assert str(exc.value).startswith("data_batch_1: ")
+    assert message in str(exc.value)
+    assert capsys.readouterr().out == ""  # nothing in the pickle ran
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("layout", ["folder", "root"])
+@pytest.mark.parametrize("writer", [cifar_pickle, py2_cifar_pickle])
+def test_cifar_layouts(tmp_path: Path, name: str, layout: str, writer: Callable[..., bytes]) -> None:
+    spec = data.NAMED[name]
+    directory = tmp_path / spec.folder if layout == "folder" else tmp_path
+    written = fake_cifar(directory, name, writer=writer)
+    source = open_data(name, tmp_path)
+    assert source.location == str(directory)
+    assert source.splits == ("train", "test")
+    assert source.normalization == STANDARD[name]
+    for split, (pixels, labels) in written.items():
+        x, y = source.read(split)
+        assert x.dtype == torch.uint8
+        assert x.shape == (len(labels), 3, 32, 32)
+        assert torch.equal(x.reshape(len(labels), -1), torch.from_numpy(pixels))
+        assert y.tolist() == labels.tolist()
+    assert len(source.read("train")[1]) == 2 * len(spec.files["train"])
+
+
+STANDARD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": (0.1307, 0.3081),
+    "fashion-mnist": (0.2860, 0.3530),
+}
+
+
+def test_standard_normalizations() -> None:
+    assert {k: data.STANDARD_NORMALIZATION[k] for k in STANDARD} == STANDARD
+
+
+def test_cifar_auto_normalization_is_per_channel(tmp_path: Path) -> None:
+    fake_cifar(tmp_path / "cifar-10-batches-py")
+    source = open_data("cifar10", tmp_path)
+    raw = load_split(source, "test")
+    split = load_split(source, "test", normalization=parse_normalize("auto", source))
+    mean = torch.tensor(STANDARD["cifar10"][0]).view(1, 3, 1, 1)
+    std = torch.tensor(STANDARD["cifar10"][1]).view(1, 3, 1, 1)
+    assert_close(split.inputs, (raw.inputs - mean) / std)
+
+
+def make_tar(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def cifar_archive(tmp_path: Path, name: str = "cifar10") -> tuple[bytes, dict[str, Any]]:
+    """The bytes of a fake ``cifar-10-python.tar.gz`` (real member names) and what it holds."""
+    spec = data.NAMED[name]
+    staging = tmp_path / "staging"
+    written = fake_cifar(staging / spec.folder, name)
+    files = {f"{spec.folder}/{p.name}": p.read_bytes() for p in sorted((staging / spec.folder).iterdir())}
+    archive = make_tar(tmp_path / "staging.tar.gz", files)
+    return archive.read_bytes(), written
+
+
+def publish(monkeypatch: pytest.MonkeyPatch, name: str, files: dict[str, bytes], base_url: str) -> None:
+    """Point named dataset ``name`` at ``base_url`` with these files' sizes and md5s, as if they were official."""
+    spec = data.NAMED[name]
+    resources = tuple(
+        Resource(
+            r.filename,
+            (f"{base_url}/{r.filename}",),
+            hashlib.md5(files[r.filename]).hexdigest(),
+            len(files[r.filename]),
+        )
+        for r in spec.resources
+    )
+    monkeypatch.setitem(data.NAMED, name, replace(spec, resources=resources))
+
+
+def test_cifar_archive_in_root_is_checked_and_extracted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw, written = cifar_archive(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz").write_bytes(raw)
+    publish(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": raw}, "http://127.0.0.1:9")
+    messages: list[str] = []
+    source = open_data("cifar10", root, log=messages.append)
+    assert source.location == str(root / "cifar-10-batches-py")
+    assert messages == [f"extracting {root / 'cifar-10-python.tar.gz'} into {root / 'cifar-10-batches-py'}"]
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert source.read("test")[1].tolist() == written["test"][1].tolist()
+    assert open_data("cifar10", root).location == str(root / "cifar-10-batches-py")  # found now, no extraction
+
+
+def test_cifar_archive_that_is_not_the_published_one(tmp_path: Path) -> None:
+    raw, _ = cifar_archive(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz").write_bytes(raw)  # md5 differs from the official archive's
+    with pytest.raises(DataError) as exc:
+        open_data("cifar10", root)
+    assert str(exc.value) == (
+        f"{root / 'cifar-10-python.tar.gz'} is not the published cifar-10-python.tar.gz "
+        f"({len(raw)} bytes, expected 170498071)"
+    )
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]  # nothing extracted
+
+
+def test_cifar_archive_in_a_read_only_folder_is_read_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw, written = cifar_archive(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz").write_bytes(raw)
+    publish(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": raw}, "http://127.0.0.1:9")
+    monkeypatch.setattr(data.os, "access", lambda path, mode: False)  # as for a user without write access
+    source = open_data("cifar10", root)
+    assert source.location == str(root / "cifar-10-python.tar.gz")
+    x, y = source.read("train")
+    assert torch.equal(x.reshape(len(y), -1), torch.from_numpy(written["train"][0]))
+    assert y.tolist() == written["train"][1].tolist()
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]
+
+
+# ------------------------------------------------------------------------------------------------ MNIST
+
+
+@pytest.mark.parametrize("layout", [(), ("mnist",), ("MNIST", "raw")])
+def test_mnist_layouts(tmp_path: Path, layout: tuple[str, ...]) -> None:
+    directory = tmp_path.joinpath(*layout)
+    written = fake_fashion_mnist(directory)  # the same four IDX files
+    source = open_data("mnist", tmp_path)
+    assert source.name == "mnist"
+    assert source.location == str(directory)
+    assert source.normalization == (0.1307, 0.3081)
+    assert source.read("test")[1].tolist() == written["test"][1].tolist()
+
+
+def test_torchvision_raw_folder_with_extracted_files(tmp_path: Path) -> None:
+    # torchvision keeps both the .gz and the extracted files in MNIST/raw; either is read.
+    directory = tmp_path / "MNIST" / "raw"
+    fake_fashion_mnist(directory, compress=False)
+    assert open_data("mnist", tmp_path).location == str(directory)
+
+
+# ------------------------------------------------------------------------------------------ downloads
+
+
+@dataclass
+class Served:
+    base: str
+    files: dict[str, bytes]
+    hits: list[str]
+
+
+@pytest.fixture
+def http_files() -> Iterator[Served]:
+    """Files served from memory by a local HTTP server on 127.0.0.1 (a 404 for anything not in ``files``)."""
+    state = Served("", {}, [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.hits.append(self.path)
+            body = state.files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404, "Not Found")
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_cifar_download(tmp_path: Path, http_files: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw, written = cifar_archive(tmp_path)
+    http_files.files["cifar-10-python.tar.gz"] = raw
+    publish(monkeypatch, "cifar10", http_files.files, http_files.base)
+    root = tmp_path / "cache" / "interpscan"  # does not exist yet
+    progress: list[tuple[str, int, int]] = []
+    messages: list[str] = []
+    source = open_data("cifar10", root, download=True, progress=lambda *a: progress.append(a), log=messages.append)
+    assert source.location == str(root / "cifar-10-batches-py")
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # archive removed, no temp files
+    assert progress[0] == ("cifar-10-python.tar.gz", 0, len(raw))
+    assert progress[-1] == ("cifar-10-python.tar.gz", len(raw), len(raw))
+    assert messages == [
+        f"downloaded CIFAR-10 from {http_files.base}/cifar-10-python.tar.gz (md5 checked) and extracted it "
+        f"into {root / 'cifar-10-batches-py'}"
+    ]
+    assert source.read("test")[1].tolist() == written["test"][1].tolist()
+
+
+def test_mnist_download_fetches_what_is_missing(
+    tmp_path: Path, http_files: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging = tmp_path / "staging"
+    written = fake_fashion_mnist(staging)
+    http_files.files.update({p.name: p.read_bytes() for p in staging.iterdir()})
+    publish(monkeypatch, "mnist", http_files.files, http_files.base)
+    root = tmp_path / "root"
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist" / "train-images-idx3-ubyte.gz").write_bytes((staging / "train-images-idx3-ubyte.gz").read_bytes())
+    source = open_data("mnist", root, download=True)
+    assert source.location == str(root / "mnist")
+    assert sorted(http_files.hits) == [f"/{n}" for n in sorted(http_files.files) if not n.startswith("train-images")]
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(http_files.files)
+    assert source.read("train")[1].tolist() == written["train"][1].tolist()
+
+
+@pytest.mark.parametrize("failure", ["404", "corrupt", "offline"])
+def test_failed_download_leaves_the_cache_as_it_was(
+    tmp_path: Path, http_files: Served, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    raw, _ = cifar_archive(tmp_path)
+    publish(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": raw}, http_files.base)
+    if failure == "corrupt":
+        http_files.files["cifar-10-python.tar.gz"] = bytes(len(raw))
+    elif failure == "offline":
+        spec = data.NAMED["cifar10"]
+        offline = replace(spec.resources[0], urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",))
+        monkeypatch.setitem(data.NAMED, "cifar10", replace(spec, resources=(offline,)))
+
+        def offline_urlopen(*args: object, **kwargs: object) -> None:
+            raise URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+        monkeypatch.setattr("urllib.request.urlopen", offline_urlopen)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "cache" / "interpscan"  # the default root, which does not exist yet
+    with pytest.raises(DownloadError) as exc:
+        open_data("cifar10", download=True)
+    url = data.NAMED["cifar10"].resources[0].url
+    reason = {
+        "404": "HTTP 404 Not Found",
+        "corrupt": "checksum mismatch",
+        "offline": "Temporary failure in name resolution",
+    }[failure]
+    assert str(exc.value).startswith(f"CIFAR-10 not found in {root} and the download failed: {url}: {reason}")
+    assert exc.value.hint == (
+        f"without network access, put cifar-10-python.tar.gz ({url}, md5 {hashlib.md5(raw).hexdigest()}) "
+        f"or its extracted cifar-10-batches-py/ folder in {root}"
+    )
+    assert exc.value.exit_code == 1
+    assert not (tmp_path / "cache").exists()  # not even the folders it made
+
+
+def test_no_download_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    monkeypatch.setattr(data, "fetch", no_network)
+    for name in data.NAMED:
+        with pytest.raises(DataError, match="--no-download is set") as exc:
+            open_data(name, tmp_path / "root")
+        assert not isinstance(exc.value, DownloadError)
+        assert exc.value.hint is not None
+        assert exc.value.hint.startswith("drop --no-download to fetch it (")
+    assert not (tmp_path / "root").exists()
+
+
+# ---------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.5,0.25", (0.5, 0.25)),
+        ("0.4914/0.4822/0.4465,0.2470/0.2435/0.2616", ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))),
+        ("0.5/0.4,0.2", ((0.5, 0.4), 0.2)),
+        ("0.5, 0.2/0.3", (0.5, (0.2, 0.3))),
+    ],
+)
+def test_parse_normalize_per_channel(text: str, expected: Any) -> None:
+    assert parse_normalize(text, make_source(torch.zeros(1), torch.zeros(1))) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.1/0.2,0.3/0.4/0.5", "2 means but 3 stds"),
+        ("0.1/,0.2", "mean '0.1/' is not a number"),
+        ("0.1,0.2/0", "std must be positive"),
+        ("0.1/nan,0.2", "finite"),
+    ],
+)
+def test_parse_normalize_per_channel_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_normalize(text, make_source(torch.zeros(1), torch.zeros(1)))
+
+
+def test_per_channel_normalization_values() -> None:
+    x = torch.full((2, 3, 2, 2), 51, dtype=torch.uint8)  # 0.2 everywhere
+    split = load_split(make_source(x, torch.tensor([0, 1])), "test", normalization=((0.0, 0.2, 0.4), (0.1, 0.2, 0.4)))
+    assert_close(split.inputs[:, 0], torch.full((2, 2, 2), 2.0))
+    assert_close(split.inputs[:, 1], torch.zeros(2, 2, 2))
+    assert_close(split.inputs[:, 2], torch.full((2, 2, 2), -0.5))
+
+
+def test_per_channel_normalization_must_fit_the_channels() -> None:
+    source = make_source(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))
+    with pytest.raises(DataError) as exc:
+        load_split(source, "test", normalization=((0.1, 0.2, 0.3), 0.5))
+    assert str(exc.value) == (
+        "--normalize has 3 values per channel but the toy test inputs have shape [2, 1, 4, 4] "
+        "(channels are dimension 1)"
+    )
+
+
+@pytest.mark.parametrize(("text", "expected"), [(None, None), ("all", None), ("ALL", None), ("5", 5), (" 12 ", 12)])
+def test_parse_samples(text: str | None, expected: int | None) -> None:
+    assert data.parse_samples(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [("0", "must be positive"), ("-3", "must be positive"), ("x", "count")])
+def test_parse_samples_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        data.parse_samples(text)
+
+
+def test_parse_data_keys() -> None:
+    assert data.parse_data_keys(None) is None
+    assert data.parse_data_keys("img, lbl") == ("img", "lbl")
+    for bad in ("img", "img,", ",lbl", "a,b,c"):
+        with pytest.raises(UsageError, match="is not INPUTS,TARGETS"):
+            data.parse_data_keys(bad)
+
+
+# ---------------------------------------------------------------------------------------- data keys
+
+
+@pytest.mark.parametrize(
+    ("obj", "splits"),
+    [
+        ({"img": X_TEST, "lbl": Y_TEST, "x": X_TRAIN, "y": Y_TRAIN}, {"test": (X_TEST, Y_TEST)}),
+        ({"img_train": X_TRAIN, "lbl_train": Y_TRAIN, "img_test": X_TEST, "lbl_test": Y_TEST}, None),
+        ({"train": {"img": X_TRAIN, "lbl": Y_TRAIN}, "test": {"img": X_TEST, "lbl": Y_TEST}}, None),
+    ],
+    ids=["flat", "suffixed", "nested"],
+)
+def test_data_keys(tmp_path: Path, obj: dict[str, Any], splits: dict[str, Any] | None) -> None:
+    expected = splits or {"train": (X_TRAIN, Y_TRAIN), "test": (X_TEST, Y_TEST)}
+    for suffix, writer in ((".pt", save_pt), (".npz", save_npz), (".safetensors", save_st)):
+        if suffix != ".pt" and "train" in obj:
+            continue  # nested dicts only fit torch files
+        path = tmp_path / f"d{suffix}"
+        writer(path, obj)
+        source = open_data(str(path), keys=("img", "lbl"))
+        assert source.splits == tuple(expected)
+        for split, (x, y) in expected.items():
+            got_x, got_y = source.read(split)
+            assert torch.equal(got_x, x)
+            assert torch.equal(got_y, y)
+
+
+def test_data_keys_not_found(tmp_path: Path) -> None:
+    torch.save({"x": X_TEST, "y": Y_TEST}, tmp_path / "d.pt")
+    with pytest.raises(DataError) as exc:
+        open_data(str(tmp_path / "d.pt"), keys=("img", "lbl"))
+    assert str(exc.value) == f"{tmp_path / 'd.pt'}: no inputs/targets found (keys: x, y)"
+    assert exc.value.hint == (
+        "--data-keys img,lbl: expected entries 'img' and 'lbl', optionally per split "
+        "(img_train, lbl_test, or nested under train/test)"
+    )
+
+
+@pytest.mark.parametrize("spec", ["cifar10", "fashion-mnist-small"])
+def test_data_keys_only_apply_to_files_and_factories(spec: str) -> None:
+    with pytest.raises(UsageError, match=f"--data-keys applies to tensor files and factories, not to --data {spec}"):
+        open_data(spec, keys=("a", "b"))
+
+
+# ----------------------------------------------------------------------------------------- factories
+
+FACTORY_FILE = """
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+X = torch.arange(24, dtype=torch.float32).reshape(6, 4)
+Y = torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+class Pairs(Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return X[i].numpy(), int(Y[i])
+
+
+def pair():
+    return X, Y
+
+
+def numpy_pair():
+    return X.numpy(), Y.numpy()
+
+
+def dataset():
+    return Pairs()
+
+
+def tensor_dataset():
+    return TensorDataset(X, Y)
+
+
+def splits():
+    return {"train": Pairs(), "test": (X[:2], Y[:2]), "valid": {"x": X[2:4], "y": Y[2:4]}}
+
+
+def tensors():
+    return {"x_train": X, "y_train": Y, "x_test": X[:3], "y_test": Y[:3]}
+
+
+def keyed():
+    return {"feat": X, "cls": Y}
+
+
+def ragged():
+    return [(torch.zeros(3), 0), (torch.zeros(4), 1)]
+
+
+def not_pairs():
+    return [1, 2, 3]
+
+
+def mixed():
+    return {"train": (X, Y), "x": X}
+
+
+def broken():
+    raise RuntimeError("no data today")
+
+
+VALUE = 3
+"""
+
+X_F = torch.arange(24, dtype=torch.float32).reshape(6, 4)
+Y_F = torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+@pytest.fixture
+def factory_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mydata.py"
+    path.write_text(FACTORY_FILE)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        ("pair", {"test": (X_F, Y_F)}),
+        ("numpy_pair", {"test": (X_F, Y_F)}),
+        ("dataset", {"test": (X_F, Y_F)}),
+        ("tensor_dataset", {"test": (X_F, Y_F)}),
+        ("splits", {"train": (X_F, Y_F), "test": (X_F[:2], Y_F[:2]), "valid": (X_F[2:4], Y_F[2:4])}),
+        ("tensors", {"train": (X_F, Y_F), "test": (X_F[:3], Y_F[:3])}),
+    ],
+)
+def test_factory_results(factory_file: Path, fn: str, expected: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    spec = f"{factory_file}:{fn}"
+    source = open_data(spec)
+    assert source.kind == "factory"
+    assert source.name == spec
+    assert source.normalization is None
+    assert source.splits == tuple(expected)
+    for split, (x, y) in expected.items():
+        got_x, got_y = source.read(split)
+        assert torch.equal(got_x, x)
+        assert torch.equal(got_y, y)
+
+
+def test_factory_with_data_keys(factory_file: Path) -> None:
+    source = open_data(f"{factory_file}:keyed", keys=("feat", "cls"))
+    assert torch.equal(source.read("test")[0], X_F)
+
+
+def test_factory_from_a_module(factory_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(factory_file.parent))
+    try:
+        source = open_data("mydata:pair")
+    finally:
+        sys.modules.pop("mydata", None)  # the next test's tmp_path holds another mydata.py
+    assert torch.equal(source.read("test")[1], Y_F)
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        ("ragged", "inputs of different shapes: item 0 is [3], item 1 is [4]"),
+        ("not_pairs", "item 0 is a int, expected an (input, target) pair"),
+        ("mixed", "returned a dict mixing tensors and splits (keys: train, x)"),
+        ("broken", "the factory raised RuntimeError: no data today"),
+        ("VALUE", "is a int, not a function"),
+        ("pari", "has no 'pari'; closest: pair"),
+    ],
+)
+def test_factory_errors(factory_file: Path, fn: str, message: str) -> None:
+    with pytest.raises(DataError) as exc:
+        open_data(f"{factory_file}:{fn}")
+    assert str(exc.value).startswith(f"--data {factory_file}:{fn}")
+    assert message in str(exc.value)
+
+
+def test_factory_file_missing_or_broken(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        open_data(f"{tmp_path / 'absent.py'}:make")
+    (tmp_path / "bad.py").write_text("import no_such_module_here\n")
+    with pytest.raises(DataError, match=r"importing .*bad\.py failed: ModuleNotFoundError"):
+        open_data(f"{tmp_path / 'bad.py'}:make")
+    with pytest.raises(DataError, match="cannot resolve it"):
+        open_data("no_such_package_xyz.sub:make")
+
+
+# -------------------------------------------------------------------------------------- image folders
+
+
+def write_images(directory: Path, classes: dict[str, int], size: tuple[int, int], mode: str = "L") -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, n in classes.items():
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(directory / name / f"{i}.png")
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional; the image folder test needs it")
+    from PIL import Image
+
+    write_images(tmp_path / "imgs", {"cat": 2, "dog": 3}, (5, 4))
+    (tmp_path / "imgs" / "notes.txt").write_text("ignored")
+    source = open_data(str(tmp_path / "imgs"))
+    assert source.kind == "image folder"
+    assert source.classes == ("cat", "dog")
+    assert source.splits == ("test",)
+    x, y = source.read("test")
+    assert x.shape == (5, 1, 4, 5)  # (N, C, H, W)
+    assert x.dtype == torch.uint8
+    assert y.tolist() == [0, 0, 1, 1, 1]
+    with Image.open(tmp_path / "imgs" / "dog" / "1.png") as im:
+        assert torch.equal(x[3, 0], torch.from_numpy(np.array(im)))
+
+
+def test_image_folder_rgb_with_splits(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional; the image folder test needs it")
+    write_images(tmp_path / "imgs" / "train", {"a": 2, "b": 1}, (3, 3), "RGB")
+    write_images(tmp_path / "imgs" / "test", {"b": 2}, (3, 3), "RGB")
+    source = open_data(str(tmp_path / "imgs"))
+    assert source.splits == ("train", "test")
+    assert source.classes == ("a", "b")
+    x, y = source.read("test")
+    assert x.shape == (2, 3, 3, 3)
+    assert y.tolist() == [1, 1]  # "b" is class 1 in every split
+    assert source.read("train")[1].tolist() == [0, 0, 1]
+
+
+def test_image_folder_of_mixed_sizes(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional; the image folder test needs it")
+    write_images(tmp_path / "imgs", {"a": 1}, (3, 3))
+    write_images(tmp_path / "imgs", {"b": 1}, (4, 3))
+    with pytest.raises(DataError, match=r"images of 2 sizes in the test split \(3×3, 4×3\)"):
+        open_data(str(tmp_path / "imgs")).read("test")
+
+
+def test_image_folder_without_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        (tmp_path / "imgs" / cls / "0.png").write_bytes(b"\x89PNG not really")
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(DataError) as exc:
+        open_data(str(tmp_path / "imgs"))
+    assert (
+        str(exc.value)
+        == f"{tmp_path / 'imgs'} is an image folder, and reading images needs Pillow, which is not installed"
+    )
+    assert exc.value.hint is not None
+    assert exc.value.hint.startswith("pip install pillow")
+
+
+def test_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images in class sub-folders"):
+        open_data(str(tmp_path / "empty"))
+
+
+def test_download_racing_another_run(tmp_path: Path, http_files: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs download at once: the one whose extracted folder lands second uses the first one's."""
+    raw, written = cifar_archive(tmp_path)
+    http_files.files["cifar-10-python.tar.gz"] = raw
+    publish(monkeypatch, "cifar10", http_files.files, http_files.base)
+    root = tmp_path / "root"
+    real_extract = data.extract_folder
+
+    def extract_after_the_other_run(archive: Path, folder: str, directory: Path) -> Path:
+        real_extract(archive, folder, directory)  # the other run's extraction, finished first
+        return real_extract(archive, folder, directory)  # ours: the name is taken
+
+    monkeypatch.setattr(data, "extract_folder", extract_after_the_other_run)
+    source = open_data("cifar10", root, download=True)
+    assert source.location == str(root / "cifar-10-batches-py")
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]
+    assert source.read("test")[1].tolist() == written["test"][1].tolist()

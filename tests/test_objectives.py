@@ -1,0 +1,192 @@
+"""Tests for interpscan.objectives: --loss parsing, custom per-sample losses, and the shape checks that run on
+the first batch."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interpscan.errors import DataError, UsageError
+from interpscan.objectives import CROSS_ENTROPY, MSE, parse_objective
+
+LOSSES = """
+import torch
+
+
+def l1(outputs, targets):
+    return (outputs - targets).abs().flatten(1).mean(1)
+
+
+def batch_mean(outputs, targets):
+    return (outputs - targets).abs().mean()  # wrong: one number for the whole batch
+
+
+def as_list(outputs, targets):
+    return [0.0] * len(outputs)
+
+
+def integers(outputs, targets):
+    return torch.zeros(len(outputs), dtype=torch.int64)
+
+
+def shape_error(outputs, targets):
+    return outputs @ targets
+
+
+THRESHOLD = 0.5
+"""
+
+
+@pytest.fixture
+def losses(tmp_path: Path) -> Path:
+    path = tmp_path / "losses.py"
+    path.write_text(LOSSES)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("cross_entropy", CROSS_ENTROPY), ("cross-entropy", CROSS_ENTROPY), ("mse", MSE), (" mse ", MSE)],
+)
+def test_builtin_losses(text: str, expected: object) -> None:
+    assert parse_objective(text) is expected
+
+
+def test_builtin_loss_values() -> None:
+    outputs = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    assert torch.allclose(
+        CROSS_ENTROPY.per_sample(outputs, torch.tensor([0, 0])),
+        F.cross_entropy(outputs, torch.tensor([0, 0]), reduction="none"),
+    )
+    assert MSE.per_sample(outputs, torch.tensor([[1.0, 0.0], [0.0, 3.0]])).tolist() == [0.5, 2.0]
+    assert CROSS_ENTROPY.classification
+    assert not MSE.classification
+
+
+def test_custom_loss_from_a_file(losses: Path) -> None:
+    objective = parse_objective(f"{losses}:l1")
+    assert objective.name == f"{losses}:l1"
+    assert not objective.classification  # no accuracy column for custom losses
+    outputs, targets = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [1.0, 3.0]])
+    objective.check(outputs, targets)
+    assert objective.per_sample(outputs, targets).tolist() == [1.5, 2.0]
+
+
+def test_custom_loss_from_a_module(losses: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(losses.parent))
+    try:
+        objective = parse_objective("losses:l1")
+    finally:
+        sys.modules.pop("losses", None)  # the next test's tmp_path holds another losses.py
+    assert objective.per_sample(torch.ones(3, 2), torch.zeros(3, 2)).tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        ("batch_mean", "returned shape [] float32 for outputs [4, 2] and targets [4, 2]; a per-sample loss"),
+        ("as_list", "returned list for outputs [4, 2] and targets [4, 2]"),
+        ("integers", "returned shape [4] int64 for outputs [4, 2] and targets [4, 2]"),
+        ("shape_error", "raised RuntimeError on outputs [4, 2] and targets [4, 2]: "),
+    ],
+)
+def test_custom_loss_is_checked_on_the_first_batch(losses: Path, fn: str, message: str) -> None:
+    objective = parse_objective(f"{losses}:{fn}")
+    with pytest.raises(DataError) as exc:
+        objective.check(torch.ones(4, 2), torch.zeros(4, 2))
+    assert str(exc.value).startswith(f"--loss {losses}:{fn} ")
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_custom_loss_batch_sizes_must_agree(losses: Path) -> None:
+    with pytest.raises(DataError, match=r"output has shape \[4, 2\] but the targets \[3, 2\]; they differ"):
+        parse_objective(f"{losses}:l1").check(torch.ones(4, 2), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("hinge", UsageError, "--loss 'hinge' is not a loss"),
+        ("missing.py:fn", UsageError, "--loss missing.py:fn: file not found: missing.py"),
+        ("no_such_module_xyz:fn", UsageError, "--loss no_such_module_xyz:fn: cannot resolve it"),
+    ],
+)
+def test_bad_loss_specs(text: str, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as exc:
+        parse_objective(text)
+    assert str(exc.value).startswith(message)
+
+
+def test_loss_that_is_not_a_function(losses: Path) -> None:
+    with pytest.raises(UsageError, match="is a float, not a function"):
+        parse_objective(f"{losses}:THRESHOLD")
+    with pytest.raises(UsageError, match="has no 'l2'"):
+        parse_objective(f"{losses}:l2")
+
+
+def test_unknown_loss_hint() -> None:
+    with pytest.raises(UsageError) as exc:
+        parse_objective("hinge")
+    assert exc.value.hint == "use cross_entropy, mse, path/to/file.py:fn or package.module:fn"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "targets", "message"),
+    [
+        (
+            torch.zeros(4, 3),
+            torch.zeros(4, 2, dtype=torch.int64),
+            "the model's output has shape [4, 3] and the targets [4, 2]; cross-entropy needs outputs "
+            "(batch, classes) and integer targets (batch,)",
+        ),
+        (
+            torch.zeros(4, 3, 2),
+            torch.zeros(4, dtype=torch.int64),
+            "the model's output has shape [4, 3, 2] and the targets [4]; cross-entropy needs",
+        ),
+        (
+            torch.zeros(4, 3),
+            torch.zeros(4),
+            "the model's output has shape [4, 3] and the targets [4]; cross-entropy needs integer class targets, "
+            "got float32",
+        ),
+        (
+            torch.zeros(4, 3),
+            torch.tensor([0, 1, 2, 7]),
+            "the model's output has shape [4, 3] and the targets [4]: targets go up to class 7 but the model "
+            "outputs 3 classes",
+        ),
+        (
+            torch.zeros(4, 3),
+            torch.tensor([0, -1, 2, 1]),
+            "the model's output has shape [4, 3] and the targets [4]: targets include class -1",
+        ),
+    ],
+)
+def test_classification_check_names_both_shapes(outputs: torch.Tensor, targets: torch.Tensor, message: str) -> None:
+    with pytest.raises(DataError) as exc:
+        CROSS_ENTROPY.check(outputs, targets)
+    assert str(exc.value).startswith(message)
+    assert "\n" not in str(exc.value)
+
+
+def test_classification_check_accepts_good_batches() -> None:
+    CROSS_ENTROPY.check(torch.zeros(4, 3), torch.tensor([0, 1, 2, 2]))
+    CROSS_ENTROPY.check(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))
+
+
+def test_regression_check() -> None:
+    MSE.check(torch.zeros(4, 2), torch.zeros(4, 2))
+    MSE.check(torch.zeros(4, 1), torch.zeros(4))  # one value per output, in any shape
+    with pytest.raises(DataError) as exc:
+        MSE.check(torch.zeros(4, 2), torch.zeros(4, 3))
+    assert str(exc.value) == (
+        "the model's output has shape [4, 2] but the targets [4, 3]; mse needs one target value per output value"
+    )
+    assert math.isclose(float(MSE.per_sample(torch.ones(1, 2), torch.zeros(1, 2))[0]), 1.0)
