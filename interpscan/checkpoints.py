@@ -1,33 +1,47 @@
-"""Reading checkpoints: detect the format from the file's bytes, unwrap containers, align names to a model.
+"""Reading checkpoints: detect the format from the bytes, unwrap containers, align names to a model, provenance.
 
-Everything is loaded with ``weights_only=True``: a checkpoint never runs code. The result records what was
-done (format, container key, prefixes stripped) so run.json can say how each file was read.
+Pickles are loaded with ``weights_only=True``: a checkpoint never runs Python code unless the user passes
+``--unsafe-pickle``. TorchScript archives and torch.export programs bring their own forward (``Checkpoint.module``).
+Every step is recorded (format, layout, container key, prefixes stripped) so run.json can say how a file was read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
+import re
 import struct
+import warnings
+import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .errors import CheckpointError, CheckpointNotFoundError
 
-# Keys under which training code commonly nests the state dict, in the order they are tried.
-CONTAINER_KEYS = ("state_dict", "model_state_dict", "model")
+# Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
+CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+# Averaged weights some trainers keep beside the live ones: used only when picked with --key.
+EMA_KEYS = ("model_ema", "ema", "state_dict_ema", "ema_state_dict", "ema_model")
 # Wrapper prefixes added by DDP / DataParallel, Lightning-style wrappers and torch.compile.
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Where a self-describing checkpoint (written by `interpscan demo` and examples/) keeps its model spec.
 META_KEY = "interpscan"
+# Entries that mark a PyTorch Lightning checkpoint.
+LIGHTNING_KEYS = ("pytorch-lightning_version", "optimizer_states", "lr_schedulers", "loops")
+# Formats whose file carries the forward pass too.
+PROGRAM_FORMATS = ("torchscript", "torch-export")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80
+_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json", ".pth.index.json")
+_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".npz")
 
 
 @dataclass(frozen=True)
@@ -35,42 +49,62 @@ class CheckpointInfo:
     """Provenance of one loaded checkpoint, as recorded in run.json."""
 
     path: str
-    size: int
-    sha256: str
-    format: str  # "torch-zip", "torch-legacy", "safetensors"
-    container_key: str | None  # e.g. "state_dict" when the tensors were nested under it
+    size: int  # bytes, all files together for a sharded checkpoint
+    sha256: str  # of the file; for several files, of their "sha256  name" lines
+    format: str  # torch-zip, torch-legacy, safetensors, safetensors-sharded, torch-sharded, npz, torchscript, ...
+    container_key: str | None  # dotted path of the dict the tensors were found in, e.g. "state_dict"
     tensor_count: int
     dtypes: dict[str, int]  # dtype name -> number of tensors
-    ignored_keys: tuple[str, ...] = ()  # non-tensor entries that were skipped
+    ignored_keys: tuple[str, ...] = ()  # entries that were skipped (optimizer state, epoch, ...)
     prefixes_stripped: tuple[str, ...] = ()  # filled in by align_to_model
     metadata: dict[str, Any] = field(default_factory=dict)
+    layout: str = "state-dict"  # state-dict, nested, lightning, module (a pickled nn.Module), program
+    alternatives: tuple[str, ...] = ()  # other tensor dicts in the file (EMA weights, ...), reachable with --key
+    aliases: tuple[tuple[str, ...], ...] = ()  # names that share one tensor in the file (tied weights)
+    files: tuple[dict[str, Any], ...] = ()  # path, size and sha256 of each file of a sharded checkpoint
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "size": self.size,
             "sha256": self.sha256,
             "format": self.format,
+            "layout": self.layout,
             "container_key": self.container_key,
             "tensor_count": self.tensor_count,
             "dtypes": self.dtypes,
             "ignored_keys": list(self.ignored_keys),
             "prefixes_stripped": list(self.prefixes_stripped),
         }
+        if self.alternatives:
+            out["alternatives"] = list(self.alternatives)
+        if self.aliases:
+            out["aliases"] = [list(a) for a in self.aliases]
+        if self.files:
+            out["files"] = [dict(f) for f in self.files]
+        return out
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Named tensors from one file plus where they came from."""
+    """Named tensors from one file plus where they came from.
+
+    ``module`` is set when the file brings its own forward pass (a TorchScript archive, a torch.export program,
+    or a pickled nn.Module loaded with ``unsafe_pickle``); its ``state_dict()`` has the names of ``tensors``.
+    """
 
     tensors: dict[str, torch.Tensor]
     info: CheckpointInfo
+    module: nn.Module | None = None
 
     @property
     def model_spec(self) -> dict[str, Any] | None:
         """The model spec a self-describing checkpoint carries ({"model": ..., "model_args": {...}})."""
         spec = self.info.metadata.get(META_KEY)
         return spec if isinstance(spec, dict) and isinstance(spec.get("model"), str) else None
+
+
+# ------------------------------------------------------------------------------------------ detection
 
 
 def _sha256(path: Path) -> str:
@@ -81,8 +115,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _zip_format(path: Path) -> str | None:
+    """torch.save, torch.jit.save, torch.export.save and np.savez all write zip files: tell them apart."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None  # a truncated torch file still has the magic: let torch.load report it
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("/archive_format") or n.startswith("archive_format") for n in names):
+        return "torch-export"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "torch-zip"
+
+
 def detect_format(path: Path) -> str:
-    """Name the checkpoint format from the file's first bytes (never from its extension).
+    """Name the checkpoint format from the file's bytes (never from its extension).
+
+    Returns one of torch-zip, torch-legacy, safetensors, torchscript, torch-export, npz, or ``*-sharded`` for
+    the JSON index of a sharded checkpoint.
 
     Raises:
         CheckpointError: the bytes match no supported format.
@@ -91,124 +144,446 @@ def detect_format(path: Path) -> str:
     with path.open("rb") as fh:
         head = fh.read(9)
     if head.startswith(_ZIP_MAGIC):
-        return "torch-zip"
+        return _zip_format(path) or "torch-zip"
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 0 < header_len <= size - 8:
             return "safetensors"
     if head[:1] and head[0] == _PICKLE_PROTO:
         return "torch-legacy"
+    if head.lstrip()[:1] == b"{" and size < 64 << 20:
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            index = json.loads(path.read_text())
+            if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
+                shards = {str(v) for v in index["weight_map"].values()}
+                return "safetensors-sharded" if all(s.endswith(".safetensors") for s in shards) else "torch-sharded"
     what = "an empty file" if size == 0 else f"a file starting with bytes {head[:8].hex(' ')}"
     raise CheckpointError(
         f"{path}: not a checkpoint interpscan can read ({what})",
-        hint="expected a PyTorch file (torch.save) or a .safetensors file",
+        hint="expected a PyTorch file (torch.save, torch.jit.save, torch.export.save), a .safetensors file "
+        "or a sharded checkpoint's index, or an .npz archive",
     )
 
 
-def _load_raw(path: Path, fmt: str) -> tuple[Any, dict[str, Any]]:
-    """Return (object, metadata) for a file of a known format."""
-    if fmt == "safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+def _pick_in_directory(directory: Path) -> Path:
+    """The checkpoint a directory holds: a sharded checkpoint's index, else its only checkpoint file."""
+    entries = sorted(p for p in directory.iterdir() if p.is_file())
+    indexes = [p for p in entries if p.name.endswith(_INDEX_SUFFIXES)]
+    if len(indexes) == 1:
+        return indexes[0]
+    files = [p for p in entries if p.suffix in _FILE_SUFFIXES]
+    safetensors = [p for p in files if p.suffix == ".safetensors"]
+    if not indexes and len(safetensors) == 1:  # e.g. model.safetensors beside training_args.bin
+        return safetensors[0]
+    if not indexes and len(files) == 1:
+        return files[0]
+    found = indexes or files
+    listing = ", ".join(p.name for p in found[:6]) + (", …" if len(found) > 6 else "") if found else "nothing"
+    raise CheckpointError(
+        f"{directory} is a directory with {len(found) or 'no'} candidate checkpoint files ({listing})",
+        hint="pass the file itself (for a sharded checkpoint, its *.index.json)",
+    )
 
-        try:
-            tensors = load_file(str(path), device="cpu")
-            with path.open("rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
-        meta = header.get("__metadata__") or {}
-        metadata: dict[str, Any] = {}
-        if META_KEY in meta:
-            with contextlib.suppress(json.JSONDecodeError):
-                metadata[META_KEY] = json.loads(meta[META_KEY])
-        return tensors, metadata
+
+# -------------------------------------------------------------------------------------------- loading
+
+
+def _refusal(path: Path, exc: Exception) -> CheckpointError:
+    found = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
+    needs = f" (it needs {', '.join(found)})" if found else ""
+    return CheckpointError(
+        f"{path}: refused to unpickle objects other than tensors and plain containers{needs}",
+        hint="loading it would run code the file names, which can do anything your account can; if you trust "
+        "the file, pass --unsafe-pickle, or save model.state_dict() instead",
+    )
+
+
+def _torch_load(path: Path, unsafe_pickle: bool) -> Any:
     try:
         # A file object, not the path: torch.load treats any path ending in .safetensors as one.
         with path.open("rb") as fh:
-            obj = torch.load(fh, map_location="cpu", weights_only=True)
+            return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if not unsafe_pickle and ("weights_only" in str(exc) or "Unsupported global" in str(exc)):
+            raise _refusal(path, exc) from exc
+        if unsafe_pickle and isinstance(exc, (AttributeError, ImportError)):
             raise CheckpointError(
-                f"{path}: refused to unpickle objects other than tensors and plain containers",
-                hint="the file holds pickled Python objects (e.g. a whole model); save model.state_dict() "
-                "instead, or convert it once in a trusted environment",
+                f"{path}: the pickle needs Python code that cannot be imported here ({text})",
+                hint="run interpscan where the model's module is importable (e.g. set PYTHONPATH), or save "
+                "model.state_dict() and pass --model",
             ) from exc
         raise CheckpointError(f"{path}: unreadable PyTorch file ({text})") from exc
-    return obj, {}
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+        with path.open("rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
+    return dict(tensors), dict(header.get("__metadata__") or {})
+
+
+def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """safetensors metadata is str -> str; the interpscan entry holds JSON."""
+    out: dict[str, Any] = {k: v for k, v in sorted(meta.items()) if k != META_KEY}
+    if META_KEY in meta:
+        with contextlib.suppress(json.JSONDecodeError, TypeError):
+            out[META_KEY] = json.loads(meta[META_KEY])
+    return out
+
+
+def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[Path]]:
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{index_path}: unreadable index ({exc})") from exc
+    weight_map: dict[str, str] = {str(k): str(v) for k, v in index["weight_map"].items()}
+    shards = [index_path.parent / name for name in sorted(set(weight_map.values()))]
+    absent = [s.name for s in shards if not s.is_file()]
+    if absent:
+        raise CheckpointError(
+            f"{index_path}: {len(absent)} of {len(shards)} shards are missing: {', '.join(absent)}",
+            hint="the shards must lie beside the index",
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    metadata: dict[str, Any] = {}
+    for shard in shards:
+        if fmt == "safetensors-sharded":
+            part, meta = _load_safetensors(shard)
+            metadata.update(_string_metadata(meta))
+        else:
+            obj = _torch_load(shard, unsafe_pickle=False)
+            part = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
+        tensors.update(part)
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise CheckpointError(
+            f"{index_path}: {len(missing)} tensors named in the index are in no shard: {', '.join(missing[:5])}",
+            hint="the shards do not belong to this index",
+        )
+    extra = index.get("metadata")
+    if isinstance(extra, dict):
+        metadata.update({str(k): v for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
+    return {k: tensors[k] for k in weight_map}, metadata, shards
+
+
+def _load_npz(path: Path) -> dict[str, torch.Tensor]:
+    import numpy as np
+
+    try:
+        with path.open("rb") as fh:  # our own handle: np.load leaks its one when the zip is corrupt
+            npz = np.load(fh, allow_pickle=False)
+            return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # ValueError also covers object arrays, which would need pickle
+        raise CheckpointError(f"{path}: unreadable .npz archive ({exc})") from exc
+
+
+def _load_torchscript(path: Path) -> nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; files remain
+            module: nn.Module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+    except Exception as exc:  # torch raises RuntimeError with C++ text for bad archives
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable TorchScript archive ({text})") from exc
+    for p in module.parameters():
+        # copy.deepcopy of a ScriptModule clones parameters through autograd, so a copy of one that requires
+        # grad holds non-leaf tensors whose flag cannot be changed any more (torch 2.13)
+        p.requires_grad_(False)
+    return module.eval()
+
+
+class ProgramModule(nn.Module):
+    """A torch.export program's graph as an ordinary module: the same state-dict names, ``eval()`` allowed.
+
+    The graph module's parameter, buffer and submodule dicts are shared, not copied, so the engine's in-place
+    writes and ``functional_call`` both reach the graph. A program traced with a fixed batch size is run in
+    pieces of that size, the last one zero-padded (in eval mode every example is computed on its own).
+    """
+
+    def __init__(self, graph: nn.Module, batch: int | None) -> None:
+        super().__init__()
+        for attr in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+            object.__setattr__(self, attr, getattr(graph, attr))
+        object.__setattr__(self, "graph", graph)
+        self.batch = batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        graph: Any = self.__dict__["graph"]
+        if self.batch is None or len(x) == self.batch:
+            return graph(x)  # type: ignore[no-any-return]
+        outputs = []
+        for piece in torch.split(x, self.batch):
+            n = len(piece)
+            if n < self.batch:
+                piece = torch.cat([piece, piece.new_zeros(self.batch - n, *piece.shape[1:])])
+            outputs.append(graph(piece)[:n])
+        return torch.cat(outputs)
+
+    def train(self, mode: bool = True) -> ProgramModule:
+        # The traced graph fixes how each layer runs; exported graph modules refuse train()/eval().
+        self.training = mode
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ProgramModule:
+        with warnings.catch_warnings():
+            # torch 2.13 warns about its own pytree internals (LeafSpec) while copying an exported graph
+            warnings.simplefilter("ignore", FutureWarning)
+            graph = copy.deepcopy(self.__dict__["graph"], memo)
+        new = ProgramModule(graph, self.batch)
+        new.training = self.training
+        memo[id(self)] = new
+        return new
+
+
+def _load_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # bad archives raise RuntimeError, KeyError, ValueError, ...
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable torch.export program ({text})") from exc
+    batch: int | None = None
+    inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+    if inputs:
+        val = inputs[0].meta.get("val")
+        shape = getattr(val, "shape", None)
+        if shape is not None and len(shape) > 0 and isinstance(shape[0], int):
+            batch = int(shape[0])
+    meta: dict[str, Any] = {"static_batch": batch}
+    if program.graph_signature.buffers_to_mutate:
+        # e.g. batch norm traced in training mode: it normalizes with batch statistics and updates its buffers
+        meta["mutates_buffers"] = sorted(program.graph_signature.buffers_to_mutate.values())
+    return ProgramModule(program.module(), batch), meta
 
 
 def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load the named tensors of a checkpoint file.
+def _holds_weights(obj: Any) -> bool:
+    return _is_tensor_dict(obj) or isinstance(obj, nn.Module)
 
-    Accepts a plain state dict, or a dict that nests one under ``state_dict``, ``model_state_dict`` or
-    ``model`` (other entries such as optimizer state or epoch counters are ignored and listed).
+
+def _follow_key(path: Path, obj: Any, key: str) -> tuple[Any, list[str]]:
+    """The entry at dotted path ``key`` ("ema", "ema.module", a key that itself holds dots), and the keys walked."""
+    node, rest = obj, key
+    walked: list[str] = []
+    while rest:
+        if isinstance(node, nn.Module):
+            node = node.state_dict()
+        if not isinstance(node, Mapping):
+            raise CheckpointError(f"{path}: --key {key}: {'.'.join(walked) or 'the file'} is not a dict")
+        # The longest key that is a prefix of what is left, so keys with dots in them work.
+        parts = rest.split(".")
+        for i in range(len(parts), 0, -1):
+            head = ".".join(parts[:i])
+            if head in node:
+                node, rest = node[head], ".".join(parts[i:])
+                walked.append(head)
+                break
+        else:
+            import difflib
+
+            keys = sorted(map(str, node))
+            close = difflib.get_close_matches(parts[0], keys, n=3, cutoff=0.5)
+            where = f" under {'.'.join(walked)}" if walked else ""
+            raise CheckpointError(
+                f"{path}: no entry {parts[0]!r}{where} for --key {key}"
+                + (f"; closest: {', '.join(close)}" if close else ""),
+                hint=f"keys{where}: {', '.join(keys[:12])}{', …' if len(keys) > 12 else ''}",
+            )
+    return node, walked
+
+
+def _find_container(obj: Mapping[str, Any], depth: int = 3) -> tuple[Any, list[str]] | None:
+    """The first tensor dict (or module) under CONTAINER_KEYS, searched in order and up to ``depth`` deep."""
+    for key in CONTAINER_KEYS:
+        value = obj.get(key)
+        if _holds_weights(value):
+            return value, [key]
+        if depth > 1 and isinstance(value, Mapping):
+            found = _find_container(value, depth - 1)
+            if found is not None:
+                return found[0], [key, *found[1]]
+    return None
+
+
+def _scalar_entries(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level numbers and strings (epoch, global_step, versions) for inspect."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if isinstance(v, (bool, int, float, str)) and not isinstance(v, torch.Tensor):
+            out[str(k)] = v
+    return dict(sorted(out.items()))
+
+
+def _aliases(tensors: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], ...]:
+    """Groups of names that are one tensor (same storage, offset, shape and strides): tied weights."""
+    seen: dict[tuple[Any, ...], list[str]] = {}
+    for name, t in tensors.items():
+        if t.device.type == "meta" or t.numel() == 0:
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        seen.setdefault(key, []).append(name)
+    return tuple(sorted(tuple(sorted(g)) for g in seen.values() if len(g) > 1))
+
+
+def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
+    """Load the named tensors of a checkpoint: a file, or a directory holding one (e.g. sharded safetensors).
+
+    A plain state dict is used as it is; otherwise the tensors are looked for under ``CONTAINER_KEYS`` (other
+    entries such as optimizer state are ignored and listed). ``key`` picks a dotted path instead, e.g. ``ema``
+    or ``state_dict_ema`` for averaged weights, which are never picked on their own.
+
+    Args:
+        path: the checkpoint file, a sharded checkpoint's ``*.index.json``, or a directory holding either.
+        key: dotted path into the file's dict to the tensors (``--key``).
+        unsafe_pickle: allow pickles that name Python objects (e.g. ``torch.save(model)``). Unpickling such a
+            file runs code the file names; only for trusted files.
 
     Raises:
         CheckpointNotFoundError: the path does not exist.
-        CheckpointError: the file is unreadable or holds no tensors.
+        CheckpointError: the file is unreadable, holds no tensors, or needs ``unsafe_pickle``.
     """
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointNotFoundError(f"checkpoint not found: {p}", hint="check the path")
-    if p.is_dir():
-        raise CheckpointError(f"{p} is a directory, not a checkpoint file", hint="pass the file itself")
+    given = Path(path)
+    if not given.exists():
+        raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
+    p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
-    obj, metadata = _load_raw(p, fmt)
+    files = [p]
+    metadata: dict[str, Any] = {}
+    module: nn.Module | None = None
+    obj: Any
+    if fmt == "safetensors":
+        obj, meta = _load_safetensors(p)
+        metadata.update(_string_metadata(meta))
+    elif fmt.endswith("-sharded"):
+        obj, metadata, shards = _load_sharded(p, fmt)
+        files += shards
+    elif fmt == "npz":
+        obj = _load_npz(p)
+    elif fmt == "torchscript":
+        obj = module = _load_torchscript(p)
+        metadata["class"] = str(getattr(module, "original_name", type(module).__name__))
+    elif fmt == "torch-export":
+        obj, meta = _load_export(p)
+        module = obj
+        metadata.update(meta)
+    else:
+        obj = _torch_load(p, unsafe_pickle)
+    if key is not None and not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{p}: --key {key} picks an entry of a pickled dict, and this {fmt} file holds no dict",
+            hint="leave out --key for this file",
+        )
 
     container: str | None = None
     outer: list[str] = []  # entries beside the container (optimizer state, epoch, ...), ignored
-    if isinstance(obj, Mapping) and META_KEY in obj and isinstance(obj[META_KEY], Mapping):
-        metadata[META_KEY] = dict(obj[META_KEY])
-    if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
-        for key in CONTAINER_KEYS:
-            if _is_tensor_dict(obj.get(key)):
-                container = key
-                outer = [str(k) for k in obj if k not in (key, META_KEY)]
-                obj = obj[key]
-                break
+    alternatives: list[str] = []
+    layout = "program" if fmt in PROGRAM_FORMATS else "state-dict"
+    if isinstance(obj, Mapping):
+        if isinstance(obj.get(META_KEY), Mapping):
+            metadata[META_KEY] = dict(obj[META_KEY])
+        if any(k in obj for k in LIGHTNING_KEYS):
+            layout = "lightning"
+        top = obj
+        trail: list[str] = []
+        if key is not None:
+            obj, trail = _follow_key(p, obj, key)
+        elif not _is_tensor_dict(obj):
+            found = _find_container(obj)
+            if found is not None:
+                obj, trail = found
+        if trail:
+            container = ".".join(trail)
+            metadata.update({k: v for k, v in _scalar_entries(top).items() if k not in metadata})
+            outer = [str(k) for k in top if k not in (trail[0], META_KEY)]
+            alternatives = [k for k in outer if _holds_weights(top[k])]
+            node = top[trail[0]]
+            for depth, step in enumerate(trail[1:], start=1):  # siblings along a nested path: "model.step"
+                if isinstance(node, Mapping):
+                    outer += [f"{'.'.join(trail[:depth])}.{k}" for k in node if k != step]
+                    node = node[step]
+            if layout == "state-dict":
+                layout = "nested"
+        elif not _is_tensor_dict(obj):
+            ema = [k for k in EMA_KEYS if _holds_weights(obj.get(k))]
+            if ema:
+                raise CheckpointError(
+                    f"{p}: the only weights are averaged (EMA) weights under {ema[0]!r}",
+                    hint=f"pass --key {ema[0]} to scan them",
+                )
+    if isinstance(obj, nn.Module):
+        if module is None:
+            module = obj.eval()
+            layout = "module"
+        obj = obj.state_dict()
     if not _is_tensor_dict(obj):
         kind = type(obj).__name__
         keys = f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else ""
+        where = f" under {container}" if container else ""
         raise CheckpointError(
-            f"{p}: no tensors found (the file holds a {kind}{keys})",
-            hint=f"interpscan reads a state dict, optionally nested under one of {', '.join(CONTAINER_KEYS)}",
+            f"{p}: no tensors found{where} (the file holds a {kind}{keys})",
+            hint=f"interpscan reads a state dict, optionally nested under one of {', '.join(CONTAINER_KEYS)}; "
+            "--key picks another entry",
         )
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {str(k): v.detach() for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if module is not None:
+        # Copies: nothing later done to the module (a dtype change, an in-place write) may alter what the file held.
+        tensors = {k: v.clone() for k, v in tensors.items()}
     ignored = tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + outer))
     dtypes: dict[str, int] = {}
     for t in tensors.values():
         name = str(t.dtype).removeprefix("torch.")
         dtypes[name] = dtypes.get(name, 0) + 1
+    aliases = _aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
+    sizes = [f.stat().st_size for f in files]
+    digests = [_sha256(f) for f in files]
+    file_info = tuple({"path": str(f), "size": n, "sha256": d} for f, n, d in zip(files, sizes, digests, strict=True))
+    sha = digests[0]
+    if len(files) > 1:
+        sha = hashlib.sha256(
+            "".join(f"{d}  {f.name}\n" for f, d in zip(files, digests, strict=True)).encode()
+        ).hexdigest()
     info = CheckpointInfo(
-        path=str(p),
-        size=p.stat().st_size,
-        sha256=_sha256(p),
+        path=str(given),
+        size=sum(sizes),
+        sha256=sha,
         format=fmt,
         container_key=container,
         tensor_count=len(tensors),
         dtypes=dict(sorted(dtypes.items())),
         ignored_keys=ignored,
         metadata=metadata,
+        layout=layout,
+        alternatives=tuple(sorted(alternatives)),
+        aliases=aliases,
+        files=file_info if len(files) > 1 else (),
     )
-    return Checkpoint(tensors=tensors, info=info)
+    return Checkpoint(tensors=tensors, info=info, module=module)
+
+
+# ------------------------------------------------------------------------------------------- alignment
 
 
 def strip_prefixes(names: Iterable[str], model_names: set[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     """Map each checkpoint name to the model's name by stripping wrapper prefixes at any nesting.
 
     A prefix is stripped only while the name is not already one of the model's names, so a model whose own
-    attribute is called ``model`` keeps its keys. Returns (old name -> new name, prefixes stripped).
+    attribute is called ``model`` keeps its keys. Then, for a first name component the model has no tensors
+    under (a Lightning module's ``net.``, say), it is stripped when that makes every name under it one of the
+    model's. Returns (old name -> new name, prefixes stripped).
     """
-    mapping: dict[str, str] = {}
-    stripped: set[str] = set()
-    for name in names:
+
+    def strip(name: str) -> tuple[str, list[str]]:
         new, removed = name, []
         while new not in model_names:
             prefix = next((p for p in WRAPPER_PREFIXES if new.startswith(p)), None)
@@ -216,13 +591,31 @@ def strip_prefixes(names: Iterable[str], model_names: set[str]) -> tuple[dict[st
                 break
             new = new[len(prefix) :]
             removed.append(prefix)
+        return new, removed
+
+    mapping: dict[str, str] = {}
+    stripped: set[str] = set()
+    unmatched: dict[str, list[str]] = {}  # first component -> names under it that match nothing
+    for name in names:
+        new, removed = strip(name)
         if new in model_names:
             mapping[name] = new
             stripped.update(removed)
         else:
             mapping[name] = name
-    used = tuple(sorted(stripped))
-    return mapping, used
+            head, dot, _ = name.partition(".")
+            if dot:
+                unmatched.setdefault(head, []).append(name)
+    model_heads = {n.partition(".")[0] for n in model_names}
+    for head, group in unmatched.items():
+        if head in model_heads or any(mapping[n] != n and n.startswith(head + ".") for n in mapping):
+            continue
+        renamed = {n: strip(n[len(head) + 1 :]) for n in group}
+        if all(new in model_names for new, _ in renamed.values()):
+            for n, (new, removed) in renamed.items():
+                mapping[n] = new
+                stripped.update([head + ".", *removed])
+    return mapping, tuple(sorted(stripped))
 
 
 def align_to_model(ckpt: Checkpoint, model_names: Iterable[str]) -> Checkpoint:
@@ -234,5 +627,48 @@ def align_to_model(ckpt: Checkpoint, model_names: Iterable[str]) -> Checkpoint:
             f"{ckpt.info.path}: stripping wrapper prefixes makes two tensors share a name",
             hint="the file holds both wrapped and unwrapped copies of the weights; save one of them",
         )
-    info = CheckpointInfo(**{**ckpt.info.__dict__, "prefixes_stripped": used})
-    return Checkpoint(tensors=tensors, info=info)
+    return replace(ckpt, tensors=tensors, info=replace(ckpt.info, prefixes_stripped=used))
+
+
+# ------------------------------------------------------------------------------------------ description
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    """What ``interpscan inspect`` shows: provenance, metadata and one row per tensor, with totals.
+
+    Tied names (one tensor under several names) are counted once in the totals.
+    """
+    rows = [
+        {
+            "name": name,
+            "shape": list(t.shape),
+            "dtype": str(t.dtype).removeprefix("torch."),
+            "count": int(t.numel()),
+            "bytes": int(t.numel() * t.element_size()),
+        }
+        for name, t in ckpt.tensors.items()
+    ]
+    duplicate = {n for group in ckpt.info.aliases for n in group[1:]}
+    wrapped = sorted({p for n in ckpt.tensors for p in WRAPPER_PREFIXES if n.startswith(p)})
+    return {
+        **ckpt.info.to_json(),
+        "prefixes": wrapped,
+        "own_forward": ckpt.module is not None,
+        "metadata": _jsonable(ckpt.info.metadata),
+        "tensors": rows,
+        "totals": {
+            "tensors": len(rows),
+            "elements": sum(r["count"] for r in rows if r["name"] not in duplicate),
+            "bytes": sum(r["bytes"] for r in rows if r["name"] not in duplicate),
+        },
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from interpscan.checkpoints import (
     Checkpoint,
     CheckpointInfo,
     align_to_model,
+    describe,
     detect_format,
     load_checkpoint,
     strip_prefixes,
@@ -144,6 +146,7 @@ def test_info_records_provenance(tmp_path: Path, state: dict[str, torch.Tensor])
         "size": info.size,
         "sha256": info.sha256,
         "format": "torch-zip",
+        "layout": "nested",
         "container_key": "state_dict",
         "tensor_count": 4,
         "dtypes": {"float16": 1, "float32": 2, "int64": 1},
@@ -228,10 +231,28 @@ def test_missing_path(tmp_path: Path) -> None:
     assert str(path) in str(exc.value)
 
 
-def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file") as exc:
+def test_directory_without_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(CheckpointError) as exc:
         load_checkpoint(tmp_path)
-    assert exc.value.hint == "pass the file itself"
+    assert str(exc.value) == f"{tmp_path} is a directory with no candidate checkpoint files (nothing)"
+    assert exc.value.hint == "pass the file itself (for a sharded checkpoint, its *.index.json)"
+
+
+def test_directory_with_several_checkpoints(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    save_torch(state, tmp_path / "a.pt")
+    save_torch(state, tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match=r"a directory with 2 candidate checkpoint files \(a\.pt, b\.pt\)"):
+        load_checkpoint(tmp_path)
+
+
+def test_directory_with_one_checkpoint(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    save_file(state, str(tmp_path / "model.safetensors"))
+    save_torch({"lr": 0.1}, tmp_path / "training_args.bin")  # what Hugging Face's Trainer leaves beside it
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.info.format == "safetensors"
+    assert ckpt.info.path == str(tmp_path)
+    assert_same_tensors(ckpt.tensors, state)
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -298,7 +319,8 @@ def test_a_dict_without_tensors(tmp_path: Path) -> None:
         load_checkpoint(path)
     assert str(exc.value) == f"{path}: no tensors found (the file holds a dict with keys ['epoch', 'lr', 'state_dict'])"
     assert exc.value.hint == (
-        "interpscan reads a state dict, optionally nested under one of state_dict, model_state_dict, model"
+        "interpscan reads a state dict, optionally nested under one of state_dict, model_state_dict, model, "
+        "module, net; --key picks another entry"
     )
 
 
@@ -483,3 +505,320 @@ def test_align_after_load(tmp_path: Path) -> None:
     assert aligned.info.container_key == "state_dict"
     assert_same_tensors(aligned.tensors, sd)
     Net().load_state_dict(aligned.tensors)  # the names really are the model's
+
+
+# ------------------------------------------------------------------------------- what users actually save
+
+
+@pytest.mark.parametrize("key", ["module", "net"])
+def test_more_container_keys(tmp_path: Path, state: dict[str, torch.Tensor], key: str) -> None:
+    ckpt = load_checkpoint(save_torch({key: state, "epoch": 2}, tmp_path / "w.pt"))
+    assert ckpt.info.container_key == key
+    assert_same_tensors(ckpt.tensors, state)
+
+
+def test_containers_nest(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    ckpt = load_checkpoint(save_torch({"model": {"state_dict": state, "step": 4}, "epoch": 2}, tmp_path / "w.pt"))
+    assert ckpt.info.container_key == "model.state_dict"
+    assert ckpt.info.ignored_keys == ("epoch", "model.step")
+    assert_same_tensors(ckpt.tensors, state)
+
+
+def test_lightning_checkpoint(tmp_path: Path) -> None:
+    sd = Net().state_dict()
+    obj = {
+        "epoch": 3,
+        "global_step": 120,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": wrapped(sd, "net."),  # a LightningModule holding the network as self.net
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}],
+        "lr_schedulers": [],
+        "callbacks": {},
+        "loops": {},
+        "hyper_parameters": {"lr": 0.1},
+    }
+    ckpt = load_checkpoint(save_torch(obj, tmp_path / "epoch=3.ckpt"))
+    assert (ckpt.info.format, ckpt.info.layout, ckpt.info.container_key) == ("torch-zip", "lightning", "state_dict")
+    assert ckpt.info.metadata == {"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0"}
+    assert "optimizer_states" in ckpt.info.ignored_keys
+    aligned = align_to_model(ckpt, sd)
+    assert aligned.info.prefixes_stripped == ("net.",)
+    assert_same_tensors(aligned.tensors, sd)
+
+
+def test_an_unknown_leading_module_is_stripped_only_when_everything_under_it_matches() -> None:
+    names = set(Net().state_dict())
+    mapping, used = strip_prefixes(["backbone.conv.weight", "backbone.conv.bias", "fc.weight", "fc.bias"], names)
+    assert used == ("backbone.",)
+    assert mapping["backbone.conv.weight"] == "conv.weight"
+    # a loss module's buffer beside the network is not the network's: left alone, so the check reports it
+    mapping, used = strip_prefixes(["net.conv.weight", "net.conv.extra", "conv.bias"], names)
+    assert used == ()
+    assert mapping == {
+        "net.conv.weight": "net.conv.weight",
+        "net.conv.extra": "net.conv.extra",
+        "conv.bias": "conv.bias",
+    }
+    # a component the model has is never stripped: fc.fc.weight is not the model's fc.weight
+    mapping, used = strip_prefixes(["fc.fc.weight"], names)
+    assert mapping == {"fc.fc.weight": "fc.fc.weight"}
+
+
+def test_ema_weights_are_used_only_when_picked(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    path = save_torch({"state_dict": state, "state_dict_ema": ema, "epoch": 9}, tmp_path / "w.pt")
+    live = load_checkpoint(path)
+    assert live.info.container_key == "state_dict"
+    assert live.info.alternatives == ("state_dict_ema",)
+    assert_same_tensors(live.tensors, state)
+    picked = load_checkpoint(path, key="state_dict_ema")
+    assert picked.info.container_key == "state_dict_ema"
+    assert picked.info.ignored_keys == ("epoch", "state_dict")
+    assert_same_tensors(picked.tensors, ema)
+
+
+def test_a_file_with_only_ema_weights_says_how_to_pick_them(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = save_torch({"model_ema": state, "epoch": 9}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    assert str(exc.value) == f"{path}: the only weights are averaged (EMA) weights under 'model_ema'"
+    assert exc.value.hint == "pass --key model_ema to scan them"
+    assert_same_tensors(load_checkpoint(path, key="model_ema").tensors, state)
+
+
+def test_key_is_a_dotted_path(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    obj = {"ema": {"module": state, "decay": 0.999}, "ema.v2": {"module": state}, "model": {"x": torch.zeros(1)}}
+    path = save_torch(obj, tmp_path / "w.pt")
+    ckpt = load_checkpoint(path, key="ema.module")
+    assert ckpt.info.container_key == "ema.module"
+    assert_same_tensors(ckpt.tensors, state)
+    assert load_checkpoint(path, key="ema.v2.module").info.container_key == "ema.v2.module"  # a key with a dot
+
+
+def test_a_key_that_is_not_there(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = save_torch({"state_dict": state, "model_ema": state}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path, key="model_emma")
+    assert str(exc.value) == f"{path}: no entry 'model_emma' for --key model_emma; closest: model_ema"
+    assert exc.value.hint == "keys: model_ema, state_dict"
+    with pytest.raises(CheckpointError, match=r"no entry 'x' under state_dict for --key state_dict\.x"):
+        load_checkpoint(path, key="state_dict.x")
+
+
+def test_npz_archive(tmp_path: Path) -> None:
+    import numpy as np
+
+    arrays = {"fc.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "fc.bias": np.ones(3, dtype=np.float64)}
+    path = tmp_path / "weights.data"
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)
+    assert detect_format(path) == "npz"
+    ckpt = load_checkpoint(path)
+    assert ckpt.info.dtypes == {"float32": 1, "float64": 1}
+    assert torch.equal(ckpt.tensors["fc.weight"], torch.arange(12.0).reshape(3, 4))
+
+
+def test_npz_with_objects_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "w.npz"
+    np.savez(path, w=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(CheckpointError, match=r"unreadable \.npz archive"):
+        load_checkpoint(path)
+
+
+def shard(state: dict[str, torch.Tensor], directory: Path, parts: int = 2) -> Path:
+    """Write ``state`` the way Hugging Face writes a sharded checkpoint: shards plus an index."""
+    directory.mkdir(exist_ok=True)
+    names = list(state)
+    weight_map = {}
+    for i in range(parts):
+        shard_name = f"model-{i + 1:05d}-of-{parts:05d}.safetensors"
+        part = {n: state[n] for n in names[i::parts]}
+        save_file(part, str(directory / shard_name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, shard_name))
+    index = directory / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 123}, "weight_map": weight_map}))
+    return index
+
+
+def test_sharded_safetensors_by_index_or_directory(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    index = shard(state, tmp_path / "ckpt")
+    assert detect_format(index) == "safetensors-sharded"
+    by_index, by_dir = load_checkpoint(index), load_checkpoint(tmp_path / "ckpt")
+    for ckpt in (by_index, by_dir):
+        assert ckpt.info.format == "safetensors-sharded"
+        assert_same_tensors(ckpt.tensors, state)
+        assert [Path(f["path"]).name for f in ckpt.info.files] == [
+            "model.safetensors.index.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ]
+        assert ckpt.info.size == sum(f.stat().st_size for f in (tmp_path / "ckpt").iterdir())
+        assert ckpt.info.metadata == {"format": "pt", "total_size": 123}
+    assert by_index.info.sha256 == by_dir.info.sha256
+
+
+def test_sharded_torch_bins(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    (tmp_path / "a.bin").write_bytes(b"")
+    save_torch({k: state[k] for k in ["fc.weight", "fc.bias"]}, tmp_path / "pytorch_model-00001-of-00002.bin")
+    save_torch(
+        {k: state[k] for k in ["bn.num_batches_tracked", "scale"]}, tmp_path / "pytorch_model-00002-of-00002.bin"
+    )
+    weight_map = {k: f"pytorch_model-0000{1 if k.startswith('fc') else 2}-of-00002.bin" for k in state}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.info.format == "torch-sharded"
+    assert_same_tensors(ckpt.tensors, state)
+
+
+def test_a_missing_shard(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    index = shard(state, tmp_path)
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(index)
+    assert str(exc.value) == f"{index}: 1 of 2 shards are missing: model-00002-of-00002.safetensors"
+
+
+def test_an_index_naming_tensors_no_shard_holds(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    index = shard(state, tmp_path)
+    data = json.loads(index.read_text())
+    data["weight_map"]["extra.weight"] = "model-00001-of-00002.safetensors"
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"1 tensors named in the index are in no shard: extra\.weight"):
+        load_checkpoint(index)
+
+
+def test_tied_names_in_a_torch_file_are_recorded(tmp_path: Path) -> None:
+    shared = torch.randn(4, 3)
+    path = save_torch({"embed.weight": shared, "decoder.weight": shared, "bias": torch.zeros(4)}, tmp_path / "w.pt")
+    ckpt = load_checkpoint(path)
+    assert ckpt.info.aliases == (("decoder.weight", "embed.weight"),)
+    assert ckpt.info.to_json()["aliases"] == [["decoder.weight", "embed.weight"]]
+    report = describe(ckpt)
+    assert report["totals"] == {"tensors": 3, "elements": 16, "bytes": 64}  # the shared tensor counted once
+
+
+def test_describe_lists_every_tensor(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = save_torch({"state_dict": wrapped(state, "module."), "epoch": 5, "interpscan": SPEC}, tmp_path / "w.pt")
+    report = describe(load_checkpoint(path))
+    assert report["format"] == "torch-zip"
+    assert report["layout"] == "nested"
+    assert report["container_key"] == "state_dict"
+    assert report["prefixes"] == ["module."]
+    assert report["metadata"] == {"epoch": 5, "interpscan": SPEC}
+    assert report["own_forward"] is False
+    assert report["tensors"][0] == {
+        "name": "module.fc.weight",
+        "shape": [3, 4],
+        "dtype": "float32",
+        "count": 12,
+        "bytes": 48,
+    }
+    assert report["tensors"][2] == {
+        "name": "module.bn.num_batches_tracked",
+        "shape": [],
+        "dtype": "int64",
+        "count": 1,
+        "bytes": 8,
+    }
+    assert report["totals"] == {"tensors": 4, "elements": 18, "bytes": 12 * 4 + 3 * 4 + 8 + 2 * 2}
+    json.dumps(report)
+
+
+# ------------------------------------------------------------------------- files that bring their own forward
+
+
+def save_script(model: nn.Module, path: Path) -> Path:
+    """torch.jit.script + torch.jit.save, which torch 2.13 deprecates (and tests turn warnings into errors)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), str(path))
+    return path
+
+
+class Small(nn.Module):
+    """conv + BN + linear: enough structure for TorchScript and torch.export to keep names and buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))  # type: ignore[no-any-return]
+
+
+def test_torchscript_archive(tmp_path: Path) -> None:
+    model = Small().eval()
+    path = tmp_path / "scripted.pt"
+    save_script(model, path)
+    assert detect_format(path) == "torchscript"
+    ckpt = load_checkpoint(path)
+    assert (ckpt.info.format, ckpt.info.layout, ckpt.info.metadata) == ("torchscript", "program", {"class": "Small"})
+    assert_same_tensors(ckpt.tensors, model.state_dict())
+    assert ckpt.module is not None
+    x = torch.randn(2, 1, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(ckpt.module(x), model(x))
+    # the recorded tensors are the file's, not the module's working copies
+    working = ckpt.module.state_dict()
+    assert all(t.data_ptr() != working[k].data_ptr() for k, t in ckpt.tensors.items())
+
+
+def test_export_program_with_a_fixed_batch_runs_any_batch(tmp_path: Path) -> None:
+    model = Small().eval()
+    path = tmp_path / "program.bin"
+    torch.export.save(torch.export.export(model, (torch.randn(4, 1, 5, 5),)), str(path))
+    assert detect_format(path) == "torch-export"
+    ckpt = load_checkpoint(path)
+    assert (ckpt.info.layout, ckpt.info.metadata) == ("program", {"static_batch": 4})
+    assert_same_tensors(ckpt.tensors, model.state_dict())
+    assert ckpt.module is not None
+    ckpt.module.eval()  # exported graph modules refuse eval(); ours allows it
+    x = torch.randn(7, 1, 5, 5)  # neither 4 nor a multiple of it
+    with torch.no_grad():
+        assert torch.allclose(ckpt.module(x), model(x), atol=1e-6)
+
+
+def test_a_pickled_module_needs_unsafe_pickle(tmp_path: Path) -> None:
+    model = Net()
+    path = save_torch(model, tmp_path / "whole.pt")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    assert str(exc.value) == (
+        f"{path}: refused to unpickle objects other than tensors and plain containers (it needs test_checkpoints.Net)"
+    )
+    assert exc.value.hint is not None
+    assert "--unsafe-pickle" in exc.value.hint
+    assert "run code" in exc.value.hint
+    ckpt = load_checkpoint(path, unsafe_pickle=True)
+    assert ckpt.info.layout == "module"
+    assert isinstance(ckpt.module, Net)
+    assert_same_tensors(ckpt.tensors, model.state_dict())
+
+
+def test_a_module_inside_a_dict(tmp_path: Path) -> None:
+    model = Net()
+    path = save_torch({"model": model, "epoch": 4}, tmp_path / "whole.pt")
+    ckpt = load_checkpoint(path, unsafe_pickle=True)
+    assert (ckpt.info.layout, ckpt.info.container_key, ckpt.info.ignored_keys) == ("module", "model", ("epoch",))
+    assert isinstance(ckpt.module, Net)
+
+
+def test_a_pickle_whose_class_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "gone.pt"
+    # the pickle names a module that does not exist here
+    path.write_bytes(pickle.dumps({"m": Pickled()}, protocol=2).replace(b"test_checkpoints", b"no_such_module_x"))
+    with pytest.raises(CheckpointError, match="needs Python code that cannot be imported here") as exc:
+        load_checkpoint(path, unsafe_pickle=True)
+    assert exc.value.hint is not None
+    assert "PYTHONPATH" in exc.value.hint
+
+
+def test_key_for_a_file_without_a_dict(tmp_path: Path) -> None:
+    path = tmp_path / "scripted.pt"
+    save_script(Small(), path)
+    with pytest.raises(CheckpointError, match="--key ema picks an entry of a pickled dict"):
+        load_checkpoint(path, key="ema")

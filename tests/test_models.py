@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +13,30 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from interpscan.checkpoints import Checkpoint, CheckpointInfo, load_checkpoint
 from interpscan.errors import ModelError, UsageError
 from interpscan.models import (
     CNN,
     MLP,
+    VGG,
     ZOO,
     BasicBlock,
+    Bottleneck,
     ModelSpec,
     ResNet,
     build_model,
     check_against,
+    detect_zoo_model,
     factory_parameters,
+    match_states,
+    model_spec_for,
+    optional_packages,
     parse_model_args,
     parse_model_spec,
     parse_value,
+    resnet18,
+    resolve_model,
+    zoo_table,
 )
 
 # ------------------------------------------------------------------------------------------ spec grammar
@@ -45,6 +57,10 @@ from interpscan.models import (
         ("pkg.mod:make", "module", "pkg.mod", "make"),
         ("interpscan.models:MLP", "module", "interpscan.models", "MLP"),
         ("torchvision.models:resnet18", "module", "torchvision.models", "resnet18"),
+        ("torchvision:resnet18", "torchvision", "torchvision", "resnet18"),
+        ("timm:vit_tiny_patch16_224.augreg_in21k", "timm", "timm", "vit_tiny_patch16_224.augreg_in21k"),
+        ("timm:efficientnet-b0", "timm", "timm", "efficientnet-b0"),
+        ("vgg16", "zoo", "vgg16", None),
     ],
 )
 def test_parse_model_spec(text: str, kind: str, target: str, factory: str | None) -> None:
@@ -70,9 +86,10 @@ def test_spec_carries_its_arguments_as_a_copy() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("resnet", "unknown model 'resnet'; closest: resnet20, resnet18"),
-        ("resnet19", "unknown model 'resnet19'; closest: resnet18, resnet20"),
+        ("resnet", "unknown model 'resnet'; closest: resnet50, resnet34, resnet20"),
+        ("resnet19", "unknown model 'resnet19'; closest: resnet18, resnet50, resnet34"),
         ("mpl", "unknown model 'mpl'; closest: mlp"),
+        ("vgg13", "unknown model 'vgg13'; closest: vgg16, vgg11"),
         ("CNN", "unknown model 'CNN'"),  # zoo names are case-sensitive; nothing is close enough
         ("transformer", "unknown model 'transformer'"),
     ],
@@ -82,7 +99,8 @@ def test_unknown_zoo_name(text: str, message: str) -> None:
         parse_model_spec(text)
     assert str(exc.value) == message
     assert exc.value.hint == (
-        "zoo models: mlp, cnn, resnet20, resnet18; or pass path/to/file.py:factory or package.module:factory"
+        "zoo models: mlp, cnn, resnet20, resnet18, resnet34, resnet50, vgg11, vgg16 (`interpscan models`); "
+        "or pass path/to/file.py:factory, package.module:factory, torchvision:NAME or timm:NAME"
     )
 
 
@@ -170,6 +188,10 @@ def test_bad_model_arg(pair: str) -> None:
         ("resnet20", {"width": 4}, (2, 3, 32, 32), 10),
         ("resnet18", {"width": 2}, (2, 3, 32, 32), 10),
         ("resnet18", {"width": 2, "in_channels": 1, "num_classes": 100}, (1, 1, 28, 28), 100),
+        ("resnet34", {"width": 2}, (2, 3, 32, 32), 10),
+        ("resnet50", {"width": 2, "num_classes": 7}, (2, 3, 32, 32), 7),
+        ("vgg11", {"width": 2}, (2, 3, 32, 32), 10),
+        ("vgg16", {"width": 2, "bn": False, "in_channels": 1}, (2, 1, 28, 28), 10),  # pools round up: 28 works
     ],
 )
 def test_zoo_models_give_logits_in_eval_mode(
@@ -186,7 +208,7 @@ def test_zoo_models_give_logits_in_eval_mode(
 
 
 def test_zoo_lists_every_model_with_a_description() -> None:
-    assert list(ZOO) == ["mlp", "cnn", "resnet20", "resnet18"]
+    assert list(ZOO) == ["mlp", "cnn", "resnet20", "resnet18", "resnet34", "resnet50", "vgg11", "vgg16"]
     assert all(entry.description for entry in ZOO.values())
 
 
@@ -236,7 +258,7 @@ def test_mlp_layout() -> None:
     assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 3
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet20", "resnet18"])
+@pytest.mark.parametrize("name", ["cnn", "resnet20", "resnet18", "resnet34", "resnet50", "vgg11", "vgg16"])
 def test_bn_false_removes_every_batch_norm(name: str) -> None:
     with_bn = build_model(parse_model_spec(name, {"width": 2}))
     without = build_model(parse_model_spec(name, {"width": 2, "bn": False}))
@@ -455,3 +477,350 @@ def test_check_caps_a_long_list() -> None:
     assert message.startswith("the model does not match the checkpoints (45 problems): init: unexpected extra00 [1];")
     assert message.endswith("init: unexpected extra39 [1]; … and 5 more")
     assert "extra40" not in message
+
+
+# ------------------------------------------------------------------------------------------ the new zoo
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    [
+        # the CIFAR variants in kuangliu/pytorch-cifar, the usual reference (convs without bias, fc 512·e → 10)
+        ("resnet18", 11_173_962),
+        ("resnet34", 21_282_122),
+        ("resnet50", 23_520_842),
+    ],
+)
+def test_resnet_parameter_counts_match_the_reference_implementation(name: str, parameters: int) -> None:
+    assert sum(p.numel() for p in ZOO[name].factory().parameters()) == parameters
+
+
+def test_resnet50_uses_bottlenecks() -> None:
+    model = build_model(parse_model_spec("resnet50", {"width": 2}))
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3, 4)] == [3, 4, 6, 3]
+    assert all(isinstance(b, Bottleneck) for i in (1, 2, 3, 4) for b in getattr(model, f"layer{i}"))
+    assert model.fc.in_features == 8 * 2 * 4  # the last stage's width × expansion
+
+
+def test_vgg_layout() -> None:
+    model = build_model(parse_model_spec("vgg16", {"width": 2}))
+    assert isinstance(model, VGG)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [2, 2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.features) == 5
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.features) == 13
+    assert model.classifier.in_features == 16
+    assert len([m for m in build_model(parse_model_spec("vgg11")).features if isinstance(m, nn.Conv2d)]) == 8
+
+
+def test_zoo_table() -> None:
+    rows = zoo_table()
+    assert [r["name"] for r in rows] == list(ZOO)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["resnet18"] == {
+        "name": "resnet18",
+        "parameters": 11_173_962,
+        "input": "3×32×32",
+        "description": ZOO["resnet18"].description,
+    }
+    assert by_name["mlp"]["parameters"] == 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+    assert [r["name"] for r in zoo_table("resnet*")] == ["resnet20", "resnet18", "resnet34", "resnet50"]
+    assert [r["name"] for r in zoo_table("vgg")] == ["vgg11", "vgg16"]  # a substring without glob characters
+    assert zoo_table("transformer") == []
+
+
+# ------------------------------------------------------------------------------------- zoo detection
+
+
+def state_of(name: str, **args: Any) -> dict[str, torch.Tensor]:
+    return build_model(parse_model_spec(name, args)).state_dict()
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("mlp", {"in_features": 12, "width": 5, "depth": 3, "num_classes": 4}),
+        ("cnn", {"width": 3, "in_channels": 1, "num_classes": 10, "bn": True}),
+        ("cnn", {"width": 3, "in_channels": 3, "num_classes": 5, "bn": False}),
+        ("resnet20", {"width": 4, "in_channels": 3, "num_classes": 100, "bn": True}),
+        ("resnet18", {"width": 2, "in_channels": 1, "num_classes": 7, "bn": True}),
+        ("resnet34", {"width": 2, "in_channels": 3, "num_classes": 10, "bn": False}),
+        ("resnet50", {"width": 2, "in_channels": 3, "num_classes": 10, "bn": True}),
+        ("vgg11", {"width": 2, "in_channels": 3, "num_classes": 10, "bn": True}),
+        ("vgg16", {"width": 2, "in_channels": 3, "num_classes": 100, "bn": False}),
+    ],
+)
+def test_detection_names_the_one_zoo_model_and_its_arguments(name: str, args: dict[str, Any]) -> None:
+    state = state_of(name, **args)
+    match = detect_zoo_model(state)
+    assert (match.name, match.args) == (name, args)
+    assert match.exact
+    # wrapped by DDP and torch.compile it is still recognised
+    assert detect_zoo_model({f"module._orig_mod.{k}": v for k, v in state.items()}).name == name
+
+
+def test_detection_failure_lists_the_closest_models() -> None:
+    state = state_of("resnet20", width=4, num_classes=100)
+    del state["fc.bias"]
+    state["head.weight"] = torch.zeros(3)
+    with pytest.raises(ModelError) as exc:
+        detect_zoo_model(state, "final.pt")
+    assert str(exc.value) == (
+        "no --model given, and final.pt (128 tensors) matches no zoo model; closest: "
+        "resnet20 (127 of 129 tensors match; bn=True, in_channels=3, num_classes=100, width=4); "
+        "resnet34 (126 of 219 tensors match; bn=True, in_channels=3, num_classes=100, width=4); "
+        "resnet18 (90 of 159 tensors match; bn=True, in_channels=3, num_classes=100, width=4)"
+    )
+    assert exc.value.hint == (
+        "pass --model NAME (`interpscan models` lists the zoo), --model path/to/file.py:factory or "
+        "--model package.module:factory, with --model-arg KEY=VALUE for its arguments"
+    )
+
+
+def test_detection_of_something_unrelated() -> None:
+    with pytest.raises(ModelError) as exc:
+        detect_zoo_model({"encoder.layers.0.attn.weight": torch.zeros(4, 4)})
+    assert str(exc.value) == "no --model given, and the checkpoint (1 tensors) matches no zoo model"
+
+
+# ------------------------------------------------------------------------------- torchvision and timm
+
+
+@pytest.mark.parametrize("package", ["torchvision", "timm"])
+def test_a_package_that_is_not_installed(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    monkeypatch.setitem(sys.modules, package, None)  # what an absent package looks like to import
+    monkeypatch.setitem(sys.modules, f"{package}.models", None)
+    with pytest.raises(ModelError) as exc:
+        build_model(parse_model_spec(f"{package}:resnet18"))
+    assert str(exc.value).startswith(f"model '{package}:resnet18' needs the {package} package, which is not installed")
+    assert exc.value.hint == f"pip install {package} (optional: interpscan itself never needs it)"
+    assert optional_packages()[package] is False
+
+
+def fake_package(monkeypatch: pytest.MonkeyPatch, package: str) -> list[tuple[str, dict[str, Any]]]:
+    """A stand-in for torchvision.models / timm: records calls, builds a zoo ResNet-18."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def build(name: str, **kwargs: Any) -> nn.Module:
+        calls.append((name, kwargs))
+        return resnet18(width=2, num_classes=kwargs.get("num_classes", 1000))
+
+    module = types.ModuleType(f"{package}.models" if package == "torchvision" else package)
+    module.list_models = lambda: ["resnet18", "resnet50"]  # type: ignore[attr-defined]
+    module.get_model = build  # type: ignore[attr-defined]
+    module.create_model = build  # type: ignore[attr-defined]
+    parent = types.ModuleType(package)
+    monkeypatch.setitem(sys.modules, package, parent if package == "torchvision" else module)
+    monkeypatch.setitem(sys.modules, f"{package}.models", module)
+    return calls
+
+
+@pytest.mark.parametrize(("package", "fresh"), [("torchvision", {"weights": None}), ("timm", {"pretrained": False})])
+def test_a_package_model_is_built_with_fresh_weights_and_the_checkpoints_class_count(
+    monkeypatch: pytest.MonkeyPatch, package: str, fresh: dict[str, Any]
+) -> None:
+    calls = fake_package(monkeypatch, package)
+    state = resnet18(width=2, num_classes=37).state_dict()
+    ckpt = make_checkpoint(state)
+    spec, origin = model_spec_for(f"{package}:resnet18", {}, ckpt, ckpt)
+    assert spec.args == {"num_classes": 37}  # read off fc, the model's last linear layer
+    assert origin == "--model, num_classes from the checkpoint"
+    model = build_model(spec)
+    assert calls[-1] == ("resnet18", {**fresh, "num_classes": 37})
+    check_against(model, {"final": state})
+    with pytest.raises(ModelError) as exc:
+        build_model(parse_model_spec(f"{package}:resnet19"))
+    assert str(exc.value) == f"{package} has no model 'resnet19'; closest: resnet18, resnet50"
+
+
+# ------------------------------------------------------------------------------- which model a scan uses
+
+
+def make_checkpoint(
+    tensors: dict[str, torch.Tensor], path: str = "final.pt", spec: dict[str, Any] | None = None
+) -> Checkpoint:
+    info = CheckpointInfo(
+        path=path,
+        size=1,
+        sha256="0" * 64,
+        format="torch-zip",
+        container_key=None,
+        tensor_count=len(tensors),
+        dtypes={},
+        metadata={"interpscan": spec} if spec else {},
+    )
+    return Checkpoint(tensors, info)
+
+
+MAKE_PY = """
+    from torch import nn
+
+    def make(width=4, depth=1):
+        return nn.Sequential(nn.Flatten(), nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
+"""
+
+
+def test_a_recorded_model_file_is_found_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interpscan.train import save_checkpoint
+
+    write(tmp_path / "project" / "nets" / "net.py", MAKE_PY)
+    monkeypatch.chdir(tmp_path / "project")
+    spec = parse_model_spec("nets/net.py:make", {"width": 5})
+    save_checkpoint(build_model(spec), tmp_path / "final.pt", spec)
+    monkeypatch.chdir(tmp_path)  # scanning from elsewhere
+    ckpt = load_checkpoint(tmp_path / "final.pt")
+    assert ckpt.model_spec == {"model": f"{tmp_path / 'project' / 'nets' / 'net.py'}:make", "model_args": {"width": 5}}
+    got, origin = model_spec_for(None, {}, ckpt, ckpt)
+    assert (got.target, got.args, origin) == (
+        str(tmp_path / "project/nets/net.py"),
+        {"width": 5},
+        f"recorded in {tmp_path / 'final.pt'}",
+    )
+
+
+def test_an_older_relative_record_is_looked_for_beside_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "run" / "net.py", MAKE_PY)
+    ckpt = make_checkpoint({}, str(tmp_path / "run" / "final.pt"), {"model": "net.py:make", "model_args": {}})
+    monkeypatch.chdir(tmp_path)
+    spec, _ = model_spec_for(None, {}, ckpt, ckpt)
+    assert spec.target == str(tmp_path / "run" / "net.py")
+
+
+def test_a_recorded_model_file_that_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = {"model": "examples/custom_model.py:make", "model_args": {"width": 32}}
+    ckpt = make_checkpoint({}, str(tmp_path / "runs" / "final.pt"), spec)
+    with pytest.raises(ModelError) as exc:
+        model_spec_for(None, {}, ckpt, ckpt)
+    assert str(exc.value) == (
+        f"the model file examples/custom_model.py recorded in {tmp_path / 'runs' / 'final.pt'} was not found "
+        f"(looked in {tmp_path} and {tmp_path / 'runs'})"
+    )
+    assert exc.value.hint == "pass --model path/to/custom_model.py:make; the recorded arguments (width=32) are kept"
+
+
+def test_model_naming_the_recorded_model_keeps_its_arguments(tmp_path: Path) -> None:
+    path = write(tmp_path / "moved" / "net.py", MAKE_PY)
+    recorded = {"model": "/old/place/net.py:make", "model_args": {"width": 7, "depth": 2}}
+    ckpt = make_checkpoint({}, "final.pt", recorded)
+    spec, origin = model_spec_for(f"{path}:make", {"depth": 3}, ckpt, ckpt)
+    assert spec.args == {"width": 7, "depth": 3}  # --model-arg wins
+    assert origin == "--model, width recorded in final.pt"
+    zoo = make_checkpoint(
+        state_of("cnn", width=3), "final.pt", {"model": "cnn", "model_args": {"width": 3, "dropout": 0.5}}
+    )
+    spec, origin = model_spec_for("cnn", {}, zoo, zoo)
+    assert spec.args == {"width": 3, "in_channels": 1, "bn": True, "num_classes": 10, "dropout": 0.5}
+    assert origin == "--model, dropout, width recorded in final.pt, bn, in_channels, num_classes from the checkpoint"
+    other, _ = model_spec_for("mlp", {}, zoo, zoo)  # another model: the record does not apply
+    assert "dropout" not in other.args
+
+
+def test_resolution_order(tmp_path: Path) -> None:
+    state = state_of("cnn", width=3)
+    plain = make_checkpoint(state)
+    detected = resolve_model(None, {"dropout": 0.1}, plain, plain)
+    assert (detected.source, detected.spec.text, detected.spec.args["dropout"]) == ("detected", "cnn", 0.1)
+    assert detected.origin == (
+        "detected: the only zoo model with the final checkpoint's 14 names and shapes; "
+        "bn=True, in_channels=1, num_classes=10, width=3"
+    )
+    recorded = make_checkpoint(state, spec={"model": "cnn", "model_args": {"width": 3}})
+    assert resolve_model(None, {}, plain, recorded).source == "recorded"
+    assert resolve_model("cnn", {}, plain, recorded).source == "--model"
+    module = nn.Linear(2, 2)
+    own = Checkpoint(dict(module.state_dict()), plain.info, module=module)
+    resolved = resolve_model(None, {}, own, recorded)
+    assert (resolved.source, resolved.spec.kind, resolved.model) == ("checkpoint", "pickle", module)
+    with pytest.raises(UsageError, match=r"--model-arg configures a model interpscan builds; final\.pt is a pickled"):
+        resolve_model(None, {"width": 3}, own, plain)
+
+
+def test_a_half_precision_module_is_evaluated_in_float32() -> None:
+    module = nn.Linear(2, 2).half()
+    ckpt = make_checkpoint(dict(module.state_dict()))
+    resolved = resolve_model(None, {}, Checkpoint(ckpt.tensors, ckpt.info, module=module), ckpt)
+    assert {t.dtype for t in resolved.model.state_dict().values()} == {torch.float32}
+    assert module.weight.dtype == torch.float16  # the checkpoint's own module is left alone
+
+
+# ------------------------------------------------------------------------------------ the full check
+
+
+class TiedNet(nn.Module):
+    """An encoder and a decoder sharing one weight matrix, as language models tie embedding and output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(4, 4)
+        self.dec = nn.Linear(4, 4)
+        self.dec.weight = self.enc.weight
+        self.register_buffer("steps", torch.tensor(0))
+
+
+def test_every_kind_of_problem_in_one_sorted_message() -> None:
+    z = torch.zeros
+    init = {"enc.weight": z(4, 4), "dec.weight": torch.ones(4, 4), "enc.bias": z(4), "dec.bias": z(4), "steps": z(())}
+    final = {"enc.weight": z(4, 4), "enc.bias": z(5), "dec.bais": z(4), "steps": torch.tensor(3), "extra": z(1)}
+    with pytest.raises(ModelError) as exc:
+        match_states(TiedNet(), {"init": init, "final": final})
+    assert str(exc.value) == (
+        "the model does not match the checkpoints (6 problems): "
+        "init: tied tensors enc.weight, dec.weight hold different values; "
+        "final: missing dec.bias [4]; "
+        "final: unexpected dec.bais [4] (closest model names: dec.bias, enc.bias); "
+        "final: unexpected extra [1]; "
+        "final: shape of enc.bias is [5], model has [4]; "
+        "dtype of steps: init float32, final int64, model int64"
+    )
+    assert exc.value.hint == "check --model and --model-arg (e.g. width, num_classes, in_channels)"
+
+
+def test_names_only_problems_suggest_no_strict() -> None:
+    with pytest.raises(ModelError) as exc:
+        match_states(Tiny(), {"init": {}})
+    assert exc.value.hint == (
+        "check --model and --model-arg (e.g. width, num_classes, in_channels); "
+        "--no-strict tolerates missing and unexpected tensors"
+    )
+
+
+def test_no_strict_fills_and_ignores_and_records() -> None:
+    model = Tiny()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    init = {**sd, "extra": torch.zeros(1)}
+    final = {k: v + 1 for k, v in sd.items() if k != "head.bias"}
+    del init["fc.bias"], final["fc.bias"]
+    match = match_states(model, {"init": init, "final": final}, strict=False)
+    assert match.states["init"].keys() == sd.keys() == match.states["final"].keys()
+    assert torch.equal(match.states["final"]["head.bias"], init["head.bias"])  # from init: it does not move
+    assert torch.equal(match.states["init"]["fc.bias"], sd["fc.bias"])  # in neither: the model's own
+    assert match.filled == {
+        "init": {"fc.bias": "the model's own value"},
+        "final": {"fc.bias": "the model's own value", "head.bias": "from init (does not move)"},
+    }
+    assert match.ignored == {"init": ("extra",), "final": ()}
+    assert match.notes() == [
+        "init: ignored 1 tensors the model lacks; filled 1 missing tensors (fc.bias) (--no-strict; listed in run.json)",
+        "final: filled 2 missing tensors (fc.bias, head.bias) (--no-strict; listed in run.json)",
+    ]
+    # shapes are never tolerated
+    with pytest.raises(ModelError, match=r"\(1 problems\): init: shape of fc.weight is \[1\]"):
+        match_states(model, {"init": {**sd, "fc.weight": torch.zeros(1)}}, strict=False)
+
+
+def test_a_tied_name_stored_once_takes_its_partners_value() -> None:
+    model = TiedNet()
+    sd = {k: v for k, v in model.state_dict().items() if k != "dec.weight"}  # as safetensors' save_model stores it
+    match = match_states(model, {"final": sd})
+    assert match.tied == (("enc.weight", "dec.weight"),)
+    assert match.states["final"]["dec.weight"] is sd["enc.weight"]
+    assert match.filled == {"final": {"dec.weight": "tied to enc.weight"}}
+    assert match.to_json()["dtypes"] == {
+        "final": {"float32": 4, "int64": 1},
+        "model": {"float32": 4, "int64": 1},
+        "interpolated_in": "float32",
+        "integers_from": "final",
+    }
