@@ -39,13 +39,60 @@ def _clean(alphas: Sequence[float], values: Sequence[float]) -> tuple[Array, Arr
     return a, v
 
 
+@dataclass(frozen=True)
+class Rise:
+    """The largest rise of a curve: from L(α_i) up to L(α_j), i < j. Both α are NaN when it never rises."""
+
+    height: float
+    start_alpha: float  # α_i: the lowest point before the rise
+    end_alpha: float  # α_j: the top of the rise
+
+
+def largest_rise(alphas: Sequence[float], values: Sequence[float]) -> Rise:
+    """Lucas et al.'s Δ = max over i<j of [L(α_j) − L(α_i)] and where it happens (0, NaN, NaN: it never rises).
+
+    Ties go to the earliest α_j, and to the earliest α_i among equally low points before it.
+    """
+    a, v = _clean(alphas, values)
+    if not np.all(np.isfinite(v)):
+        return Rise(math.nan, math.nan, math.nan)
+    rise = v - np.minimum.accumulate(v)  # rise[j] = L(α_j) − min over i ≤ j of L(α_i), never negative
+    j = int(np.argmax(rise))
+    if rise[j] <= 0.0:
+        return Rise(0.0, math.nan, math.nan)
+    i = int(np.argmin(v[: j + 1]))
+    return Rise(float(rise[j]), float(a[i]), float(a[j]))
+
+
 def monotonicity_gap(alphas: Sequence[float], values: Sequence[float]) -> float:
     """Lucas et al.'s Δ = max over i<j of [L(α_j) − L(α_i)], and 0 when the curve never rises."""
-    _, v = _clean(alphas, values)
+    return largest_rise(alphas, values).height
+
+
+PLATEAU_FRACTION = 0.1
+"""ε of the plateau length as a fraction of the endpoints' gap: ε = 0.1·|L(0) − L(1)|."""
+
+
+def plateau_alpha(alphas: Sequence[float], values: Sequence[float], *, fraction: float = PLATEAU_FRACTION) -> float:
+    """Plateau length: the first grid α at which the loss falls within ε of L(1).
+
+    α_plateau = min{α_i : L(α_i) ≤ L(1) + ε} with ε = ``fraction``·|L(0) − L(1)|, i.e. the first point that has
+    covered (1 − fraction) of the way from L(0) down to L(1). A straight line gives 1 − fraction (0.9 by
+    default); a curve sitting at chance until a cliff gives the α of the cliff's foot; a curve that falls at
+    once gives a small α; 0 when L(0) ≤ L(1) + ε already (a path that does not fall). Relative, not in nats, so
+    that runs with different loss scales compare. A grid point, so its resolution is the grid's. NaN when a
+    loss in [0, 1] is not finite.
+
+    Raises:
+        ValueError: ``fraction`` is negative, or the grid lacks α=0 or α=1.
+    """
+    if not fraction >= 0.0:
+        raise ValueError(f"fraction must be ≥ 0, got {fraction}")
+    a, v = _clean(alphas, values)
     if not np.all(np.isfinite(v)):
         return math.nan
-    lowest_so_far = np.minimum.accumulate(v)
-    return float(max(0.0, np.max(v - lowest_so_far)))
+    eps = fraction * abs(v[0] - v[-1])
+    return float(a[int(np.argmax(v <= v[-1] + eps))])  # α=1 always qualifies, so argmax finds a True
 
 
 def barrier_linear(alphas: Sequence[float], values: Sequence[float]) -> Barrier:
@@ -87,6 +134,7 @@ class CurveSummary:
     barrier_max_alpha: float
     error_barrier_linear: float
     error_barrier_max: float
+    plateau_alpha: float  # first α with L(α) ≤ L(1) + ε, ε = PLATEAU_FRACTION·|L(0) − L(1)|
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,8 +146,10 @@ def summarize_curve(
     accuracy: Sequence[float] | None = None,
     *,
     tol: float = 0.0,
+    plateau_fraction: float = PLATEAU_FRACTION,
 ) -> CurveSummary:
-    """All shape metrics of one curve. The path is monotone when Δ ≤ ``tol``. Error is 1 − accuracy."""
+    """All shape metrics of one curve. The path is monotone when Δ ≤ ``tol``. Error is 1 − accuracy; the plateau
+    length uses ε = ``plateau_fraction``·|L(0) − L(1)| (see plateau_alpha)."""
     start, end = endpoint_values(alphas, loss)
     delta = monotonicity_gap(alphas, loss)
     b_lin, b_max = barrier_linear(alphas, loss), barrier_max(alphas, loss)
@@ -119,6 +169,7 @@ def summarize_curve(
         barrier_max_alpha=b_max.alpha,
         error_barrier_linear=e_lin,
         error_barrier_max=e_max,
+        plateau_alpha=plateau_alpha(alphas, loss, fraction=plateau_fraction),
     )
 
 

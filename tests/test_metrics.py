@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from interpscan.metrics import (
+    PLATEAU_FRACTION,
     barrier_linear,
     barrier_max,
     distances,
+    largest_rise,
     monotonicity_gap,
+    plateau_alpha,
     summarize_curve,
 )
 
@@ -90,3 +93,87 @@ def test_distances() -> None:
     assert d.distance == pytest.approx(4.0)  # only b moved, by 4
     assert d.relative_distance == pytest.approx(4.0 / 5.0)  # |θ_0| = 5
     assert d.cosine == pytest.approx(3.0 * 3.0 / (5.0 * 3.0))
+
+
+# --- where Δ happens -----------------------------------------------------------------------------------------
+
+
+def test_largest_rise_locates_the_rise() -> None:
+    rise = largest_rise(A5, [3.0, 1.0, 1.4, 0.5, 0.6])
+    assert rise.height == pytest.approx(0.4)
+    assert (rise.start_alpha, rise.end_alpha) == (0.25, 0.5)  # from 1.0 at α=0.25 up to 1.4 at α=0.5
+
+
+def test_largest_rise_ties_go_to_the_earliest_points() -> None:
+    a4 = [0.0, 0.25, 0.5, 1.0]
+    rise = largest_rise(a4, [1.0, 0.5, 0.5, 0.9])
+    assert rise.height == pytest.approx(0.4)
+    assert (rise.start_alpha, rise.end_alpha) == (0.25, 1.0)
+
+
+def test_largest_rise_of_a_falling_curve_has_no_location() -> None:
+    rise = largest_rise(A5, [2.0, 1.5, 1.0, 0.5, 0.5])
+    assert rise.height == 0.0
+    assert math.isnan(rise.start_alpha)
+    assert math.isnan(rise.end_alpha)
+    assert math.isnan(largest_rise(A5, [2.0, math.inf, 1.0, 0.5, 0.5]).height)
+
+
+# --- plateau length: the first α with L(α) ≤ L(1) + ε, ε = 0.1·|L(0) − L(1)| -------------------------------
+
+A11 = [i / 10 for i in range(11)]
+
+
+def test_plateau_fraction_is_a_tenth_of_the_endpoint_gap() -> None:
+    assert PLATEAU_FRACTION == 0.1
+
+
+def test_plateau_of_a_straight_line_is_one_minus_the_fraction() -> None:
+    line = [2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
+    # ε = 0.2: 0.2 at α=0.9 is the first loss within it
+    assert plateau_alpha(A11, line) == 0.9
+    assert plateau_alpha(A11, line, fraction=0.5) == 0.5  # ε = 1.0: 1.0 at α=0.5
+
+
+def test_plateau_and_cliff() -> None:
+    # at chance (2.3) until α=0.7, then a cliff: ε = 0.2, the first loss ≤ 0.5 is 0.4 at α=0.8
+    loss = [2.3] * 8 + [0.4, 0.32, 0.3]
+    assert plateau_alpha(A11, loss) == 0.8
+    # a cliff inside the last grid cell: the plateau spans the whole grid
+    assert plateau_alpha(A11, [2.3] * 10 + [0.3]) == 1.0
+
+
+def test_plateau_of_a_curve_that_falls_at_once() -> None:
+    # ε = 0.2: 0.45 at α=0.25 is already within 0.5
+    assert plateau_alpha(A5, [2.3, 0.45, 0.4, 0.35, 0.3]) == 0.25
+
+
+def test_plateau_is_the_first_fall_even_when_the_curve_rises_again() -> None:
+    a4 = [0.0, 1 / 3, 2 / 3, 1.0]
+    # ε = 0.15: 0.1 at α=1/3 is already ≤ L(1) + ε = 0.65, although 1.5 at α=2/3 is not
+    assert plateau_alpha(a4, [2.0, 0.1, 1.5, 0.5]) == pytest.approx(1 / 3)
+
+
+def test_plateau_of_a_path_that_does_not_fall_is_zero() -> None:
+    assert plateau_alpha(A5, [0.3, 0.8, 1.5, 2.0, 2.3]) == 0.0  # L(0) < L(1)
+    assert plateau_alpha(A5, [1.0] * 5) == 0.0  # flat: ε = 0 and L(0) = L(1)
+
+
+def test_plateau_with_zero_fraction_needs_the_end_loss_itself() -> None:
+    assert plateau_alpha(A5, [2.0, 1.0, 0.5, 0.5, 0.5], fraction=0.0) == 0.5
+
+
+def test_plateau_scores_only_the_unit_interval_and_refuses_negative_fraction() -> None:
+    alphas = [-0.5, 0.0, 0.5, 1.0, 1.5]
+    # the extrapolated points (0.0 at α=-0.5 and α=1.5) are below L(1) but not on the path being scored
+    assert plateau_alpha(alphas, [0.0, 2.0, 1.9, 1.0, 0.0]) == 1.0
+    assert math.isnan(plateau_alpha(A5, [2.0, math.nan, 1.0, 0.5, 0.2]))
+    with pytest.raises(ValueError, match="fraction"):
+        plateau_alpha(A5, [2.0, 1.5, 1.0, 0.5, 0.2], fraction=-0.1)
+
+
+def test_summary_carries_the_plateau() -> None:
+    loss = [2.3] * 8 + [0.4, 0.32, 0.3]
+    assert summarize_curve(A11, loss).plateau_alpha == 0.8
+    assert summarize_curve(A11, loss, plateau_fraction=0.0).plateau_alpha == 1.0
+    assert "plateau_alpha" in summarize_curve(A11, loss).to_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 from collections.abc import Sequence
@@ -211,7 +212,7 @@ def test_groups_leave_the_top_row_to_the_whole_network() -> None:
     fig = path_figure(make_results(groups=True), make_summary())
     top = [t for t in fig.to_dict()["data"] if t["xaxis"] in ("x", "x2")]
     assert {t["meta"]["curve"] for t in top} == {"all"}
-    assert {t["meta"]["role"] for t in top} == {"band", "line", "endpoints", "barrier"}
+    assert {t["meta"]["role"] for t in top} == {"band", "line", "endpoints", "barrier", "rise"}
     assert all(t["line"]["dash"] == "solid" for t in top if t["meta"]["role"] == "line")
     # The top row's axes keep their names: loss x/y, accuracy x2/y2.
     acc = traces(fig, role="line", split="train", panel="accuracy")[0]
@@ -503,3 +504,458 @@ def test_csv_round_trip_plots_the_same_traces(tmp_path: pathlib.Path, groups: bo
             assert [as_floats(r) for r in b["z"]] == [pytest.approx(as_floats(r)) for r in a["z"]]
         else:
             assert as_floats(b["y"]) == pytest.approx(as_floats(a["y"]))
+
+
+# --- several runs overlaid -----------------------------------------------------------------------------------
+
+RUNS = ("wd0", "wd5e-4", "wd5e-3")
+
+
+def several(*, groups: Sequence[str] = (), grouped_runs: Sequence[str] = RUNS) -> pd.DataFrame:
+    """Three runs' results with a run column; run k's losses are the base curves plus k·0.1."""
+    frames = []
+    for k, run in enumerate(RUNS):
+        frame = make_results(groups=list(groups) if run in grouped_runs else False)
+        frames.append(frame.assign(loss=frame["loss"] + 0.1 * k, run=run))
+    return pd.concat(frames, ignore_index=True)
+
+
+def several_summary() -> pd.DataFrame:
+    return pd.concat([make_summary().assign(run=run) for run in RUNS], ignore_index=True)
+
+
+def test_several_runs_get_a_colour_each_and_a_dash_per_split() -> None:
+    fig = path_figure(several())
+    colours = {}
+    for k, run in enumerate(RUNS):
+        for split, dash in (("train", "dot"), ("test", "solid")):
+            (line,) = traces(fig, role="line", run=run, split=split, panel="loss")
+            assert line["name"] == f"{run} · {split}"
+            assert line["line"]["dash"] == dash
+            assert as_floats(line["y"]) == pytest.approx([v + 0.1 * k for v in LOSSES[split]])
+            (acc,) = traces(fig, role="line", run=run, split=split, panel="accuracy")
+            assert acc["line"] == line["line"]
+            assert acc["legendgroup"] == line["legendgroup"] == f"{run} · {split}"
+            colours.setdefault(run, set()).add(line["line"]["color"])
+    assert all(len(c) == 1 for c in colours.values())  # one colour per run, whatever the split
+    assert len({c.pop() for c in colours.values()}) == 3
+    assert legend_names(fig) == [f"{run} · {split}" for run in RUNS for split in ("train", "test")]
+    assert fig.to_dict()["layout"]["legend"]["title"]["text"] == "run · split"
+    assert "wd5e-4 · all · test" in traces(fig, role="line", run="wd5e-4", split="test")[0]["hovertext"][0]
+
+
+def test_several_runs_take_their_barriers_from_their_own_summary_rows() -> None:
+    summary = several_summary()
+    summary.loc[summary["run"] == "wd5e-3", "barrier_max"] = -1.0  # no B_max: falls back to B_lin at α=0.75
+    fig = path_figure(several(), summary)
+    (star,) = traces(fig, role="barrier", run="wd0", split="test")
+    assert (star["x"], star["y"]) == ([0.5], [pytest.approx(LOSSES["test"][2])])
+    (star,) = traces(fig, role="barrier", run="wd5e-3", split="test")
+    assert (star["x"], star["y"]) == ([0.75], [pytest.approx(LOSSES["test"][3] + 0.2)])
+    assert star["hovertext"][0].startswith("wd5e-3 · worst barrier (B_lin) · test")
+    assert star["marker"]["color"] == traces(fig, role="line", run="wd5e-3", split="test")[0]["line"]["color"]
+
+
+def test_several_runs_need_a_run_column_in_the_summary() -> None:
+    with pytest.raises(UsageError, match="summary lacks a run column"):
+        path_figure(several(), make_summary())
+
+
+def test_rise_marks_the_largest_rise_with_its_values() -> None:
+    fig = path_figure(make_results())
+    (rise,) = traces(fig, role="rise", split="train")
+    # train: 2.0 at α=0 rises to 2.6 at α=0.5, the largest rise; the bar stands at α=0.5 from 2.0 to 2.6
+    assert as_floats(rise["x"]) == [0.5, 0.5]
+    assert as_floats(rise["y"]) == pytest.approx([2.0, 2.6])
+    text = rise["hovertext"][1]
+    assert "Δ=0.6" in text
+    assert "from loss 2 at α=0" in text
+    assert "to loss 2.6 at α=0.5" in text
+    assert rise["showlegend"] is False
+    assert rise["xaxis"] == "x"
+
+
+def test_no_rise_marker_on_a_path_that_never_rises() -> None:
+    results = make_results()
+    train = results["split"] == "train"
+    results.loc[train, "loss"] = results.loc[train, "alpha"].map(lambda a: 2.0 - a)
+    fig = path_figure(results)
+    assert not traces(fig, role="rise", split="train")
+    assert len(traces(fig, role="rise", split="test")) == 1
+
+
+def test_no_rise_marker_without_the_endpoints_on_the_grid() -> None:
+    results = make_results()
+    fig = path_figure(results[results["alpha"] < 1.0])
+    assert not traces(fig, role="rise")
+
+
+def test_run_selector_shows_one_runs_groups_at_a_time() -> None:
+    fig = path_figure(several(groups=["layer1", "fc"]))
+    layout = fig.to_dict()["layout"]
+    (menu,) = [m for m in layout["updatemenus"] if m.get("name") == "run"]
+    assert menu["type"] == "dropdown"
+    assert [b["label"] for b in menu["buttons"]] == [f"layer groups of {run}" for run in RUNS]
+    data = fig.to_dict()["data"]
+    grouped = [i for i, t in enumerate(data) if t["meta"]["panel"] in ("groups", "heatmap")]
+    assert len(grouped) == 3 * (2 * 3 + 1)  # per run: (vary all + 2 groups) × 2 splits, and a heatmap
+    for button, run in zip(menu["buttons"], RUNS, strict=True):
+        visible, indices = button["args"]
+        assert indices == grouped
+        assert visible["visible"] == [data[i]["meta"]["run"] == run for i in grouped]
+    # At first the first run's groups are shown, the others' hidden; the whole-network row always shows.
+    for i in grouped:
+        assert data[i]["visible"] is (data[i]["meta"]["run"] == "wd0")
+    assert all(t.get("visible", True) is True for t in data if t["meta"]["panel"] in ("loss", "accuracy"))
+    # One legend entry per group and for vary all, from the visible run; the heatmaps one per run.
+    shown = [t["name"] for t in data if t.get("showlegend") and t.get("visible", True) is True]
+    assert shown[-3:] == ["vary all", "layer1", "fc"]
+    assert [t["meta"]["run"] for t in traces(fig, role="heatmap")] == list(RUNS)
+    assert "wd5e-3 · layer1 · test" in traces(fig, role="heatmap", run="wd5e-3")[0]["text"][0][0]
+
+
+def test_no_run_selector_when_only_one_run_has_groups() -> None:
+    fig = path_figure(several(groups=["layer1", "fc"], grouped_runs=["wd5e-4"]))
+    assert [m["name"] for m in fig.to_dict()["layout"]["updatemenus"]] == ["log-y"]
+    grouped = traces(fig, panel="groups")
+    assert grouped
+    assert {t["meta"]["run"] for t in grouped} == {"wd5e-4"}
+    assert all(t["visible"] is True for t in grouped)
+    # The vary-all reference in the group row is that run's own whole-network curve.
+    (ref,) = traces(fig, role="vary-all", split="test")
+    assert as_floats(ref["y"]) == pytest.approx([v + 0.1 for v in LOSSES["test"]])
+
+
+def test_log_toggle_switches_the_loss_axes_only() -> None:
+    fig = path_figure(make_results(groups=True))
+    (menu,) = [m for m in fig.to_dict()["layout"]["updatemenus"] if m.get("name") == "log-y"]
+    assert [b["label"] for b in menu["buttons"]] == ["linear loss", "log loss"]
+    linear, log = (b["args"][0] for b in menu["buttons"])
+    # loss (y), the group rows (y3, y4); not accuracy (y2) nor the heatmap's categories (y5)
+    assert log == {
+        f"{a}.{k}": v for a in ("yaxis", "yaxis3", "yaxis4") for k, v in (("type", "log"), ("autorange", True))
+    }
+    assert linear["yaxis.type"] == "linear"
+
+
+def test_alpha_axes_zoom_together() -> None:
+    layout = path_figure(make_results(groups=True)).to_dict()["layout"]
+    axes = sorted(k for k in layout if k.startswith("xaxis"))
+    assert axes == ["xaxis", "xaxis2", "xaxis3", "xaxis4", "xaxis5"]
+    assert "matches" not in layout["xaxis"]
+    assert all(layout[a]["matches"] == "x" for a in axes[1:])
+
+
+def test_figure_html_links_the_alpha_cursor_across_panels() -> None:
+    from interpscan.plots import figure_html
+
+    html = figure_html(path_figure(make_results(groups=True), title="T"), "my-div")
+    assert 'id="my-div"' in html
+    assert "Plotly.newPlot" in html
+    assert "<script" in html
+    assert "cdn.plot.ly" not in html  # plotly.js comes from the page
+    assert '[["x", "y"], ["x2", "y2"], ["x3", "y3"], ["x4", "y4"], ["x5", "y5"]]' in html
+    assert "plotly_hover" in html
+    assert "height:1260px" in html  # the div is as tall as the figure
+    assert '"title":{"text":"T"}' not in html  # the page's heading has the title
+    one_panel = figure_html(path_figure(make_results(accuracy=False)), "d")
+    assert "plotly_hover" not in one_panel  # nothing to link
+    assert "height:480px" in one_panel
+
+
+def test_plotlyjs_modes() -> None:
+    from plotly.offline import get_plotlyjs_version
+
+    from interpscan.plots import plotlyjs_html
+
+    assert len(plotlyjs_html("inline")) > 1_000_000
+    assert f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js" in plotlyjs_html("cdn")
+    assert plotlyjs_html("directory") == '<script charset="utf-8" src="plotly.min.js"></script>'
+    with pytest.raises(UsageError, match="--plotlyjs 'local' is not one of inline, cdn, directory"):
+        plotlyjs_html("local")
+
+
+def test_static_export_without_kaleido_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    import importlib.util
+
+    from interpscan.plots import write_static
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    with pytest.raises(UsageError, match="needs the package kaleido") as info:
+        write_static(path_figure(make_results()), tmp_path / "f.png")
+    assert "pip install kaleido" in str(info.value.hint)
+    assert not list(tmp_path.iterdir())
+
+
+def test_static_export_writes_what_kaleido_renders(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    from interpscan import plots
+
+    calls = []
+
+    def fake_to_image(self: go.Figure, format: str, width: int, height: int) -> bytes:
+        calls.append((format, width, height))
+        return b"\x89PNG fake"
+
+    monkeypatch.setattr(plots, "check_static_export", lambda: None)
+    monkeypatch.setattr(go.Figure, "to_image", fake_to_image)
+    plots.write_static(path_figure(make_results(groups=True)), tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes() == b"\x89PNG fake"
+    assert calls == [("png", 1400, 3 * 420)]
+    with pytest.raises(UsageError, match="png or svg"):
+        plots.write_static(path_figure(make_results()), tmp_path / "f.pdf")
+
+
+# --- compare's scatter plots ---------------------------------------------------------------------------------
+
+
+def test_compare_figure_has_a_point_per_run_and_rho_in_titles() -> None:
+    from interpscan.plots import compare_figure
+
+    table = pd.DataFrame(
+        {
+            "run": ["a", "b", "c"],
+            "delta": [0.0, 0.1, math.nan],
+            "monotone": pd.array([True, False, None], dtype="boolean"),
+            "final_accuracy": [0.9, 0.8, 0.85],
+        }
+    )
+    correlations = pd.DataFrame(
+        [
+            {"metric": "delta", "outcome": "final_accuracy", "n": 2, "spearman": math.nan},
+            {"metric": "monotone", "outcome": "final_accuracy", "n": 3, "spearman": -0.5},
+        ]
+    )
+    fig = compare_figure(
+        table,
+        correlations,
+        metrics=[("delta", "Δ"), ("monotone", "monotone")],
+        outcomes=[("final_accuracy", "final accuracy")],
+        title="cmp",
+    )
+    assert subplot_titles(fig) == [
+        "Δ vs final accuracy: ρ undefined (n=2)",
+        "monotone vs final accuracy: ρ = -0.50 (n=3)",
+    ]
+    points = traces(fig, role="run-point", metric="monotone")
+    assert [p["meta"]["run"] for p in points] == ["a", "b", "c"]
+    assert [p["x"][0] for p in points] == [1.0, 0.0, None]  # booleans as 1/0, missing as a gap
+    assert [p["y"][0] for p in points] == [0.9, 0.8, 0.85]
+    assert points[0]["text"] == ["a"]
+    assert [p["showlegend"] for p in traces(fig, role="run-point")] == [True, True, True] + [False] * 3
+    layout = fig.to_dict()["layout"]
+    assert layout["xaxis2"]["ticktext"] == ["no", "yes"]
+    assert layout["xaxis"]["title"]["text"] == "Δ"
+    assert layout["yaxis"]["title"]["text"] == "final accuracy"
+
+
+# --- the page: run, plot and compare share it ---------------------------------------------------------------
+
+
+def manifest_for(wd: str, policy: str = "recompute") -> dict[str, Any]:
+    return {
+        "model": {"spec": "cnn"},
+        "data": {"name": "fashion-mnist-small"},
+        "bn": {"policy": policy},
+        "checkpoints": {"final": {"path": f"runs/{wd}/final.pt"}},
+        "grid": {"alphas": ALPHAS, "endpoints_added": []},
+    }
+
+
+def write_run_dir(
+    directory: pathlib.Path, manifest: dict[str, Any] | None = None, *, html: bool = False, offset: float = 0.0
+) -> pathlib.Path:
+    """A run directory as `interpscan run` writes it (run.json left out when ``manifest`` is None)."""
+    from types import SimpleNamespace
+
+    from interpscan.results import write_outputs
+
+    directory.mkdir(parents=True)
+    results = make_results()
+    result = SimpleNamespace(
+        results=results.assign(loss=results["loss"] + offset), summary=make_summary(), manifest=manifest or {}
+    )
+    write_outputs(result, directory, html=html)
+    if manifest is None:
+        (directory / "run.json").unlink()
+    return directory
+
+
+def page_title(html: str) -> str:
+    return html.split("<title>", 1)[1].split("</title>", 1)[0]
+
+
+def test_run_writes_the_page_plot_draws(tmp_path: pathlib.Path) -> None:
+    from interpscan.results import plot_results
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0", "interpolate"), html=True)
+    (written,) = plot_results(run, tmp_path / "again.html")
+    mine, again = (p.read_text(encoding="utf-8") for p in (run / "results.html", written))
+    title = "cnn on fashion-mnist-small: θ(α) = (1−α)·θ_init + α·θ_final (BN policy interpolate)"
+    assert page_title(mine) == page_title(again) == title
+    for html in (mine, again):
+        assert f"<h1>{title}</h1>" in html
+        assert 'id="interpscan-path"' in html
+        assert '<table class="sortable" id="summary">' in html
+        assert "<details><summary>run.json</summary>" in html
+        assert "&quot;interpolate&quot;" in html  # the manifest, escaped, in the collapsed block
+        assert 'src="https://cdn.plot.ly' not in html
+        assert len(html) > 1_000_000  # plotly.js inlined
+
+
+def test_plot_without_run_json_is_titled_by_its_csv(tmp_path: pathlib.Path) -> None:
+    from interpscan.results import plot_results
+
+    run = write_run_dir(tmp_path / "bare")
+    (written,) = plot_results(run / "results.csv")
+    assert written == run / "results.html"
+    html = written.read_text(encoding="utf-8")
+    assert page_title(html) == str(run / "results.csv")
+    assert "<details>" not in html
+
+
+def test_plot_overlays_several_runs_labelled_from_run_json(tmp_path: pathlib.Path) -> None:
+    from interpscan.results import plot_results
+
+    dirs = [write_run_dir(tmp_path / wd / "scan", manifest_for(wd), offset=0.1 * k) for k, wd in enumerate(RUNS)]
+    (written,) = plot_results(dirs)
+    assert written == dirs[0] / "plot.html"
+    html = written.read_text(encoding="utf-8")
+    title = "cnn on fashion-mnist-small, 3 runs: θ(α) = (1−α)·θ_init + α·θ_final (BN policy recompute)"
+    assert page_title(html) == title
+    for wd, d in zip(RUNS, dirs, strict=True):
+        assert f'<p class="note">{wd}: {d / "results.csv"}</p>' in html
+        assert f"<details><summary>run.json of {wd}</summary>" in html
+        assert '"name":' + json.dumps(f"{wd} · test") in html  # a legend entry per run and split
+    assert '<th scope="col" class="text">run</th>' in html  # the summary table says which run each row is
+
+
+def test_labels_say_what_tells_runs_apart(tmp_path: pathlib.Path) -> None:
+    from interpscan.results import load_runs, run_labels
+
+    a = write_run_dir(tmp_path / "a" / "scan", manifest_for("wd0", "recompute"))
+    b = write_run_dir(tmp_path / "b" / "scan", manifest_for("wd0", "interpolate"))
+    c = write_run_dir(tmp_path / "c" / "scan", manifest_for("wd0", "recompute"))
+    bare = write_run_dir(tmp_path / "d" / "scan-bare")
+    # Same checkpoints, different policies: the policy tells them apart.
+    assert run_labels(load_runs([a, b])) == ["wd0 · recompute", "wd0 · interpolate"]
+    # Same checkpoints and policy: the results' directories, relative to what they share.
+    assert run_labels(load_runs([a, c])) == ["a/scan", "c/scan"]
+    # No run.json: the results' directory; the same run twice is numbered.
+    assert run_labels(load_runs([bare, a])) == ["scan-bare", "wd0"]
+    assert run_labels(load_runs([bare, bare])) == ["scan-bare", "scan-bare #2"]
+    assert run_labels(load_runs([a, b]), ["x", "y"]) == ["x", "y"]
+    with pytest.raises(UsageError, match="1 --label value"):
+        run_labels(load_runs([a, b]), ["x"])
+    with pytest.raises(UsageError, match="'x' given more than once"):
+        run_labels(load_runs([a, b]), ["x", "x"])
+
+
+def test_plot_refuses_to_replace_files_unless_forced(tmp_path: pathlib.Path) -> None:
+    from interpscan.errors import OutputError
+    from interpscan.results import plot_results
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
+    (tmp_path / "p.html").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputError, match=r"p\.html exists"):
+        plot_results(run, tmp_path / "p.html")
+    assert (tmp_path / "p.html").read_text(encoding="utf-8") == "mine"
+    plot_results(run, tmp_path / "p.html", force=True)
+    assert "plotly" in (tmp_path / "p.html").read_text(encoding="utf-8")
+    # An existing directory as --out: the page goes into it.
+    (tmp_path / "pages").mkdir()
+    assert plot_results(run, tmp_path / "pages") == [tmp_path / "pages" / "results.html"]
+
+
+def test_plotlyjs_directory_puts_plotly_beside_the_page(tmp_path: pathlib.Path) -> None:
+    from plotly.offline import get_plotlyjs
+
+    from interpscan.results import plot_results
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
+    written = plot_results(run, tmp_path / "out" / "p.html", plotlyjs="directory")
+    assert written == [tmp_path / "out" / "p.html", tmp_path / "out" / "plotly.min.js"]
+    assert written[1].read_text(encoding="utf-8") == get_plotlyjs()
+    html = written[0].read_text(encoding="utf-8")
+    assert '<script charset="utf-8" src="plotly.min.js"></script>' in html
+    assert len(html) < 500_000
+
+
+def test_every_unreadable_input_is_reported_at_once(tmp_path: pathlib.Path) -> None:
+    from interpscan.errors import OutputError
+    from interpscan.results import load_runs
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
+    with pytest.raises(OutputError, match="2 of 3 inputs cannot be read") as info:
+        load_runs([tmp_path / "nope", run, tmp_path / "nada.csv"])
+    assert f"results file not found: {tmp_path / 'nope'};" in str(info.value)
+    assert str(info.value).endswith("nada.csv")
+    (run / "summary.csv").unlink()
+    with pytest.raises(OutputError, match=r"no summary\.csv beside"):
+        load_runs([run], need_summary=True)
+
+
+def test_table_html_is_sortable_and_keeps_full_values() -> None:
+    from interpscan.results import table_html
+
+    frame = pd.DataFrame(
+        {
+            "curve": ["all", "fc"],
+            "delta": [0.123456789, math.nan],
+            "monotone": pd.array([True, None], dtype="boolean"),
+            "n": [1000, 10],
+        }
+    )
+    html = table_html(frame, table_id="t", caption="a <caption>")
+    assert html.startswith('<table class="sortable" id="t"><caption>a &lt;caption&gt;</caption>')
+    assert '<th scope="col" class="text">curve</th><th scope="col">delta</th>' in html
+    assert '<td data-value="0.123456789">0.1235</td>' in html  # shown short, sorted by the full value
+    assert '<td data-value=""></td>' in html  # NaN and missing: blank, sorted last
+    assert '<td data-value="1">yes</td>' in html
+    assert '<td data-value="1000">1000</td>' in html
+
+
+def test_manifest_block_keeps_index_lists_on_one_line() -> None:
+    from interpscan.results import manifest_html
+
+    html = manifest_html({"data": {"indices": [3, 1, 2]}, "note": "<b>", "x": math.nan}, label="run.json")
+    assert html.startswith("<details><summary>run.json</summary><pre>")
+    assert "&quot;indices&quot;: [3, 1, 2]" in html
+    assert "&quot;&lt;b&gt;&quot;" in html
+    assert "&quot;x&quot;: null" in html
+
+
+def test_cli_plot_overlays_labelled_runs(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+
+    dirs = [write_run_dir(tmp_path / wd, manifest_for(wd)) for wd in RUNS]
+    out = tmp_path / "three.html"
+    args = ["plot", *map(str, dirs), "-l", "none", "-l", "some", "-l", "more", "--out", str(out)]
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert f"wrote {out}" in err
+    assert '"name":' + json.dumps("some · test") in out.read_text(encoding="utf-8")
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert "exists" in err
+
+
+def test_cli_static_export_without_kaleido_fails_before_writing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from conftest import run_cli
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    code, err = run_cli(monkeypatch, capsys, "plot", str(run), "--png")
+    assert code == 2
+    assert err.startswith("error: static export (--png/--svg) needs the package kaleido")
+    assert "hint: pip install kaleido" in err
+    assert not (run / "results.html").exists()
