@@ -20,6 +20,7 @@ from . import __version__
 from .errors import InterpscanError
 
 if TYPE_CHECKING:
+    from .download import DownloadProgress
     from .engine import Progress
 
 err = Console(stderr=True, highlight=False, markup=False)
@@ -87,6 +88,44 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
             bar.stop()
 
 
+@contextmanager
+def _download_bar(enabled: bool) -> Iterator[DownloadProgress | None]:
+    """A rich progress bar per downloaded file, on stderr; it goes away when the file is complete."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+            if not bar.live.is_started:
+                bar.start()
+        bar.update(tasks[name], completed=done, total=total)
+        if done >= total:  # stop before the scan's own bar may start
+            bar.remove_task(tasks.pop(name))
+            if not tasks and bar.live.is_started:
+                bar.stop()
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
 def _print_wide(renderable: Any) -> None:
     """Print on stderr at the terminal's width, or at 160 columns when stderr is a file or a pipe."""
     console = err if err.is_terminal else Console(stderr=True, highlight=False, markup=False, width=160)
@@ -139,15 +178,22 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 @app.command()
 def run(
-    init: Annotated[Path, typer.Argument(help="Checkpoint at α=0 (θ_init): .pt/.pth/.bin or .safetensors.")],
+    init: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint at α=0 (θ_init): a PyTorch, safetensors (or sharded: its index or directory), "
+            "TorchScript, torch.export or .npz file. See `interpscan inspect`."
+        ),
+    ],
     final: Annotated[Path, typer.Argument(help="Checkpoint at α=1 (θ_final).")],
     model: Annotated[
         str | None,
         typer.Option(
             "--model",
             "-m",
-            help="Zoo name (mlp, cnn, resnet20, resnet18), "
-            "path/to/file.py:factory or package.module:factory. Optional when the checkpoint records it.",
+            help="Zoo name (`interpscan models`), path/to/file.py:factory, package.module:factory, "
+            "torchvision:NAME or timm:NAME. Optional when the checkpoint records its model, brings its own forward "
+            "(TorchScript, torch.export), or matches exactly one zoo model.",
         ),
     ] = None,
     model_arg: Annotated[
@@ -158,23 +204,67 @@ def run(
             help="KEY=VALUE passed to the model factory (repeatable); values are Python literals.",
         ),
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Dotted path to the weights inside both checkpoints, e.g. model_ema for averaged weights "
+            "\\[default: the state dict itself, or under state_dict, model_state_dict, model, module, net].",
+        ),
+    ] = None,
+    unsafe_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-pickle",
+            help="Load pickles that name Python objects (torch.save(model)). Unpickling runs code the file "
+            "names: only for files you trust.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(help="Missing and unexpected tensors are errors; --no-strict fills and ignores them instead."),
+    ] = True,
     data: Annotated[
         str,
         typer.Option(
             "--data",
             "-d",
-            help="fashion-mnist, fashion-mnist-small (bundled), "
-            "or a tensor file (.pt, .npz, .safetensors) with inputs and targets.",
+            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled), "
+            "a tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one "
+            "sub-folder per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
         ),
     ] = "fashion-mnist-small",
     data_root: Annotated[
         Path | None,
-        typer.Option(help="Where named datasets live [default: $XDG_CACHE_HOME/interpscan or ~/.cache/interpscan]."),
+        typer.Option(help="Where named datasets live \\[default: $XDG_CACHE_HOME/interpscan or ~/.cache/interpscan]."),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Splits to evaluate: train, test or train,test.")] = "test",
-    samples: Annotated[int | None, typer.Option(help="Evaluate a seeded subset of N examples per split.")] = None,
+    download: Annotated[
+        bool,
+        typer.Option(help="Download a named dataset into --data-root when it is not there (size and md5 checked)."),
+    ] = True,
+    data_keys: Annotated[
+        str | None,
+        typer.Option(help="INPUTS,TARGETS: the names of inputs and targets in a tensor file or factory dict."),
+    ] = None,
+    samples: Annotated[
+        str | None, typer.Option(help="Evaluate a seeded subset of N examples per split, or all (the default).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --samples and the BN calibration subset.")] = 0,
-    normalize: Annotated[str, typer.Option(help="auto (the dataset's standard mean/std), none, or MEAN,STD.")] = "auto",
+    normalize: Annotated[
+        str,
+        typer.Option(
+            help="auto (the dataset's standard mean/std), none, or MEAN,STD; per channel, separate values by / "
+            "(0.4914/0.4822/0.4465,0.2470/0.2435/0.2616)."
+        ),
+    ] = "auto",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="cross_entropy (with accuracy), mse (regression), or a per-sample loss path/to/file.py:fn or "
+            "package.module:fn, fn(outputs, targets) -> (batch,)."
+        ),
+    ] = "cross_entropy",
     alphas: Annotated[
         str,
         typer.Option(
@@ -204,7 +294,7 @@ def run(
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option(help="Examples per forward pass [default: 256 on CPU, 1024 on CUDA].")
+        int | None, typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].")
     ] = None,
     tol: Annotated[float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.")] = 0.0,
     groups: Annotated[
@@ -229,6 +319,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
     """Scan the straight line between two checkpoints; write results.csv, summary.csv, run.json, results.html."""
+    from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
     from .results import prepare_output_dir, write_outputs
     from .scan import ScanConfig, run_scan
@@ -241,7 +332,7 @@ def run(
         model_args=parse_model_args(model_arg or []),
         data_root=data_root,
         splits=_split_list(split),
-        samples=samples,
+        samples=parse_samples(samples),
         seed=seed,
         normalize=normalize,
         alphas=alphas,
@@ -255,11 +346,17 @@ def run(
         groups=tuple(groups or ()),
         hold=hold,
         mode=mode,
+        download=download,
+        data_keys=parse_data_keys(data_keys),
+        loss=loss,
+        key=key,
+        unsafe_pickle=unsafe_pickle,
+        strict=strict,
     )
     with _output_dir(out, force) as directory:
         prepare_output_dir(directory, force=force)
-        with _progress_bar(not quiet) as progress:
-            result = run_scan(config, progress=progress, log=None if quiet else _say)
+        with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+            result = run_scan(config, progress=progress, log=None if quiet else _say, download_progress=fetching)
         paths = write_outputs(result, directory, html=html)
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
@@ -272,7 +369,7 @@ def layers(
     final: Annotated[Path | None, typer.Argument(help="Optional second checkpoint: adds distances per group.")] = None,
     groups: Annotated[
         list[str] | None,
-        typer.Option("--groups", "-g", help="Patterns as for `run --groups` [default: @top]."),
+        typer.Option("--groups", "-g", help="Patterns as for `run --groups` \\[default: @top]."),
     ] = None,
     model: Annotated[
         str | None,
@@ -335,6 +432,99 @@ def layers(
 
 
 @app.command()
+def inspect(
+    ckpt: Annotated[Path, typer.Argument(help="A checkpoint file, a sharded checkpoint's index, or its directory.")],
+    key: Annotated[str | None, typer.Option("--key", help="Dotted path to the weights inside the file.")] = None,
+    unsafe_pickle: Annotated[
+        bool, typer.Option("--unsafe-pickle", help="Load pickles that run code (only for files you trust).")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
+) -> None:
+    """Show how a checkpoint is read, without data: format, layout, container key, prefixes, metadata, the model
+    it records, brings or matches, and its tensors (name, shape, dtype, count) with totals."""
+    from .checkpoints import describe, load_checkpoint
+    from .errors import UsageError
+    from .models import identify
+
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt!r} is not table or json")
+    checkpoint = load_checkpoint(ckpt, key=key, unsafe_pickle=unsafe_pickle)
+    report = {**describe(checkpoint), "model": identify(checkpoint)}
+    if fmt == "json":
+        import json
+
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.table import Table
+
+    out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)  # pipes: no wrapping
+    model = report["model"]
+    if model["source"] == "none":
+        closest = f"; closest: {'; '.join(model['closest'])}" if model["closest"] else ""
+        model_line = f"none recorded or matched{closest}"
+    else:
+        args = ", ".join(f"{k}={v}" for k, v in model["args"].items())
+        model_line = f"{model['model']} ({model['source']}{': ' + args if args else ''})"
+    lines = [
+        ("format", report["format"]),
+        ("layout", report["layout"]),
+        ("container key", report["container_key"] or "—"),
+        ("wrapper prefixes", ", ".join(report["prefixes"]) or "—"),
+        ("model", model_line),
+        ("ignored entries", ", ".join(report["ignored_keys"]) or "—"),
+    ]
+    if report.get("alternatives"):
+        lines.append(("other weights", ", ".join(report["alternatives"]) + " (pick with --key)"))
+    if report.get("aliases"):
+        lines.append(("tied", "; ".join(" = ".join(a) for a in report["aliases"])))
+    if report["metadata"]:
+        lines.append(("metadata", ", ".join(f"{k}={v}" for k, v in report["metadata"].items())))
+    for label, value in lines:
+        out.print(f"{label + ':':18} {value}", soft_wrap=True)
+    table = Table(header_style="bold", title_justify="left")
+    for col in ("name", "shape", "dtype", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for row in report["tensors"]:
+        table.add_row(row["name"], "×".join(map(str, row["shape"])) or "scalar", row["dtype"], f"{row['count']:,}")
+    totals = report["totals"]
+    size = f"{totals['bytes'] / 2**20:.2f} MiB"
+    table.add_row("total", f"{totals['tensors']} tensors", size, f"{totals['elements']:,}")
+    out.print(table)
+
+
+@app.command()
+def models(
+    pattern: Annotated[str | None, typer.Argument(help="Only names matching this glob or substring.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
+) -> None:
+    """List the model zoo: name, parameters at the default arguments, input, what it is."""
+    from .errors import UsageError
+    from .models import optional_packages, zoo_table
+
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt!r} is not table or json")
+    rows = zoo_table(pattern)
+    if not rows:
+        raise UsageError(f"no zoo model matches {pattern!r}", hint="`interpscan models` lists them all")
+    packages = optional_packages()
+    if fmt == "json":
+        import json
+
+        typer.echo(json.dumps({"zoo": rows, "packages": packages}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for col in ("name", "parameters", "input", "description"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for row in rows:
+        table.add_row(row["name"], f"{row['parameters']:,}", row["input"], row["description"])
+    Console(highlight=False, markup=False).print(table)
+    for pkg, installed in packages.items():
+        err.print(f"{pkg}:NAME builds {pkg}'s models ({'installed' if installed else 'not installed'})")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-demo"),
     force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
@@ -356,19 +546,105 @@ def demo(
     err.print(f"open {paths['results.html']} in a browser to see the path")
 
 
+_PLOTLYJS_HELP = (
+    "inline (the page works offline), cdn (a small page that loads plotly.js from the network), "
+    "or directory (plotly.min.js beside the page)."
+)
+
+
 @app.command()
 def plot(
-    results: Annotated[Path, typer.Argument(help="A results.csv written by `interpscan run` (or its directory).")],
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="results.csv files written by `interpscan run`, or their directories; several overlay."),
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="HTML file [default: results.html beside the CSV].")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="HTML file or directory (default: beside the first CSV, results.html for one input, "
+            "plot.html for several).",
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing HTML file.")] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="A label per input, in order (repeatable; default: from run.json)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
+    png: Annotated[bool, typer.Option(help="Also write the figure as PNG beside the page (needs kaleido).")] = False,
+    svg: Annotated[bool, typer.Option(help="Also write the figure as SVG beside the page (needs kaleido).")] = False,
 ) -> None:
-    """Draw a results.csv as an interactive, self-contained HTML page (summary.csv beside it adds barriers)."""
+    """Draw one or more runs as an interactive, self-contained HTML page: the paths overlaid, the layer groups,
+    the summary table and each run.json (summary.csv and run.json beside a CSV are used when present)."""
     from .results import plot_results
 
-    written = plot_results(results, out, force=force)
-    err.print(f"wrote {written}")
+    static = [fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted]
+    written = plot_results(results, out, labels=label or (), force=force, plotlyjs=plotlyjs, static=static)
+    err.print(f"wrote {', '.join(map(str, written))}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories written by `interpscan run` (results.csv, summary.csv).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory: compare.csv, correlations.csv, compare.html.")
+    ] = Path("interpscan-compare"),
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="A label per run, in order (repeatable; default: from run.json)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="The split to compare on: auto (test, else a split every run has), test or train.")
+    ] = "auto",
+    force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
+    plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
+) -> None:
+    """Does the shape of the path predict how well the network does? Each run's Δ, monotone, B_lin, B_max,
+    plateau α, L(0) (per group too) and distance against its final loss and accuracy, with Spearman's ρ."""
+    from .compare import compare_runs, write_comparison
+    from .results import load_runs
+
+    comparison = compare_runs(load_runs(runs, need_summary=True), label or (), split=split)
+    with _output_dir(out, force) as directory:
+        paths = write_comparison(comparison, directory, force=force, plotlyjs=plotlyjs)
+    _compare_tables(comparison)
+    for note in comparison.notes:
+        err.print(f"note: {note}", soft_wrap=True)
+    err.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _compare_tables(comparison: Any) -> None:
+    """The comparison on stdout: a row per run, then ρ per metric (the CSVs hold the same numbers)."""
+    from rich.table import Table
+
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"runs ({comparison.split} split)", title_justify="left", header_style="bold")
+    names = {"final_loss": "final loss", "final_accuracy": "final acc", **dict(comparison.metrics)}
+    columns = ["run", "bn", "final_loss", "final_accuracy", *(c for c, _ in comparison.metrics)]
+    for col in columns:
+        table.add_column(names.get(col, col), justify="left" if col in ("run", "bn", "monotone") else "right")
+    for row in comparison.table.to_dict("records"):
+        cells = []
+        for col in columns:
+            value = row[col]
+            if col == "monotone":  # a nullable boolean: True, False, or pd.NA (which has no truth value)
+                cells.append("yes" if value is True else "no" if value is False else "—")
+            else:
+                cells.append(value if isinstance(value, str) else _fmt(value))
+        table.add_row(*cells)
+    console.print(table)
+    rho = Table(title="Spearman's ρ across runs", title_justify="left", header_style="bold")
+    for col in ("metric", "ρ vs final loss", "ρ vs final acc", "n"):
+        rho.add_column(col, justify="left" if col == "metric" else "right")
+    by_metric = comparison.correlations.set_index(["metric", "outcome"])
+    for metric, name in comparison.metrics:
+        loss, acc = (by_metric.loc[(metric, o)] for o in ("final_loss", "final_accuracy"))
+        rho.add_row(name, _fmt(loss["spearman"]), _fmt(acc["spearman"]), str(int(loss["n"])))
+    console.print(rho)
 
 
 def _say(message: str) -> None:

@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,23 @@ import torch
 from . import __version__
 from .checkpoints import Checkpoint, align_to_model, load_checkpoint
 from .data import DataSource, load_split, open_data, parse_normalize
+from .download import DownloadProgress
 from .engine import Point, PointResult, Progress, has_running_stats, scan_points
 from .errors import ModelError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .metrics import distances, summarize_curve
-from .models import ModelSpec, build_model, check_against, infer_zoo_args, parse_model_spec
+from .models import (
+    ModelSpec,
+    batched_obstacle,
+    build_model,
+    check_against,
+    fixed_bn_policy,
+    match_states,
+    model_spec_for,
+    resolve_model,
+    split_ties,
+)
+from .objectives import parse_objective
 
 RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"]
 SUMMARY_COLUMNS = [
@@ -45,6 +57,7 @@ SUMMARY_COLUMNS = [
     "cosine",
     "hold",
     "mode",
+    "plateau_alpha",  # appended, not inserted: column order is part of the contract
 ]
 HOLDS = {"final": 1.0, "init": 0.0}  # the interpolation coefficient of the tensors that do not move
 MODES = ("only", "all-but")
@@ -122,6 +135,12 @@ class ScanConfig:
     groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
     hold: str = "final"  # where tensors outside the moving set stay: "final" (the seed paper) or "init"
     mode: str = "only"  # "only": the group moves; "all-but": everything except the group moves
+    download: bool = True  # fetch a named dataset that is not under data_root (--download/--no-download)
+    data_keys: tuple[str, str] | None = None  # --data-keys INPUTS,TARGETS for tensor files and factories
+    loss: str = "cross_entropy"  # --loss: cross_entropy, mse, or a per-sample loss path/to/file.py:fn
+    key: str | None = None  # --key: dotted path to the tensors inside both checkpoint files (e.g. ema weights)
+    unsafe_pickle: bool = False  # --unsafe-pickle: allow pickles that run code (whole pickled modules)
+    strict: bool = True  # --strict/--no-strict: missing and unexpected tensors are errors, or tolerated
 
 
 @dataclass(frozen=True)
@@ -152,27 +171,8 @@ def resolve_device(text: str) -> torch.device:
 
 
 def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tuple[ModelSpec, str]:
-    """The model to build: ``--model``, else the one a checkpoint records. Zoo models take their architecture
-    arguments from the final checkpoint's shapes unless given."""
-    if config.model is not None:
-        spec = parse_model_spec(config.model, config.model_args)
-        inferred = infer_zoo_args(spec.target, final.tensors) if spec.kind == "zoo" else {}
-        args = {**inferred, **config.model_args}
-        origin = "--model" + (
-            f", {', '.join(sorted(set(inferred) - set(config.model_args)))} from the checkpoint"
-            if set(inferred) - set(config.model_args)
-            else ""
-        )
-        return ModelSpec(spec.kind, spec.target, spec.factory, args), origin
-    for ckpt in (final, init):
-        recorded = ckpt.model_spec
-        if recorded is not None:
-            args = {**dict(recorded.get("model_args") or {}), **config.model_args}
-            return parse_model_spec(str(recorded["model"]), args), f"recorded in {ckpt.info.path}"
-    raise ModelError(
-        "no --model given, and the checkpoints do not record which model they hold",
-        hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
-    )
+    """The model to build: ``--model``, else the one a checkpoint records (see models.model_spec_for)."""
+    return model_spec_for(config.model, config.model_args, final, init)
 
 
 def _choose_policy(requested: str, bn_model: bool, source: DataSource) -> tuple[str, str]:
@@ -205,8 +205,14 @@ def default_batch_size(device: torch.device) -> int:
     return 1024 if device.type == "cuda" else 256
 
 
-def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = None) -> ScanResult:
-    """Run one whole-network scan. ``log(str)`` receives progress messages (the CLI prints them to stderr).
+def run_scan(
+    config: ScanConfig,
+    progress: Progress | None = None,
+    log: Any = None,
+    download_progress: DownloadProgress | None = None,
+) -> ScanResult:
+    """Run one whole-network scan. ``log(str)`` receives progress messages (the CLI prints them to stderr);
+    ``download_progress`` is told about a named dataset being downloaded.
 
     Raises:
         InterpscanError: any problem with the inputs, before compute starts where it can be known.
@@ -229,18 +235,38 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
     if not config.splits or len(set(config.splits)) != len(config.splits):
         raise UsageError(f"--split {','.join(config.splits)}: give each split once, e.g. test or train,test")
 
-    init, final = load_checkpoint(config.init), load_checkpoint(config.final)
-    source = open_data(config.data, config.data_root)
+    objective = parse_objective(config.loss)
+
+    init = load_checkpoint(config.init, key=config.key, unsafe_pickle=config.unsafe_pickle)
+    final = load_checkpoint(config.final, key=config.key, unsafe_pickle=config.unsafe_pickle)
+    source = open_data(
+        config.data,
+        config.data_root,
+        download=config.download,
+        keys=config.data_keys,
+        progress=download_progress,
+        log=say,
+    )
     normalization = parse_normalize(config.normalize, source)
+    targets = objective.classification  # class labels for cross-entropy; any targets for other losses
     splits = [
-        load_split(source, s, samples=config.samples, seed=config.seed, normalization=normalization)
+        load_split(
+            source, s, samples=config.samples, seed=config.seed, normalization=normalization, class_targets=targets
+        )
         for s in config.splits
     ]
-    spec, spec_origin = _model_spec(config, final, init)
-    model = build_model(spec)
+    resolved = resolve_model(config.model, config.model_args, final, init)
+    spec, spec_origin, model = resolved.spec, resolved.origin, resolved.model
     names = list(model.state_dict())
     init, final = align_to_model(init, names), align_to_model(final, names)
-    check_against(model, {"init": init.tensors, "final": final.tensors})
+    matched = match_states(model, {"init": init.tensors, "final": final.tensors}, strict=config.strict)
+    init, final = replace(init, tensors=matched.states["init"]), replace(final, tensors=matched.states["final"])
+    for note in matched.notes():
+        say(note)
+    if (obstacle := batched_obstacle(resolved, matched)) and strategy == "batched":
+        if config.strategy == "batched":
+            raise UsageError(f"--strategy batched: {obstacle}", hint="use --strategy sequential (the same numbers)")
+        strategy = "sequential"  # auto on CUDA; the reason is in run.json
 
     grouping: Grouping | None = None
     if config.groups:
@@ -249,14 +275,23 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
         if config.mode not in MODES:
             raise UsageError(f"--mode {config.mode!r} is not only or all-but")
         grouping = resolve_groups(config.groups, ModuleTree.from_model(model))
+        if split := split_ties({g.name: g.tensors for g in grouping.groups}, matched.tied):
+            raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
 
-    policy, policy_reason = _choose_policy(config.bn, has_running_stats(model), source)
+    policy, policy_reason = fixed_bn_policy(resolved, config.bn) or _choose_policy(
+        config.bn, has_running_stats(model), source
+    )
     calibration: torch.Tensor | None = None
     calib_idx: Sequence[int] | None = None
     if policy == "recompute" and has_running_stats(model):
         # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
         calib_split = load_split(
-            source, "train", samples=config.bn_samples, seed=config.seed + 1, normalization=normalization
+            source,
+            "train",
+            samples=config.bn_samples,
+            seed=config.seed + 1,
+            normalization=normalization,
+            class_targets=targets,
         )
         calibration = calib_split.inputs
         calib_idx = calib_split.indices if calib_split.indices is not None else range(len(calib_split))
@@ -290,6 +325,7 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
         batch_size=batch_size,
         chunk_size=config.chunk_size,
         progress=progress,
+        objective=objective,
     )
 
     results = results_frame(point_results, [s.name for s in splits], curves)
@@ -309,14 +345,23 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
         ),
         "strategy": strategy,
         "checkpoints": {"init": init.info.to_json(), "final": final.info.to_json()},
+        "weights": {
+            "key": config.key,
+            "strict": config.strict,
+            "unsafe_pickle": config.unsafe_pickle,
+            "batched_obstacle": obstacle,
+            **matched.to_json(),
+        },
         "model": {
             **spec.to_json(),
             "origin": spec_origin,
+            "source": resolved.source,
             "parameters": sum(p.numel() for p in model.parameters()),
             "tensors": len(names),
         },
         "data": {
             "name": source.name,
+            "kind": source.kind,
             "location": source.location,
             "normalization": normalization,
             "seed": config.seed,
@@ -342,6 +387,7 @@ def run_scan(config: ScanConfig, progress: Progress | None = None, log: Any = No
             "rest": list(grouping.rest),
         },
         "tol": config.tol,
+        "loss": {"name": objective.name, "accuracy": objective.classification},
         "engine": {
             "batch_size": report.batch_size,
             "chunk_size": report.chunk_size,

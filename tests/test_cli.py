@@ -114,7 +114,7 @@ def test_non_empty_output_directory_is_refused_without_force(monkeypatch, capsys
         (["run", "{init}", "{final}", "--model", "cnn", "--device", "cuda:3"], "--device cuda:3"),
         (["run", "{init}", "{final}", "--model", "cnn", "--model-arg", "width"], "is not KEY=VALUE"),
         (["run", "{init}", "{final}", "--model", "cnn", "--split", "valid"], "has no 'valid' split"),
-        (["run", "{init}", "{init}"], "no --model given"),
+        (["run", "{init}", "{final}", "--key", "ema"], "no entry 'ema' for --key ema"),
         (["plot", "nowhere.csv"], "results file not found"),
     ],
 )
