@@ -289,7 +289,8 @@ def run(
     strategy: Annotated[
         str,
         typer.Option(
-            help="auto (sequential on CPU, batched on CUDA), sequential, or batched (vmap over chunks of points)."
+            help="auto (batched on CUDA; on CPU prefix with --groups, else sequential), sequential, batched "
+            "(vmap over chunks of points), or prefix (sequential, sharing the forward pass up to each group)."
         ),
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

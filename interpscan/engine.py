@@ -26,7 +26,7 @@ from .errors import DataError, RunError, UsageError
 from .objectives import CROSS_ENTROPY, Objective
 
 POLICIES = ("interpolate", "recompute", "batch")
-STRATEGIES = ("auto", "sequential", "batched")
+STRATEGIES = ("auto", "sequential", "batched", "prefix")
 RUNNING_STATS = ("running_mean", "running_var")
 
 # Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total``.
@@ -76,6 +76,7 @@ class EngineReport:
     seconds_calibration: float
     seconds_evaluation: float
     bn_modules: int
+    note: str | None = None  # e.g. why the prefix strategy fell back to sequential
 
 
 @dataclass
@@ -86,6 +87,7 @@ class _Totals:
     loss_sq: torch.Tensor  # (P,) float64
     correct: torch.Tensor  # (P,) int64
     n: int = 0
+    checked: bool = False
 
 
 @dataclass
@@ -215,12 +217,17 @@ class _Sequential:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
         for i in range(len(self.points)):
             self._load(i)
-            outputs = self.plan.model(x)
-            if i == 0 and totals.n == 0:
-                self.objective.check(outputs, y)
-            _accumulate(totals, slice(i, i + 1), outputs.unsqueeze(0), y, self.objective)
-            if progress:
-                progress(1, self.total)
+            self._score(i, self.plan.model(x), y, totals, progress)
+
+    def _score(
+        self, i: int, outputs: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None
+    ) -> None:
+        if not totals.checked:  # the shapes, once per split, before anything is accumulated
+            self.objective.check(outputs, y)
+            totals.checked = True
+        _accumulate(totals, slice(i, i + 1), outputs.unsqueeze(0), y, self.objective)
+        if progress:
+            progress(1, self.total)
 
 
 class _Batched:
@@ -281,6 +288,141 @@ class _Batched:
             _accumulate(totals, chunk, outputs, y, self.objective)
             if progress:
                 progress(chunk.stop - chunk.start, self.total)
+
+
+# ------------------------------------------------------------------------------------ prefix sharing
+#
+# With --groups and hold=final, a point that moves only layer3 runs conv1..layer2 with final weights, the same
+# computation for every α and for every later group. The prefix strategy traces the model with torch.fx, runs
+# each "base" network (every tensor at the hold value) once per batch, keeps the values alive at each point's
+# cut (the first node that reads a tensor the point moves), and runs only the rest of the graph per point.
+# BN policies stay exact: the prefix's weights (and, under recompute, its re-estimated statistics, computed
+# from the same weights and data) are the base's.
+
+
+@dataclass
+class _Traced:
+    graph: Any  # torch.fx.GraphModule sharing the working model's modules and tensors
+    nodes: list[Any]
+    first_read: dict[str, int]  # tensor name -> index of the first node that reads it
+    live: dict[int, list[Any]]  # cut index -> nodes before it whose values are used at or after it
+
+
+def _trace(plan: _Plan) -> tuple[_Traced | None, str | None]:
+    """Trace the working model; None and the reason when torch.fx cannot (data-dependent control flow, …)."""
+    import torch.fx
+
+    try:
+        gm = torch.fx.symbolic_trace(plan.model)
+    except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable code
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"prefix sharing unavailable (torch.fx could not trace the model: {reason}); ran sequential"
+    nodes = list(gm.graph.nodes)
+    names = [*plan.start, *plan.fixed, *plan.bn_stats]
+    first_read: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.op in ("call_module", "get_attr"):
+            target = str(node.target)
+            for name in names:
+                if name == target or name.startswith(target + "."):
+                    first_read.setdefault(name, i)
+    for alias, owner in plan.aliases.items():
+        if alias in first_read:
+            first_read[owner] = min(first_read.get(owner, len(nodes)), first_read[alias])
+    return _Traced(gm, nodes, first_read, {}), None
+
+
+def _base_of(point: Point) -> float | None:
+    """The coefficient of the network whose prefix a point shares: its hold value, for points that move a set."""
+    return None if point.moving is None else point.hold
+
+
+def _with_bases(points: list[Point], names: Sequence[str]) -> list[Point]:
+    """Add each base network (every tensor at a hold value) to the points unless one already coincides."""
+    keys = {tuple(p.coefficient(n) for n in names) for p in points}
+    out = list(points)
+    for base in sorted({b for p in points if (b := _base_of(p)) is not None}):
+        if tuple(base for _ in names) not in keys:
+            out.append(Point("", base))  # internal: evaluated for its activations, never reported
+    return out
+
+
+class _Prefix(_Sequential):
+    """Sequential, but each point runs only the part of the graph after its first moving tensor."""
+
+    def __init__(self, plan: _Plan, points: Sequence[Point], objective: Objective, traced: _Traced) -> None:
+        super().__init__(plan, points, objective)
+        self.traced = traced
+        names = list(plan.start)
+        end = len(traced.nodes)
+        self.bases: dict[float, int] = {}  # hold value -> index of the base point
+        for i, p in enumerate(points):
+            if p.moving is None and all(p.coefficient(n) == p.alpha for n in names):
+                self.bases.setdefault(p.alpha, i)
+        self.cut: list[int] = []
+        for p in points:
+            base = _base_of(p)
+            if base is None or base not in self.bases:
+                self.cut.append(0)
+                continue
+            varying = [n for n in names if p.coefficient(n) != base]
+            self.cut.append(min((traced.first_read.get(n, end) for n in varying), default=end))
+        last_use: dict[Any, int] = {}
+        for i, node in enumerate(traced.nodes):
+            for used in node.all_input_nodes:
+                last_use[used] = i
+        for k in set(self.cut):
+            traced.live[k] = [n for n in traced.nodes[:k] if last_use.get(n, -1) >= k]
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
+        import torch.fx
+
+        traced = self.traced
+        saved: dict[float, dict[Any, Any]] = {}
+        for base, i in self.bases.items():
+            keep = {
+                n for k, p in zip(self.cut, self.points, strict=True) if _base_of(p) == base for n in traced.live[k]
+            }
+            self._load(i)
+            capture = _Capture(traced.graph, keep)
+            outputs = capture.run(x)
+            saved[base] = capture.saved
+            self._score(i, outputs, y, totals, progress)
+        for i, p in enumerate(self.points):
+            if i in self.bases.values():
+                continue
+            self._load(i)
+            k = self.cut[i]
+            if k == 0:
+                outputs = self.plan.model(x)
+            else:
+                values = saved[_base_of(p)]  # type: ignore[index]
+                env = {n: values.get(n) for n in traced.nodes[:k]}  # dead values: None, never read
+                outputs = torch.fx.Interpreter(traced.graph).run(x, initial_env=env)
+            self._score(i, outputs, y, totals, progress)
+
+
+class _Capture:
+    """Run a GraphModule node by node, keeping the values of the nodes in ``keep``."""
+
+    def __init__(self, graph: Any, keep: set[Any]) -> None:
+        import torch.fx
+
+        outer = self
+
+        class Interpreter(torch.fx.Interpreter):
+            def run_node(self, n: Any) -> Any:
+                value = super().run_node(n)
+                if n in outer.keep:
+                    outer.saved[n] = value
+                return value
+
+        self.keep = keep
+        self.saved: dict[Any, Any] = {}
+        self.interpreter = Interpreter(graph)
+
+    def run(self, x: torch.Tensor) -> Any:
+        return self.interpreter.run(x)
 
 
 # ------------------------------------------------------------------------------------------- the entry
@@ -352,8 +494,8 @@ def scan_points(
     """
     if policy not in POLICIES:
         raise UsageError(f"unknown BN policy {policy!r}", hint=f"use one of {', '.join(POLICIES)}")
-    if strategy not in ("sequential", "batched"):
-        raise UsageError(f"unknown strategy {strategy!r}", hint="use sequential or batched")
+    if strategy not in STRATEGIES[1:]:
+        raise UsageError(f"unknown strategy {strategy!r}", hint="use sequential, batched or prefix")
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
     dev = torch.device(device)
@@ -365,9 +507,19 @@ def scan_points(
         )
     unique, index = _dedupe([_untie(p, plan.aliases) for p in points], sorted(plan.start))
     chunk = min(chunk_size or len(unique), len(unique))
-    runner: _Sequential | _Batched = (
-        _Sequential(plan, unique, objective) if strategy == "sequential" else _Batched(plan, unique, objective, chunk)
-    )
+    note = None
+    runner: _Sequential | _Batched
+    if strategy == "prefix":
+        traced, note = _trace(plan)
+        if traced is None:
+            strategy = "sequential"
+        else:
+            unique = _with_bases(unique, sorted(plan.start))
+            runner = _Prefix(plan, unique, objective, traced)
+    if strategy == "sequential":
+        runner = _Sequential(plan, unique, objective)
+    elif strategy == "batched":
+        runner = _Batched(plan, unique, objective, chunk)
 
     cb_size = calibration_batch_size or batch_size
     recompute = policy == "recompute" and bool(plan.bn_stats) and calibration is not None
@@ -439,5 +591,6 @@ def scan_points(
         seconds_calibration=t1 - t0,
         seconds_evaluation=t2 - t1,
         bn_modules=len(plan.bn_modules),
+        note=note,
     )
     return results, report

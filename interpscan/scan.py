@@ -225,8 +225,8 @@ def run_scan(
     strategy = config.strategy
     if strategy == "auto":
         strategy = "batched" if device.type == "cuda" else "sequential"
-    elif strategy not in ("sequential", "batched"):
-        raise UsageError(f"--strategy {strategy!r} is not one of auto, sequential, batched")
+    elif strategy not in ("sequential", "batched", "prefix"):
+        raise UsageError(f"--strategy {strategy!r} is not one of auto, sequential, batched, prefix")
     batch_size = config.batch_size or default_batch_size(device)
     if config.samples is not None and config.samples <= 0:
         raise UsageError(f"--samples must be positive, got {config.samples}")
@@ -277,6 +277,10 @@ def run_scan(
         grouping = resolve_groups(config.groups, ModuleTree.from_model(model))
         if split := split_ties({g.name: g.tensors for g in grouping.groups}, matched.tied):
             raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
+
+    if config.strategy == "auto" and grouping is not None and device.type == "cpu":
+        # layer-wise points share the forward pass up to their group (ENGINE-NOTES: vmap is slow on CPU)
+        strategy = "prefix"
 
     policy, policy_reason = fixed_bn_policy(resolved, config.bn) or _choose_policy(
         config.bn, has_running_stats(model), source
@@ -343,7 +347,8 @@ def run_scan(
             if device.type == "cuda"
             else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
         ),
-        "strategy": strategy,
+        "strategy": report.strategy,
+        "strategy_note": report.note,
         "checkpoints": {"init": init.info.to_json(), "final": final.info.to_json()},
         "weights": {
             "key": config.key,

@@ -13,6 +13,7 @@ from torch import nn
 from interpscan.data import Split
 from interpscan.engine import Point, scan_points
 from interpscan.errors import DataError, UsageError
+from interpscan.objectives import CROSS_ENTROPY
 
 ALPHAS = [0.0, 0.25, 0.5, 0.8, 1.0, 1.3, -0.2]
 
@@ -27,7 +28,7 @@ def _run(model: nn.Module, start, end, points, x, y, **kw):  # type: ignore[no-u
     return scan_points(model, start, end, points, [_split(x, y)], **kw)
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
 @pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
 @pytest.mark.parametrize("model_cls", [TinyMLP, TinyConvBN])
 def test_engine_equals_reference_loop(model_cls, policy, strategy, image_data) -> None:  # type: ignore[no-untyped-def]
@@ -256,3 +257,48 @@ def test_recompute_starts_each_point_from_fresh_statistics(strategy: str, image_
     for r, (loss, _, _) in zip(results, expected, strict=True):
         assert math.isfinite(r.loss)
         assert r.loss == pytest.approx(loss, rel=1e-5)
+
+
+def test_prefix_strategy_shares_the_prefix_and_matches_sequential(image_data) -> None:  # type: ignore[no-untyped-def]
+    """A point that moves only the head runs the graph from the head on; the numbers equal sequential's."""
+    from interpscan.engine import _Prefix, _prepare, _trace
+
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
+    points = [Point("all", 1.0)] + [Point("head", a, head, 1.0) for a in (0.0, 0.5)]
+    plan = _prepare(model, start, end, "interpolate", torch.device("cpu"))
+    traced, note = _trace(plan)
+    assert traced is not None
+    assert note is None
+    runner = _Prefix(plan, points, CROSS_ENTROPY, traced)
+    assert runner.cut[0] == 0  # the base network itself runs whole
+    assert runner.cut[1] == runner.cut[2] > 1  # the head's points start at fc1
+    assert str(traced.nodes[runner.cut[1]].target) == "fc1"
+    for policy in ("interpolate", "recompute", "batch"):
+        prefix, report = _run(model, start, end, points, x, y, policy=policy, calibration=calib, strategy="prefix")
+        seq, _ = _run(model, start, end, points, x, y, policy=policy, calibration=calib, strategy="sequential")
+        assert report.strategy == "prefix"
+        for a, b in zip(prefix, seq, strict=True):
+            assert a.loss == pytest.approx(b.loss, rel=1e-6, abs=1e-7)
+            assert a.accuracy == b.accuracy
+
+
+def test_prefix_strategy_falls_back_when_the_model_cannot_be_traced(image_data) -> None:  # type: ignore[no-untyped-def]
+    class Branchy(TinyMLP):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = super().forward(x)
+            return out if out.sum() > -1e9 else -out  # data-dependent control flow: torch.fx cannot trace it
+
+    x, y, _ = image_data
+    model = Branchy().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    group = frozenset({"fc2.weight", "fc2.bias"})
+    points = [Point("all", 1.0), Point("fc2", 0.0, group, 1.0)]
+    results, report = _run(model, start, end, points, x, y, strategy="prefix")
+    assert report.strategy == "sequential"
+    assert report.note is not None
+    assert "torch.fx could not trace" in report.note
+    expected, _ = _run(model, start, end, points, x, y, strategy="sequential")
+    assert [r.loss for r in results] == [r.loss for r in expected]

@@ -150,8 +150,10 @@ def test_parameter_names_without_a_model_skip_bn_statistics() -> None:
     assert parameter_names(m.state_dict()) == [n for n, _ in m.named_parameters()]
 
 
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
 @pytest.mark.parametrize(("hold", "mode"), [("final", "only"), ("init", "only"), ("final", "all-but")])
-def test_breakdown_equals_hand_built_loop(hold: str, mode: str, image_data) -> None:  # type: ignore[no-untyped-def]
+def test_breakdown_equals_hand_built_loop(hold: str, mode: str, policy: str, strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
     """Every (group, α) point equals a state dict built by hand: group tensors at α, the rest held."""
     x, y, calib = image_data
     model = TinyConvBN().eval()
@@ -167,10 +169,11 @@ def test_breakdown_equals_hand_built_loop(hold: str, mode: str, image_data) -> N
         end,
         points,
         [Split("test", x, y, None)],
-        policy="recompute",
+        policy=policy,
         calibration=calib,
         calibration_batch_size=16,
         batch_size=32,
+        strategy=strategy,
     )
     frame = results_frame(results, ["test"], curves)
     assert frame["curve"].tolist() == ["conv"] * 3 + ["bn"] * 3 + ["head"] * 3
@@ -180,7 +183,7 @@ def test_breakdown_equals_hand_built_loop(hold: str, mode: str, image_data) -> N
         group = set(next(g.tensors for g in grouping.groups if g.name == r.point.curve))
         moves = group if mode == "only" else set(names) - group
         coef = {k: (r.point.alpha if k in moves else HOLDS[hold]) for k in names}
-        ((loss, _, acc),) = reference_curve(model, start, end, [coef], x, y, policy="recompute", calibration=calib)
+        ((loss, _, acc),) = reference_curve(model, start, end, [coef], x, y, policy=policy, calibration=calib)
         assert r.loss == pytest.approx(loss, rel=1e-5)
         assert r.accuracy == pytest.approx(acc)
 
@@ -253,6 +256,8 @@ def test_run_resnet18_layer_breakdown(monkeypatch, capsys, resnet_ckpts, tmp_pat
         "bn1.num_batches_tracked",
     ]
     assert manifest["engine"]["unique_points"] == 6 * 3 - 5  # α=1 coincides for all six curves
+    assert manifest["strategy"] == "prefix"  # auto on CPU with groups
+    assert manifest["strategy_note"] is None
     assert "rank L(0)" in err
 
 
