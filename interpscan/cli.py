@@ -297,6 +297,13 @@ def run(
     batch_size: Annotated[
         int | None, typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].")
     ] = None,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Precision of the forward pass: float32, bfloat16 or float16 (autocast; interpolation and "
+            "the loss stay float32)."
+        ),
+    ] = "float32",
     tol: Annotated[float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.")] = 0.0,
     groups: Annotated[
         list[str] | None,
@@ -343,6 +350,7 @@ def run(
         strategy=strategy,
         device=device,
         batch_size=batch_size,
+        dtype=dtype,
         tol=tol,
         groups=tuple(groups or ()),
         hold=hold,
@@ -361,7 +369,7 @@ def run(
         paths = write_outputs(result, directory, html=html)
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
-    err.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
 
 
 @app.command()
@@ -543,8 +551,11 @@ def demo(
         paths = write_outputs(result, directory)
     if not quiet:
         _summary_table(result.summary, "demo: cnn on fashion-mnist-small, init → final")
-    err.print(f"wrote {directory / 'init.pt'}, {directory / 'final.pt'}, {', '.join(str(p) for p in paths.values())}")
-    err.print(f"open {paths['results.html']} in a browser to see the path")
+    err.print(
+        f"wrote {directory / 'init.pt'}, {directory / 'final.pt'}, {', '.join(str(p) for p in paths.values())}",
+        soft_wrap=True,
+    )
+    err.print(f"open {paths['results.html']} in a browser to see the path", soft_wrap=True)
 
 
 _PLOTLYJS_HELP = (
@@ -583,7 +594,7 @@ def plot(
 
     static = [fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted]
     written = plot_results(results, out, labels=label or (), force=force, plotlyjs=plotlyjs, static=static)
-    err.print(f"wrote {', '.join(map(str, written))}")
+    err.print(f"wrote {', '.join(map(str, written))}", soft_wrap=True)
 
 
 @app.command()
@@ -615,7 +626,7 @@ def compare(
     _compare_tables(comparison)
     for note in comparison.notes:
         err.print(f"note: {note}", soft_wrap=True)
-    err.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
 
 
 def _compare_tables(comparison: Any) -> None:

@@ -14,6 +14,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from .objectives import CROSS_ENTROPY, Objective
 
 POLICIES = ("interpolate", "recompute", "batch")
 STRATEGIES = ("auto", "sequential", "batched", "prefix")
+DTYPES = ("float32", "bfloat16", "float16")
+CPU_CHUNK = 8  # points per vmap chunk on CPU, where vmap is slower than a loop anyway (ENGINE-NOTES 1)
 RUNNING_STATS = ("running_mean", "running_var")
 
 # Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total``.
@@ -77,6 +80,8 @@ class EngineReport:
     seconds_evaluation: float
     bn_modules: int
     note: str | None = None  # e.g. why the prefix strategy fell back to sequential
+    chunk_shrinks: int = 0  # times an out-of-memory error halved the batched strategy's chunk
+    dtype: str = "float32"
 
 
 @dataclass
@@ -153,6 +158,24 @@ def _prepare(
         else:
             plan.fixed[name] = e.detach().to(device=device, dtype=ref.dtype, copy=True)
     return plan
+
+
+@contextmanager
+def _precision(device: torch.device, dtype: str) -> Iterator[None]:
+    """Autocast the forward pass to ``dtype``; on CUDA allow TF32 for float32 work, restoring the flags after."""
+    cuda = device.type == "cuda"
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        if dtype == "float32":
+            yield
+        else:
+            with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype)):
+                yield
+    finally:
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _reset_stat(name: str, t: torch.Tensor) -> torch.Tensor:
@@ -245,9 +268,42 @@ class _Batched:
         self.forward = vmap(forward, in_dims=(0, None, None))
         self.stats: dict[str, torch.Tensor] = {}  # name -> (P, C) running statistics under "recompute"
         self.total = 0
+        self.shrinks = 0  # how often an out-of-memory error halved the chunk
 
-    def _chunks(self) -> Iterator[slice]:
-        return _batches(len(self.points), self.chunk_size)
+    def _each_chunk(self, work: Callable[[slice], None], progress: Progress | None) -> None:
+        """Run ``work`` over consecutive chunks of points. On out-of-memory the chunk is halved and the same
+        points retried, so a scan never fails because a chunk was too large (a single point that does not
+        fit is a real error). ``work`` must change nothing before its forward pass has succeeded."""
+        i = 0
+        while i < len(self.points):
+            chunk = slice(i, min(i + self.chunk_size, len(self.points)))
+            try:
+                work(chunk)
+            except torch.OutOfMemoryError:
+                if self.chunk_size == 1:
+                    raise
+                self.chunk_size = max(1, self.chunk_size // 2)
+                self.shrinks += 1
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            if progress:
+                progress(chunk.stop - chunk.start, self.total)
+            i = chunk.stop
+
+    def size_chunks(self, x: torch.Tensor) -> None:
+        """On CUDA, choose the chunk from free memory: probe one point's peak use on a batch, fill half of
+        what is free (the out-of-memory retry covers a bad guess)."""
+        if x.device.type != "cuda":
+            return
+        torch.cuda.synchronize(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        before = torch.cuda.memory_allocated(x.device)
+        self.forward(self._state(slice(0, 1)), self.plan.fixed, x)
+        torch.cuda.synchronize(x.device)
+        per_point = max(torch.cuda.max_memory_allocated(x.device) - before, 1)
+        free, _ = torch.cuda.mem_get_info(x.device)
+        self.chunk_size = max(1, min(len(self.points), int(0.5 * free / per_point)))
 
     def _state(self, chunk: slice) -> dict[str, torch.Tensor]:
         points = self.points[chunk]
@@ -265,7 +321,7 @@ class _Batched:
         return state
 
     def calibrate(self, x: torch.Tensor, k: int, progress: Progress | None) -> None:
-        for chunk in self._chunks():
+        def work(chunk: slice) -> None:
             state = self._state(chunk)
             if k == 0:  # fresh statistics (see _Sequential._load)
                 ref = self.plan.model.state_dict()
@@ -277,17 +333,18 @@ class _Batched:
                 if name not in self.stats:
                     self.stats[name] = torch.empty(len(self.points), *state[name].shape[1:], device=x.device)
                 self.stats[name][chunk] = state[name]
-            if progress:
-                progress(chunk.stop - chunk.start, self.total)
+
+        self._each_chunk(work, progress)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
-        for chunk in self._chunks():
+        def work(chunk: slice) -> None:
             outputs = self.forward(self._state(chunk), self.plan.fixed, x)  # (P_c, B, …)
-            if chunk.start == 0 and totals.n == 0:
+            if not totals.checked:
                 self.objective.check(outputs[0], y)
+                totals.checked = True
             _accumulate(totals, chunk, outputs, y, self.objective)
-            if progress:
-                progress(chunk.stop - chunk.start, self.total)
+
+        self._each_chunk(work, progress)
 
 
 # ------------------------------------------------------------------------------------ prefix sharing
@@ -466,6 +523,7 @@ def scan_points(
     chunk_size: int | None = None,
     progress: Progress | None = None,
     objective: Objective = CROSS_ENTROPY,
+    dtype: str = "float32",
 ) -> tuple[list[PointResult], EngineReport]:
     """Evaluate the model at every point on every split.
 
@@ -479,8 +537,13 @@ def scan_points(
             "batch"'s own statistics.
         calibration: (M, …) training inputs for "recompute", processed in batches of
             ``calibration_batch_size`` (default ``batch_size``).
-        strategy: "sequential" or "batched" (vmap over chunks of ``chunk_size`` points).
+        strategy: "sequential", "batched" (vmap over chunks of ``chunk_size`` points; by default sized from
+            free memory on CUDA, 8 on CPU, and halved on out-of-memory) or "prefix" (sequential, sharing
+            the forward pass up to each point's first moving tensor; sequential when torch.fx cannot trace).
         batch_size: examples per forward pass.
+        dtype: "float32", or "bfloat16"/"float16" for the forward pass under autocast. Interpolation, the
+            loss and all sums stay in float32 or better. On CUDA, float32 matmuls and convolutions may use
+            TF32 during the scan.
         progress: called with the number of (point, batch) evaluations just finished.
         objective: the per-sample loss (and whether accuracy is defined); cross-entropy by default.
 
@@ -498,6 +561,8 @@ def scan_points(
         raise UsageError(f"unknown strategy {strategy!r}", hint="use sequential, batched or prefix")
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     dev = torch.device(device)
     plan = _prepare(model, start, end, policy, dev)
     if policy == "recompute" and plan.bn_stats and calibration is None:
@@ -506,7 +571,8 @@ def scan_points(
             hint="use --bn interpolate or --bn batch, or data with a train split",
         )
     unique, index = _dedupe([_untie(p, plan.aliases) for p in points], sorted(plan.start))
-    chunk = min(chunk_size or len(unique), len(unique))
+    sized = chunk_size is None and dev.type == "cuda"  # chosen from free memory on the first batch
+    chunk = min(chunk_size or CPU_CHUNK, len(unique))
     note = None
     runner: _Sequential | _Batched
     if strategy == "prefix":
@@ -530,7 +596,10 @@ def scan_points(
     calib_batches = 0
     t0 = time.perf_counter()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _precision(dev, dtype):
+            if sized and isinstance(runner, _Batched):
+                probe = calibration if calibration is not None and recompute else splits[0].inputs
+                runner.size_chunks(probe[:batch_size].to(dev))
             if recompute and calibration is not None:
                 calib = calibration.to(dev)
                 saved = [m.momentum for m in plan.bn_modules]
@@ -565,6 +634,11 @@ def scan_points(
             t2 = time.perf_counter()
     except (DataError, UsageError):
         raise
+    except torch.OutOfMemoryError as exc:
+        raise RunError(
+            f"out of memory on {dev} evaluating a single point on a batch of {batch_size}",
+            hint="lower --batch-size, or use --dtype bfloat16",
+        ) from exc
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunError(
@@ -585,7 +659,9 @@ def scan_points(
         policy=policy,
         device=str(dev),
         batch_size=batch_size,
-        chunk_size=chunk if strategy == "batched" else None,
+        chunk_size=runner.chunk_size if isinstance(runner, _Batched) else None,
+        chunk_shrinks=runner.shrinks if isinstance(runner, _Batched) else 0,
+        dtype=dtype,
         unique_points=len(unique),
         calibration_batches=calib_batches,
         seconds_calibration=t1 - t0,

@@ -131,6 +131,7 @@ class ScanConfig:
     device: str = "auto"
     batch_size: int | None = None
     chunk_size: int | None = None
+    dtype: str = "float32"  # the forward pass's precision (autocast); interpolation stays float32
     tol: float = 0.0
     groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
     hold: str = "final"  # where tensors outside the moving set stay: "final" (the seed paper) or "init"
@@ -328,6 +329,7 @@ def run_scan(
         device=device,
         batch_size=batch_size,
         chunk_size=config.chunk_size,
+        dtype=config.dtype,
         progress=progress,
         objective=objective,
     )
@@ -396,6 +398,8 @@ def run_scan(
         "engine": {
             "batch_size": report.batch_size,
             "chunk_size": report.chunk_size,
+            "chunk_shrinks": report.chunk_shrinks,
+            "dtype": report.dtype,
             "unique_points": report.unique_points,
             "calibration_batches": report.calibration_batches,
         },

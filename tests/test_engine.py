@@ -302,3 +302,63 @@ def test_prefix_strategy_falls_back_when_the_model_cannot_be_traced(image_data) 
     assert "torch.fx could not trace" in report.note
     expected, _ = _run(model, start, end, points, x, y, strategy="sequential")
     assert [r.loss for r in results] == [r.loss for r in expected]
+
+
+def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch, image_data) -> None:  # type: ignore[no-untyped-def]
+    """An out-of-memory error (injected: no GPU here) halves the vmap chunk; the numbers do not change."""
+    from interpscan import engine
+
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    points = [Point("all", a) for a in ALPHAS]
+    expected, _ = _run(model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="sequential")
+    real_state = engine._Batched._state
+
+    def state_that_fits_two(self, chunk):  # type: ignore[no-untyped-def]
+        if chunk.stop - chunk.start > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_state(self, chunk)
+
+    monkeypatch.setattr(engine._Batched, "_state", state_that_fits_two)
+    results, report = _run(
+        model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="batched", chunk_size=4
+    )
+    assert report.chunk_size == 2  # 4 -> 2, then every chunk fits
+    assert report.chunk_shrinks == 1
+    for r, e in zip(results, expected, strict=True):
+        assert r.loss == pytest.approx(e.loss, rel=1e-5)
+
+
+def test_a_single_point_out_of_memory_is_a_clear_run_error(monkeypatch, image_data) -> None:  # type: ignore[no-untyped-def]
+    from interpscan import engine
+    from interpscan.errors import RunError
+
+    x, y, _ = image_data
+    model = TinyMLP().eval()
+    state = make_state(model, 1)
+
+    def never_fits(self, chunk):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(engine._Batched, "_state", never_fits)
+    with pytest.raises(RunError, match="out of memory") as info:
+        _run(model, state, state, [Point("all", 0.0), Point("all", 1.0)], x, y, strategy="batched")
+    assert info.value.hint is not None
+    assert "--batch-size" in info.value.hint
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+def test_bfloat16_forward_is_close_to_float32(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    points = [Point("all", a) for a in (0.0, 0.5, 1.0)]
+    full, _ = _run(model, start, end, points, x, y, strategy=strategy)
+    half, report = _run(model, start, end, points, x, y, strategy=strategy, dtype="bfloat16")
+    assert report.dtype == "bfloat16"
+    for a, b in zip(full, half, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=3e-2)
+    assert [a.loss for a in full] != [b.loss for b in half]  # autocast really ran in bfloat16
+    with pytest.raises(UsageError, match="--dtype"):
+        _run(model, start, end, points, x, y, dtype="float8")
