@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # before the project (a CPU build that lies on this machine's disk), so the project's torch>=2.3 is met.
 TORCH ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-CHECKED := interpscan tests examples scripts
+CHECKED := interpscan tests examples scripts benchmarks
 
 .PHONY: install dev demo test lint typecheck pytest clean
 

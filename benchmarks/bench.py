@@ -1,0 +1,604 @@
+"""Speed of a scan against the hardware floor and the naive per-point loop (issue 6), in one run on one machine.
+
+Run from the repository root: ``python benchmarks/bench.py [--device cuda] [--quick]``; ``--help`` lists the
+options and benchmarks/README.md says what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import gc
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, TensorDataset
+
+from interpscan.data import Split
+from interpscan.engine import DTYPES, STRATEGIES, Point, scan_points
+from interpscan.errors import InterpscanError
+from interpscan.groups import ModuleTree, resolve_groups
+from interpscan.models import MLP, resnet20
+from interpscan.scan import HOLDS, group_curves, parse_grid
+
+HERE = Path(__file__).resolve().parent
+ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.engine.STRATEGIES has them
+SCANS = ("whole", "groups")
+COLUMNS = ["model", "scan", "strategy", "points", "seconds", "vs_floor", "speedup_vs_naive", "max_rel_diff", "note"]
+CONTEXT = ["device", "device_name", "threads", "torch", "samples", "batch_size", "alphas", "repeat", "tf32", "dtype"]
+
+# A runner does one timed evaluation of all its points and returns (mean loss per point, a note for the table).
+Runner = Callable[[], tuple[list[float], str]]
+
+
+# ------------------------------------------------------------------------------------------- the workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model, the shape of one input example, and the ``--groups`` values of its per-group scan."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    classes: int
+    groups: tuple[str, ...]
+
+
+WORKLOADS = {
+    "resnet20": Workload("resnet20", resnet20, (3, 32, 32), 10, ("layer*",)),  # CIFAR-shaped
+    "mlp": Workload("mlp", MLP, (1, 28, 28), 10, ("features.*,fc",)),  # 784 → 256 → 256 → 10
+}
+
+
+def random_state(workload: Workload, seed: int) -> dict[str, torch.Tensor]:
+    """A random state of the model: its default initialization under ``seed``, and for batch norm non-trivial
+    affine parameters and running statistics (so that interpolating them changes the network)."""
+    torch.manual_seed(seed)
+    model = workload.build()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm) and m.running_mean is not None and m.running_var is not None:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def random_data(workload: Workload, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, *input_shape) standard-normal inputs and (N,) uniform class labels, on the CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(samples, *workload.input_shape, generator=gen)
+    y = torch.randint(0, workload.classes, (samples,), generator=gen)
+    return x, y
+
+
+def whole_points(alphas: Sequence[float]) -> list[Point]:
+    return [Point("all", a) for a in alphas]
+
+
+def group_points(model: nn.Module, specs: Sequence[str], alphas: Sequence[float]) -> tuple[list[Point], int]:
+    """G groups × K points, built as ``interpscan run --groups SPECS --hold final --mode only`` builds them.
+
+    Returns the points (group-major) and G."""
+    grouping = resolve_groups(specs, ModuleTree.from_model(model))
+    names = list(model.state_dict())
+    params = [n for n, _ in model.named_parameters()]
+    curves = group_curves(grouping, names, params, "final", "only")
+    points = [Point(c.name, a, c.moving, HOLDS["final"]) for c in curves.values() for a in alphas]
+    return points, len(curves)
+
+
+def point_state(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], point: Point) -> dict[str, torch.Tensor]:
+    """The point's full state dict, built by hand: floating tensors interpolated, the others from the final state."""
+    state = {}
+    for name, s in start.items():
+        e = end[name]
+        state[name] = torch.lerp(s, e, point.coefficient(name)) if s.is_floating_point() else e.clone()
+    return state
+
+
+# ------------------------------------------------------------------------------------------- the methods
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every method evaluates: the same model, states, points and data. The data is held twice: in CPU memory
+    (``x``, ``y``: the naive loop's DataLoader reads it there) and on the device (``x_dev``, ``y_dev``: one copy,
+    shared by the floor and interpscan; the same tensors as ``x``, ``y`` on the CPU)."""
+
+    model: nn.Module
+    start: dict[str, torch.Tensor]
+    end: dict[str, torch.Tensor]
+    points: list[Point]
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    device: torch.device
+    x_dev: torch.Tensor
+    y_dev: torch.Tensor
+    dtype: str = "float32"  # of the forward pass (autocast); interpolation and losses stay float32
+
+    @classmethod
+    def make(
+        cls,
+        model: nn.Module,
+        start: dict[str, torch.Tensor],
+        end: dict[str, torch.Tensor],
+        points: list[Point],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        dtype: str = "float32",
+    ) -> Problem:
+        return cls(model, start, end, points, x, y, batch_size, device, x.to(device), y.to(device), dtype)
+
+    def subset(self, points: list[Point], n: int) -> Problem:
+        return Problem(
+            self.model,
+            self.start,
+            self.end,
+            points,
+            self.x[:n],
+            self.y[:n],
+            self.batch_size,
+            self.device,
+            self.x_dev[:n],
+            self.y_dev[:n],
+            self.dtype,
+        )
+
+
+def floor_runner(p: Problem) -> Runner:
+    """The hardware floor: one plain forward pass per point over data already on the device.
+
+    Every point's network is built before timing (one eval-mode copy of the model per point), so what is timed is
+    the forward passes under ``torch.inference_mode`` and a per-sample loss summed on the device, nothing else.
+    """
+    nets = []
+    for point in p.points:
+        net = copy.deepcopy(p.model)
+        net.load_state_dict(point_state(p.start, p.end, point))
+        nets.append(net.to(p.device).eval())
+    x, y = p.x_dev, p.y_dev
+
+    def run() -> tuple[list[float], str]:
+        with torch.inference_mode(), precision(p.device, p.dtype):
+            sums: list[torch.Tensor] = [torch.zeros((), dtype=torch.float64, device=p.device) for _ in nets]
+            for lo in range(0, len(x), p.batch_size):
+                xb, yb = x[lo : lo + p.batch_size], y[lo : lo + p.batch_size]
+                for i, net in enumerate(nets):
+                    sums[i] += F.cross_entropy(net(xb).float(), yb, reduction="none").double().sum()
+            means = (torch.stack(sums) / len(x)).tolist()
+        return means, ""
+
+    return run
+
+
+def naive_runner(p: Problem) -> Runner:
+    """What peer tools do per point: build the state dict, ``load_state_dict``, then read the data afresh through a
+    ``DataLoader`` over a ``TensorDataset`` in CPU memory, moving each batch to the device."""
+    net = copy.deepcopy(p.model).to(p.device)
+    loader = DataLoader(TensorDataset(p.x, p.y), batch_size=p.batch_size)
+
+    def run() -> tuple[list[float], str]:
+        means = []
+        for point in p.points:
+            net.load_state_dict(point_state(p.start, p.end, point))
+            net.eval()
+            total = 0.0
+            with torch.no_grad(), precision(p.device, p.dtype):
+                for xb, yb in loader:
+                    xb, yb = xb.to(p.device), yb.to(p.device)
+                    total += float(F.cross_entropy(net(xb).float(), yb, reduction="none").double().sum())
+            means.append(total / len(p.x))
+        return means, ""
+
+    return run
+
+
+def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Problem], Runner]:
+    """``scan_points`` with one strategy, BN policy "interpolate"; the data is already on the device, as the
+    floor's is (``scan_points`` then moves nothing)."""
+
+    def make(p: Problem) -> Runner:
+        split = Split("bench", p.x_dev, p.y_dev, None)
+
+        def run() -> tuple[list[float], str]:
+            results, report = scan_points(
+                p.model,
+                p.start,
+                p.end,
+                p.points,
+                [split],
+                policy="interpolate",
+                strategy=strategy,
+                device=p.device,
+                batch_size=p.batch_size,
+                chunk_size=chunk_size,
+                dtype=p.dtype,
+            )
+            note = f"{report.unique_points} distinct" if report.unique_points != len(p.points) else ""
+            return [r.loss for r in results], note
+
+        return run
+
+    return make
+
+
+def methods(strategies: Sequence[str], chunk_size: int | None) -> dict[str, Callable[[Problem], Runner]]:
+    return {
+        "floor": floor_runner,
+        "naive": naive_runner,
+        **{s: interpscan_runner(s, chunk_size) for s in strategies},
+    }
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def set_tf32(device: torch.device, allow: bool) -> None:
+    """The same TF32 setting for every method, set again before each timing. The flags are the ones the engine
+    sets (mixing them with ``torch.backends.*.fp32_precision`` makes torch refuse to read either back); note
+    that the engine allows TF32 for the duration of its scan whatever this says."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+
+
+def time_once(run: Runner, device: torch.device, tf32: bool) -> tuple[float, list[float], str]:
+    gc.collect()
+    set_tf32(device, tf32)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    synchronize(device)
+    t0 = time.perf_counter()
+    losses, note = run()
+    synchronize(device)
+    return time.perf_counter() - t0, losses, note
+
+
+@contextmanager
+def precision(device: torch.device, dtype: str) -> Iterator[None]:
+    """The floor's and the naive loop's forward passes under the same autocast as interpscan's ``--dtype``."""
+    if dtype == "float32":
+        yield
+    else:
+        with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype)):
+            yield
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:160]
+
+
+def spread(points: Sequence[Point]) -> list[Point]:
+    """Up to three points spread over the list (first, middle, last): enough to warm up every code path."""
+    return [points[i] for i in sorted({0, len(points) // 2, len(points) - 1})]
+
+
+@dataclass
+class Row:
+    model: str
+    scan: str
+    strategy: str
+    points: int
+    seconds: float = math.nan
+    vs_floor: float = math.nan
+    speedup_vs_naive: float = math.nan
+    max_rel_diff: float = math.nan
+    note: str = ""
+    losses: list[float] = field(default_factory=list, repr=False)
+
+
+def measure(
+    model_name: str,
+    scan: str,
+    problem: Problem,
+    makers: dict[str, Callable[[Problem], Runner]],
+    repeat: int,
+    tf32: bool,
+    log: Callable[[str], None],
+) -> list[Row]:
+    """Warm each method up once on one batch and a few points, then time it on the whole problem ``repeat``
+    times, the methods interleaved (so that a slow spell of a loaded machine hits them alike); keep the best."""
+    dev = problem.device
+    rows = {name: Row(model_name, scan, name, len(problem.points)) for name in makers}
+    runners: dict[str, Runner] = {}
+    warm = problem.subset(spread(problem.points), problem.batch_size)
+    for name, make in makers.items():
+        try:
+            make(warm)()
+            runners[name] = make(problem)
+        except (InterpscanError, RuntimeError) as exc:  # a strategy that refuses, or runs out of memory
+            rows[name].note = f"failed: {first_line(exc)}"
+            log(f"  {name}: {rows[name].note}")
+    for r in range(repeat):
+        for name, run in list(runners.items()):
+            log(f"  {model_name} {scan} {name} ({r + 1}/{repeat}) …")
+            try:
+                seconds, losses, note = time_once(run, dev, tf32)
+            except (InterpscanError, RuntimeError) as exc:
+                rows[name].note = f"failed: {first_line(exc)}"
+                log(f"  {name}: {rows[name].note}")
+                del runners[name]
+                continue
+            row = rows[name]
+            row.seconds = min(row.seconds, seconds) if not math.isnan(row.seconds) else seconds
+            row.losses, row.note = losses, note
+    del runners
+    floor, naive = rows["floor"], rows["naive"]
+    for row in rows.values():
+        if math.isnan(row.seconds):
+            continue
+        row.vs_floor = row.seconds / floor.seconds if not math.isnan(floor.seconds) else math.nan
+        row.speedup_vs_naive = naive.seconds / row.seconds if not math.isnan(naive.seconds) else math.nan
+        if floor.losses:
+            row.max_rel_diff = max(
+                abs(a - b) / max(abs(b), 1e-12) for a, b in zip(row.losses, floor.losses, strict=True)
+            )
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------------------------------- reporting
+
+
+def sig(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent for ordinary magnitudes."""
+    if math.isnan(value):
+        return ""
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3 or abs(value) >= 1e6:
+        return f"{value:.{digits - 1}e}"
+    return f"{float(f'{value:.{digits}g}'):g}"
+
+
+def cells(row: Row) -> list[str]:
+    return [
+        row.model,
+        row.scan,
+        row.strategy,
+        str(row.points),
+        sig(row.seconds),
+        sig(row.vs_floor),
+        sig(row.speedup_vs_naive),
+        f"{row.max_rel_diff:.1e}" if not math.isnan(row.max_rel_diff) else "",
+        row.note,
+    ]
+
+
+def table(rows: Sequence[Row]) -> str:
+    body = [COLUMNS, *(cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
+    numeric = {3, 4, 5, 6, 7}
+    lines = []
+    for line in body:
+        parts = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: Sequence[Row], context: dict[str, dict[str, str]]) -> None:
+    """One row per (model, scan, strategy), the table's cells then the run's context; written to a temp sibling
+    and renamed, so that a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS + CONTEXT)
+            for row in rows:
+                ctx = context[row.model]
+                writer.writerow(cells(row) + [ctx[c] for c in CONTEXT])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load() -> str:
+    """The machine's load, for the record: timings from a loaded machine are not measurements."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+# ------------------------------------------------------------------------------------------- the command
+
+# Defaults per device; --quick replaces them with tiny sizes. CPU: about 1–2 minutes on a quiet 2-core machine.
+DEFAULTS = {
+    "cpu": {"samples": 512, "mlp_samples": 8192, "batch_size": 256, "alphas": 11},
+    "cuda": {"samples": 10240, "mlp_samples": 32768, "batch_size": 1024, "alphas": 11},
+    "quick": {"samples": 32, "mlp_samples": 128, "batch_size": 16, "alphas": 3},
+}
+
+
+def csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bench.py",
+        description="Time interpscan's scan against the hardware floor (plain forward passes) and the naive "
+        "per-point loop (load_state_dict + DataLoader), whole path and per group, on resnet20 and a small MLP.",
+        epilog="Sizes: CPU defaults 512 resnet20 / 8192 MLP samples, batch 256; CUDA 10240 / 32768, batch 1024; "
+        "--quick 32 / 128, batch 16, 3 alphas. Explicit options override these.",
+    )
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--models", type=csv_list, default=list(WORKLOADS), help="comma-separated: resnet20,mlp")
+    ap.add_argument("--scans", type=csv_list, default=list(SCANS), help="comma-separated: whole,groups")
+    ap.add_argument(
+        "--strategies",
+        type=csv_list,
+        default=None,
+        help="interpscan strategies to time (default: those of sequential,batched,prefix the engine has)",
+    )
+    ap.add_argument("--samples", type=int, default=None, help="resnet20 examples (3×32×32)")
+    ap.add_argument("--mlp-samples", type=int, default=None, help="MLP examples (1×28×28)")
+    ap.add_argument("--batch-size", type=int, default=None, help="examples per forward pass, for every method")
+    ap.add_argument("--alphas", type=int, default=None, help="K: evenly spaced α in [0, 1] (default 11)")
+    ap.add_argument("--chunk-size", type=int, default=None, help="points per vmap chunk (default: the engine's)")
+    ap.add_argument("--repeat", type=int, default=1, help="time each method R times, keep the best (default 1)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CUDA: allow TF32 for the floor and the naive loop too (the engine allows it for its scans either way, "
+        "so only --tf32 compares like with like)",
+    )
+    ap.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="forward-pass dtype (autocast) for every method; interpolation and losses stay float32",
+    )
+    ap.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="exit 1 when a loss differs from the floor's by more, relatively "
+        "(default 1e-4; 5e-3 on CUDA with TF32; 5e-2 under --dtype bfloat16/float16)",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", type=Path, default=None, help="default benchmarks/results-<device>.csv")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing")
+    return ap
+
+
+def log(message: str) -> None:
+    """Progress and problems go to stderr; the table goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        log("error: --device cuda, but torch sees no CUDA device")
+        return 2
+    defaults = DEFAULTS["quick" if args.quick else args.device]
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    unknown = [m for m in args.models if m not in WORKLOADS] + [s for s in args.scans if s not in SCANS]
+    if unknown:
+        log(f"error: unknown model or scan {', '.join(unknown)}; models: {', '.join(WORKLOADS)}; scans: whole,groups")
+        return 2
+    if min(args.samples, args.mlp_samples, args.batch_size, args.repeat) <= 0 or args.alphas < 2:
+        log("error: --samples, --mlp-samples, --batch-size and --repeat must be positive, --alphas at least 2")
+        return 2
+    available = [s for s in ENGINE_STRATEGIES if s in STRATEGIES]
+    strategies = available if args.strategies is None else args.strategies
+    for s in [s for s in strategies if s not in STRATEGIES or s == "auto"]:
+        log(f"note: strategy {s!r} is not in this engine ({', '.join(STRATEGIES)}); skipped")
+    strategies = [s for s in strategies if s in STRATEGIES and s != "auto"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rtol is not None:
+        rtol = args.rtol
+    elif args.dtype != "float32":
+        rtol = 5e-2
+    else:
+        rtol = 5e-3 if device.type == "cuda" else 1e-4  # TF32: the engine allows it on CUDA whatever --tf32 says
+    alphas, _ = parse_grid(str(args.alphas))
+    csv_path: Path = args.csv or HERE / f"results-{device.type}.csv"
+
+    name = device_name(device)
+    threads = torch.get_num_threads()
+    print(f"# interpscan benchmark{' (--quick: a smoke run, not a measurement)' if args.quick else ''}")
+    print(f"# torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"# device {device.type}: {name}; {threads} CPU threads; {load()}")
+    print(
+        f"# samples resnet20={args.samples} mlp={args.mlp_samples}; batch {args.batch_size}; "
+        f"K={len(alphas)} α; best of {args.repeat}"
+        + (f"; TF32 {'on' if args.tf32 else 'off'}" if device.type == "cuda" else "")
+        + f"; dtype {args.dtype}"
+        + f"; strategies {','.join(strategies) or 'none'}",
+        flush=True,
+    )
+
+    rows: list[Row] = []
+    context: dict[str, dict[str, str]] = {}
+    makers = methods(strategies, args.chunk_size)
+    for model_name in args.models:
+        workload = WORKLOADS[model_name]
+        samples = args.samples if model_name == "resnet20" else args.mlp_samples
+        context[model_name] = {
+            "device": device.type,
+            "device_name": name,
+            "threads": str(threads),
+            "torch": torch.__version__,
+            "samples": str(samples),
+            "batch_size": str(args.batch_size),
+            "alphas": str(len(alphas)),
+            "repeat": str(args.repeat),
+            "tf32": str(args.tf32 if device.type == "cuda" else ""),
+            "dtype": args.dtype,
+        }
+        model = workload.build().eval()
+        start, end = random_state(workload, args.seed + 1), random_state(workload, args.seed + 2)
+        x, y = random_data(workload, samples, args.seed)
+        for scan in args.scans:
+            if scan == "whole":
+                points = whole_points(alphas)
+            else:
+                points, g = group_points(model, workload.groups, alphas)
+                log(f"{model_name}: {g} groups from {','.join(workload.groups)!r}")
+            problem = Problem.make(model, start, end, points, x, y, args.batch_size, device, args.dtype)
+            rows += measure(model_name, scan, problem, makers, args.repeat, args.tf32, log)
+
+    print(table(rows))
+    print(f"# after: {load()}")
+    write_csv(csv_path, rows, context)
+    log(f"wrote {csv_path}")
+    bad = [r for r in rows if r.note.startswith("failed") or r.max_rel_diff > rtol]
+    for r in bad:
+        log(
+            f"check: {r.model} {r.scan} {r.strategy}: "
+            + (r.note or f"losses differ from the floor's by {r.max_rel_diff:.1e}")
+        )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

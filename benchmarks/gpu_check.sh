@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check of issue 6, run once by a session that has a lent GPU (the device tool's `run`):
+#
+#     bash benchmarks/gpu_check.sh                  # from the repository root; writes into ${OUT:-.}
+#
+# as the device call's command, with timeout_s 400 (the steps' limits add up to 330 s; estimated at 2–3
+# minutes on an H100, not yet run on one), e.g.
+#     run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh")
+# It installs nothing: the device image's python3 has torch, numpy and pytest, and interpscan is imported from
+# this checkout (PYTHONPATH). Steps, each under its own time limit, each run even when an earlier one failed:
+#   1. torch sees a CUDA device (else stop: nothing else can be checked);
+#   2. the tests marked gpu (`pytest -m gpu`), in the test files that have such a marker (tests/test_gpu.py);
+#      pytest's 'no tests collected' counts as a pass;
+#   3. the benchmark at its CUDA sizes (resnet20 10240 and MLP 32768 examples, 11 α, batch 1024, best of 2)
+#      -> $OUT/results-cuda.csv;
+#   4. the issue's GPU target case: resnet20, whole path, 60000 CIFAR-shaped examples × 51 α, the floor, the
+#      naive loop and the batched strategy -> $OUT/results-cuda-60k.csv.
+# Everything printed is also in $OUT/gpu_check.log. Exit status: 0 when every step passed, else 1.
+# Environment: PYTHON (default python3), OUT (default .), BENCH_ARGS (extra options for both benchmark runs).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${OUT:-.}"
+mkdir -p "$out"
+py="${PYTHON:-python3}"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+read -r -a extra <<<"${BENCH_ARGS:-}"
+exec > >(tee "$out/gpu_check.log") 2>&1
+tee_pid=$!
+trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null || true' EXIT # let tee write the last lines
+
+failed=()
+# step NAME SECONDS COMMAND...: run under a time limit, record a failure, go on. An exit status equal to $ALLOW
+# (when set) counts as a pass.
+step() {
+    local name="$1" limit="$2"
+    shift 2
+    echo "== $name (limit ${limit}s): $*"
+    local t0=$SECONDS rc=0
+    timeout "$limit" "$@" || rc=$?
+    if [ -n "${ALLOW:-}" ] && [ "$rc" -eq "$ALLOW" ]; then
+        echo "== $name: exit $rc counts as a pass"
+        rc=0
+    fi
+    echo "== $name: exit $rc after $((SECONDS - t0))s"
+    if [ "$rc" -ne 0 ]; then failed+=("$name (exit $rc)"); fi
+    return 0
+}
+
+echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+cuda_probe='import sys, torch
+ok = torch.cuda.is_available()
+print("torch", torch.__version__, "cuda", ok, torch.cuda.get_device_name() if ok else "")
+sys.exit(0 if ok else 1)'
+if ! "$py" -c "$cuda_probe"; then
+    echo "== torch sees no CUDA device: nothing to check"
+    exit 1
+fi
+
+# Only the files that mention the marker: collecting the others would import what the image may lack (plotly).
+mapfile -t gpu_files < <(grep -l 'mark\.gpu' tests/test_*.py || true)
+if [ "${#gpu_files[@]}" -eq 0 ]; then
+    echo "== tests marked gpu: no test file has a gpu marker yet"
+else
+    # exit 5 is pytest's 'no tests collected'
+    ALLOW=5 step "tests marked gpu" 60 "$py" -m pytest -m gpu -q -p no:cacheprovider "${gpu_files[@]}"
+fi
+
+step "benchmark, CUDA sizes" 120 \
+    "$py" benchmarks/bench.py --device cuda --repeat 2 --csv "$out/results-cuda.csv" "${extra[@]}"
+
+# batched alone: the strategy auto picks on CUDA (the others are in step 3); 5 × 3M images would not fit the limit
+step "benchmark, resnet20 60k x 51" 150 \
+    "$py" benchmarks/bench.py --device cuda --models resnet20 --scans whole --samples 60000 --alphas 51 \
+    --strategies batched --csv "$out/results-cuda-60k.csv" "${extra[@]}"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '== FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "== all steps passed"
