@@ -16,9 +16,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
-import pkgutil
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError, UsageError
+from .usercode import load_callable
 
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
@@ -531,36 +530,7 @@ def _resolve_factory(spec: ModelSpec) -> Callable[..., Any]:
         return _hub_factory(spec)
     if spec.kind in OWN_FORWARD:
         raise ModelError(f"{spec.text} brings its own forward pass; there is no factory to call")
-    assert spec.factory is not None
-    if spec.kind == "file":
-        path = Path(spec.target)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}", hint="check the path before the ':'")
-        mod_name = f"interpscan_user_model_{abs(hash(str(path.resolve())))}"
-        loader_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ModelError(f"cannot import {path} as a Python module")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[mod_name] = module
-        try:
-            loader_spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-        factory = getattr(module, spec.factory, None)
-        if factory is None:
-            names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
-            close = difflib.get_close_matches(spec.factory, names, n=3, cutoff=0.4)
-            raise ModelError(
-                f"{path} has no {spec.factory!r}" + (f"; closest: {', '.join(close)}" if close else ""),
-            )
-        return factory  # type: ignore[no-any-return]
-    try:
-        obj = pkgutil.resolve_name(spec.text)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ModelError(f"cannot resolve model factory {spec.text!r}: {exc}") from exc
-    except Exception as exc:  # the module itself raised while being imported
-        raise ModelError(f"importing {spec.target} failed: {type(exc).__name__}: {exc}") from exc
-    return obj  # type: ignore[no-any-return]
+    return load_callable(spec.text, flag="--model", error=ModelError)
 
 
 def factory_parameters(spec: ModelSpec) -> set[str]:

@@ -117,7 +117,7 @@ def parse_objective(text: str) -> Objective:
     name = text.strip().replace("-", "_")
     if name in OBJECTIVES:
         return OBJECTIVES[name]
-    from .data import is_callable_spec, load_callable
+    from .usercode import is_callable_spec, load_callable
 
     if not is_callable_spec(text):
         raise UsageError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 import types
@@ -338,27 +339,29 @@ def test_factory_parameters_of_zoo_and_kwargs_only() -> None:
 def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{tmp_path}/absent.py:make"))
-    assert str(exc.value) == f"model file not found: {tmp_path}/absent.py"
+    assert str(exc.value) == f"--model {tmp_path}/absent.py:make: file not found: {tmp_path}/absent.py"
     assert exc.value.hint == "check the path before the ':'"
 
 
 def test_missing_factory_lists_closest_names(net_py: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{net_py}:make_nett"))
-    assert str(exc.value) == f"{net_py} has no 'make_nett'; closest: make_net, make_strict, make_number"
+    assert str(exc.value) == (
+        f"--model {net_py}:make_nett: {net_py} has no 'make_nett'; closest: make_net, make_strict, make_number"
+    )
 
 
 def test_missing_factory_with_nothing_close(net_py: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{net_py}:zzz"))
-    assert str(exc.value) == f"{net_py} has no 'zzz'"
+    assert str(exc.value) == f"--model {net_py}:zzz: {net_py} has no 'zzz'"
 
 
 def test_model_file_that_fails_to_import(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.py", "raise RuntimeError('needs a GPU')\n")
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{path}:make"))
-    assert str(exc.value) == f"importing {path} failed: RuntimeError: needs a GPU"
+    assert str(exc.value) == f"--model {path}:make: importing {path} failed: RuntimeError: needs a GPU"
 
 
 def test_factory_that_raises(net_py: Path) -> None:
@@ -396,7 +399,7 @@ def test_missing_keyword_only_argument(net_py: Path) -> None:
     ],
 )
 def test_module_factory_that_cannot_be_resolved(text: str, fragment: str) -> None:
-    with pytest.raises(ModelError, match=rf"cannot resolve model factory {text!r}: .*{fragment}"):
+    with pytest.raises(ModelError, match=rf"--model {re.escape(text)}: cannot resolve it \(.*{fragment}"):
         build_model(parse_model_spec(text))
 
 
@@ -404,11 +407,14 @@ def test_module_that_fails_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyP
     write(tmp_path / "interpscan_test_broken_nets.py", "raise ImportError('no CUDA')\nx = 1 / 0\n")
     write(tmp_path / "interpscan_test_crashing_nets.py", "x = 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModelError, match=r"cannot resolve model factory .*no CUDA"):
+    with pytest.raises(ModelError, match=r"--model interpscan_test_broken_nets:make: cannot resolve it \(.*no CUDA"):
         build_model(parse_model_spec("interpscan_test_broken_nets:make"))
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec("interpscan_test_crashing_nets:make"))
-    assert str(exc.value) == "importing interpscan_test_crashing_nets failed: ZeroDivisionError: division by zero"
+    assert str(exc.value) == (
+        "--model interpscan_test_crashing_nets:make: importing interpscan_test_crashing_nets failed: "
+        "ZeroDivisionError: division by zero"
+    )
 
 
 # ------------------------------------------------------------------------------------------ the check
