@@ -212,7 +212,8 @@ def run_scan(
     log: Any = None,
     download_progress: DownloadProgress | None = None,
 ) -> ScanResult:
-    """Run one whole-network scan. ``log(str)`` receives progress messages (the CLI prints them to stderr);
+    """Run one scan: the whole-network curve and, with ``config.groups``, one curve per group.
+    ``log(str)`` receives progress messages (the CLI prints them to stderr);
     ``download_progress`` is told about a named dataset being downloaded.
 
     Raises:
