@@ -392,8 +392,11 @@ def layers(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv (to stdout).")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every tensor of each group.")] = False,
 ) -> None:
-    """Show how group patterns resolve, before any scan: tensors, parameters and share per group; with FINAL,
-    ‖θ_T−θ_0‖, relative change and cosine per group. Data-free and instant."""
+    """Show how group patterns resolve, before any scan (data-free, instant).
+
+    Per group: its tensors, parameter count and share of the network; with FINAL also ‖θ_T−θ_0‖, the relative
+    change and the cosine.
+    """
     from .errors import UsageError
     from .models import parse_model_args
     from .scan import layer_report
@@ -449,8 +452,11 @@ def inspect(
     ] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
 ) -> None:
-    """Show how a checkpoint is read, without data: format, layout, container key, prefixes, metadata, the model
-    it records, brings or matches, and its tensors (name, shape, dtype, count) with totals."""
+    """Show how a checkpoint is read (data-free, instant).
+
+    Format, layout, container key, prefixes, metadata, the model it records, brings or matches, and its tensors
+    (name, shape, dtype, count) with totals.
+    """
     from .checkpoints import describe, load_checkpoint
     from .errors import UsageError
     from .models import identify
@@ -588,8 +594,11 @@ def plot(
     png: Annotated[bool, typer.Option(help="Also write the figure as PNG beside the page (needs kaleido).")] = False,
     svg: Annotated[bool, typer.Option(help="Also write the figure as SVG beside the page (needs kaleido).")] = False,
 ) -> None:
-    """Draw one or more runs as an interactive, self-contained HTML page: the paths overlaid, the layer groups,
-    the summary table and each run.json (summary.csv and run.json beside a CSV are used when present)."""
+    """Draw one or more runs as one interactive, self-contained HTML page.
+
+    The paths overlaid, the layer groups, the summary table and each run.json (summary.csv and run.json beside
+    a CSV are used when present).
+    """
     from .results import plot_results
 
     static = [fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted]
@@ -615,8 +624,11 @@ def compare(
     force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
 ) -> None:
-    """Does the shape of the path predict how well the network does? Each run's Δ, monotone, B_lin, B_max,
-    plateau α, L(0) (per group too) and distance against its final loss and accuracy, with Spearman's ρ."""
+    """Does the shape of the path predict how well the network does? Shape metrics against final accuracy.
+
+    Each run's Δ, monotone, B_lin, B_max, plateau α, L(0) (per group too) and distance against its final loss
+    and accuracy, with Spearman's ρ across runs.
+    """
     from .compare import compare_runs, write_comparison
     from .results import load_runs
 
