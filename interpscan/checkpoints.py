@@ -115,13 +115,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_zip_sizes(path: Path, entries: list[zipfile.ZipInfo]) -> None:
+    """Refuse an entry whose declared size no honest zip can have, before any reader allocates for it.
+
+    torch's reader allocates an entry's declared uncompressed size up front; a stored entry's size must equal
+    its compressed size, and deflate cannot expand more than 1032:1.
+    """
+    for e in entries:
+        limit = e.compress_size if e.compress_type == zipfile.ZIP_STORED else 1032 * e.compress_size + 1024
+        if e.file_size > limit:
+            raise CheckpointError(
+                f"{path}: zip entry {e.filename} declares {e.file_size:,} bytes uncompressed from "
+                f"{e.compress_size:,} compressed; refused without reading it",
+                hint="the file is corrupt or crafted (a zip bomb); re-download or re-save it",
+            )
+
+
 def _zip_format(path: Path) -> str | None:
     """torch.save, torch.jit.save, torch.export.save and np.savez all write zip files: tell them apart."""
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+            entries = zf.infolist()
     except (zipfile.BadZipFile, OSError):
         return None  # a truncated torch file still has the magic: let torch.load report it
+    _check_zip_sizes(path, entries)
+    names = [e.filename for e in entries]
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "torchscript"
     if any(n.endswith("/archive_format") or n.startswith("archive_format") for n in names):
@@ -201,12 +219,21 @@ def _refusal(path: Path, exc: Exception) -> CheckpointError:
 def _torch_load(path: Path, unsafe_pickle: bool) -> Any:
     try:
         # A file object, not the path: torch.load treats any path ending in .safetensors as one.
-        with path.open("rb") as fh:
+        with path.open("rb") as fh, warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise for the user; a real problem raises below
+            warnings.simplefilter("ignore", UserWarning)
             return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not unsafe_pickle and ("weights_only" in str(exc) or "Unsupported global" in str(exc)):
+        if not unsafe_pickle and ("GLOBAL " in str(exc) or "Unsupported global" in str(exc)):
             raise _refusal(path, exc) from exc
+        if not unsafe_pickle and "WeightsUnpickler error:" in str(exc):
+            # Not a named object but an opcode or structure the safe unpickler rejects: truncated, or not torch.save
+            detail = str(exc).split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+            raise CheckpointError(
+                f"{path}: unreadable PyTorch file (the safe unpickler stopped: {detail})",
+                hint="the file may be truncated, or a plain pickle rather than torch.save output",
+            ) from exc
         if unsafe_pickle and isinstance(exc, (AttributeError, ImportError)):
             raise CheckpointError(
                 f"{path}: the pickle needs Python code that cannot be imported here ({text})",
@@ -245,6 +272,13 @@ def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], 
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{index_path}: unreadable index ({exc})") from exc
     weight_map: dict[str, str] = {str(k): str(v) for k, v in index["weight_map"].items()}
+    outside = sorted(n for n in set(weight_map.values()) if Path(n).name != n or n in ("", ".", ".."))
+    if outside:
+        # an index from a stranger must not make interpscan read files elsewhere (../, absolute paths)
+        raise CheckpointError(
+            f"{index_path}: the index names shards outside its folder: {', '.join(outside[:3])}",
+            hint="a sharded checkpoint's index names plain file names beside it",
+        )
     shards = [index_path.parent / name for name in sorted(set(weight_map.values()))]
     absent = [s.name for s in shards if not s.is_file()]
     if absent:

@@ -322,7 +322,7 @@ def run(
         str, typer.Option(help="only (just the group moves) or all-but (everything except the group moves).")
     ] = "only",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-out"),
-    force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     html: Annotated[bool, typer.Option(help="Write results.html.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
@@ -365,7 +365,9 @@ def run(
     with _output_dir(out, force) as directory:
         prepare_output_dir(directory, force=force)
         with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-            result = run_scan(config, progress=progress, log=None if quiet else _say, download_progress=fetching)
+            result = run_scan(
+                config, progress=progress, log=_say_warning if quiet else _say, download_progress=fetching
+            )
         paths = write_outputs(result, directory, html=html)
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
@@ -542,7 +544,7 @@ def models(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-demo"),
-    force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
@@ -589,10 +591,14 @@ def plot(
         list[str] | None,
         typer.Option("--label", "-l", help="A label per input, in order (repeatable; default: from run.json)."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
-    png: Annotated[bool, typer.Option(help="Also write the figure as PNG beside the page (needs kaleido).")] = False,
-    svg: Annotated[bool, typer.Option(help="Also write the figure as SVG beside the page (needs kaleido).")] = False,
+    png: Annotated[
+        bool, typer.Option("--png", help="Also write the figure as PNG beside the page (needs kaleido).")
+    ] = False,
+    svg: Annotated[
+        bool, typer.Option("--svg", help="Also write the figure as SVG beside the page (needs kaleido).")
+    ] = False,
 ) -> None:
     """Draw one or more runs as one interactive, self-contained HTML page.
 
@@ -621,7 +627,7 @@ def compare(
     split: Annotated[
         str, typer.Option(help="The split to compare on: auto (test, else a split every run has), test or train.")
     ] = "auto",
-    force: Annotated[bool, typer.Option(help="Write into a non-empty output directory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
 ) -> None:
     """Does the shape of the path predict how well the network does? Shape metrics against final accuracy.
@@ -673,6 +679,12 @@ def _compare_tables(comparison: Any) -> None:
 
 def _say(message: str) -> None:
     err.print(message, soft_wrap=True)
+
+
+def _say_warning(message: str) -> None:
+    """The log under --quiet: warnings still reach the user, progress notes do not."""
+    if message.startswith("warning:"):
+        _say(message)
 
 
 @contextmanager

@@ -206,6 +206,21 @@ def default_batch_size(device: torch.device) -> int:
     return 1024 if device.type == "cuda" else 256
 
 
+def non_finite_warning(label: str, tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """A warning line when a checkpoint holds NaN or Inf values: the scan still runs, its losses will not be
+    finite. None when every value is finite."""
+    counts = {k: int((~torch.isfinite(t)).sum()) for k, t in tensors.items() if t.is_floating_point() or t.is_complex()}
+    bad = {k: n for k, n in sorted(counts.items()) if n}
+    if not bad:
+        return None
+    total = sum(bad.values())
+    names = ", ".join(list(bad)[:5]) + (", …" if len(bad) > 5 else "")
+    return (
+        f"warning: {label} holds {total} non-finite value{'s' if total != 1 else ''} ({names}) — the scan runs; "
+        "expect NaN losses"
+    )
+
+
 def run_scan(
     config: ScanConfig,
     progress: Progress | None = None,
@@ -265,6 +280,9 @@ def run_scan(
     init, final = replace(init, tensors=matched.states["init"]), replace(final, tensors=matched.states["final"])
     for note in matched.notes():
         say(note)
+    warnings = [w for label, c in (("init", init), ("final", final)) if (w := non_finite_warning(label, c.tensors))]
+    for w in warnings:
+        say(w)
     if (obstacle := batched_obstacle(resolved, matched)) and strategy == "batched":
         if config.strategy == "batched":
             raise UsageError(f"--strategy batched: {obstacle}", hint="use --strategy sequential (the same numbers)")
@@ -404,6 +422,7 @@ def run_scan(
             "unique_points": report.unique_points,
             "calibration_batches": report.calibration_batches,
         },
+        "warnings": warnings,
         "timings": {
             "calibration_s": round(report.seconds_calibration, 4),
             "evaluation_s": round(report.seconds_evaluation, 4),
