@@ -170,6 +170,13 @@ def _summary_table(summary: Any, title: str) -> None:
                 cells += [str(i - len(whole) + 1) if is_group else "", _fmt(rank_delta) if is_group else ""]
             table.add_row(*cells)
     _print_wide(table)
+    if "nonfinite_points" in summary:
+        for row in summary[summary["nonfinite_points"] > 0].itertuples(index=False):
+            err.print(
+                f"warning: {row.curve} on {row.split} has {row.nonfinite_points} point(s) with a non-finite loss; "
+                "they are kept in results.csv, and the metrics of a curve with one in [0, 1] are NaN",
+                soft_wrap=True,
+            )
 
 
 def _split_list(text: str) -> tuple[str, ...]:

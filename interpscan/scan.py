@@ -58,6 +58,7 @@ SUMMARY_COLUMNS = [
     "hold",
     "mode",
     "plateau_alpha",  # appended, not inserted: column order is part of the contract
+    "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
 ]
 HOLDS = {"final": 1.0, "init": 0.0}  # the interpolation coefficient of the tensors that do not move
 MODES = ("only", "all-but")
@@ -507,6 +508,7 @@ def summary_frame(
                 "cosine": d.cosine,
                 "hold": c.hold,
                 "mode": c.mode,
+                "nonfinite_points": int((~g["loss"].apply(math.isfinite)).sum()),
             }
         )
     df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

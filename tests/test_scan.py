@@ -109,3 +109,35 @@ def test_recompute_needs_a_train_split(tmp_path: Path) -> None:
     assert "no train split" in auto.manifest["bn"]["reason"]
     with pytest.raises(UsageError, match="needs a train split"):
         run_scan(ScanConfig(init, final, model="cnn", model_args={"width": 4}, data=str(data), bn="recompute"))
+
+
+def test_non_finite_losses_are_kept_and_flagged(tmp_path: Path) -> None:
+    """An extrapolated point whose loss overflows stays NaN/inf in results.csv and is counted in the summary."""
+    import pandas as pd
+
+    from interpscan.scan import Curve, summary_frame
+
+    results = pd.DataFrame(
+        {
+            "curve": ["all"] * 4,
+            "split": ["test"] * 4,
+            "alpha": [0.0, 0.5, 1.0, 1.5],
+            "loss": [2.0, 1.0, 0.5, float("inf")],
+            "loss_se": [0.1] * 4,
+            "accuracy": [0.1, 0.5, 0.9, 0.1],
+            "n": [10] * 4,
+            "hold": [""] * 4,
+            "mode": [""] * 4,
+        }
+    )
+    state = {"w": torch.zeros(2)}
+    summary = summary_frame(results, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, state, state, 0.0)
+    row = summary.iloc[0]
+    assert row["nonfinite_points"] == 1
+    assert row["delta"] == 0.0  # metrics use [0, 1], where the curve is finite
+    assert results["loss"].iloc[-1] == float("inf")  # never clipped or replaced
+    nan_inside = results.assign(loss=[2.0, float("nan"), 0.5, 0.4])
+    row = summary_frame(nan_inside, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, state, state, 0.0).iloc[0]
+    assert row["nonfinite_points"] == 1
+    assert pd.isna(row["delta"])
+    assert pd.isna(row["monotone"])
