@@ -336,7 +336,7 @@ def run(
     """Scan the straight line between two checkpoints; write results.csv, summary.csv, run.json, results.html."""
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
-    from .results import prepare_output_dir, write_outputs
+    from .results import output_lock, prepare_output_dir, write_outputs
     from .scan import ScanConfig, run_scan
 
     config = ScanConfig(
@@ -371,11 +371,12 @@ def run(
     )
     with _output_dir(out, force) as directory:
         prepare_output_dir(directory, force=force)
-        with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-            result = run_scan(
-                config, progress=progress, log=_say_warning if quiet else _say, download_progress=fetching
-            )
-        paths = write_outputs(result, directory, html=html)
+        with output_lock(directory):
+            with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+                result = run_scan(
+                    config, progress=progress, log=_say_warning if quiet else _say, download_progress=fetching
+                )
+            paths = write_outputs(result, directory, html=html)
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
         err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
@@ -557,13 +558,14 @@ def demo(
 ) -> None:
     """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (under a minute on a CPU)."""
     from .demo import run_demo
-    from .results import prepare_output_dir, write_outputs
+    from .results import output_lock, prepare_output_dir, write_outputs
 
     with _output_dir(out, force) as directory:
         prepare_output_dir(directory, force=force)
-        with _progress_bar(not quiet) as progress:
-            result = run_demo(directory, epochs=epochs, progress=progress, log=None if quiet else _say)
-        paths = write_outputs(result, directory)
+        with output_lock(directory):
+            with _progress_bar(not quiet) as progress:
+                result = run_demo(directory, epochs=epochs, progress=progress, log=None if quiet else _say)
+            paths = write_outputs(result, directory)
     if not quiet:
         _summary_table(result.summary, "demo: cnn on fashion-mnist-small, init → final")
     err.print(

@@ -12,7 +12,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
     """
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory", hint="choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not force:
         raise OutputError(
             f"output directory {out} is not empty",
             hint="choose another --out, or pass --force to replace interpscan's files in it",
@@ -45,6 +46,54 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
             f"cannot write to output directory {out}: {exc.strerror or exc}", hint="choose a writable --out"
         ) from exc
     return out
+
+
+LOCK_NAME = ".interpscan.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, and belongs to someone else
+    return True
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.interpscan.lock`` (it holds the pid) while a command writes into ``out``, so that two runs
+    never write one directory. A lock whose process no longer exists (a killed run) is taken over.
+
+    Raises:
+        OutputError: another live interpscan process holds the lock.
+    """
+    lock = out / LOCK_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise OutputError(
+                    f"another interpscan run (pid {pid}) is writing to {out}",
+                    hint=f"wait for it to finish, or choose another --out (a stale lock is {lock})",
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: the run that left it is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    else:
+        raise OutputError(f"cannot take the lock {lock}", hint="remove it if no interpscan run is writing there")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _json_safe(obj: Any) -> Any:
