@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import InterpscanError
+from .errors import InterpscanError, Interrupted
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
@@ -332,11 +332,18 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     html: Annotated[bool, typer.Option(help="Write results.html.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish a scan that was interrupted (Ctrl-C, SIGTERM) in --out: same command, plus --resume.",
+        ),
+    ] = False,
 ) -> None:
     """Scan the straight line between two checkpoints; write results.csv, summary.csv, run.json, results.html."""
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
-    from .results import output_lock, prepare_output_dir, write_outputs
+    from .results import PartialSaver, load_partial, output_lock, prepare_output_dir, write_outputs
     from .scan import ScanConfig, run_scan
 
     config = ScanConfig(
@@ -369,14 +376,30 @@ def run(
         unsafe_pickle=unsafe_pickle,
         strict=strict,
     )
+    partial = load_partial(out) if resume else None
     with _output_dir(out, force) as directory:
-        prepare_output_dir(directory, force=force)
-        with output_lock(directory):
-            with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-                result = run_scan(
-                    config, progress=progress, log=_say_warning if quiet else _say, download_progress=fetching
-                )
+        prepare_output_dir(directory, force=force or resume)
+        with output_lock(directory), _sigterm_as_interrupt():
+            saver = PartialSaver(directory)
+            try:
+                with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+                    result = run_scan(
+                        config,
+                        progress=progress,
+                        log=_say_warning if quiet else _say,
+                        download_progress=fetching,
+                        resume=partial,
+                        on_batch=saver.keep,
+                    )
+            except KeyboardInterrupt:
+                if saver.flush():
+                    raise Interrupted(
+                        f"interrupted; the finished batches are saved in {saver.path}",
+                        hint="continue with the same command plus --resume",
+                    ) from None
+                raise Interrupted("interrupted before any batch finished; nothing to save") from None
             paths = write_outputs(result, directory, html=html)
+            saver.clear()
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
         err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
@@ -694,6 +717,25 @@ def _say_warning(message: str) -> None:
     """The log under --quiet: warnings still reach the user, progress notes do not."""
     if message.startswith("warning:"):
         _say(message)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while a scan runs, so that a killed job saves its finished work too."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -524,6 +524,8 @@ def scan_points(
     progress: Progress | None = None,
     objective: Objective = CROSS_ENTROPY,
     dtype: str = "float32",
+    resume: Mapping[str, Any] | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[PointResult], EngineReport]:
     """Evaluate the model at every point on every split.
 
@@ -544,6 +546,11 @@ def scan_points(
         dtype: "float32", or "bfloat16"/"float16" for the forward pass under autocast. Interpolation, the
             loss and all sums stay in float32 or better. On CUDA, float32 matmuls and convolutions may use
             TF32 during the scan.
+        on_batch: called after every finished evaluation batch with a snapshot of the scan so far (the sums
+            per point and split, and the re-estimated BN statistics): small, made of tensors and numbers.
+        resume: such a snapshot, from a scan of the same points, data and options: the re-estimation and the
+            finished batches are not run again, and the sums continue from there, so the result is the same
+            as an uninterrupted scan's.
         progress: called with the number of (point, batch) evaluations just finished.
         objective: the per-sample loss (and whether accuracy is defined); cross-entropy by default.
 
@@ -600,7 +607,14 @@ def scan_points(
             if sized and isinstance(runner, _Batched):
                 probe = calibration if calibration is not None and recompute else splits[0].inputs
                 runner.size_chunks(probe[:batch_size].to(dev))
-            if recompute and calibration is not None:
+            if resume is not None:
+                if int(resume["unique_points"]) != len(unique):
+                    raise UsageError("the saved partial scan was made for other points", hint="rerun without --resume")
+                if resume.get("stats") is not None:
+                    runner.stats = resume["stats"]
+                if progress:
+                    progress(int(resume["units"]), runner.total)
+            if recompute and calibration is not None and (resume is None or resume.get("stats") is None):
                 calib = calibration.to(dev)
                 saved = [m.momentum for m in plan.bn_modules]
                 fixed = {k: v.clone() for k, v in plan.fixed.items()}  # BN's train mode bumps its counters
@@ -620,16 +634,54 @@ def scan_points(
 
             results: list[PointResult] = []
             per_split: list[_Totals] = []
-            for split in splits:
+            finished: list[dict[str, Any]] = []  # one entry per split begun, for on_batch's snapshots
+            saved_splits = list(resume["splits"]) if resume is not None else []
+            units = int(resume["units"]) if resume is not None else calib_batches * len(unique)
+            for si, split in enumerate(splits):
                 x_all, y_all = split.inputs.to(dev), split.targets.to(dev)
                 totals = _Totals(
                     torch.zeros(len(unique), dtype=torch.float64),
                     torch.zeros(len(unique), dtype=torch.float64),
                     torch.zeros(len(unique), dtype=torch.int64),
                 )
-                for sl in _batches(len(split), batch_size):
+                skip = 0
+                if si < len(saved_splits):
+                    entry = saved_splits[si]
+                    totals.loss.copy_(entry["loss"])
+                    totals.loss_sq.copy_(entry["loss_sq"])
+                    totals.correct.copy_(entry["correct"])
+                    totals.n, skip = int(entry["n"]), int(entry["batches"])
+                for b, sl in enumerate(_batches(len(split), batch_size)):
+                    if b < skip:
+                        continue
                     runner.evaluate(x_all[sl], y_all[sl], totals, progress)
                     totals.n += sl.stop - sl.start
+                    units += len(unique)
+                    if on_batch is not None:
+                        entry = {
+                            "loss": totals.loss.clone(),
+                            "loss_sq": totals.loss_sq.clone(),
+                            "correct": totals.correct.clone(),
+                            "n": totals.n,
+                            "batches": b + 1,
+                        }
+                        on_batch(
+                            {
+                                "unique_points": len(unique),
+                                "stats": runner.stats if recompute else None,
+                                "splits": [*finished, entry],
+                                "units": units,
+                            }
+                        )
+                finished.append(
+                    {
+                        "loss": totals.loss.clone(),
+                        "loss_sq": totals.loss_sq.clone(),
+                        "correct": totals.correct.clone(),
+                        "n": totals.n,
+                        "batches": math.ceil(len(split) / batch_size),
+                    }
+                )
                 per_split.append(totals)
             t2 = time.perf_counter()
     except (DataError, UsageError):

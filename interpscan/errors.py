@@ -49,3 +49,9 @@ class RunError(InterpscanError, RuntimeError):
     """The scan itself failed (e.g. the model raised during its forward pass)."""
 
     exit_code = 1
+
+
+class Interrupted(InterpscanError):
+    """The user stopped the run (Ctrl-C, SIGTERM); what was finished is saved. Exit code 130, as for SIGINT."""
+
+    exit_code = 130

@@ -12,13 +12,14 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic
+from .atomic import atomic_path, write_atomic
 from .errors import OutputError, UsageError
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html")
@@ -33,6 +34,11 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory", hint="choose another --out")
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not force:
+        if (out / PARTIAL_NAME).exists():
+            raise OutputError(
+                f"output directory {out} holds an interrupted scan",
+                hint="add --resume to finish it, or --force to start afresh",
+            )
         raise OutputError(
             f"output directory {out} is not empty",
             hint="choose another --out, or pass --force to replace interpscan's files in it",
@@ -583,3 +589,56 @@ def plot_results(
         write_static(fig, image)
         written.append(image)
     return written
+
+
+PARTIAL_NAME = ".interpscan-partial.pt"
+
+
+class PartialSaver:
+    """Keeps the latest resumable snapshot of a scan and writes it to ``out/.interpscan-partial.pt`` at most every
+    ``every`` seconds (and on ``flush``), atomically, so an interrupted scan loses at most that much work."""
+
+    def __init__(self, out: Path, every: float | None = None) -> None:
+        self.path = out / PARTIAL_NAME
+        self.every = float(os.environ.get("INTERPSCAN_SAVE_EVERY", "2")) if every is None else every
+        self.latest: dict[str, Any] | None = None
+        self.written: dict[str, Any] | None = None
+        self.last = time.monotonic()
+
+    def keep(self, snapshot: dict[str, Any]) -> None:
+        self.latest = snapshot
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write the latest snapshot if it is not on disk yet; whether there is one on disk now."""
+        import torch
+
+        if self.latest is not None and self.latest is not self.written:
+            with atomic_path(self.path) as tmp:
+                torch.save(self.latest, tmp)
+            self.written, self.last = self.latest, time.monotonic()
+        return self.path.exists()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def load_partial(out: Path) -> dict[str, Any]:
+    """The snapshot an interrupted scan left in ``out``.
+
+    Raises:
+        OutputError: there is none, or it cannot be read.
+    """
+    import torch
+
+    path = out / PARTIAL_NAME
+    if not path.is_file():
+        raise OutputError(f"nothing to resume in {out} (no {PARTIAL_NAME})", hint="run without --resume")
+    try:
+        snapshot = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file: torch raises several kinds
+        raise OutputError(f"cannot read the partial scan {path}: {exc}", hint="start afresh with --force") from exc
+    if not isinstance(snapshot, dict) or "engine" not in snapshot:
+        raise OutputError(f"{path} is not a partial scan", hint="start afresh with --force")
+    return snapshot

@@ -6,11 +6,13 @@ results and summary tables and the manifest (run.json) as plain data.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -227,8 +229,12 @@ def run_scan(
     progress: Progress | None = None,
     log: Any = None,
     download_progress: DownloadProgress | None = None,
+    resume: Mapping[str, Any] | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> ScanResult:
     """Run one scan: the whole-network curve and, with ``config.groups``, one curve per group.
+    ``on_batch`` receives a resumable snapshot after every finished batch; ``resume`` continues from one
+    (it must come from the same scan: same inputs, points and options, checked by fingerprint).
     ``log(str)`` receives progress messages (the CLI prints them to stderr);
     ``download_progress`` is told about a named dataset being downloaded.
 
@@ -337,6 +343,26 @@ def run_scan(
         for c in curves.values()
         for a in grid
     ]
+    # everything the numbers depend on: a partial scan resumes only into the scan that saved it
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {
+                "checkpoints": [init.info.sha256, final.info.sha256, config.key],
+                "model": spec.to_json(),
+                "data": [source.name, normalization, [(s.name, len(s), s.indices) for s in splits]],
+                "policy": [policy, list(calib_idx) if calib_idx is not None else None],
+                "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in points],
+                "engine": [strategy, batch_size, config.chunk_size, config.dtype, config.loss, str(device)],
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    if resume is not None and resume.get("fingerprint") != fingerprint:
+        raise UsageError(
+            "the partial scan saved in the output directory was made with other inputs or options",
+            hint="resume with exactly the command that was interrupted, or start afresh with --force",
+        )
     point_results, report = scan_points(
         model,
         init.tensors,
@@ -352,6 +378,8 @@ def run_scan(
         dtype=config.dtype,
         progress=progress,
         objective=objective,
+        resume=resume["engine"] if resume is not None else None,
+        on_batch=None if on_batch is None else lambda snap: on_batch({"fingerprint": fingerprint, "engine": snap}),
     )
 
     results = results_frame(point_results, [s.name for s in splits], curves)
