@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,14 +48,22 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".interpscan-probe-"):
             pass
+        free = shutil.disk_usage(out).free
     except OSError as exc:
         raise OutputError(
             f"cannot write to output directory {out}: {exc.strerror or exc}", hint="choose a writable --out"
         ) from exc
+    if free < MIN_FREE_BYTES:
+        raise OutputError(
+            f"only {free / 2**20:.1f} MiB free where {out} is; a run writes up to about "
+            f"{MIN_FREE_BYTES // 2**20} MiB (results.html inlines plotly.js)",
+            hint="free some space or choose another --out",
+        )
     return out
 
 
 LOCK_NAME = ".interpscan.lock"
+MIN_FREE_BYTES = 16 * 2**20  # the HTML page (~5 MB with plotly.js inlined), CSVs, run.json and a partial scan
 
 
 def _alive(pid: int) -> bool:

@@ -260,3 +260,24 @@ def test_two_runs_cannot_write_one_directory(monkeypatch, capsys, ckpts, tmp_pat
     code, err = cli(monkeypatch, capsys, *args)  # the holder is gone: its lock is stale
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "run.json", "summary.csv"]  # lock released
+
+
+def test_output_problems_fail_before_the_scan(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A full disk or an output path that cannot be a directory is an error before any compute."""
+    from collections import namedtuple
+
+    from interpscan import results
+
+    args = ["run", str(ckpts[0]), str(ckpts[1]), "--model", "cnn", "--samples", "20", "--alphas", "2", "-q"]
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code, err = cli(monkeypatch, capsys, *args, "--out", str(blocker / "sub"))
+    assert code == 2
+    assert f"cannot write to output directory {blocker / 'sub'}" in err
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(results.shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 2**20, 2**20))
+    code, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "full"))
+    assert code == 2
+    assert "only 1.0 MiB free" in err
+    assert not (tmp_path / "full").exists()  # nothing left behind
