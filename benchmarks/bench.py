@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
+from interpscan.allocator import tune_allocator
 from interpscan.data import Split
 from interpscan.engine import DTYPES, STRATEGIES, Point, scan_points
 from interpscan.errors import InterpscanError
@@ -479,6 +480,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, default=1, help="time each method R times, keep the best (default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument(
+        "--raw-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (the CLI raises them: interpscan/allocator.py)",
+    )
+    ap.add_argument(
         "--tf32",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -534,6 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     strategies = [s for s in strategies if s in STRATEGIES and s != "auto"]
     if args.threads:
         torch.set_num_threads(args.threads)
+    # the allocator setting the CLI makes (interpscan/allocator.py), for every method alike; --raw-malloc skips it
+    tuned = False if args.raw_malloc else tune_allocator()
+    log(f"# glibc malloc thresholds raised as the CLI does: {'yes' if tuned else 'no'}")
     if args.rtol is not None:
         rtol = args.rtol
     elif args.dtype != "float32":

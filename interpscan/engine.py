@@ -414,8 +414,11 @@ class _Prefix(_Sequential):
         end = len(traced.nodes)
         self.bases: dict[float, int] = {}  # hold value -> index of the base point
         for i, p in enumerate(points):
-            if p.moving is None and all(p.coefficient(n) == p.alpha for n in names):
-                self.bases.setdefault(p.alpha, i)
+            # any point with one coefficient everywhere is a base network: an "all" point, the internal one
+            # _with_bases adds, or a group's point at α = hold (which coincides with it and is deduplicated)
+            coefficients = {p.coefficient(n) for n in names}
+            if len(coefficients) == 1:
+                self.bases.setdefault(coefficients.pop(), i)
         self.cut: list[int] = []
         for p in points:
             base = _base_of(p)

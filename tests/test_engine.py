@@ -393,3 +393,25 @@ def test_resuming_from_any_snapshot_gives_the_uninterrupted_result(strategy: str
     resumed, _ = scan_points(model, start, end, points, splits, resume=tampered, **kw)  # type: ignore[arg-type]
     assert resumed[0].loss == pytest.approx(full[0].loss + 1.0)
     assert resumed[1].loss == pytest.approx(full[1].loss)  # the test split was not in the snapshot
+
+
+def test_prefix_shares_even_without_a_whole_network_curve(image_data) -> None:  # type: ignore[no-untyped-def]
+    """Group points alone (as the benchmark scans them): the group's α=1 point is the base network."""
+    from interpscan.engine import _dedupe, _Prefix, _prepare, _trace, _with_bases
+
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
+    points = [Point("head", a, head, 1.0) for a in (0.0, 0.5, 1.0)]
+    plan = _prepare(model, start, end, "interpolate", torch.device("cpu"))
+    unique, _ = _dedupe(points, sorted(plan.start))
+    traced, _ = _trace(plan)
+    assert traced is not None
+    runner = _Prefix(plan, _with_bases(unique, sorted(plan.start)), CROSS_ENTROPY, traced)
+    assert runner.bases == {1.0: 2}
+    assert runner.cut[0] == runner.cut[1] > 1
+    x, y, _ = image_data
+    prefix, _ = _run(model, start, end, points, x, y, strategy="prefix")
+    seq, _ = _run(model, start, end, points, x, y, strategy="sequential")
+    for a, b in zip(prefix, seq, strict=True):
+        assert a.loss == pytest.approx(b.loss, rel=1e-6, abs=1e-7)
