@@ -27,6 +27,22 @@ def ckpts(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "init.pt", tmp_path / "final.pt"
 
 
+# The real CLI in a subprocess, with every (point, batch) slowed by 10 ms so that the signal always lands
+# mid-scan however fast the machine is: the test never races the scan's end.
+SLOW_MAIN = """
+import sys, time
+import interpscan.engine as engine
+accumulate = engine._accumulate
+def slow(*args, **kwargs):
+    time.sleep(0.01)
+    return accumulate(*args, **kwargs)
+engine._accumulate = slow
+from interpscan.cli import main
+sys.argv = ["interpscan", *sys.argv[1:]]
+main()
+"""
+
+
 def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
     # long enough to interrupt: 100 batches × 41 points; recompute, so the BN statistics are saved too
     return [
@@ -66,7 +82,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(
     out = tmp_path / "interrupted"
     env = {**os.environ, "INTERPSCAN_SAVE_EVERY": "0", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "interpscan", *_args(ckpts, out)],
+        [sys.executable, "-c", SLOW_MAIN, *_args(ckpts, out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
