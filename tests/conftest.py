@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,6 +136,19 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     """Like run_cli_output, without stdout: (exit code, stderr)."""
     code, _, err = run_cli_output(monkeypatch, capsys, *args)
     return code, err
+
+
+@pytest.fixture
+def ckpts(tmp_path: Path) -> tuple[Path, Path]:
+    """Two cnn checkpoints (width 4, batch norm) in different layouts: a plain state dict and a DDP-wrapped dict."""
+    from interpscan.models import build_model, parse_model_spec
+
+    spec = parse_model_spec("cnn", {"width": 4})
+    torch.manual_seed(0)
+    a, b = build_model(spec), build_model(spec)
+    torch.save(a.state_dict(), tmp_path / "init.pt")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in b.state_dict().items()}}, tmp_path / "final.pt")
+    return tmp_path / "init.pt", tmp_path / "final.pt"
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,17 +15,6 @@ from interpscan.models import build_model, parse_model_spec
 from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 cli = run_cli
-
-
-@pytest.fixture
-def ckpts(tmp_path: Path) -> tuple[Path, Path]:
-    """Two cnn checkpoints (width 4, batch norm) in different layouts: a plain state dict and a DDP-wrapped dict."""
-    spec = parse_model_spec("cnn", {"width": 4})
-    torch.manual_seed(0)
-    a, b = build_model(spec), build_model(spec)
-    torch.save(a.state_dict(), tmp_path / "init.pt")
-    torch.save({"state_dict": {f"module.{k}": v for k, v in b.state_dict().items()}}, tmp_path / "final.pt")
-    return tmp_path / "init.pt", tmp_path / "final.pt"
 
 
 def test_run_writes_all_outputs(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]

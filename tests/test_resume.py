@@ -11,21 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import run_cli
-
-from interpscan.models import build_model, parse_model_spec
-
-
-@pytest.fixture
-def ckpts(tmp_path: Path) -> tuple[Path, Path]:
-    spec = parse_model_spec("cnn", {"width": 4})
-    torch.manual_seed(0)
-    a, b = build_model(spec), build_model(spec)
-    torch.save(a.state_dict(), tmp_path / "init.pt")
-    torch.save(b.state_dict(), tmp_path / "final.pt")
-    return tmp_path / "init.pt", tmp_path / "final.pt"
-
 
 # The real CLI in a subprocess, with every (point, batch) slowed by 10 ms so that the signal always lands
 # mid-scan however fast the machine is: the test never races the scan's end.
