@@ -362,7 +362,6 @@ class _Traced:
     graph: Any  # torch.fx.GraphModule sharing the working model's modules and tensors
     nodes: list[Any]
     first_read: dict[str, int]  # tensor name -> index of the first node that reads it
-    live: dict[int, list[Any]]  # cut index -> nodes before it whose values are used at or after it
 
 
 def _trace(plan: _Plan) -> tuple[_Traced | None, str | None]:
@@ -386,7 +385,7 @@ def _trace(plan: _Plan) -> tuple[_Traced | None, str | None]:
     for alias, owner in plan.aliases.items():
         if alias in first_read:
             first_read[owner] = min(first_read.get(owner, len(nodes)), first_read[alias])
-    return _Traced(gm, nodes, first_read, {}), None
+    return _Traced(gm, nodes, first_read), None
 
 
 def _base_of(point: Point) -> float | None:
@@ -408,6 +407,8 @@ class _Prefix(_Sequential):
     """Sequential, but each point runs only the part of the graph after its first moving tensor."""
 
     def __init__(self, plan: _Plan, points: Sequence[Point], objective: Objective, traced: _Traced) -> None:
+        import torch.fx
+
         super().__init__(plan, points, objective)
         self.traced = traced
         names = list(plan.start)
@@ -431,34 +432,34 @@ class _Prefix(_Sequential):
         for i, node in enumerate(traced.nodes):
             for used in node.all_input_nodes:
                 last_use[used] = i
-        for k in set(self.cut):
-            traced.live[k] = [n for n in traced.nodes[:k] if last_use.get(n, -1) >= k]
+        # cut -> nodes before it whose values are used at or after it; per base, the union over its points
+        live = {k: [n for n in traced.nodes[:k] if last_use.get(n, -1) >= k] for k in set(self.cut)}
+        self.captures = {
+            base: _Capture(
+                traced.graph,
+                {n for k, p in zip(self.cut, points, strict=True) if _base_of(p) == base for n in live[k]},
+            )
+            for base in self.bases
+        }
+        self.suffix = torch.fx.Interpreter(traced.graph)  # re-entered with each point's initial values
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, totals: _Totals, progress: Progress | None) -> None:
-        import torch.fx
-
-        traced = self.traced
-        saved: dict[float, dict[Any, Any]] = {}
+        nodes = self.traced.nodes
         for base, i in self.bases.items():
-            keep = {
-                n for k, p in zip(self.cut, self.points, strict=True) if _base_of(p) == base for n in traced.live[k]
-            }
             self._load(i)
-            capture = _Capture(traced.graph, keep)
-            outputs = capture.run(x)
-            saved[base] = capture.saved
-            self._score(i, outputs, y, totals, progress)
+            self._score(i, self.captures[base].run(x), y, totals, progress)
+        base_points = set(self.bases.values())
         for i, p in enumerate(self.points):
-            if i in self.bases.values():
+            if i in base_points:
                 continue
             self._load(i)
             k = self.cut[i]
             if k == 0:
                 outputs = self.plan.model(x)
             else:
-                values = saved[_base_of(p)]  # type: ignore[index]
-                env = {n: values.get(n) for n in traced.nodes[:k]}  # dead values: None, never read
-                outputs = torch.fx.Interpreter(traced.graph).run(x, initial_env=env)
+                values = self.captures[_base_of(p)].saved  # type: ignore[index]
+                env = {n: values.get(n) for n in nodes[:k]}  # dead values: None, never read
+                outputs = self.suffix.run(x, initial_env=env)
             self._score(i, outputs, y, totals, progress)
 
 
@@ -482,6 +483,7 @@ class _Capture:
         self.interpreter = Interpreter(graph)
 
     def run(self, x: torch.Tensor) -> Any:
+        self.saved = {}
         return self.interpreter.run(x)
 
 
