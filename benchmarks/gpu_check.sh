@@ -3,8 +3,8 @@
 #
 #     bash benchmarks/gpu_check.sh                  # from the repository root; writes into ${OUT:-.}
 #
-# as the device call's command, with timeout_s 400 (the steps' limits add up to 330 s; estimated at 2–3
-# minutes on an H100, not yet run on one), e.g.
+# as the device call's command, with timeout_s 400 (the steps' limits add up to 330 s; it ran in 165 s
+# on an H200, 2026-11-30: benchmarks/README.md has its numbers), e.g.
 #     run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh")
 # It installs nothing: the device image's python3 has torch, numpy and pytest, and interpscan is imported from
 # this checkout (PYTHONPATH). Steps, each under its own time limit, each run even when an earlier one failed:
