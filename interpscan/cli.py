@@ -227,6 +227,15 @@ def run(
             "names: only for files you trust.",
         ),
     ] = False,
+    trust_recorded_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-recorded-code",
+            help="Build the model a checkpoint records even when it names Python code (path.py:factory, "
+            "module:factory), which is then imported and called: only for checkpoints you trust. Zoo models "
+            "need no flag.",
+        ),
+    ] = False,
     strict: Annotated[
         bool,
         typer.Option(help="Missing and unexpected tensors are errors; --no-strict fills and ignores them instead."),
@@ -375,6 +384,7 @@ def run(
         key=key,
         unsafe_pickle=unsafe_pickle,
         strict=strict,
+        trust_recorded_code=trust_recorded_code,
     )
     partial = load_partial(out) if resume else None
     with _output_dir(out, force) as directory:
@@ -422,6 +432,13 @@ def layers(
         ),
     ] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="KEY=VALUE for the factory.")] = None,
+    trust_recorded_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-recorded-code",
+            help="Build a recorded model that names Python code (imported and called): only for checkpoints you trust.",
+        ),
+    ] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv (to stdout).")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every tensor of each group.")] = False,
 ) -> None:
@@ -436,7 +453,14 @@ def layers(
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
-    report = layer_report(init, final, tuple(groups or ("@top",)), model, parse_model_args(model_arg or []))
+    report = layer_report(
+        init,
+        final,
+        tuple(groups or ("@top",)),
+        model,
+        parse_model_args(model_arg or []),
+        trust_recorded_code=trust_recorded_code,
+    )
     rows = report.rows
     if fmt == "json":
         import json
@@ -513,6 +537,8 @@ def inspect(
     else:
         args = ", ".join(f"{k}={v}" for k, v in model["args"].items())
         model_line = f"{model['model']} ({model['source']}{': ' + args if args else ''})"
+        if model["code"]:
+            model_line += " - Python code: imported only with --model or --trust-recorded-code"
     lines = [
         ("format", report["format"]),
         ("layout", report["layout"]),

@@ -427,6 +427,9 @@ def detect_zoo_model(tensors: Mapping[str, torch.Tensor], source: str = "the che
 
 # ``PACKAGE:NAME`` specs built by an optional package's own model registry (never a dependency of interpscan).
 HUBS = ("torchvision", "timm")
+# Kinds of ModelSpec that name Python code to import and call. A checkpoint is data: a spec it records of one of
+# these kinds is built only when the user names it with --model or passes --trust-recorded-code.
+CODE_KINDS = ("file", "module")
 # Kinds of ModelSpec for a checkpoint that brings its own forward pass (never parsed from user input).
 OWN_FORWARD = {"torchscript": "TorchScript archive", "torch-export": "torch.export program", "pickle": "pickled module"}
 
@@ -605,6 +608,41 @@ def _recorded(ckpt: Checkpoint) -> ModelSpec | None:
         ) from exc
 
 
+def recorded_code(final: Checkpoint, init: Checkpoint) -> tuple[Checkpoint, ModelSpec] | None:
+    """The checkpoint whose recorded model would be built (the final one's first) and that spec, when the spec
+    names Python code to import (a file or ``module:factory``); None when it names the zoo, a package's model
+    registry, or nothing. Raises nothing it would not raise anyway: a malformed record is left to the caller."""
+    rec_ckpt = next((c for c in (final, init) if c.model_spec is not None), None)
+    if rec_ckpt is None:
+        return None
+    try:
+        spec = _recorded(rec_ckpt)
+    except ModelError:
+        return None
+    return (rec_ckpt, spec) if spec is not None and spec.kind in CODE_KINDS else None
+
+
+def check_recorded_code(model: str | None, final: Checkpoint, init: Checkpoint, *, trust: bool) -> None:
+    """Refuse to build a model whose code a checkpoint names, unless the user named it (``--model``) or said
+    they trust it (``--trust-recorded-code``). A checkpoint is data: a spec such as ``os:system`` recorded in it
+    must never make interpscan import and call anything.
+
+    Raises:
+        ModelError: no ``--model``, no trust, and the recorded spec names a file or a module.
+    """
+    found = None if model is not None or trust else recorded_code(final, init)
+    if found is None:
+        return
+    ckpt, spec = found
+    what = "a Python file" if spec.kind == "file" else "a Python module"
+    raise ModelError(
+        f"{ckpt.info.path} records model {spec.text!r}, {what} to import and call; interpscan does not run code "
+        "that a checkpoint names",
+        hint=f"if you trust this checkpoint, pass --model {spec.text} (it keeps the recorded --model-arg values) "
+        "or --trust-recorded-code; `interpscan inspect` shows what a checkpoint records",
+    )
+
+
 def _locate_recorded_file(spec: ModelSpec, ckpt: Checkpoint) -> ModelSpec:
     """A recorded model file: absolute as written since 0.1, else relative to the working directory or to the
     checkpoint's directory (older checkpoints recorded the path as typed where training ran)."""
@@ -625,17 +663,25 @@ def _locate_recorded_file(spec: ModelSpec, ckpt: Checkpoint) -> ModelSpec:
 
 
 def model_spec_for(
-    model: str | None, model_args: Mapping[str, Any], final: Checkpoint, init: Checkpoint
+    model: str | None,
+    model_args: Mapping[str, Any],
+    final: Checkpoint,
+    init: Checkpoint,
+    *,
+    trust_recorded_code: bool = False,
 ) -> tuple[ModelSpec, str]:
     """The model to build from ``--model`` or, without it, from the spec a checkpoint records; and a line on
-    where it came from.
+    where it came from. A recorded spec that names code (a file or a module) is used only with
+    ``trust_recorded_code`` (see check_recorded_code); the zoo and package registries need no trust.
 
     Arguments, later winning: those read off the final checkpoint's shapes (zoo and package models), those the
     checkpoint records when ``--model`` names the recorded model, then ``--model-arg``.
 
     Raises:
-        ModelError: no ``--model`` and nothing recorded, a recorded file that cannot be found, a bad spec.
+        ModelError: no ``--model`` and nothing recorded, recorded code without trust, a recorded file that
+            cannot be found, a bad spec.
     """
+    check_recorded_code(model, final, init, trust=trust_recorded_code)
     rec_ckpt = next((c for c in (final, init) if c.model_spec is not None), None)
     if model is not None:
         spec = parse_model_spec(model, model_args)
@@ -658,7 +704,10 @@ def model_spec_for(
         if rec_spec.kind == "file":
             rec_spec = _locate_recorded_file(rec_spec, rec_ckpt)
         args = {**rec_spec.args, **model_args}
-        return ModelSpec(rec_spec.kind, rec_spec.target, rec_spec.factory, args), f"recorded in {rec_ckpt.info.path}"
+        origin = f"recorded in {rec_ckpt.info.path}"
+        if rec_spec.kind in CODE_KINDS:
+            origin += ", code trusted with --trust-recorded-code"
+        return ModelSpec(rec_spec.kind, rec_spec.target, rec_spec.factory, args), origin
     raise ModelError(
         "no --model given, and the checkpoints do not record which model they hold",
         hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
@@ -680,14 +729,20 @@ class ResolvedModel:
 
 
 def resolve_model(
-    model: str | None, model_args: Mapping[str, Any], final: Checkpoint, init: Checkpoint
+    model: str | None,
+    model_args: Mapping[str, Any],
+    final: Checkpoint,
+    init: Checkpoint,
+    *,
+    trust_recorded_code: bool = False,
 ) -> ResolvedModel:
     """Pick the model, in order: ``--model``; the forward a checkpoint brings (TorchScript, torch.export, a
-    pickled module; the final one's first); the spec a checkpoint records; the one zoo model whose names and
-    shapes equal the final checkpoint's.
+    pickled module; the final one's first); the spec a checkpoint records (code only with
+    ``trust_recorded_code``); the one zoo model whose names and shapes equal the final checkpoint's.
 
     Raises:
-        ModelError: nothing applies (with the closest zoo models), or the chosen model cannot be built.
+        ModelError: nothing applies (with the closest zoo models), recorded code without trust, or the chosen
+            model cannot be built.
         UsageError: ``--model-arg`` for a checkpoint that brings its own forward.
     """
     if model is not None:
@@ -708,7 +763,7 @@ def resolve_model(
             spec = ModelSpec(kind, ckpt.info.path, None, {})
             return ResolvedModel(module.eval(), spec, f"the forward the {OWN_FORWARD[kind]} carries", "checkpoint")
     if final.model_spec is not None or init.model_spec is not None:
-        spec, origin = model_spec_for(None, model_args, final, init)
+        spec, origin = model_spec_for(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
         return ResolvedModel(build_model(spec), spec, origin, "recorded")
     match = detect_zoo_model(final.tensors, f"the final checkpoint {final.info.path}")
     spec = ModelSpec("zoo", match.name, None, {**match.args, **model_args})
@@ -722,18 +777,25 @@ def identify(ckpt: Checkpoint) -> dict[str, Any]:
     the zoo model its names and shapes match (else the closest ones). Never raises."""
     if ckpt.module is not None:
         kind = ckpt.info.format if ckpt.info.format in OWN_FORWARD else "pickle"
-        return {"source": "checkpoint", "model": OWN_FORWARD[kind], "args": {}}
+        return {"source": "checkpoint", "model": OWN_FORWARD[kind], "args": {}, "code": False}
     if ckpt.model_spec is not None:
         rec = ckpt.model_spec
-        return {"source": "recorded", "model": str(rec["model"]), "args": dict(rec.get("model_args") or {})}
+        code = recorded_code(ckpt, ckpt) is not None
+        return {
+            "source": "recorded",
+            "model": str(rec["model"]),
+            "args": dict(rec.get("model_args") or {}),
+            "code": code,  # names Python code: built only with --model or --trust-recorded-code
+        }
     candidates = zoo_candidates(ckpt.tensors)
     exact = [c for c in candidates if c.exact]
     if len(exact) == 1:
-        return {"source": "detected", "model": exact[0].name, "args": exact[0].args}
+        return {"source": "detected", "model": exact[0].name, "args": exact[0].args, "code": False}
     return {
         "source": "none",
         "model": None,
         "args": {},
+        "code": False,
         "closest": [c.describe() for c in candidates[:3] if c.matching],
     }
 

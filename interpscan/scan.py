@@ -28,10 +28,12 @@ from .errors import ModelError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .metrics import distances, summarize_curve
 from .models import (
+    CODE_KINDS,
     ModelSpec,
     batched_obstacle,
     build_model,
     check_against,
+    check_recorded_code,
     fixed_bn_policy,
     match_states,
     model_spec_for,
@@ -145,6 +147,7 @@ class ScanConfig:
     key: str | None = None  # --key: dotted path to the tensors inside both checkpoint files (e.g. ema weights)
     unsafe_pickle: bool = False  # --unsafe-pickle: allow pickles that run code (whole pickled modules)
     strict: bool = True  # --strict/--no-strict: missing and unexpected tensors are errors, or tolerated
+    trust_recorded_code: bool = False  # --trust-recorded-code: build a model whose code a checkpoint names
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ def resolve_device(text: str) -> torch.device:
 
 def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tuple[ModelSpec, str]:
     """The model to build: ``--model``, else the one a checkpoint records (see models.model_spec_for)."""
-    return model_spec_for(config.model, config.model_args, final, init)
+    return model_spec_for(config.model, config.model_args, final, init, trust_recorded_code=config.trust_recorded_code)
 
 
 def _choose_policy(requested: str, bn_model: bool, source: DataSource) -> tuple[str, str]:
@@ -263,6 +266,7 @@ def run_scan(
 
     init = load_checkpoint(config.init, key=config.key, unsafe_pickle=config.unsafe_pickle)
     final = load_checkpoint(config.final, key=config.key, unsafe_pickle=config.unsafe_pickle)
+    check_recorded_code(config.model, final, init, trust=config.trust_recorded_code)  # before any data is read
     source = open_data(
         config.data,
         config.data_root,
@@ -279,7 +283,9 @@ def run_scan(
         )
         for s in config.splits
     ]
-    resolved = resolve_model(config.model, config.model_args, final, init)
+    resolved = resolve_model(
+        config.model, config.model_args, final, init, trust_recorded_code=config.trust_recorded_code
+    )
     spec, spec_origin, model = resolved.spec, resolved.origin, resolved.model
     names = list(model.state_dict())
     init, final = align_to_model(init, names), align_to_model(final, names)
@@ -411,6 +417,8 @@ def run_scan(
             **spec.to_json(),
             "origin": spec_origin,
             "source": resolved.source,
+            # True only when the model's code was imported because a checkpoint named it (--trust-recorded-code)
+            "runs_recorded_code": resolved.source == "recorded" and spec.kind in CODE_KINDS,
             "parameters": sum(p.numel() for p in model.parameters()),
             "tensors": len(names),
         },
@@ -559,6 +567,8 @@ def layer_report(
     groups: Sequence[str],
     model: str | None = None,
     model_args: dict[str, Any] | None = None,
+    *,
+    trust_recorded_code: bool = False,
 ) -> LayerReport:
     """Resolve ``groups`` against a checkpoint without touching data: from the model's module tree when a
     model is given or recorded, else from the tensor names' dotted prefixes.
@@ -571,7 +581,13 @@ def layer_report(
     init = load_checkpoint(init_path)
     final = load_checkpoint(final_path) if final_path is not None else None
     reference = final or init
-    config = ScanConfig(init=init_path, final=final_path or init_path, model=model, model_args=model_args or {})
+    config = ScanConfig(
+        init=init_path,
+        final=final_path or init_path,
+        model=model,
+        model_args=model_args or {},
+        trust_recorded_code=trust_recorded_code,
+    )
     module = None
     spec_text = None
     if model is not None or reference.model_spec is not None or init.model_spec is not None:

@@ -617,6 +617,7 @@ def test_inspect(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[
         "source": "detected",
         "model": "cnn",
         "args": {"width": 2, "in_channels": 1, "bn": True, "num_classes": 5},
+        "code": False,
     }
     assert report["totals"]["tensors"] == 14
     assert report["totals"]["elements"] == sum(v.numel() for v in b.state_dict().values())

@@ -676,11 +676,11 @@ def test_a_recorded_model_file_is_found_from_any_directory(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)  # scanning from elsewhere
     ckpt = load_checkpoint(tmp_path / "final.pt")
     assert ckpt.model_spec == {"model": f"{tmp_path / 'project' / 'nets' / 'net.py'}:make", "model_args": {"width": 5}}
-    got, origin = model_spec_for(None, {}, ckpt, ckpt)
+    got, origin = model_spec_for(None, {}, ckpt, ckpt, trust_recorded_code=True)
     assert (got.target, got.args, origin) == (
         str(tmp_path / "project/nets/net.py"),
         {"width": 5},
-        f"recorded in {tmp_path / 'final.pt'}",
+        f"recorded in {tmp_path / 'final.pt'}, code trusted with --trust-recorded-code",
     )
 
 
@@ -690,7 +690,7 @@ def test_an_older_relative_record_is_looked_for_beside_the_checkpoint(
     write(tmp_path / "run" / "net.py", MAKE_PY)
     ckpt = make_checkpoint({}, str(tmp_path / "run" / "final.pt"), {"model": "net.py:make", "model_args": {}})
     monkeypatch.chdir(tmp_path)
-    spec, _ = model_spec_for(None, {}, ckpt, ckpt)
+    spec, _ = model_spec_for(None, {}, ckpt, ckpt, trust_recorded_code=True)
     assert spec.target == str(tmp_path / "run" / "net.py")
 
 
@@ -699,7 +699,7 @@ def test_a_recorded_model_file_that_is_gone(tmp_path: Path, monkeypatch: pytest.
     spec = {"model": "examples/custom_model.py:make", "model_args": {"width": 32}}
     ckpt = make_checkpoint({}, str(tmp_path / "runs" / "final.pt"), spec)
     with pytest.raises(ModelError) as exc:
-        model_spec_for(None, {}, ckpt, ckpt)
+        model_spec_for(None, {}, ckpt, ckpt, trust_recorded_code=True)
     assert str(exc.value) == (
         f"the model file examples/custom_model.py recorded in {tmp_path / 'runs' / 'final.pt'} was not found "
         f"(looked in {tmp_path} and {tmp_path / 'runs'})"
