@@ -33,7 +33,8 @@ from interpscan.engine import DTYPES, STRATEGIES, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
 from interpscan.models import MLP, resnet20
-from interpscan.scan import HOLDS, group_curves, parse_grid
+from interpscan.options import Hold, parse_grid
+from interpscan.scan import group_curves
 
 HERE = Path(__file__).resolve().parent
 ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.engine.STRATEGIES has them
@@ -100,7 +101,7 @@ def group_points(model: nn.Module, specs: Sequence[str], alphas: Sequence[float]
     names = list(model.state_dict())
     params = [n for n, _ in model.named_parameters()]
     curves = group_curves(grouping, names, params, "final", "only")
-    points = [Point(c.name, a, c.moving, HOLDS["final"]) for c in curves.values() for a in alphas]
+    points = [Point(c.name, a, c.moving, Hold.FINAL.coefficient) for c in curves.values() for a in alphas]
     return points, len(curves)
 
 

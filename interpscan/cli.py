@@ -18,6 +18,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import InterpscanError, Interrupted
+from .options import BNPolicy, DType, Hold, Mode, Strategy
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
@@ -291,35 +292,34 @@ def run(
     ] = "21",
     alpha_range: Annotated[str | None, typer.Option(help="LO,HI to extend a counted grid, e.g. -0.5,1.5.")] = None,
     bn: Annotated[
-        str,
+        BNPolicy,
         typer.Option(
             "--bn",
             help="Batch-norm policy: interpolate, recompute, batch, or auto "
             "(recompute when the model has BN and the data a train split).",
         ),
-    ] = "auto",
+    ] = BNPolicy.AUTO,
     bn_samples: Annotated[
         int,
         typer.Option(help="Training examples used to re-estimate BN statistics per point (--bn recompute)."),
     ] = 2048,
     strategy: Annotated[
-        str,
+        Strategy,
         typer.Option(
             help="auto (batched on CUDA; on CPU prefix with --groups, else sequential), sequential, batched "
             "(vmap over chunks of points), or prefix (sequential, sharing the forward pass up to each group)."
         ),
-    ] = "auto",
+    ] = Strategy.AUTO,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[
         int | None, typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].")
     ] = None,
     dtype: Annotated[
-        str,
+        DType,
         typer.Option(
-            help="Precision of the forward pass: float32, bfloat16 or float16 (autocast; interpolation and "
-            "the loss stay float32)."
+            help="Precision of the forward pass (autocast; interpolation and the loss stay float32).",
         ),
-    ] = "float32",
+    ] = DType.FLOAT32,
     tol: Annotated[float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.")] = 0.0,
     groups: Annotated[
         list[str] | None,
@@ -332,11 +332,12 @@ def run(
         ),
     ] = None,
     hold: Annotated[
-        str, typer.Option(help="Where tensors outside the moving set stay: final (the seed paper) or init.")
-    ] = "final",
+        Hold, typer.Option(help="With --groups: where tensors outside the moving set stay (final: the seed paper).")
+    ] = Hold.FINAL,
     mode: Annotated[
-        str, typer.Option(help="only (just the group moves) or all-but (everything except the group moves).")
-    ] = "only",
+        Mode,
+        typer.Option(help="With --groups: only (just the group moves) or all-but (everything except the group)."),
+    ] = Mode.ONLY,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-out"),
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     html: Annotated[bool, typer.Option(help="Write results.html.")] = True,
@@ -776,19 +777,53 @@ def _output_dir(out: Path, force: bool) -> Iterator[Path]:
         raise
 
 
+def _usage_error(exc: Exception) -> tuple[str, str, int] | None:
+    """(message, command path, exit code) when ``exc`` is the command-line parser's own error (a bad flag, a
+    missing argument, a value of the wrong type or outside its choices); None for anything else. Matched by the
+    class's name, as Typer vendors its parser in some versions and uses click's in others."""
+    if not any(cls.__name__ == "ClickException" for cls in type(exc).__mro__):
+        return None
+    message = str(exc.format_message()) if hasattr(exc, "format_message") else str(exc)  # type: ignore[attr-defined]
+    message = message.replace("Value error, ", "")  # a prefix the argument validation adds
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "") or "interpscan"
+    return " ".join(message.split()), path, int(getattr(exc, "exit_code", 2))
+
+
 def main() -> None:
-    """Console entry point: the one place where InterpscanError becomes a message and an exit code."""
+    """Console entry point: the one place where InterpscanError and the parser's usage errors become one line
+    (plus a hint) and an exit code."""
+    from rich.text import Text
+
     from .allocator import tune_allocator
 
     tune_allocator()  # about 2x on CPU scans; see allocator.py
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="interpscan")
     except InterpscanError as exc:
         if os.environ.get("INTERPSCAN_DEBUG"):
             raise
-        from rich.text import Text
-
         err.print(Text.assemble(("error: ", "bold red"), exc.message), soft_wrap=True)
         if exc.hint:
             err.print(Text.assemble(("hint: ", "dim"), exc.hint), soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":  # Ctrl-C while the parser ran
+            err.print("interrupted")
+            sys.exit(130)
+        usage = _usage_error(exc)
+        if usage is None:
+            raise
+        message, path, exit_code = usage
+        if message:  # empty when the parser already printed the help (a command given without arguments)
+            err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+            err.print(
+                Text.assemble(
+                    ("hint: ", "dim"),
+                    f"`{path} --help` lists the options",
+                ),
+                soft_wrap=True,
+            )
+        sys.exit(exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -891,7 +891,17 @@ def parse_normalize(text: str, source: DataSource) -> Normalization | None:
     """
     if text == "auto":
         return source.normalization
-    if text == "none":
+    return check_normalize(text)
+
+
+def check_normalize(text: str) -> Normalization | None:
+    """``--normalize`` checked without data: None for ``auto`` (resolved against the data later) and ``none``,
+    else the (mean, std) it gives.
+
+    Raises:
+        UsageError: see parse_normalize.
+    """
+    if text in ("auto", "none"):
         return None
     parts = text.split(",")
     if len(parts) != 2:
@@ -917,7 +927,7 @@ def parse_samples(text: str | None) -> int | None:
     except ValueError:
         raise UsageError(f"--samples {text!r} is not a count or all", hint="e.g. --samples 2000") from None
     if n <= 0:
-        raise UsageError(f"--samples must be positive, got {n}")
+        raise UsageError(f"--samples must be positive, got {n}", hint="e.g. --samples 2000, or all")
     return n
 
 

@@ -956,38 +956,6 @@ def check_against(model: nn.Module, checkpoints: Mapping[str, Mapping[str, torch
     match_states(model, checkpoints, strict=True)
 
 
-def batched_obstacle(resolved: ResolvedModel, match: StateMatch) -> str | None:
-    """Why the batched strategy (``functional_call`` under ``vmap``) cannot evaluate this model, if it cannot.
-
-    A TorchScript module's weights cannot be swapped by ``torch.func``. (Tied weights are fine: the engine
-    passes one tensor per tied group and ``functional_call`` carries it to the other names.)
-    """
-    del match  # kept in the signature: the obstacles are a property of the resolved model and its weights
-    if resolved.spec.kind == "torchscript":
-        return "torch.func cannot swap a TorchScript module's weights"
-    return None
-
-
-def fixed_bn_policy(resolved: ResolvedModel, requested: str) -> tuple[str, str] | None:
-    """The batch-norm policy of a model whose own forward (TorchScript, torch.export) fixes how batch norm
-    runs: its running statistics are interpolated like parameters. None for any other model.
-
-    Raises:
-        UsageError: ``--bn recompute`` or ``--bn batch`` for such a model.
-    """
-    if resolved.spec.kind not in ("torchscript", "torch-export"):
-        return None
-    if not any(n.endswith(("running_mean", "running_var")) for n in resolved.model.state_dict()):
-        return None
-    what = OWN_FORWARD[resolved.spec.kind]
-    if requested in ("recompute", "batch"):
-        raise UsageError(
-            f"--bn {requested} needs to switch batch norm's mode, and a {what}'s forward fixes it",
-            hint="use --bn interpolate (or auto), or pass --model to rebuild the model in Python",
-        )
-    return "interpolate", f"the {what}'s own forward fixes how batch norm runs; its statistics are interpolated"
-
-
 def split_ties(groups: Mapping[str, Sequence[str]], tied: Sequence[Sequence[str]]) -> list[str]:
     """Groups that hold some but not all names of a tied tensor, which would have to move and stay at once.
 

@@ -21,7 +21,8 @@ import torch
 
 from . import __version__
 from .checkpoints import Checkpoint, align_to_model, load_checkpoint
-from .data import DataSource, load_split, open_data, parse_normalize
+from .data import check_normalize, load_split, open_data, parse_normalize
+from .decisions import batched_obstacle, choose_bn_policy, choose_strategy
 from .download import DownloadProgress
 from .engine import Point, PointResult, Progress, has_running_stats, scan_points
 from .errors import ModelError, UsageError
@@ -30,17 +31,16 @@ from .metrics import distances, summarize_curve
 from .models import (
     CODE_KINDS,
     ModelSpec,
-    batched_obstacle,
     build_model,
     check_against,
     check_recorded_code,
-    fixed_bn_policy,
     match_states,
     model_spec_for,
     resolve_model,
     split_ties,
 )
 from .objectives import parse_objective
+from .options import Hold, ScanOptions
 
 RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"]
 SUMMARY_COLUMNS = [
@@ -64,90 +64,36 @@ SUMMARY_COLUMNS = [
     "plateau_alpha",  # appended, not inserted: column order is part of the contract
     "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
 ]
-HOLDS = {"final": 1.0, "init": 0.0}  # the interpolation coefficient of the tensors that do not move
-MODES = ("only", "all-but")
-
-
-# ------------------------------------------------------------------------------------------------ the grid
-
-
-def parse_grid(alphas: str = "21", alpha_range: str | None = None) -> tuple[list[float], list[float]]:
-    """Resolve ``--alphas`` / ``--alpha-range`` into a sorted grid that always holds α=0 and α=1.
-
-    ``alphas`` is a count N (N evenly spaced points over the range, default [0, 1]) or an explicit
-    comma-separated list. Returns (grid, endpoints that had to be added).
-
-    Raises:
-        UsageError: a malformed count, list or range.
-    """
-    text = alphas.strip()
-    if "," not in text and text.isdigit():
-        n = int(text)
-        lo, hi = 0.0, 1.0
-        if alpha_range is not None:
-            try:
-                lo, hi = (float(v) for v in alpha_range.split(","))
-            except ValueError:
-                raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}")
-        if n < 2:
-            raise UsageError(f"--alphas {n}: need at least 2 points")
-        values = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-    else:
-        if alpha_range is not None:
-            raise UsageError("--alpha-range applies to a count of points, not to an explicit --alphas list")
-        try:
-            values = [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise UsageError(
-                f"--alphas {alphas!r} is neither a count nor a list of numbers",
-                hint="e.g. --alphas 51 or --alphas 0,0.5,0.9,1",
-            ) from None
-        if not values or not all(math.isfinite(v) for v in values):
-            raise UsageError(f"--alphas {alphas!r} must hold finite numbers")
-    grid = sorted({round(v, 12) + 0.0 for v in values})
-    added = [e for e in (0.0, 1.0) if e not in grid]
-    return sorted(grid + added), added
-
-
 # ---------------------------------------------------------------------------------------------- the config
 
 
-@dataclass(frozen=True)
-class ScanConfig:
-    """Everything a scan depends on. Paths are as the user gave them; defaults match the CLI's."""
+@dataclass(frozen=True, kw_only=True)
+class ScanConfig(ScanOptions):
+    """A scan from files: the two checkpoints, the data and the model as the command line names them, how to
+    read them, and the ScanOptions. Checked when built, like ScanOptions; paths are as the user gave them."""
 
-    init: Path
-    final: Path
+    init: Path = field(kw_only=False)
+    final: Path = field(kw_only=False)
     data: str = "fashion-mnist-small"
     model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     data_root: Path | None = None
-    splits: tuple[str, ...] = ("test",)
-    samples: int | None = None
-    seed: int = 0
+    splits: tuple[str, ...] | None = ("test",)
     normalize: str = "auto"
-    alphas: str = "21"
-    alpha_range: str | None = None
-    bn: str = "auto"
-    bn_samples: int = 2048
-    strategy: str = "auto"
-    device: str = "auto"
-    batch_size: int | None = None
-    chunk_size: int | None = None
-    dtype: str = "float32"  # the forward pass's precision (autocast); interpolation stays float32
-    tol: float = 0.0
-    groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
-    hold: str = "final"  # where tensors outside the moving set stay: "final" (the seed paper) or "init"
-    mode: str = "only"  # "only": the group moves; "all-but": everything except the group moves
     download: bool = True  # fetch a named dataset that is not under data_root (--download/--no-download)
     data_keys: tuple[str, str] | None = None  # --data-keys INPUTS,TARGETS for tensor files and factories
-    loss: str = "cross_entropy"  # --loss: cross_entropy, mse, or a per-sample loss path/to/file.py:fn
     key: str | None = None  # --key: dotted path to the tensors inside both checkpoint files (e.g. ema weights)
     unsafe_pickle: bool = False  # --unsafe-pickle: allow pickles that run code (whole pickled modules)
     strict: bool = True  # --strict/--no-strict: missing and unexpected tensors are errors, or tolerated
     trust_recorded_code: bool = False  # --trust-recorded-code: build a model whose code a checkpoint names
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "init", Path(self.init))
+        object.__setattr__(self, "final", Path(self.final))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", Path(self.data_root))
+        check_normalize(self.normalize)
 
 
 @dataclass(frozen=True)
@@ -180,30 +126,6 @@ def resolve_device(text: str) -> torch.device:
 def _model_spec(config: ScanConfig, final: Checkpoint, init: Checkpoint) -> tuple[ModelSpec, str]:
     """The model to build: ``--model``, else the one a checkpoint records (see models.model_spec_for)."""
     return model_spec_for(config.model, config.model_args, final, init, trust_recorded_code=config.trust_recorded_code)
-
-
-def _choose_policy(requested: str, bn_model: bool, source: DataSource) -> tuple[str, str]:
-    if requested not in ("auto", "interpolate", "recompute", "batch"):
-        raise UsageError(f"--bn {requested!r} is not a policy", hint="use interpolate, recompute or batch")
-    if not bn_model:
-        return (
-            ("interpolate", "the model has no batch-norm running statistics")
-            if requested == "auto"
-            else (
-                requested,
-                "requested (the model has no batch-norm running statistics, so all policies agree)",
-            )
-        )
-    if requested == "auto":
-        if "train" in source.splits:
-            return "recompute", "default for a model with batch norm when a train split exists"
-        return "interpolate", f"default: {source.name} has no train split to re-estimate statistics from"
-    if requested == "recompute" and "train" not in source.splits:
-        raise UsageError(
-            f"--bn recompute needs a train split to re-estimate statistics, and {source.name} has none",
-            hint="use --bn interpolate or --bn batch, or data with a train split",
-        )
-    return requested, "requested"
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -247,20 +169,10 @@ def run_scan(
 
     say = log or (lambda _msg: None)
     t_start = time.perf_counter()
-    grid, added = parse_grid(config.alphas, config.alpha_range)
+    grid, added = config.grid
     device = resolve_device(config.device)
-    strategy = config.strategy
-    if strategy == "auto":
-        strategy = "batched" if device.type == "cuda" else "sequential"
-    elif strategy not in ("sequential", "batched", "prefix"):
-        raise UsageError(f"--strategy {strategy!r} is not one of auto, sequential, batched, prefix")
     batch_size = config.batch_size or default_batch_size(device)
-    if config.samples is not None and config.samples <= 0:
-        raise UsageError(f"--samples must be positive, got {config.samples}")
-    if config.bn_samples <= 0:
-        raise UsageError(f"--bn-samples must be positive, got {config.bn_samples}")
-    if not config.splits or len(set(config.splits)) != len(config.splits):
-        raise UsageError(f"--split {','.join(config.splits)}: give each split once, e.g. test or train,test")
+    splits_wanted = config.splits or ("test",)
 
     objective = parse_objective(config.loss)
 
@@ -281,7 +193,7 @@ def run_scan(
         load_split(
             source, s, samples=config.samples, seed=config.seed, normalization=normalization, class_targets=targets
         )
-        for s in config.splits
+        for s in splits_wanted
     ]
     resolved = resolve_model(
         config.model, config.model_args, final, init, trust_recorded_code=config.trust_recorded_code
@@ -296,28 +208,16 @@ def run_scan(
     warnings = [w for label, c in (("init", init), ("final", final)) if (w := non_finite_warning(label, c.tensors))]
     for w in warnings:
         say(w)
-    if (obstacle := batched_obstacle(resolved, matched)) and strategy == "batched":
-        if config.strategy == "batched":
-            raise UsageError(f"--strategy batched: {obstacle}", hint="use --strategy sequential (the same numbers)")
-        strategy = "sequential"  # auto on CUDA; the reason is in run.json
-
     grouping: Grouping | None = None
     if config.groups:
-        if config.hold not in HOLDS:
-            raise UsageError(f"--hold {config.hold!r} is not final or init")
-        if config.mode not in MODES:
-            raise UsageError(f"--mode {config.mode!r} is not only or all-but")
         grouping = resolve_groups(config.groups, ModuleTree.from_model(model))
         if split := split_ties({g.name: g.tensors for g in grouping.groups}, matched.tied):
             raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
-
-    if config.strategy == "auto" and grouping is not None and device.type == "cpu":
-        # layer-wise points share the forward pass up to their group (ENGINE-NOTES: vmap is slow on CPU)
-        strategy = "prefix"
-
-    policy, policy_reason = fixed_bn_policy(resolved, config.bn) or _choose_policy(
-        config.bn, has_running_stats(model), source
-    )
+    obstacle = batched_obstacle(model)
+    strategy_choice = choose_strategy(config.strategy, device=device, grouped=grouping is not None, model=model)
+    strategy = strategy_choice.value
+    policy_choice = choose_bn_policy(config.bn, model=model, has_train="train" in source.splits, data_name=source.name)
+    policy, policy_reason = policy_choice.value, policy_choice.reason
     calibration: torch.Tensor | None = None
     calib_idx: Sequence[int] | None = None
     if policy == "recompute" and has_running_stats(model):
@@ -345,7 +245,7 @@ def run_scan(
     if grouping is not None:
         curves.update(group_curves(grouping, names, params, config.hold, config.mode))
     points = [
-        Point(c.name, a, None if c.name == "all" else c.moving, HOLDS.get(c.hold, 1.0))
+        Point(c.name, a, None if c.name == "all" else c.moving, Hold(c.hold).coefficient if c.hold else 1.0)
         for c in curves.values()
         for a in grid
     ]
@@ -358,7 +258,7 @@ def run_scan(
                 "data": [source.name, normalization, [(s.name, len(s), s.indices) for s in splits]],
                 "policy": [policy, list(calib_idx) if calib_idx is not None else None],
                 "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in points],
-                "engine": [strategy, batch_size, config.chunk_size, config.dtype, config.loss, str(device)],
+                "engine": [str(strategy), batch_size, config.chunk_size, str(config.dtype), config.loss, str(device)],
             },
             sort_keys=True,
             default=str,
@@ -404,6 +304,7 @@ def run_scan(
             else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
         ),
         "strategy": report.strategy,
+        "strategy_reason": strategy_choice.reason,
         "strategy_note": report.note,
         "checkpoints": {"init": init.info.to_json(), "final": final.info.to_json()},
         "weights": {
@@ -439,13 +340,13 @@ def run_scan(
             "calibration_samples": 0 if calibration is None else len(calibration),
             "calibration_indices": [] if calib_idx is None else [int(i) for i in calib_idx],
         },
-        "grid": {"alphas": grid, "endpoints_added": added},
+        "grid": {"alphas": list(grid), "endpoints_added": list(added)},
         "groups": None
         if grouping is None
         else {
             "specs": list(config.groups),
-            "hold": config.hold,
-            "mode": config.mode,
+            "hold": str(config.hold),
+            "mode": str(config.mode),
             "groups": [{"name": g.name, "source": g.source, "tensors": list(g.tensors)} for g in grouping.groups],
             "rest": list(grouping.rest),
         },
@@ -488,7 +389,7 @@ def group_curves(
     for g in grouping.groups:
         members = set(g.tensors)
         moving = frozenset(members if mode == "only" else set(names) - members)
-        curves[g.name] = Curve(g.name, hold, mode, moving, [p for p in params if p in moving])
+        curves[g.name] = Curve(g.name, str(hold), str(mode), moving, [p for p in params if p in moving])
     return curves
 
 

@@ -97,7 +97,10 @@ def test_non_empty_output_directory_is_refused_without_force(monkeypatch, capsys
         (["run", "{init}", "{final}", "--model", "resnet21"], "unknown model 'resnet21'; closest: resnet20"),
         (["run", "{init}", "{final}", "--model", "mlp"], "the model does not match the checkpoints"),
         (["run", "{init}", "{final}", "--model", "cnn", "--alphas", "1"], "need at least 2 points"),
-        (["run", "{init}", "{final}", "--model", "cnn", "--bn", "magic"], "--bn 'magic' is not a policy"),
+        (
+            ["run", "{init}", "{final}", "--model", "cnn", "--bn", "magic"],
+            "Invalid value for '--bn': 'magic' is not one of 'auto', 'interpolate', 'recompute', 'batch'",
+        ),
         (["run", "{init}", "{final}", "--model", "cnn", "--data", "cifar7"], "unknown dataset 'cifar7'"),
         (["run", "{init}", "{final}", "--model", "cnn", "--device", "cuda:3"], "--device cuda:3"),
         (["run", "{init}", "{final}", "--model", "cnn", "--model-arg", "width"], "is not KEY=VALUE"),

@@ -16,7 +16,8 @@ from interpscan.engine import Point, scan_points
 from interpscan.errors import UsageError
 from interpscan.groups import ModuleTree, natural_key, parameter_names, resolve_groups
 from interpscan.models import build_model, parse_model_spec, resnet18
-from interpscan.scan import HOLDS, group_curves, results_frame
+from interpscan.options import Hold
+from interpscan.scan import group_curves, results_frame
 
 
 class Deep(nn.Module):
@@ -162,7 +163,7 @@ def test_breakdown_equals_hand_built_loop(hold: str, mode: str, policy: str, str
     grouping = resolve_groups(["conv*,bn", "head=fc*,bn1d"], ModuleTree.from_model(model))
     curves = group_curves(grouping, names, [n for n, _ in model.named_parameters()], hold, mode)
     alphas = [0.0, 0.4, 1.0]
-    points = [Point(c.name, a, c.moving, HOLDS[hold]) for c in curves.values() for a in alphas]
+    points = [Point(c.name, a, c.moving, Hold(hold).coefficient) for c in curves.values() for a in alphas]
     results, _ = scan_points(
         model,
         start,
@@ -182,7 +183,7 @@ def test_breakdown_equals_hand_built_loop(hold: str, mode: str, policy: str, str
     for r in results:
         group = set(next(g.tensors for g in grouping.groups if g.name == r.point.curve))
         moves = group if mode == "only" else set(names) - group
-        coef = {k: (r.point.alpha if k in moves else HOLDS[hold]) for k in names}
+        coef = {k: (r.point.alpha if k in moves else Hold(hold).coefficient) for k in names}
         ((loss, _, acc),) = reference_curve(model, start, end, [coef], x, y, policy=policy, calibration=calib)
         assert r.loss == pytest.approx(loss, rel=1e-5)
         assert r.accuracy == pytest.approx(acc)

@@ -9,7 +9,8 @@ import torch
 
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
-from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS, ScanConfig, parse_grid, run_scan
+from interpscan.options import parse_grid
+from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS, ScanConfig, run_scan
 
 
 @pytest.mark.parametrize(
@@ -26,8 +27,8 @@ from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS, ScanConfig, parse_g
 )
 def test_parse_grid(alphas: str, alpha_range: str | None, grid: list[float], added: list[float]) -> None:
     got, got_added = parse_grid(alphas, alpha_range)
-    assert got == pytest.approx(grid, abs=1e-12)
-    assert got_added == added
+    assert list(got) == pytest.approx(grid, abs=1e-12)
+    assert list(got_added) == added
 
 
 def test_grid_values_are_tidy() -> None:

@@ -1,0 +1,111 @@
+"""The two choices a scan makes on the user's behalf, each in one function that returns the choice and the
+reason run.json records: which strategy evaluates the points, and which batch-norm policy defines them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import torch
+from torch import nn
+
+from .engine import has_running_stats
+from .errors import UsageError
+from .options import BNPolicy, Strategy
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decision(Generic[T]):
+    """A choice and why it was made, in words for the log and run.json."""
+
+    value: T
+    reason: str
+
+
+def _fixed_forward(model: nn.Module) -> str | None:
+    """What kind of program the model is when its own forward pass fixes how batch norm runs (TorchScript, a
+    torch.export program), else None."""
+    from .checkpoints import ProgramModule
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return "TorchScript archive"
+    if isinstance(model, ProgramModule):
+        return "torch.export program"
+    return None
+
+
+def batched_obstacle(model: nn.Module) -> str | None:
+    """Why the batched strategy (``functional_call`` under ``vmap``) cannot evaluate ``model``, if it cannot.
+
+    A TorchScript module's weights cannot be swapped by ``torch.func``. (Tied weights are fine: the engine
+    passes one tensor per tied group and ``functional_call`` carries it to the other names.)
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        return "torch.func cannot swap a TorchScript module's weights"
+    return None
+
+
+def choose_strategy(
+    requested: Strategy, *, device: torch.device, grouped: bool, model: nn.Module
+) -> Decision[Strategy]:
+    """The strategy: the one requested, or for ``auto`` batched on CUDA, and on CPU prefix with groups, else
+    sequential (vmap is slower than a loop on CPU: ENGINE-NOTES 1). Every strategy gives the same numbers.
+
+    Raises:
+        UsageError: ``batched`` requested for a model it cannot evaluate.
+    """
+    obstacle = batched_obstacle(model)
+    if requested is Strategy.BATCHED and obstacle:
+        raise UsageError(f"--strategy batched: {obstacle}", hint="use --strategy sequential (the same numbers)")
+    if requested is not Strategy.AUTO:
+        return Decision(requested, "requested")
+    if device.type == "cuda":
+        if obstacle:
+            return Decision(Strategy.SEQUENTIAL, f"auto on CUDA, not batched: {obstacle}")
+        return Decision(Strategy.BATCHED, "auto on CUDA: vmap evaluates a chunk of points per forward pass")
+    if grouped:
+        return Decision(
+            Strategy.PREFIX, "auto on CPU with groups: each group's points share the forward pass before it"
+        )
+    return Decision(Strategy.SEQUENTIAL, "auto on CPU: a loop over points is faster than vmap there")
+
+
+def choose_bn_policy(requested: BNPolicy, *, model: nn.Module, has_train: bool, data_name: str) -> Decision[BNPolicy]:
+    """The batch-norm policy: ``recompute`` by default for a model with running statistics when there is
+    training data to re-estimate them from, else ``interpolate``; a model whose own forward fixes batch norm's
+    mode (TorchScript, torch.export) can only interpolate.
+
+    Args:
+        has_train: training data for the re-estimation exists (a train split, or calibration data given).
+        data_name: the data's name, for the reason.
+
+    Raises:
+        UsageError: ``recompute`` without training data; ``recompute`` or ``batch`` for a fixed forward.
+    """
+    program = _fixed_forward(model)
+    if program is not None and any(n.endswith(("running_mean", "running_var")) for n in model.state_dict()):
+        if requested in (BNPolicy.RECOMPUTE, BNPolicy.BATCH):
+            raise UsageError(
+                f"--bn {requested} needs to switch batch norm's mode, and a {program}'s forward fixes it",
+                hint="use --bn interpolate (or auto), or pass --model to rebuild the model in Python",
+            )
+        return Decision(
+            BNPolicy.INTERPOLATE,
+            f"the {program}'s own forward fixes how batch norm runs; its statistics are interpolated",
+        )
+    if not has_running_stats(model):
+        if requested is BNPolicy.AUTO:
+            return Decision(BNPolicy.INTERPOLATE, "the model has no batch-norm running statistics")
+        return Decision(requested, "requested (the model has no batch-norm running statistics, so all policies agree)")
+    if requested is BNPolicy.AUTO:
+        if has_train:
+            return Decision(BNPolicy.RECOMPUTE, "default for a model with batch norm when a train split exists")
+        return Decision(BNPolicy.INTERPOLATE, f"default: {data_name} has no train split to re-estimate statistics from")
+    if requested is BNPolicy.RECOMPUTE and not has_train:
+        raise UsageError(
+            f"--bn recompute needs a train split to re-estimate statistics, and {data_name} has none",
+            hint="use --bn interpolate or --bn batch, or data with a train split",
+        )
+    return Decision(requested, "requested")

@@ -1,0 +1,295 @@
+"""A scan's options as types: the closed choices as enums (the CLI's signatures list them in ``--help``, the
+library takes them or their strings), the α grid, and every range check, made once, when the options are
+built: before any file is read or any byte downloaded.
+
+No torch here: the CLI imports this module to build its signatures, and ``interpscan --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, NamedTuple, TypeVar
+
+from .errors import UsageError
+
+MAX_ALPHAS = 10_000  # points on one path; far beyond any published grid (hundreds), far below what fills memory
+MAX_ABS_ALPHA = 1e6  # |α| beyond this makes θ(α) overflow float32 for weights of ordinary size
+DEFAULT_ALPHAS = 21
+
+C = TypeVar("C", bound="Choice")
+
+
+class Choice(str, Enum):
+    """A closed choice: its value is what the command line takes and run.json records."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls: type[C], value: Any, flag: str) -> C:
+        """The member whose value is ``value`` (a member or its string, any case).
+
+        Raises:
+            UsageError: no member has that value; the message lists the values.
+        """
+        if isinstance(value, cls):
+            return value
+        text = str(value.value if isinstance(value, Enum) else value).strip().lower()
+        for member in cls:
+            if member.value == text:
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise UsageError(f"{flag} {value!r} is not one of {choices}", hint=f"use {flag} {next(iter(cls)).value}")
+
+
+class Strategy(Choice):
+    """How the points are evaluated; every strategy gives the same numbers."""
+
+    AUTO = "auto"
+    SEQUENTIAL = "sequential"  # one working model, each point's weights written into it in place
+    BATCHED = "batched"  # torch.func.functional_call under vmap, over chunks of points
+    PREFIX = "prefix"  # sequential, sharing the forward pass up to each group's first tensor
+
+
+class BNPolicy(Choice):
+    """What a point's batch-norm running statistics are (DOMAIN.md, "the trap")."""
+
+    AUTO = "auto"
+    INTERPOLATE = "interpolate"  # interpolated like parameters
+    RECOMPUTE = "recompute"  # re-estimated per point from training batches (cumulative average)
+    BATCH = "batch"  # each batch normalized with its own statistics
+
+
+class DType(Choice):
+    """Precision of the forward pass (autocast); interpolation and the loss stay float32."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+class Hold(Choice):
+    """Where the tensors that do not move stay in a group's curve."""
+
+    FINAL = "final"  # the seed paper's layer-wise scan: everything else at θ_final
+    INIT = "init"
+
+    @property
+    def coefficient(self) -> float:
+        """The interpolation coefficient of the tensors that do not move."""
+        return 1.0 if self is Hold.FINAL else 0.0
+
+
+class Mode(Choice):
+    """Which tensors a group's curve moves."""
+
+    ONLY = "only"  # the group's tensors
+    ALL_BUT = "all-but"  # every tensor but the group's
+
+
+class Grid(NamedTuple):
+    """The α values of a path, sorted, α=0 and α=1 always among them; ``added`` says which endpoints the user's
+    values lacked."""
+
+    alphas: tuple[float, ...]
+    added: tuple[float, ...]
+
+
+def _range(alpha_range: str | Sequence[float]) -> tuple[float, float]:
+    if isinstance(alpha_range, str):
+        try:
+            lo, hi = (float(v) for v in alpha_range.split(","))
+        except ValueError:
+            raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
+    else:
+        if len(alpha_range) != 2:
+            raise UsageError(f"--alpha-range {alpha_range!r} is not (LO, HI)", hint="e.g. (-0.5, 1.5)")
+        lo, hi = float(alpha_range[0]), float(alpha_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
+    if max(abs(lo), abs(hi)) > MAX_ABS_ALPHA:
+        raise UsageError(
+            f"--alpha-range {alpha_range!r}: α must lie within ±{MAX_ABS_ALPHA:g}",
+            hint="beyond that θ(α) overflows float32 for weights of ordinary size",
+        )
+    return lo, hi
+
+
+def parse_grid(
+    alphas: int | str | Sequence[float] = DEFAULT_ALPHAS, alpha_range: str | Sequence[float] | None = None
+) -> Grid:
+    """Resolve ``--alphas`` / ``--alpha-range`` into a sorted grid that always holds α=0 and α=1.
+
+    ``alphas`` is a count N (N evenly spaced points over the range, default [0, 1]), or explicit values: a
+    sequence of numbers or a comma-separated string.
+
+    Raises:
+        UsageError: a malformed count, list or range; fewer than 2 or more than MAX_ALPHAS points; a value that
+            is not finite or beyond ±MAX_ABS_ALPHA.
+    """
+    count: int | None = None
+    items: list[Any] = []
+    if isinstance(alphas, bool):
+        raise UsageError(f"--alphas {alphas!r} is neither a count nor a list of numbers", hint="e.g. --alphas 51")
+    if isinstance(alphas, int):
+        count = alphas
+    elif isinstance(alphas, str):
+        if "," not in alphas and alphas.strip().isdigit():
+            count = int(alphas.strip())
+        items = alphas.split(",")
+    else:
+        items = list(alphas)
+    if count is not None:
+        if count < 2:
+            raise UsageError(f"--alphas {count}: need at least 2 points", hint="e.g. --alphas 21 (the default)")
+        if count > MAX_ALPHAS:
+            raise UsageError(
+                f"--alphas {count}: at most {MAX_ALPHAS:,} points on a path",
+                hint="a cliff needs resolution where it is, not everywhere: scan a narrower --alpha-range",
+            )
+        lo, hi = _range(alpha_range) if alpha_range is not None else (0.0, 1.0)
+        values = [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+    else:
+        if alpha_range is not None:
+            raise UsageError(
+                "--alpha-range applies to a count of points, not to an explicit --alphas list",
+                hint="give --alphas a count (e.g. 51), or list every α yourself",
+            )
+        try:
+            values = [float(v) for v in items if not isinstance(v, str) or v.strip()]
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"--alphas {alphas!r} is neither a count nor a list of numbers",
+                hint="e.g. --alphas 51 or --alphas 0,0.5,0.9,1",
+            ) from None
+        if not values or not all(math.isfinite(v) for v in values):
+            raise UsageError(f"--alphas {alphas!r} must hold finite numbers", hint="e.g. --alphas 0,0.5,0.9,1")
+        if len(values) > MAX_ALPHAS:
+            raise UsageError(
+                f"--alphas: {len(values):,} values, at most {MAX_ALPHAS:,} points on a path",
+                hint="a cliff needs resolution where it is, not everywhere: list the α you need",
+            )
+    if any(abs(v) > MAX_ABS_ALPHA for v in values):
+        raise UsageError(
+            f"α must lie within ±{MAX_ABS_ALPHA:g}; got {max(values, key=abs):g}",
+            hint="beyond that θ(α) overflows float32 for weights of ordinary size",
+        )
+    grid = sorted({round(v, 12) + 0.0 for v in values})
+    added = [e for e in (0.0, 1.0) if e not in grid]
+    return Grid(tuple(sorted(grid + added)), tuple(added))
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+BUILTIN_LOSSES = ("cross_entropy", "mse")
+
+
+def _positive(value: int | None, flag: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    hint = f"give {flag} a whole number ≥ 1" + (", or leave it out for its default" if optional else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{flag} must be a whole number, got {value!r}", hint=hint)
+    if value < 1:
+        raise UsageError(f"{flag} must be at least 1, got {value}", hint=hint)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # a frozen dataclass normalizing its own fields in __post_init__
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanOptions:
+    """How a scan runs and what it measures, checked and normalized when built (strings become enums, the
+    α values a Grid), so that an impossible choice fails before anything is read.
+
+    Raises (on construction):
+        UsageError: an unknown choice, a value out of its range, or options that do not go together.
+    """
+
+    alphas: int | str | Sequence[float] = DEFAULT_ALPHAS  # a count, or the α values (``grid`` has the result)
+    alpha_range: str | Sequence[float] | None = None  # (LO, HI) for a count, default (0, 1)
+    groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
+    hold: Hold = Hold.FINAL  # where tensors outside the moving set stay (groups only)
+    mode: Mode = Mode.ONLY  # which tensors a group's curve moves (groups only)
+    bn: BNPolicy = BNPolicy.AUTO
+    bn_samples: int = 2048  # training examples that re-estimate the statistics under recompute
+    splits: tuple[str, ...] | None = None  # None: test when the data has it, else every split
+    samples: int | None = None  # a seeded subset of N examples per split; None: all
+    seed: int = 0  # of --samples and of the calibration subset (seed + 1)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    batch_size: int | None = None  # examples per forward pass; None: 256 on CPU, 1024 on CUDA
+    chunk_size: int | None = None  # points per vmap chunk (batched); None: from free memory on CUDA, 8 on CPU
+    dtype: DType = DType.FLOAT32
+    strategy: Strategy = Strategy.AUTO
+    loss: str = "cross_entropy"  # cross_entropy, mse, or path/to/file.py:fn / package.module:fn
+    tol: float = 0.0  # a path is monotone when its largest rise Δ ≤ tol
+    grid: Grid = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set(self, "grid", parse_grid(self.alphas, self.alpha_range))
+        _set(self, "hold", Hold.parse(self.hold, "--hold"))
+        _set(self, "mode", Mode.parse(self.mode, "--mode"))
+        _set(self, "bn", BNPolicy.parse(self.bn, "--bn"))
+        _set(self, "dtype", DType.parse(self.dtype, "--dtype"))
+        _set(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
+        groups = (self.groups,) if isinstance(self.groups, str) else tuple(self.groups or ())
+        if not all(isinstance(g, str) and g.strip() for g in groups):
+            raise UsageError(
+                f"--groups {list(groups)!r}: each value must be a non-empty pattern",
+                hint="e.g. --groups 'layer*' (see `interpscan layers`)",
+            )
+        _set(self, "groups", groups)
+        if not groups:
+            for flag, value, default in (("--hold", self.hold, Hold.FINAL), ("--mode", self.mode, Mode.ONLY)):
+                if value is not default:
+                    raise UsageError(
+                        f"{flag} {value} applies to layer groups, and no --groups was given",
+                        hint=f"add --groups (see `interpscan layers`), or drop {flag}",
+                    )
+        if self.splits is not None:
+            splits = (self.splits,) if isinstance(self.splits, str) else tuple(self.splits)
+            if not splits or not all(isinstance(s, str) and s for s in splits) or len(set(splits)) != len(splits):
+                raise UsageError(
+                    f"--split {','.join(map(str, splits))}: give each split once, e.g. test or train,test",
+                    hint="the splits are the data's: train, test, or those a tensor file or factory names",
+                )
+            _set(self, "splits", splits)
+        _positive(self.bn_samples, "--bn-samples", optional=False)
+        _positive(self.samples, "--samples")
+        _positive(self.batch_size, "--batch-size")
+        _positive(self.chunk_size, "--chunk-size")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise UsageError(f"--seed must be a whole number, got {self.seed!r}", hint="e.g. --seed 0")
+        device = str(self.device).strip().lower()
+        if not _DEVICE.fullmatch(device):
+            raise UsageError(f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N")
+        _set(self, "device", device)
+        tol = float(self.tol)
+        if not (math.isfinite(tol) and tol >= 0):
+            raise UsageError(
+                f"--tol must be a finite number ≥ 0, got {self.tol}",
+                hint="Δ ≥ 0 always; a negative tolerance would call a flat path non-monotone",
+            )
+        _set(self, "tol", tol)
+        _check_loss(self.loss)
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.groups)
+
+
+def _check_loss(text: str) -> None:
+    """A built-in loss, or something shaped like ``path/to/file.py:fn`` / ``package.module:fn`` (imported
+    later, with the other inputs)."""
+    from .usercode import is_callable_spec
+
+    if text.strip().replace("-", "_") in BUILTIN_LOSSES or is_callable_spec(text):
+        return
+    raise UsageError(
+        f"--loss {text!r} is not a loss",
+        hint=f"use {', '.join(BUILTIN_LOSSES)}, path/to/file.py:fn or package.module:fn",
+    )
