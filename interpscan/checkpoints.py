@@ -11,10 +11,7 @@ import contextlib
 import copy
 import hashlib
 import json
-import re
-import struct
 import warnings
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, CheckpointNotFoundError
+from .tensorfile import detect_format, read_npz, read_safetensors, read_torch
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -38,8 +36,6 @@ LIGHTNING_KEYS = ("pytorch-lightning_version", "optimizer_states", "lr_scheduler
 # Formats whose file carries the forward pass too.
 PROGRAM_FORMATS = ("torchscript", "torch-export")
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTO = 0x80
 _INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json", ".pth.index.json")
 _FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".npz")
 
@@ -115,74 +111,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_zip_sizes(path: Path, entries: list[zipfile.ZipInfo]) -> None:
-    """Refuse an entry whose declared size no honest zip can have, before any reader allocates for it.
-
-    torch's reader allocates an entry's declared uncompressed size up front; a stored entry's size must equal
-    its compressed size, and deflate cannot expand more than 1032:1.
-    """
-    for e in entries:
-        limit = e.compress_size if e.compress_type == zipfile.ZIP_STORED else 1032 * e.compress_size + 1024
-        if e.file_size > limit:
-            raise CheckpointError(
-                f"{path}: zip entry {e.filename} declares {e.file_size:,} bytes uncompressed from "
-                f"{e.compress_size:,} compressed; refused without reading it",
-                hint="the file is corrupt or crafted (a zip bomb); re-download or re-save it",
-            )
-
-
-def _zip_format(path: Path) -> str | None:
-    """torch.save, torch.jit.save, torch.export.save and np.savez all write zip files: tell them apart."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            entries = zf.infolist()
-    except (zipfile.BadZipFile, OSError):
-        return None  # a truncated torch file still has the magic: let torch.load report it
-    _check_zip_sizes(path, entries)
-    names = [e.filename for e in entries]
-    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        return "torchscript"
-    if any(n.endswith("/archive_format") or n.startswith("archive_format") for n in names):
-        return "torch-export"
-    if names and all(n.endswith(".npy") for n in names):
-        return "npz"
-    return "torch-zip"
-
-
-def detect_format(path: Path) -> str:
-    """Name the checkpoint format from the file's bytes (never from its extension).
-
-    Returns one of torch-zip, torch-legacy, safetensors, torchscript, torch-export, npz, or ``*-sharded`` for
-    the JSON index of a sharded checkpoint.
-
-    Raises:
-        CheckpointError: the bytes match no supported format.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    if head.startswith(_ZIP_MAGIC):
-        return _zip_format(path) or "torch-zip"
-    if len(head) >= 9:
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and 0 < header_len <= size - 8:
-            return "safetensors"
-    if head[:1] and head[0] == _PICKLE_PROTO:
-        return "torch-legacy"
-    if head.lstrip()[:1] == b"{" and size < 64 << 20:
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            index = json.loads(path.read_text())
-            if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
-                shards = {str(v) for v in index["weight_map"].values()}
-                return "safetensors-sharded" if all(s.endswith(".safetensors") for s in shards) else "torch-sharded"
-    what = "an empty file" if size == 0 else f"a file starting with bytes {head[:8].hex(' ')}"
-    raise CheckpointError(
-        f"{path}: not a checkpoint interpscan can read ({what})",
-        hint="expected a PyTorch file (torch.save, torch.jit.save, torch.export.save), a .safetensors file "
-        "or a sharded checkpoint's index, or an .npz archive",
-    )
-
-
 def _pick_in_directory(directory: Path) -> Path:
     """The checkpoint a directory holds: a sharded checkpoint's index, else its only checkpoint file."""
     entries = sorted(p for p in directory.iterdir() if p.is_file())
@@ -204,57 +132,6 @@ def _pick_in_directory(directory: Path) -> Path:
 
 
 # -------------------------------------------------------------------------------------------- loading
-
-
-def _refusal(path: Path, exc: Exception) -> CheckpointError:
-    found = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
-    needs = f" (it needs {', '.join(found)})" if found else ""
-    return CheckpointError(
-        f"{path}: refused to unpickle objects other than tensors and plain containers{needs}",
-        hint="loading it would run code the file names, which can do anything your account can; if you trust "
-        "the file, pass --unsafe-pickle, or save model.state_dict() instead",
-    )
-
-
-def _torch_load(path: Path, unsafe_pickle: bool) -> Any:
-    try:
-        # A file object, not the path: torch.load treats any path ending in .safetensors as one.
-        with path.open("rb") as fh, warnings.catch_warnings():
-            # e.g. "Detected pickle protocol 4": noise for the user; a real problem raises below
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not unsafe_pickle and ("GLOBAL " in str(exc) or "Unsupported global" in str(exc)):
-            raise _refusal(path, exc) from exc
-        if not unsafe_pickle and "WeightsUnpickler error:" in str(exc):
-            # Not a named object but an opcode or structure the safe unpickler rejects: truncated, or not torch.save
-            detail = str(exc).split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-            raise CheckpointError(
-                f"{path}: unreadable PyTorch file (the safe unpickler stopped: {detail})",
-                hint="the file may be truncated, or a plain pickle rather than torch.save output",
-            ) from exc
-        if unsafe_pickle and isinstance(exc, (AttributeError, ImportError)):
-            raise CheckpointError(
-                f"{path}: the pickle needs Python code that cannot be imported here ({text})",
-                hint="run interpscan where the model's module is importable (e.g. set PYTHONPATH), or save "
-                "model.state_dict() and pass --model",
-            ) from exc
-        raise CheckpointError(f"{path}: unreadable PyTorch file ({text})") from exc
-
-
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path), device="cpu")
-        with path.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
-    return dict(tensors), dict(header.get("__metadata__") or {})
 
 
 def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,10 +167,10 @@ def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], 
     metadata: dict[str, Any] = {}
     for shard in shards:
         if fmt == "safetensors-sharded":
-            part, meta = _load_safetensors(shard)
+            part, meta = read_safetensors(shard)
             metadata.update(_string_metadata(meta))
         else:
-            obj = _torch_load(shard, unsafe_pickle=False)
+            obj = read_torch(shard, unsafe_pickle=False)
             part = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
         tensors.update(part)
     missing = sorted(set(weight_map) - set(tensors))
@@ -306,18 +183,6 @@ def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], 
     if isinstance(extra, dict):
         metadata.update({str(k): v for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
     return {k: tensors[k] for k in weight_map}, metadata, shards
-
-
-def _load_npz(path: Path) -> dict[str, torch.Tensor]:
-    import numpy as np
-
-    try:
-        with path.open("rb") as fh:  # our own handle: np.load leaks its one when the zip is corrupt
-            npz = np.load(fh, allow_pickle=False)
-            return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        # ValueError also covers object arrays, which would need pickle
-        raise CheckpointError(f"{path}: unreadable .npz archive ({exc})") from exc
 
 
 def _load_torchscript(path: Path) -> nn.Module:
@@ -497,13 +362,13 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     module: nn.Module | None = None
     obj: Any
     if fmt == "safetensors":
-        obj, meta = _load_safetensors(p)
+        obj, meta = read_safetensors(p)
         metadata.update(_string_metadata(meta))
     elif fmt.endswith("-sharded"):
         obj, metadata, shards = _load_sharded(p, fmt)
         files += shards
     elif fmt == "npz":
-        obj = _load_npz(p)
+        obj = read_npz(p)
     elif fmt == "torchscript":
         obj = module = _load_torchscript(p)
         metadata["class"] = str(getattr(module, "original_name", type(module).__name__))
@@ -512,7 +377,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         module = obj
         metadata.update(meta)
     else:
-        obj = _torch_load(p, unsafe_pickle)
+        obj = read_torch(p, unsafe_pickle=unsafe_pickle)
     if key is not None and not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{p}: --key {key} picks an entry of a pickled dict, and this {fmt} file holds no dict",

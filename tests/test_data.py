@@ -31,6 +31,7 @@ from interpscan.data import (
     default_root,
     fashion_mnist_dirs,
     load_split,
+    named,
     open_data,
     parse_normalize,
     read_idx,
@@ -93,7 +94,7 @@ def assert_close(got: torch.Tensor, want: torch.Tensor) -> None:
 def no_system_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Tests must not depend on the machine having the Debian package installed."""
     missing = tmp_path / "usr-share-datasets-fashion-mnist"
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", missing)
+    monkeypatch.setattr(named, "DEBIAN_FASHION_MNIST", missing)
     return missing
 
 
@@ -604,11 +605,11 @@ class Pickled:
     [
         ("d.pt", b"", "not a checkpoint interpscan can read (an empty file)"),
         ("d.pt", b"junk data", "not a checkpoint interpscan can read"),
-        ("d.pt", b"PK\x03\x04 truncated zip", "unreadable tensor file"),
-        ("d.pt", pickle.dumps([1, 2], protocol=2), "unreadable tensor file"),
-        ("d.npz", b"", "unreadable .npz file"),
-        ("d.npz", b"PK\x03\x04 truncated zip", "unreadable .npz file"),
-        ("d.npz", bytes(range(256)), "unreadable .npz file"),
+        ("d.pt", b"PK\x03\x04 truncated zip", "unreadable PyTorch file"),
+        ("d.pt", pickle.dumps([1, 2], protocol=2), "unreadable PyTorch file"),
+        ("d.npz", b"", "unreadable .npz archive"),
+        ("d.npz", b"PK\x03\x04 truncated zip", "unreadable .npz archive"),
+        ("d.npz", bytes(range(256)), "unreadable .npz archive"),
         ("d.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + bytes(14), "unreadable safetensors file"),
     ],
 )
@@ -630,12 +631,25 @@ def test_single_array_named_npz(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("obj", "message"),
-    [([X_TEST, Y_TEST], "expected a dict of tensors, found list"), ({"x": Pickled()}, "unreadable tensor file")],
+    [
+        ([X_TEST, Y_TEST], "expected a dict of tensors, found list"),
+        (
+            {"x": Pickled()},
+            r"refused to unpickle objects other than tensors and plain containers \(it needs test_data.Pickled\)",
+        ),
+    ],
 )
 def test_tensor_file_of_the_wrong_kind(tmp_path: Path, obj: Any, message: str) -> None:
     torch.save(obj, tmp_path / "d.pt")
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as exc:
         open_data(str(tmp_path / "d.pt"))
+    assert "weights_only" not in str(exc.value)  # our one line, not torch's paragraphs
+    assert "\n" not in str(exc.value)
+    if isinstance(obj, dict):
+        assert (
+            exc.value.hint
+            == "a data file must hold plain tensors: save it with torch.save({'inputs': x, 'targets': y}, path)"
+        )
 
 
 def test_missing_tensor_file(tmp_path: Path) -> None:
@@ -891,7 +905,7 @@ def test_cifar_archive_in_a_read_only_folder_is_read_in_place(tmp_path: Path, mo
     root.mkdir()
     (root / "cifar-10-python.tar.gz").write_bytes(raw)
     publish(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": raw}, "http://127.0.0.1:9")
-    monkeypatch.setattr(data.os, "access", lambda path, mode: False)  # as for a user without write access
+    monkeypatch.setattr(named.os, "access", lambda path, mode: False)  # as for a user without write access
     source = open_data("cifar10", root)
     assert source.location == str(root / "cifar-10-python.tar.gz")
     x, y = source.read("train")
@@ -1040,7 +1054,7 @@ def test_no_download_never_touches_the_network(tmp_path: Path, monkeypatch: pyte
         raise AssertionError("the network was used")
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
-    monkeypatch.setattr(data, "fetch", no_network)
+    monkeypatch.setattr(named, "fetch", no_network)
     for name in data.NAMED:
         with pytest.raises(DataError, match="--no-download is set") as exc:
             open_data(name, tmp_path / "root")
@@ -1385,13 +1399,13 @@ def test_download_racing_another_run(tmp_path: Path, http_files: Served, monkeyp
     http_files.files["cifar-10-python.tar.gz"] = raw
     publish(monkeypatch, "cifar10", http_files.files, http_files.base)
     root = tmp_path / "root"
-    real_extract = data.extract_folder
+    real_extract = named.extract_folder
 
     def extract_after_the_other_run(archive: Path, folder: str, directory: Path) -> Path:
         real_extract(archive, folder, directory)  # the other run's extraction, finished first
         return real_extract(archive, folder, directory)  # ours: the name is taken
 
-    monkeypatch.setattr(data, "extract_folder", extract_after_the_other_run)
+    monkeypatch.setattr(named, "extract_folder", extract_after_the_other_run)
     source = open_data("cifar10", root, download=True)
     assert source.location == str(root / "cifar-10-batches-py")
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]

@@ -1,0 +1,197 @@
+"""One split of a dataset in memory, and what shapes it: the source that reads splits, seeded subsets,
+normalization, and the ``--samples`` / ``--normalize`` / ``--data-keys`` values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import DataError, UsageError
+
+# (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
+Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
+Reader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset lives and how to read each of its splits (raw, unnormalized)."""
+
+    name: str
+    location: str
+    splits: tuple[str, ...]
+    normalization: Normalization | None  # what ``--normalize auto`` applies; None: nothing
+    reader: Reader = field(repr=False, compare=False)
+    kind: str = "named"  # named, bundled, tensor file, factory, image folder
+    classes: tuple[str, ...] | None = None  # class names, where the source has them (image folders)
+
+    def read(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split not in self.splits:
+            raise DataError(
+                f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})",
+                hint=f"use --split {self.splits[0]}",
+            )
+        return self.reader(split)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: inputs (N, …) float32, normalized; targets (N,) int64 class labels, or (N, …)
+    float32 for regression losses."""
+
+    name: str
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    indices: tuple[int, ...] | None  # the subset drawn by --samples, as indices into the full split
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+
+def _floats(text: str, what: str, original: str) -> float | tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(
+            f"--normalize {original!r}: {what} {text.strip()!r} is not a number or a /-separated list",
+            hint="e.g. 0.286,0.353 or per channel 0.4914/0.4822/0.4465,0.2470/0.2435/0.2616",
+        ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise UsageError(f"--normalize {original!r}: mean and std must be finite numbers")
+    return values[0] if len(values) == 1 else values
+
+
+def parse_normalize(text: str, source: DataSource) -> Normalization | None:
+    """``auto`` -> the dataset's standard (mean, std) (None for the user's own data); ``none``; or ``MEAN,STD``
+    where each is a number or a per-channel list separated by ``/`` (``0.49/0.48/0.45,0.25/0.24/0.26``).
+
+    Raises:
+        UsageError: anything else, a non-positive std, or per-channel lists of different lengths.
+    """
+    if text == "auto":
+        return source.normalization
+    return check_normalize(text)
+
+
+def check_normalize(text: str) -> Normalization | None:
+    """``--normalize`` checked without data: None for ``auto`` (resolved against the data later) and ``none``,
+    else the (mean, std) it gives.
+
+    Raises:
+        UsageError: see parse_normalize.
+    """
+    if text in ("auto", "none"):
+        return None
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise UsageError(
+            f"--normalize {text!r} is not auto, none or MEAN,STD",
+            hint="e.g. 0.286,0.353 or per channel 0.4914/0.4822/0.4465,0.2470/0.2435/0.2616",
+        )
+    mean, std = _floats(parts[0], "mean", text), _floats(parts[1], "std", text)
+    stds = std if isinstance(std, tuple) else (std,)
+    if any(s <= 0 for s in stds):
+        raise UsageError(f"--normalize std must be positive, got {parts[1].strip()}")
+    if isinstance(mean, tuple) and isinstance(std, tuple) and len(mean) != len(std):
+        raise UsageError(f"--normalize {text!r}: {len(mean)} means but {len(std)} stds")
+    return mean, std
+
+
+def parse_samples(text: str | None) -> int | None:
+    """``--samples``: a positive count, or ``all`` (and None) for every example."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"--samples {text!r} is not a count or all", hint="e.g. --samples 2000") from None
+    if n <= 0:
+        raise UsageError(f"--samples must be positive, got {n}", hint="e.g. --samples 2000, or all")
+    return n
+
+
+def parse_data_keys(text: str | None) -> tuple[str, str] | None:
+    """``--data-keys INPUTS,TARGETS``: the names of the inputs and targets in a tensor file or factory dict."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f"--data-keys {text!r} is not INPUTS,TARGETS", hint="e.g. --data-keys images,labels")
+    return parts[0], parts[1]
+
+
+def subset_indices(n: int, samples: int | None, seed: int) -> torch.Tensor | None:
+    """A seeded subset of ``samples`` indices out of ``n``, sorted; None means all of them."""
+    if samples is None or samples >= n:
+        return None
+    if samples <= 0:
+        raise UsageError(f"--samples must be positive, got {samples}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.sort(torch.randperm(n, generator=gen)[:samples]).values
+
+
+def _normalize(x: torch.Tensor, normalization: Normalization, where: str) -> torch.Tensor:
+    mean, std = (torch.tensor(v, dtype=torch.float32).reshape(-1) for v in normalization)
+    channels = max(mean.numel(), std.numel())
+    if channels > 1:
+        if x.dim() < 2 or x.shape[1] != channels:
+            raise DataError(
+                f"--normalize has {channels} values per channel but the {where} inputs have shape "
+                f"{list(x.shape)} (channels are dimension 1)",
+                hint="give one mean and std, or one per channel",
+            )
+        shape = (1, channels, *([1] * (x.dim() - 2)))
+        mean = mean.expand(channels).reshape(shape) if mean.numel() == 1 else mean.reshape(shape)
+        std = std.expand(channels).reshape(shape) if std.numel() == 1 else std.reshape(shape)
+    return (x - mean) / std
+
+
+def load_split(
+    source: DataSource,
+    split: str,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    normalization: Normalization | None = None,
+    class_targets: bool = True,
+) -> Split:
+    """Read one split into memory: uint8 images become float32 in [0, 1], then (x − mean) / std.
+
+    Args:
+        samples: draw this many examples (seeded, without replacement); None for all.
+        seed: seed of the subset draw.
+        normalization: (mean, std) to apply, each one number or one per channel; or None.
+        class_targets: targets must be integer class labels (N,) (cross-entropy); otherwise floating targets
+            of any shape are kept, as float32 (regression and custom losses).
+
+    Raises:
+        DataError: targets that are not class labels when ``class_targets``; per-channel normalization that does
+            not fit the inputs.
+    """
+    x, y = source.read(split)
+    idx = subset_indices(int(y.shape[0]), samples, seed)
+    if idx is not None:
+        x, y = x[idx], y[idx]
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    if normalization is not None:
+        x = _normalize(x, normalization, f"{source.name} {split}")
+    if class_targets:
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise DataError(
+                f"{source.name}: {split} targets are {str(y.dtype).removeprefix('torch.')}, "
+                "expected integer class labels",
+                hint="for regression targets use --loss mse",
+            )
+        if y.dim() != 1:
+            raise DataError(
+                f"{source.name}: {split} targets have shape {list(y.shape)}; class labels have shape (N,)",
+                hint="for regression targets use --loss mse",
+            )
+        y = y.long()
+    else:
+        y = y.float() if y.is_floating_point() or y.dtype == torch.bool else y.long()
+    return Split(split, x.contiguous(), y.contiguous(), None if idx is None else tuple(int(i) for i in idx))

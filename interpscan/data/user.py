@@ -1,0 +1,275 @@
+"""The user's own data: tensor files (``.pt``, ``.npz``, ``.safetensors``), factories
+(``path/to/file.py:fn``, ``package.module:fn``) and folders of images, one sub-folder per class."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..tensorfile import read_tensor_dict
+from ..usercode import load_callable
+from .source import DataSource, Reader
+
+INPUT_KEYS = ("inputs", "x", "data", "images", "features")
+TARGET_KEYS = ("targets", "y", "labels", "target", "label")
+TENSOR_FILE_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
+SPLIT_NAMES = ("train", "test")
+
+
+def _as_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return _from_numpy(value)
+    return None
+
+
+def _from_numpy(value: np.ndarray[Any, Any]) -> torch.Tensor:
+    # torch warns about (and could write through) arrays that are read-only: copy those
+    return torch.from_numpy(np.ascontiguousarray(value) if value.flags.writeable else value.copy())
+
+
+def _to_tensor(value: Any) -> torch.Tensor:
+    """A tensor, array or number (one example's input or target) as a tensor."""
+    return _from_numpy(value) if isinstance(value, np.ndarray) else torch.as_tensor(value)
+
+
+def _pick(entries: Mapping[str, Any], keys: Sequence[str], suffix: str = "") -> torch.Tensor | None:
+    for key in keys:
+        value = _as_tensor(entries.get(key + suffix))
+        if value is not None:
+            return value
+    return None
+
+
+def _check_pair(label: str, split: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() == 0 or y.dim() == 0:
+        raise DataError(
+            f"{label}: {split} inputs have shape {list(x.shape)} and targets {list(y.shape)}; "
+            "expected inputs (N, ...) and targets (N, ...)"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{label}: {split} has {x.shape[0]} inputs but {y.shape[0]} targets")
+
+
+def _tensor_splits(
+    label: str, entries: Mapping[str, Any], keys: tuple[str, str] | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Find (inputs, targets) per split: nested {"train": {...}}, suffixed x_train/y_train, or flat x/y.
+
+    ``keys`` (from --data-keys) replaces the usual names for inputs and targets.
+    """
+    input_keys, target_keys = ((keys[0],), (keys[1],)) if keys else (INPUT_KEYS, TARGET_KEYS)
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split in SPLIT_NAMES:
+        nested = entries.get(split)
+        if isinstance(nested, Mapping):
+            x, y = _pick(nested, input_keys), _pick(nested, target_keys)
+        else:
+            x, y = _pick(entries, input_keys, f"_{split}"), _pick(entries, target_keys, f"_{split}")
+        if x is not None and y is not None:
+            splits[split] = (x, y)
+    if not splits:
+        x, y = _pick(entries, input_keys), _pick(entries, target_keys)
+        if x is not None and y is not None:
+            splits["test"] = (x, y)
+    if not splits:
+        if keys:
+            hint = (
+                f"--data-keys {','.join(keys)}: expected entries {keys[0]!r} and {keys[1]!r}, "
+                f"optionally per split ({keys[0]}_train, {keys[1]}_test, or nested under train/test)"
+            )
+        else:
+            hint = (
+                f"name them one of {'/'.join(INPUT_KEYS)} and {'/'.join(TARGET_KEYS)}, optionally per split "
+                "(x_train, y_test, or nested under train/test), or pass --data-keys INPUTS,TARGETS"
+            )
+        raise DataError(f"{label}: no inputs/targets found (keys: {', '.join(sorted(map(str, entries)))})", hint=hint)
+    for split, (x, y) in splits.items():
+        _check_pair(label, split, x, y)
+    return splits
+
+
+def open_tensor_file(path: Path, keys: tuple[str, str] | None) -> DataSource:
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}", hint="check the path given to --data")
+    splits = _tensor_splits(str(path), read_tensor_dict(path), keys)
+    return DataSource(path.name, str(path), tuple(splits), None, lambda split: splits[split], kind="tensor file")
+
+
+# ---------------------------------------------------------------------------------------- factories
+
+
+def _stack_dataset(label: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) from a map-style dataset of (input, target) pairs; a TensorDataset's tensors directly."""
+    from torch.utils.data import TensorDataset
+
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[0], dataset.tensors[1]
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"{label}: the dataset is empty")
+    xs, ys = [], []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(f"{label}: item {i} is a {type(item).__name__}, expected an (input, target) pair")
+        xs.append(_to_tensor(item[0]))
+        ys.append(_to_tensor(item[1]))
+    for what, values in (("input", xs), ("target", ys)):
+        odd = next((i for i, v in enumerate(values) if v.shape != values[0].shape), None)
+        if odd is not None:
+            raise DataError(
+                f"{label}: {what}s of different shapes: item 0 is {list(values[0].shape)}, "
+                f"item {odd} is {list(values[odd].shape)}",
+                hint="return tensors of one shape (resize or pad in the factory)",
+            )
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _is_dataset(obj: Any) -> bool:
+    return hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (Mapping, str, bytes))
+
+
+def _pair(label: str, split: str, value: Any, keys: tuple[str, str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as a factory returned it: (x, y), a Dataset, or a dict with inputs and targets."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        x, y = _as_tensor(value[0]), _as_tensor(value[1])
+        if x is not None and y is not None:
+            _check_pair(label, split, x, y)
+            return x, y
+    if isinstance(value, Mapping):
+        found = _tensor_splits(f"{label} [{split}]", value, keys)
+        if "test" in found and len(found) == 1:
+            return found["test"]
+    if _is_dataset(value):
+        x, y = _stack_dataset(f"{label} [{split}]", value)
+        _check_pair(label, split, x, y)
+        return x, y
+    raise DataError(
+        f"{label}: split {split!r} is a {type(value).__name__}",
+        hint="return (inputs, targets) tensors, a Dataset of (input, target) pairs, or a dict of splits of those",
+    )
+
+
+def factory_splits(
+    label: str, obj: Any, keys: tuple[str, str] | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """What a ``--data`` factory returned, as splits: (inputs, targets) or a Dataset (the ``test`` split), a dict
+    of tensors laid out as in a tensor file, or a dict of splits (any names) holding either.
+
+    Raises:
+        DataError: anything else, or inputs and targets that do not pair up.
+    """
+    if isinstance(obj, Mapping):
+        if obj and all(_as_tensor(v) is not None for v in obj.values()):
+            return _tensor_splits(label, obj, keys)
+        if obj and all(isinstance(k, str) and _as_tensor(v) is None for k, v in obj.items()):
+            return {str(k): _pair(label, str(k), v, keys) for k, v in obj.items()}
+        raise DataError(
+            f"{label}: returned a dict mixing tensors and splits (keys: {', '.join(sorted(map(str, obj)))})"
+            if obj
+            else f"{label}: returned an empty dict",
+            hint="return {'train': (x, y), 'test': (x, y)} or {'x': x, 'y': y}",
+        )
+    return {"test": _pair(label, "test", obj, keys)}
+
+
+def open_factory(spec: str, keys: tuple[str, str] | None) -> DataSource:
+    factory = load_callable(spec, flag="--data")
+    try:
+        obj = factory()
+    except Exception as exc:
+        raise DataError(f"--data {spec}: the factory raised {type(exc).__name__}: {exc}") from exc
+    splits = factory_splits(f"--data {spec}", obj, keys)
+    return DataSource(spec, spec, tuple(splits), None, lambda split: splits[split], kind="factory")
+
+
+# ------------------------------------------------------------------------------------- image folders
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff"})
+IMAGE_SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _images(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Reader:
+    def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        image = importlib.import_module("PIL.Image")  # optional: checked by _open_image_folder
+
+        files: list[tuple[Path, int]] = []
+        for index, name in enumerate(classes):
+            folder = split_dirs[split] / name
+            if folder.is_dir():
+                files += [(p, index) for p in _images(folder)]
+        opened = []
+        for path, _ in files:
+            try:
+                with image.open(path) as im:  # reads the header only
+                    opened.append((im.mode, im.size))
+            except OSError as exc:  # UnidentifiedImageError is an OSError
+                raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
+        grey = all(mode in ("L", "1", "I;16", "I", "F") for mode, _ in opened)
+        sizes = sorted({size for _, size in opened})
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}×{h}" for w, h in sizes[:4]) + (", …" if len(sizes) > 4 else "")
+            raise DataError(
+                f"{root}: images of {len(sizes)} sizes in the {split} split ({shown})",
+                hint="resize them to one size first",
+            )
+        arrays: list[np.ndarray[Any, Any]] = []
+        for path, _ in files:
+            with image.open(path) as im:
+                arrays.append(np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8))
+        x = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, 3)
+        x = x.unsqueeze(1) if grey else x.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
+        y = torch.tensor([index for _, index in files], dtype=torch.int64)
+        return x, y
+
+    return read
+
+
+def open_image_folder(path: Path) -> DataSource:
+    """A folder with one sub-folder of images per class (sorted names are class 0, 1, …): the ``test`` split;
+    or sub-folders train/, test/ (val/…) that each hold such class folders."""
+    subdirs = _subdirs(path)
+    if subdirs and all(d.name in IMAGE_SPLIT_NAMES for d in subdirs):
+        split_dirs = {d.name: d for d in subdirs}
+    else:
+        split_dirs = {"test": path}
+    classes = sorted({c.name for d in split_dirs.values() for c in _subdirs(d) if _images(c)})
+    counts = {s: sum(len(_images(d / c)) for c in classes if (d / c).is_dir()) for s, d in split_dirs.items()}
+    if not classes or not any(counts.values()):
+        raise DataError(
+            f"{path}: no images in class sub-folders (expected {path}/CLASS/IMAGE, e.g. {path}/cat/001.png)",
+            hint=f"image files end in {', '.join(sorted(IMAGE_SUFFIXES))}",
+        )
+    try:
+        importlib.import_module("PIL.Image")
+    except ImportError:
+        raise DataError(
+            f"{path} is an image folder, and reading images needs Pillow, which is not installed",
+            hint="pip install pillow (into the environment interpscan runs in), or save the images as a tensor file",
+        ) from None
+    splits = tuple(s for s in sorted(split_dirs, key=lambda s: (s != "train", s)) if counts[s])
+    return DataSource(
+        path.name or str(path),
+        str(path),
+        splits,
+        None,
+        _image_reader(path, split_dirs, classes),
+        kind="image folder",
+        classes=tuple(classes),
+    )
