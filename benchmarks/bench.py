@@ -29,15 +29,17 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from interpscan.allocator import tune_allocator
 from interpscan.data import Split
-from interpscan.engine import DTYPES, STRATEGIES, Point, scan_points
+from interpscan.engine import EngineOptions, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
 from interpscan.models import MLP, resnet20
-from interpscan.options import Hold, parse_grid
+from interpscan.options import DType, Hold, Strategy, parse_grid
 from interpscan.scan import group_curves
 
 HERE = Path(__file__).resolve().parent
-ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.engine.STRATEGIES has them
+ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.options.Strategy has them
+STRATEGIES = tuple(s.value for s in Strategy)
+DTYPES = tuple(d.value for d in DType)
 SCANS = ("whole", "groups")
 COLUMNS = ["model", "scan", "strategy", "points", "seconds", "vs_floor", "speedup_vs_naive", "max_rel_diff", "note"]
 CONTEXT = ["device", "device_name", "threads", "torch", "samples", "batch_size", "alphas", "repeat", "tf32", "dtype"]
@@ -228,12 +230,13 @@ def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Proble
                 p.end,
                 p.points,
                 [split],
-                policy="interpolate",
-                strategy=strategy,
-                device=p.device,
-                batch_size=p.batch_size,
-                chunk_size=chunk_size,
-                dtype=p.dtype,
+                EngineOptions(
+                    strategy=Strategy.parse(strategy, "--strategies"),
+                    device=p.device,
+                    batch_size=p.batch_size,
+                    chunk_size=chunk_size,
+                    dtype=DType(p.dtype),
+                ),
             )
             note = f"{report.unique_points} distinct" if report.unique_points != len(p.points) else ""
             return [r.loss for r in results], note

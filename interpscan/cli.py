@@ -77,7 +77,7 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
     )
     task = bar.add_task("scan", total=None)
 
-    def advance(n: int, total: int) -> None:
+    def advance(n: int, total: int | None) -> None:
         if not bar.live.is_started:
             bar.start()
         bar.update(task, advance=n, total=total)

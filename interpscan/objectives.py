@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError, UsageError
+from .errors import DataError, RunError, UsageError
 
 
 def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -125,4 +125,21 @@ def parse_objective(text: str) -> Objective:
             hint=f"use {', '.join(OBJECTIVES)}, path/to/file.py:fn or package.module:fn",
         )
     fn = load_callable(text, flag="--loss", error=UsageError)
-    return Objective(text, fn, False, _custom_check(text, fn))
+    return Objective(text, _guarded(text, fn), False, _custom_check(text, fn))
+
+
+def _guarded(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The user's loss, its errors on any batch (not only the first, which ``check`` tries) as one line."""
+
+    def per_sample(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        try:
+            return fn(outputs, targets)
+        except Exception as exc:  # the user's function
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RunError(
+                f"--loss {name} raised {type(exc).__name__} on outputs {list(outputs.shape)} and targets "
+                f"{list(targets.shape)}" + (f": {msg}" if msg else ""),
+                hint="INTERPSCAN_DEBUG=1 shows the traceback",
+            ) from exc
+
+    return per_sample

@@ -21,10 +21,10 @@ import torch
 
 from . import __version__
 from .checkpoints import Checkpoint, align_to_model, load_checkpoint
-from .data import check_normalize, load_split, open_data, parse_normalize
+from .data import Split, check_normalize, load_split, open_data, parse_normalize
 from .decisions import batched_obstacle, choose_bn_policy, choose_strategy
 from .download import DownloadProgress
-from .engine import Point, PointResult, Progress, has_running_stats, scan_points
+from .engine import EngineOptions, Point, PointResult, Progress, Snapshot, has_running_stats, scan_points
 from .errors import ModelError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .metrics import distances, summarize_curve
@@ -218,7 +218,7 @@ def run_scan(
     strategy = strategy_choice.value
     policy_choice = choose_bn_policy(config.bn, model=model, has_train="train" in source.splits, data_name=source.name)
     policy, policy_reason = policy_choice.value, policy_choice.reason
-    calibration: torch.Tensor | None = None
+    calibration: Split | None = None
     calib_idx: Sequence[int] | None = None
     if policy == "recompute" and has_running_stats(model):
         # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
@@ -230,7 +230,7 @@ def run_scan(
             normalization=normalization,
             class_targets=targets,
         )
-        calibration = calib_split.inputs
+        calibration = calib_split
         calib_idx = calib_split.indices if calib_split.indices is not None else range(len(calib_split))
     say(
         f"model {spec.text} ({spec_origin}); data {source.name} "
@@ -269,23 +269,28 @@ def run_scan(
             "the partial scan saved in the output directory was made with other inputs or options",
             hint="resume with exactly the command that was interrupted, or start afresh with --force",
         )
+    engine = EngineOptions(
+        policy=policy,
+        strategy=strategy,
+        device=device,
+        batch_size=batch_size,
+        chunk_size=config.chunk_size,
+        dtype=config.dtype,
+    )
     point_results, report = scan_points(
         model,
         init.tensors,
         final.tensors,
         points,
         splits,
-        policy=policy,
+        engine,
         calibration=calibration,
-        strategy=strategy,
-        device=device,
-        batch_size=batch_size,
-        chunk_size=config.chunk_size,
-        dtype=config.dtype,
         progress=progress,
         objective=objective,
-        resume=resume["engine"] if resume is not None else None,
-        on_batch=None if on_batch is None else lambda snap: on_batch({"fingerprint": fingerprint, "engine": snap}),
+        resume=Snapshot.from_state(resume["engine"]) if resume is not None else None,
+        on_batch=None
+        if on_batch is None
+        else lambda snap: on_batch({"fingerprint": fingerprint, "engine": snap.to_state()}),
     )
 
     results = results_frame(point_results, [s.name for s in splits], curves)

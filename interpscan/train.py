@@ -62,6 +62,8 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     n = len(data)
     keep = torch.randperm(n, generator=gen)[: max(1, round(n * config.data_fraction))]
+    if not isinstance(data.inputs, torch.Tensor):
+        raise UsageError("training takes inputs of one tensor", hint="the demo and examples/ train on images")
     x, y = data.inputs[keep], data.targets[keep]
     params = list(model.parameters())
     if config.optimizer == "sgd":

@@ -159,3 +159,14 @@ def image_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     y = torch.randint(0, 5, (70,), generator=gen)
     calib = torch.randn(50, 3, 4, 4, generator=gen) * 1.5 + 0.2
     return x, y, calib
+
+
+ENGINE_OPTIONS = ("policy", "strategy", "device", "batch_size", "calibration_batch_size", "chunk_size", "dtype")
+
+
+def run_engine(model, start, end, points, splits, **kw):  # type: ignore[no-untyped-def]
+    """``scan_points`` with the EngineOptions fields given as keywords beside the others (calibration, resume, …)."""
+    from interpscan.engine import EngineOptions, scan_points
+
+    options = EngineOptions(**{k: kw.pop(k) for k in ENGINE_OPTIONS if k in kw})
+    return scan_points(model, start, end, points, splits, options, **kw)

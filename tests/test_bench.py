@@ -12,10 +12,9 @@ from types import ModuleType
 
 import pytest
 import torch
-from conftest import TinyConvBN, TinyMLP, make_state
+from conftest import TinyConvBN, TinyMLP, make_state, run_engine
 
 from interpscan.data import Split
-from interpscan.engine import scan_points
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
@@ -45,7 +44,7 @@ def test_every_method_gives_scan_points_losses(bench, model_cls, scan, image_dat
         points, groups = bench.group_points(model, ["@leaves"], alphas)
         assert groups == len({p.curve for p in points}) > 1
         assert len(points) == groups * len(alphas)
-    expected, _ = scan_points(model, start, end, points, [Split("t", x, y, None)], batch_size=32)
+    expected, _ = run_engine(model, start, end, points, [Split("t", x, y, None)], batch_size=32)
     problem = bench.Problem.make(model, start, end, points, x, y, 32, torch.device("cpu"))
     for name, make in bench.methods([s for s in bench.ENGINE_STRATEGIES if s in bench.STRATEGIES], None).items():
         losses, _ = make(problem)()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
-from conftest import TinyConvBN, TinyMLP, make_state, reference_curve
+from conftest import TinyConvBN, TinyMLP, make_state, reference_curve, run_engine
 from torch import nn
 
 from interpscan.data import Split
-from interpscan.engine import Point, scan_points
+from interpscan.engine import Point, Snapshot
 from interpscan.errors import DataError, UsageError
-from interpscan.objectives import CROSS_ENTROPY
+from interpscan.options import BNPolicy
 
 ALPHAS = [0.0, 0.25, 0.5, 0.8, 1.0, 1.3, -0.2]
 
@@ -25,7 +26,7 @@ def _split(x: torch.Tensor, y: torch.Tensor, name: str = "test") -> Split:
 def _run(model: nn.Module, start, end, points, x, y, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("batch_size", 32)
     kw.setdefault("calibration_batch_size", 16)
-    return scan_points(model, start, end, points, [_split(x, y)], **kw)
+    return run_engine(model, start, end, points, [_split(x, y)], **kw)
 
 
 @pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
@@ -202,7 +203,12 @@ def test_recompute_without_calibration_data_is_refused(image_data) -> None:  # t
 
 @pytest.mark.parametrize(
     ("kw", "match"),
-    [({"policy": "bogus"}, "BN policy"), ({"strategy": "vmap"}, "strategy"), ({"batch_size": 0}, "batch-size")],
+    [
+        ({"policy": "bogus"}, "--bn 'bogus' is not one of"),
+        ({"strategy": "vmap"}, "--strategy 'vmap' is not one of"),
+        ({"strategy": "auto"}, "the engine needs a concrete --strategy, not auto"),
+        ({"batch_size": 0}, "--batch-size must be a whole number ≥ 1, got 0"),
+    ],
 )
 def test_bad_options(kw, match, image_data) -> None:  # type: ignore[no-untyped-def]
     x, y, _ = image_data
@@ -261,18 +267,19 @@ def test_recompute_starts_each_point_from_fresh_statistics(strategy: str, image_
 
 def test_prefix_strategy_shares_the_prefix_and_matches_sequential(image_data) -> None:  # type: ignore[no-untyped-def]
     """A point that moves only the head runs the graph from the head on; the numbers equal sequential's."""
-    from interpscan.engine import _Prefix, _prepare, _trace
+    from interpscan.engine.plan import prepare
+    from interpscan.engine.prefix import Prefix, trace
 
     x, y, calib = image_data
     model = TinyConvBN().eval()
     start, end = make_state(model, 1), make_state(model, 2)
     head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
     points = [Point("all", 1.0)] + [Point("head", a, head, 1.0) for a in (0.0, 0.5)]
-    plan = _prepare(model, start, end, "interpolate", torch.device("cpu"))
-    traced, note = _trace(plan)
+    plan = prepare(model, start, end, BNPolicy.INTERPOLATE, torch.device("cpu"))
+    traced, note = trace(plan)
     assert traced is not None
     assert note is None
-    runner = _Prefix(plan, points, CROSS_ENTROPY, traced)
+    runner = Prefix(plan, points, traced)
     assert runner.cut[0] == 0  # the base network itself runs whole
     assert runner.cut[1] == runner.cut[2] > 1  # the head's points start at fc1
     assert str(traced.nodes[runner.cut[1]].target) == "fc1"
@@ -306,21 +313,21 @@ def test_prefix_strategy_falls_back_when_the_model_cannot_be_traced(image_data) 
 
 def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch, image_data) -> None:  # type: ignore[no-untyped-def]
     """An out-of-memory error (injected: no GPU here) halves the vmap chunk; the numbers do not change."""
-    from interpscan import engine
+    from interpscan.engine.runners import Batched
 
     x, y, calib = image_data
     model = TinyConvBN().eval()
     start, end = make_state(model, 1), make_state(model, 2)
     points = [Point("all", a) for a in ALPHAS]
     expected, _ = _run(model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="sequential")
-    real_state = engine._Batched._state
+    real_state = Batched._state
 
     def state_that_fits_two(self, chunk):  # type: ignore[no-untyped-def]
         if chunk.stop - chunk.start > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return real_state(self, chunk)
 
-    monkeypatch.setattr(engine._Batched, "_state", state_that_fits_two)
+    monkeypatch.setattr(Batched, "_state", state_that_fits_two)
     results, report = _run(
         model, start, end, points, x, y, policy="recompute", calibration=calib, strategy="batched", chunk_size=4
     )
@@ -331,7 +338,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch, image_data) -> 
 
 
 def test_a_single_point_out_of_memory_is_a_clear_run_error(monkeypatch, image_data) -> None:  # type: ignore[no-untyped-def]
-    from interpscan import engine
+    from interpscan.engine.runners import Batched
     from interpscan.errors import RunError
 
     x, y, _ = image_data
@@ -341,7 +348,7 @@ def test_a_single_point_out_of_memory_is_a_clear_run_error(monkeypatch, image_da
     def never_fits(self, chunk):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
-    monkeypatch.setattr(engine._Batched, "_state", never_fits)
+    monkeypatch.setattr(Batched, "_state", never_fits)
     with pytest.raises(RunError, match="out of memory") as info:
         _run(model, state, state, [Point("all", 0.0), Point("all", 1.0)], x, y, strategy="batched")
     assert info.value.hint is not None
@@ -372,7 +379,7 @@ def test_resuming_from_any_snapshot_gives_the_uninterrupted_result(strategy: str
     head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
     points = [Point("all", a) for a in (0.0, 0.5, 1.0)] + [Point("head", 0.0, head, 1.0)]
     splits = [Split("train", x[:40], y[:40], None), Split("test", x[40:], y[40:], None)]
-    snapshots: list[dict] = []  # type: ignore[type-arg]
+    snapshots: list[Snapshot] = []
     kw = {
         "policy": "recompute",
         "calibration": calib,
@@ -380,34 +387,36 @@ def test_resuming_from_any_snapshot_gives_the_uninterrupted_result(strategy: str
         "batch_size": 16,
         "strategy": strategy,
     }
-    full, _ = scan_points(model, start, end, points, splits, on_batch=snapshots.append, **kw)  # type: ignore[arg-type]
+    full, _ = run_engine(model, start, end, points, splits, on_batch=snapshots.append, **kw)  # type: ignore[arg-type]
     assert len(snapshots) == 3 + 2  # ceil(40/16) + ceil(30/16) batches
     for snap in snapshots[:-1]:
-        resumed, _ = scan_points(model, start, end, points, splits, resume=snap, **kw)  # type: ignore[arg-type]
+        resumed, _ = run_engine(model, start, end, points, splits, resume=snap, **kw)  # type: ignore[arg-type]
         assert [(r.loss, r.loss_se, r.accuracy, r.n) for r in resumed] == [
             (r.loss, r.loss_se, r.accuracy, r.n) for r in full
         ]
     # the saved sums are really used: 40 more nats on the train split's 40 examples is +1 on its mean loss
     first = snapshots[0]
-    tampered = {**first, "splits": [{**first["splits"][0], "loss": first["splits"][0]["loss"] + 40.0}]}
-    resumed, _ = scan_points(model, start, end, points, splits, resume=tampered, **kw)  # type: ignore[arg-type]
+    tampered = replace(first, splits=(replace(first.splits[0], loss=first.splits[0].loss + 40.0),))
+    resumed, _ = run_engine(model, start, end, points, splits, resume=tampered, **kw)  # type: ignore[arg-type]
     assert resumed[0].loss == pytest.approx(full[0].loss + 1.0)
     assert resumed[1].loss == pytest.approx(full[1].loss)  # the test split was not in the snapshot
 
 
 def test_prefix_shares_even_without_a_whole_network_curve(image_data) -> None:  # type: ignore[no-untyped-def]
     """Group points alone (as the benchmark scans them): the group's α=1 point is the base network."""
-    from interpscan.engine import _dedupe, _Prefix, _prepare, _trace, _with_bases
+    from interpscan.engine.plan import prepare
+    from interpscan.engine.points import dedupe
+    from interpscan.engine.prefix import Prefix, trace, with_bases
 
     model = TinyConvBN().eval()
     start, end = make_state(model, 1), make_state(model, 2)
     head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
     points = [Point("head", a, head, 1.0) for a in (0.0, 0.5, 1.0)]
-    plan = _prepare(model, start, end, "interpolate", torch.device("cpu"))
-    unique, _ = _dedupe(points, sorted(plan.start))
-    traced, _ = _trace(plan)
+    plan = prepare(model, start, end, BNPolicy.INTERPOLATE, torch.device("cpu"))
+    unique, _ = dedupe(points, sorted(plan.start))
+    traced, _ = trace(plan)
     assert traced is not None
-    runner = _Prefix(plan, _with_bases(unique, sorted(plan.start)), CROSS_ENTROPY, traced)
+    runner = Prefix(plan, with_bases(unique, sorted(plan.start)), traced)
     assert runner.bases == {1.0: 2}
     assert runner.cut[0] == runner.cut[1] > 1
     x, y, _ = image_data

@@ -17,13 +17,13 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
-from conftest import reference_curve, run_cli, run_cli_output
+from conftest import reference_curve, run_cli, run_cli_output, run_engine
 from safetensors.torch import save_file, save_model
 from torch import nn
 
 from interpscan.checkpoints import load_checkpoint
 from interpscan.data import Split
-from interpscan.engine import Point, scan_points
+from interpscan.engine import Point
 from interpscan.errors import CheckpointError, RunError, UsageError
 from interpscan.models import CNN, build_model, parse_model_spec
 from interpscan.scan import ScanConfig, run_scan
@@ -272,7 +272,7 @@ def test_an_exported_program_through_both_strategies(tmp_path: Path, data: Path,
     assert final.module is not None
     points = [Point("all", t) for t in (0.0, 0.3, 1.0, 1.5)]
     split = split_of(data)
-    results, _ = scan_points(
+    results, _ = run_engine(
         final.module, init.tensors, final.tensors, points, [split], strategy=strategy, batch_size=16
     )
     want = reference_curve(
@@ -297,7 +297,7 @@ def test_a_torchscript_archive_through_both_strategies(tmp_path: Path, data: Pat
     assert final.module is not None
     points = [Point("all", t) for t in (0.0, 0.3, 1.0, 1.5)]
     split = split_of(data)
-    results, _ = scan_points(
+    results, _ = run_engine(
         final.module, init.tensors, final.tensors, points, [split], strategy="sequential", batch_size=16
     )
     want = reference_curve(
@@ -315,7 +315,7 @@ def test_a_torchscript_archive_through_both_strategies(tmp_path: Path, data: Pat
     assert all(torch.equal(final.module.state_dict()[k], v) for k, v in final.tensors.items())
     # torch.func cannot swap a ScriptModule's weights: the engine fails, run_scan says why before any compute
     with pytest.raises(RunError, match="stateless API can't be used with Jitted modules"):
-        scan_points(final.module, init.tensors, final.tensors, points, [split], strategy="batched")
+        run_engine(final.module, init.tensors, final.tensors, points, [split], strategy="batched")
     with pytest.raises(UsageError) as exc:
         scan(tmp_path / "a.pt", tmp_path / "b.pt", data, strategy="batched")
     assert str(exc.value) == "--strategy batched: torch.func cannot swap a TorchScript module's weights"
@@ -436,8 +436,8 @@ def test_engine_batched_strategy_with_tied_weights(tied_data: Path) -> None:
     a, b = tied_states()
     split = split_of(tied_data)
     points = [Point("all", a_) for a_ in (0.0, 0.5, 1.0)]
-    batched, _ = scan_points(TiedNet(), a, b, points, [split], strategy="batched")
-    sequential, _ = scan_points(TiedNet(), a, b, points, [split], strategy="sequential")
+    batched, _ = run_engine(TiedNet(), a, b, points, [split], strategy="batched")
+    sequential, _ = run_engine(TiedNet(), a, b, points, [split], strategy="sequential")
     for x, y in zip(batched, sequential, strict=True):
         assert x.loss == pytest.approx(y.loss, rel=1e-6)
 
@@ -447,7 +447,7 @@ def test_engine_moves_a_tied_tensor_whichever_name_a_point_names(strategy: str, 
     a, b = tied_states()
     split = split_of(tied_data)
     by_enc, by_dec = (Point(n, 0.0, frozenset({n}), 1.0) for n in ("enc.weight", "dec.weight"))
-    results, _ = scan_points(TiedNet(), a, b, [by_enc, by_dec], [split], strategy=strategy)
+    results, _ = run_engine(TiedNet(), a, b, [by_enc, by_dec], [split], strategy=strategy)
     assert results[0].loss == results[1].loss
     # the reference: the tied matrix at its initial value under both names, everything else final
     ref = TiedNet().eval()

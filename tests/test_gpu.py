@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyConvBN, make_state
+from conftest import TinyConvBN, make_state, run_engine
 
 from interpscan.data import Split
-from interpscan.engine import Point, scan_points
+from interpscan.engine import Point
 from interpscan.models import resnet20
 
 pytestmark = [
@@ -24,8 +24,8 @@ def test_cuda_batched_equals_cpu_sequential(policy: str, image_data) -> None:  #
     start, end = make_state(model, 1), make_state(model, 2)
     points = [Point("all", a) for a in (-0.2, 0.0, 0.3, 0.7, 1.0)]
     kw = {"policy": policy, "calibration": calib, "calibration_batch_size": 16, "batch_size": 32}
-    cpu, _ = scan_points(model, start, end, points, [Split("t", x, y, None)], strategy="sequential", **kw)
-    gpu, report = scan_points(
+    cpu, _ = run_engine(model, start, end, points, [Split("t", x, y, None)], strategy="sequential", **kw)
+    gpu, report = run_engine(
         model, start, end, points, [Split("t", x, y, None)], strategy="batched", device="cuda", **kw
     )
     assert report.chunk_size is not None
@@ -40,7 +40,7 @@ def test_cuda_chunk_is_sized_from_free_memory() -> None:
     a, b = model.state_dict(), resnet20().state_dict()
     x, y = torch.randn(512, 3, 32, 32), torch.randint(0, 10, (512,))
     points = [Point("all", i / 50) for i in range(51)]
-    results, report = scan_points(
+    results, report = run_engine(
         model, a, b, points, [Split("t", x, y, None)], strategy="batched", device="cuda", batch_size=256
     )
     assert report.chunk_size == 51  # a small model: every point fits at once on any current GPU

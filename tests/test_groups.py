@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyConvBN, make_state, reference_curve, run_cli, run_cli_output
+from conftest import TinyConvBN, make_state, reference_curve, run_cli, run_cli_output, run_engine
 from torch import nn
 
 from interpscan.data import Split
-from interpscan.engine import Point, scan_points
+from interpscan.engine import Point
 from interpscan.errors import UsageError
 from interpscan.groups import ModuleTree, natural_key, parameter_names, resolve_groups
 from interpscan.models import build_model, parse_model_spec, resnet18
@@ -164,7 +164,7 @@ def test_breakdown_equals_hand_built_loop(hold: str, mode: str, policy: str, str
     curves = group_curves(grouping, names, [n for n, _ in model.named_parameters()], hold, mode)
     alphas = [0.0, 0.4, 1.0]
     points = [Point(c.name, a, c.moving, Hold(hold).coefficient) for c in curves.values() for a in alphas]
-    results, _ = scan_points(
+    results, _ = run_engine(
         model,
         start,
         end,
@@ -197,7 +197,7 @@ def test_group_curves_reach_the_trained_network(image_data) -> None:  # type: ig
     grouping = resolve_groups(["@top"], ModuleTree.from_model(model))
     curves = group_curves(grouping, list(start), [n for n, _ in model.named_parameters()], "final", "only")
     points = [Point("all", 1.0)] + [Point(c.name, 1.0, c.moving, 1.0) for c in curves.values()]
-    results, report = scan_points(model, start, end, points, [Split("test", x, y, None)])
+    results, report = run_engine(model, start, end, points, [Split("test", x, y, None)])
     assert report.unique_points == 1
     assert len({r.loss for r in results}) == 1
 

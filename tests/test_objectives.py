@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interpscan.errors import DataError, UsageError
+from interpscan.errors import DataError, RunError, UsageError
 from interpscan.objectives import CROSS_ENTROPY, MSE, parse_objective
 
 LOSSES = """
@@ -36,6 +36,12 @@ def integers(outputs, targets):
 
 def shape_error(outputs, targets):
     return outputs @ targets
+
+
+def fails_on_small_batches(outputs, targets):
+    if len(outputs) < 4:
+        raise ValueError("batch too small")
+    return (outputs - targets).abs().flatten(1).mean(1)
 
 
 THRESHOLD = 0.5
@@ -102,6 +108,19 @@ def test_custom_loss_is_checked_on_the_first_batch(losses: Path, fn: str, messag
     assert str(exc.value).startswith(f"--loss {losses}:{fn} ")
     assert message in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_custom_loss_failing_on_a_later_batch_is_one_line(losses: Path) -> None:
+    """check tries the first batch; a failure on a later one (here the short last batch) is still one line."""
+    objective = parse_objective(f"{losses}:fails_on_small_batches")
+    objective.check(torch.ones(4, 2), torch.zeros(4, 2))
+    with pytest.raises(RunError) as exc:
+        objective.per_sample(torch.ones(2, 2), torch.zeros(2, 2))
+    assert str(exc.value) == (
+        f"--loss {losses}:fails_on_small_batches raised ValueError on outputs [2, 2] and targets [2, 2]: "
+        "batch too small"
+    )
+    assert isinstance(exc.value.__cause__, ValueError)
 
 
 def test_custom_loss_batch_sizes_must_agree(losses: Path) -> None:

@@ -17,7 +17,7 @@ from conftest import run_cli
 # mid-scan however fast the machine is: the test never races the scan's end.
 SLOW_MAIN = """
 import sys, time
-import interpscan.engine as engine
+import interpscan.engine.core as engine
 accumulate = engine._accumulate
 def slow(*args, **kwargs):
     time.sleep(0.01)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..download import DownloadProgress
 from ..errors import DataError, UsageError
 from ..usercode import is_callable_spec
+from .batches import Batches, Split, Stream, as_splits
 from .decoders import read_cifar_batch, read_idx
 from .named import (
     DEBIAN_FASHION_MNIST,
@@ -30,7 +31,6 @@ from .source import (
     DataSource,
     Log,
     Normalization,
-    Split,
     check_normalize,
     load_split,
     parse_data_keys,
@@ -46,9 +46,12 @@ __all__ = [
     "NAMED",
     "NAMED_DATASETS",
     "STANDARD_NORMALIZATION",
+    "Batches",
     "DataSource",
     "Normalization",
     "Split",
+    "Stream",
+    "as_splits",
     "check_normalize",
     "dataset_dirs",
     "default_root",

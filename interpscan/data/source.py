@@ -1,4 +1,4 @@
-"""One split of a dataset in memory, and what shapes it: the source that reads splits, seeded subsets,
+"""Where a dataset's splits come from and how one is read into memory: the DataSource, seeded subsets,
 normalization, and the ``--samples`` / ``--normalize`` / ``--data-keys`` values."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import DataError, UsageError
+from .batches import Split
 
 # (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
 Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
@@ -36,20 +37,6 @@ class DataSource:
                 hint=f"use --split {self.splits[0]}",
             )
         return self.reader(split)
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split in memory: inputs (N, …) float32, normalized; targets (N,) int64 class labels, or (N, …)
-    float32 for regression losses."""
-
-    name: str
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    indices: tuple[int, ...] | None  # the subset drawn by --samples, as indices into the full split
-
-    def __len__(self) -> int:
-        return int(self.targets.shape[0])
 
 
 def _floats(text: str, what: str, original: str) -> float | tuple[float, ...]:
@@ -159,7 +146,8 @@ def load_split(
     normalization: Normalization | None = None,
     class_targets: bool = True,
 ) -> Split:
-    """Read one split into memory: uint8 images become float32 in [0, 1], then (x − mean) / std.
+    """Read one split into memory: uint8 images become float32 in [0, 1], then (x − mean) / std; other floating
+    inputs become float32; other integer inputs (token ids) are kept as they are.
 
     Args:
         samples: draw this many examples (seeded, without replacement); None for all.
@@ -176,8 +164,18 @@ def load_split(
     idx = subset_indices(int(y.shape[0]), samples, seed)
     if idx is not None:
         x, y = x[idx], y[idx]
-    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)  # images: [0, 255] -> [0, 1]
+    elif x.is_floating_point() or x.dtype == torch.bool:
+        x = x.float()
+    # other integer inputs (token ids, indices) are kept as they are: an embedding needs them so
     if normalization is not None:
+        if not x.is_floating_point():
+            raise DataError(
+                f"{source.name}: {split} inputs are {str(x.dtype).removeprefix('torch.')} (ids, not intensities), "
+                "and --normalize applies to floating-point inputs",
+                hint="drop --normalize (or pass --normalize none)",
+            )
         x = _normalize(x, normalization, f"{source.name} {split}")
     if class_targets:
         if y.is_floating_point() or y.dtype == torch.bool:

@@ -1,0 +1,273 @@
+"""The engine's loop: data outer, points inner. Each split is a stream of batches; every distinct point is
+evaluated on each batch as it arrives (by the strategy's runner), and its per-example losses are summed.
+
+A point's weights are ``lerp(start, end, coefficient)`` computed afresh from the endpoints (exact at 0 and 1,
+never accumulated), in float32 whatever the checkpoints' dtype. The caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.batches import Batches, Split, batch_len
+from ..errors import RunError, UsageError
+from ..objectives import CROSS_ENTROPY, Objective
+from ..options import BNPolicy, DType, Strategy
+from .calibration import recompute_statistics
+from .plan import precision, prepare
+from .points import Point, PointResult, dedupe, untie
+from .runners import Runner, Statistics, make_runner
+from .snapshot import Snapshot, SplitSums
+
+# Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total`` (None
+# while a stream's length is unknown).
+Progress = Callable[[int, int | None], None]
+
+
+def _positive(value: int | None, what: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UsageError(f"{what} must be a whole number ≥ 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine evaluates: the BN policy and strategy (concrete: decisions.py resolves ``auto``), where,
+    in batches of what size, and in which precision. Checked when built.
+
+    ``chunk_size`` is the batched strategy's points per forward pass (default: from free memory on CUDA, 8 on
+    CPU); ``calibration_batch_size`` the batch size of the ``recompute`` re-estimation (default ``batch_size``).
+    """
+
+    policy: BNPolicy = BNPolicy.INTERPOLATE
+    strategy: Strategy = Strategy.SEQUENTIAL
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 256
+    calibration_batch_size: int | None = None
+    chunk_size: int | None = None
+    dtype: DType = DType.FLOAT32
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "policy", BNPolicy.parse(self.policy, "--bn"))
+        set_(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
+        set_(self, "dtype", DType.parse(self.dtype, "--dtype"))
+        set_(self, "device", torch.device(self.device))
+        for concrete, flag in ((self.policy, "--bn"), (self.strategy, "--strategy")):
+            if concrete.value == "auto":
+                raise UsageError(f"the engine needs a concrete {flag}, not auto", hint="see interpscan.decisions")
+        _positive(self.batch_size, "--batch-size")
+        _positive(self.calibration_batch_size, "the calibration batch size")
+        _positive(self.chunk_size, "--chunk-size")
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """What the engine did, for run.json."""
+
+    strategy: str
+    policy: str
+    device: str
+    batch_size: int
+    chunk_size: int | None
+    unique_points: int
+    calibration_batches: int
+    seconds_calibration: float
+    seconds_evaluation: float
+    bn_modules: int
+    note: str | None = None  # e.g. why the prefix strategy fell back to sequential
+    chunk_shrinks: int = 0  # times an out-of-memory error halved the batched strategy's chunk
+    dtype: str = "float32"
+
+
+class _Meter:
+    """Counts (point, batch) evaluations and tells ``progress``."""
+
+    def __init__(self, progress: Progress | None, total: int | None, done: int = 0) -> None:
+        self.progress, self.total, self.done = progress, total, done
+        if progress is not None and done:
+            progress(done, total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(n, self.total)
+
+
+def _accumulate(
+    sums: SplitSums, idx: slice, outputs: torch.Tensor, targets: torch.Tensor, objective: Objective
+) -> None:
+    """outputs: (P, B, …) for the points ``idx``; targets: (B, …)."""
+    p, b = outputs.shape[:2]
+    flat = outputs.reshape(p * b, *outputs.shape[2:])
+    repeated = targets.repeat(p, *([1] * (targets.dim() - 1)))
+    losses = objective.per_sample(flat, repeated).view(p, b).double()
+    sums.loss[idx] += losses.sum(1).cpu()
+    sums.loss_sq[idx] += (losses * losses).sum(1).cpu()
+    if objective.classification:
+        sums.correct[idx] += (outputs.argmax(-1) == targets).sum(1).cpu()
+
+
+def _as_calibration(calibration: Batches | torch.Tensor | None) -> Batches | None:
+    if isinstance(calibration, torch.Tensor):  # inputs alone; the targets are never read
+        return Split("calibration", calibration, torch.zeros(len(calibration)), None)
+    return calibration
+
+
+def _total(points: int, splits: Sequence[Batches], batch_size: int, calibration: Batches | None, cb: int) -> int | None:
+    counts = [s.num_batches(batch_size) for s in splits]
+    if calibration is not None:
+        counts.append(calibration.num_batches(cb))
+    return None if any(c is None for c in counts) else points * sum(c for c in counts if c is not None)
+
+
+def _evaluate(
+    runner: Runner,
+    splits: Sequence[Batches],
+    options: EngineOptions,
+    objective: Objective,
+    saved: Sequence[SplitSums],
+    stats: Statistics | None,
+    meter: _Meter,
+    on_batch: Callable[[Snapshot], None] | None,
+) -> list[SplitSums]:
+    """Every point on every batch of every split; a snapshot after each batch when ``on_batch`` is given."""
+    points = len(runner.points)
+    done: list[SplitSums] = []
+    copies: list[SplitSums] = []  # of the finished splits, for the snapshots
+    for si, split in enumerate(splits):
+        sums = saved[si].copy() if si < len(saved) else SplitSums.zeros(points)
+        for b, (inputs, targets) in enumerate(split.batches(options.batch_size, options.device)):
+            if b < sums.batches:
+                continue  # finished before the interruption
+            for chunk, outputs in runner.evaluate(inputs):
+                if not sums.checked:  # the shapes, once per split, before anything is accumulated
+                    objective.check(outputs[0], targets)
+                    sums.checked = True
+                _accumulate(sums, chunk, outputs, targets, objective)
+                meter.advance(chunk.stop - chunk.start)
+            sums.n += batch_len(targets)
+            sums.batches = b + 1
+            if on_batch is not None:
+                on_batch(Snapshot(points, stats, (*copies, sums.copy()), meter.done))
+        done.append(sums)
+        if on_batch is not None:
+            copies.append(sums.copy())
+    return done
+
+
+def _results(
+    points: Sequence[Point],
+    index: Sequence[int],
+    splits: Sequence[Batches],
+    sums: Sequence[SplitSums],
+    objective: Objective,
+) -> list[PointResult]:
+    results = []
+    for p, u in zip(points, index, strict=True):
+        for split, s in zip(splits, sums, strict=True):
+            n = s.n
+            mean = float(s.loss[u]) / n if n else math.nan
+            var = (float(s.loss_sq[u]) - n * mean * mean) / (n - 1) if n > 1 else math.nan
+            se = math.sqrt(max(var, 0.0) / n) if n > 1 and math.isfinite(var) else math.nan
+            acc = float(s.correct[u]) / n if n and objective.classification else math.nan
+            results.append(PointResult(p, split.name, mean, se, acc, n))
+    return results
+
+
+def scan_points(
+    model: nn.Module,
+    start: Mapping[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    points: Sequence[Point],
+    splits: Sequence[Batches],
+    options: EngineOptions | None = None,
+    *,
+    calibration: Batches | torch.Tensor | None = None,
+    objective: Objective = CROSS_ENTROPY,
+    progress: Progress | None = None,
+    resume: Snapshot | None = None,
+    on_batch: Callable[[Snapshot], None] | None = None,
+) -> tuple[list[PointResult], EngineReport]:
+    """Evaluate the model at every point on every split.
+
+    Args:
+        model: module whose ``state_dict()`` names match ``start`` and ``end``; copied, never modified.
+        start, end: the path's endpoints θ_A, θ_B (same names and shapes; checked by the caller).
+        points: the networks to evaluate; coinciding points are evaluated once.
+        splits: streams of (inputs, targets) batches (data/batches.py); a resident Split is moved to the device
+            once, a Stream batch by batch.
+        options: policy, strategy, device, batch sizes, precision (EngineOptions; the defaults when None).
+        calibration: training inputs for ``recompute`` (a split, or a tensor of inputs), read once.
+        objective: the per-example loss (and whether accuracy is defined); cross-entropy by default.
+        progress: told about the (point, batch) evaluations as they finish.
+        on_batch: given a Snapshot after every finished evaluation batch (copies: keep it as it is).
+        resume: such a snapshot, from a scan of the same points, data and options: the re-estimation and the
+            finished batches are not run again, and the sums continue from there, so the result is the same
+            as an uninterrupted scan's.
+
+    Returns:
+        One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
+
+    Raises:
+        UsageError: ``recompute`` without calibration data, or a snapshot made for other points.
+        DataError: the model's output does not fit the targets.
+        RunError: the model's forward pass raised, or a single point does not fit in memory.
+    """
+    options = options or EngineOptions()
+    device = options.device
+    plan = prepare(model, start, end, options.policy, device)
+    recompute = options.policy is BNPolicy.RECOMPUTE and bool(plan.bn_stats)
+    calib = _as_calibration(calibration)
+    if recompute and calib is None:
+        raise UsageError(
+            "BN policy 'recompute' needs training data to re-estimate statistics",
+            hint="use --bn interpolate or --bn batch, or data with a train split",
+        )
+    unique, index = dedupe([untie(p, plan.aliases) for p in points], plan.names)
+    runner, evaluated = make_runner(options.strategy, plan, unique, chunk_size=options.chunk_size, device=device)
+    if resume is not None and resume.unique_points != len(evaluated):
+        raise UsageError("the saved partial scan was made for other points", hint="rerun without --resume")
+    stats = resume.stats if resume is not None and recompute else None
+    cb = options.calibration_batch_size or options.batch_size
+    need_calibration = recompute and stats is None
+    total = _total(len(evaluated), splits, options.batch_size, calib if need_calibration else None, cb)
+    meter = _Meter(progress, total, resume.units if resume is not None else 0)
+    calibration_batches = 0
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode(), precision(device, options.dtype):
+            if need_calibration and calib is not None:
+                batches = (inputs for inputs, _ in calib.batches(cb, device))
+                stats, calibration_batches = recompute_statistics(runner, plan, batches, meter.advance)
+            runner.use_statistics(stats if recompute else None)
+            t1 = time.perf_counter()
+            saved = resume.splits if resume is not None else ()
+            sums = _evaluate(runner, splits, options, objective, saved, stats, meter, on_batch)
+            t2 = time.perf_counter()
+    except torch.OutOfMemoryError as exc:
+        raise RunError(
+            f"out of memory on {device} evaluating a single point on a batch of {options.batch_size}",
+            hint="lower --batch-size, or use --dtype bfloat16",
+        ) from exc
+    report = EngineReport(
+        strategy=str(runner.strategy),
+        policy=str(options.policy),
+        device=str(device),
+        batch_size=options.batch_size,
+        chunk_size=runner.chunk_size,
+        chunk_shrinks=runner.shrinks,
+        dtype=str(options.dtype),
+        unique_points=len(evaluated),
+        calibration_batches=calibration_batches,
+        seconds_calibration=t1 - t0,
+        seconds_evaluation=t2 - t1,
+        bn_modules=len(plan.bn_modules),
+        note=runner.note,
+    )
+    return _results(points, index, splits, sums, objective), report
