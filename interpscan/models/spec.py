@@ -1,0 +1,438 @@
+"""Which model a scan evaluates: the ``--model`` grammar (a zoo name, ``path/to/file.py:factory``,
+``package.module:factory``, ``torchvision:NAME`` / ``timm:NAME``), building it, and choosing it when no
+``--model`` is given (the forward a file brings, the spec a checkpoint records, or zoo detection).
+
+A checkpoint is data: a spec it records that names Python code is built only when the user names it or trusts it.
+``--model-arg key=value`` values are Python literals where they parse as one.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import difflib
+import functools
+import importlib
+import importlib.util
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError, UsageError
+from ..usercode import load_callable
+from .zoo import ZOO, ZooCandidate, detect_zoo_model, find_tensor, infer_zoo_args, on_meta, zoo_candidates
+
+if TYPE_CHECKING:
+    from ..checkpoints import Checkpoint
+
+HUBS = ("torchvision", "timm")
+# Kinds of ModelSpec that name Python code to import and call. A checkpoint is data: a spec it records of one of
+# these kinds is built only when the user names it with --model or passes --trust-recorded-code.
+CODE_KINDS = ("file", "module")
+# Kinds of ModelSpec for a checkpoint that brings its own forward pass (never parsed from user input).
+OWN_FORWARD = {"torchscript": "TorchScript archive", "torch-export": "torch.export program", "pickle": "pickled module"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed ``--model`` value: where the factory lives and the arguments it gets."""
+
+    kind: str  # "zoo", "file", "module", "torchvision", "timm"; or an OWN_FORWARD kind
+    target: str  # zoo name, file path, module path or package; the checkpoint's path for OWN_FORWARD kinds
+    factory: str | None  # attribute name for "file" / "module", model name for the packages
+    args: Mapping[str, Any]
+
+    @property
+    def text(self) -> str:
+        return self.target if self.factory is None else f"{self.target}:{self.factory}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spec": self.text, "kind": self.kind, "args": dict(self.args)}
+
+
+def parse_value(text: str) -> Any:
+    """A ``--model-arg`` value: a Python literal (``3``, ``0.5``, ``(1, 28, 28)``), true/false, or a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # TypeError: e.g. {[]: 1}
+        return text
+
+
+def parse_model_args(pairs: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["width=32", "bn=false"]`` into ``{"width": 32, "bn": False}``."""
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--model-arg {pair!r} is not KEY=VALUE", hint="e.g. --model-arg width=32")
+        args[key.strip()] = parse_value(value)
+    return args
+
+
+def parse_model_spec(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
+    """Parse a ``--model`` value (see module docstring).
+
+    Raises:
+        ModelError: an unknown zoo name (with the closest names) or a malformed spec.
+    """
+    args = dict(args or {})
+    if ":" in text:
+        target, _, factory = text.rpartition(":")
+        if target in HUBS:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", factory):
+                raise ModelError(f"model spec {text!r} is not {target}:NAME", hint=f"e.g. {target}:resnet18")
+            return ModelSpec(target, target, factory, args)
+        if not target or not factory.isidentifier():
+            raise ModelError(f"model spec {text!r} is not PATH.py:FACTORY or MODULE:FACTORY")
+        kind = "file" if target.endswith(".py") or "/" in target or "\\" in target else "module"
+        return ModelSpec(kind, target, factory, args)
+    if text in ZOO:
+        return ModelSpec("zoo", text, None, args)
+    close = difflib.get_close_matches(text, ZOO, n=3, cutoff=0.4)
+    raise ModelError(
+        f"unknown model {text!r}" + (f"; closest: {', '.join(close)}" if close else ""),
+        hint=f"zoo models: {', '.join(ZOO)} (`interpscan models`); or pass path/to/file.py:factory, "
+        "package.module:factory, torchvision:NAME or timm:NAME",
+    )
+
+
+def _hub_factory(spec: ModelSpec) -> Callable[..., Any]:
+    """torchvision's ``get_model(NAME, weights=None)`` or timm's ``create_model(NAME, pretrained=False)``:
+    the architecture with fresh weights, which the checkpoints then replace."""
+    assert spec.factory is not None
+    package = spec.kind
+    try:
+        module = importlib.import_module("torchvision.models" if package == "torchvision" else "timm")
+    except ImportError as exc:
+        raise ModelError(
+            f"model {spec.text!r} needs the {package} package, which is not installed ({exc})",
+            hint=f"pip install {package} (optional: interpscan itself never needs it)",
+        ) from exc
+    names = [str(n) for n in module.list_models()]
+    if spec.factory.split(".")[0] not in names:  # timm names may carry a ".tag" for pretrained variants
+        close = difflib.get_close_matches(spec.factory, names, n=3, cutoff=0.5)
+        raise ModelError(
+            f"{package} has no model {spec.factory!r}" + (f"; closest: {', '.join(close)}" if close else ""),
+            hint=f"{package}'s list_models() names them",
+        )
+    if package == "torchvision":
+        return functools.partial(module.get_model, spec.factory, weights=None)
+    return functools.partial(module.create_model, spec.factory, pretrained=False)
+
+
+def _resolve_factory(spec: ModelSpec) -> Callable[..., Any]:
+    if spec.kind == "zoo":
+        return ZOO[spec.target].factory
+    if spec.kind in HUBS:
+        return _hub_factory(spec)
+    if spec.kind in OWN_FORWARD:
+        raise ModelError(f"{spec.text} brings its own forward pass; there is no factory to call")
+    return load_callable(spec.text, flag="--model", error=ModelError)
+
+
+def factory_parameters(spec: ModelSpec) -> set[str]:
+    """Names of the keyword arguments the spec's factory accepts (empty when it takes **kwargs only)."""
+    try:
+        sig = inspect.signature(_resolve_factory(spec))
+    except (TypeError, ValueError):
+        return set()
+    return {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Call the spec's factory with its arguments and return the module in eval mode.
+
+    Raises:
+        ModelError: the factory is missing, raises, or returns something that is not an nn.Module.
+    """
+    factory = _resolve_factory(spec)
+    try:
+        model = factory(**spec.args)
+    except TypeError as exc:
+        raise ModelError(f"model {spec.text!r} rejected its arguments: {exc}", hint="check --model-arg") from exc
+    except Exception as exc:
+        raise ModelError(f"building model {spec.text!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model factory {spec.text!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------ which model to use
+
+
+def inferred_args(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Architecture arguments a checkpoint's shapes imply for ``spec``: all of a zoo model's (widths, input
+    channels, class count), the class count for torchvision and timm models, nothing for user factories."""
+    if spec.kind == "zoo":
+        return infer_zoo_args(spec.target, tensors)
+    if spec.kind not in HUBS:
+        return {}
+    try:
+        model = on_meta(_hub_factory(spec), {})
+    except Exception:  # the factory itself reports its problems when the model is built for real
+        return {}
+    heads = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if heads:
+        name, head = heads[-1]
+        weight = find_tensor(tensors, f"{name}.weight")
+        if weight is not None and weight.dim() == 2 and int(weight.shape[0]) != head.out_features:
+            return {"num_classes": int(weight.shape[0])}
+    return {}
+
+
+def _same_model(given: ModelSpec, recorded: ModelSpec) -> bool:
+    """``--model`` names the model a checkpoint records (a file counts as the same by name, as it may move)."""
+    if (given.kind, given.factory) != (recorded.kind, recorded.factory):
+        return False
+    if given.kind == "file":
+        return Path(given.target).name == Path(recorded.target).name
+    return given.target == recorded.target
+
+
+def _recorded(ckpt: Checkpoint) -> ModelSpec | None:
+    rec = ckpt.model_spec
+    if rec is None:
+        return None
+    try:
+        return parse_model_spec(str(rec["model"]), dict(rec.get("model_args") or {}))
+    except ModelError as exc:
+        raise ModelError(
+            f"{ckpt.info.path} records model {rec['model']!r}, which interpscan cannot use: {exc}",
+            hint="pass --model",
+        ) from exc
+
+
+def recorded_code(final: Checkpoint, init: Checkpoint) -> tuple[Checkpoint, ModelSpec] | None:
+    """The checkpoint whose recorded model would be built (the final one's first) and that spec, when the spec
+    names Python code to import (a file or ``module:factory``); None when it names the zoo, a package's model
+    registry, or nothing. Raises nothing it would not raise anyway: a malformed record is left to the caller."""
+    rec_ckpt = next((c for c in (final, init) if c.model_spec is not None), None)
+    if rec_ckpt is None:
+        return None
+    try:
+        spec = _recorded(rec_ckpt)
+    except ModelError:
+        return None
+    return (rec_ckpt, spec) if spec is not None and spec.kind in CODE_KINDS else None
+
+
+def check_recorded_code(model: str | None, final: Checkpoint, init: Checkpoint, *, trust: bool) -> None:
+    """Refuse to build a model whose code a checkpoint names, unless the user named it (``--model``) or said
+    they trust it (``--trust-recorded-code``). A checkpoint is data: a spec such as ``os:system`` recorded in it
+    must never make interpscan import and call anything.
+
+    Raises:
+        ModelError: no ``--model``, no trust, and the recorded spec names a file or a module.
+    """
+    found = None if model is not None or trust else recorded_code(final, init)
+    if found is None:
+        return
+    ckpt, spec = found
+    what = "a Python file" if spec.kind == "file" else "a Python module"
+    raise ModelError(
+        f"{ckpt.info.path} records model {spec.text!r}, {what} to import and call; interpscan does not run code "
+        "that a checkpoint names",
+        hint=f"if you trust this checkpoint, pass --model {spec.text} (it keeps the recorded --model-arg values) "
+        "or --trust-recorded-code; `interpscan inspect` shows what a checkpoint records",
+    )
+
+
+def _locate_recorded_file(spec: ModelSpec, ckpt: Checkpoint) -> ModelSpec:
+    """A recorded model file: absolute as written since 0.1, else relative to the working directory or to the
+    checkpoint's directory (older checkpoints recorded the path as typed where training ran)."""
+    target = Path(spec.target)
+    where = Path(ckpt.info.path)
+    base = where if where.is_dir() else where.parent
+    candidates = [target] if target.is_absolute() else [target, base / target]
+    for candidate in candidates:
+        if candidate.is_file():
+            return ModelSpec(spec.kind, str(candidate), spec.factory, spec.args)
+    looked = "" if target.is_absolute() else f" (looked in {Path.cwd()} and {base})"
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(spec.args.items()))
+    raise ModelError(
+        f"the model file {spec.target} recorded in {ckpt.info.path} was not found{looked}",
+        hint=f"pass --model path/to/{target.name}:{spec.factory}"
+        + (f"; the recorded arguments ({args}) are kept" if args else ""),
+    )
+
+
+def model_spec_for(
+    model: str | None,
+    model_args: Mapping[str, Any],
+    final: Checkpoint,
+    init: Checkpoint,
+    *,
+    trust_recorded_code: bool = False,
+) -> tuple[ModelSpec, str]:
+    """The model to build from ``--model`` or, without it, from the spec a checkpoint records; and a line on
+    where it came from. A recorded spec that names code (a file or a module) is used only with
+    ``trust_recorded_code`` (see check_recorded_code); the zoo and package registries need no trust.
+
+    Arguments, later winning: those read off the final checkpoint's shapes (zoo and package models), those the
+    checkpoint records when ``--model`` names the recorded model, then ``--model-arg``.
+
+    Raises:
+        ModelError: no ``--model`` and nothing recorded, recorded code without trust, a recorded file that
+            cannot be found, a bad spec.
+    """
+    check_recorded_code(model, final, init, trust=trust_recorded_code)
+    rec_ckpt = next((c for c in (final, init) if c.model_spec is not None), None)
+    if model is not None:
+        spec = parse_model_spec(model, model_args)
+        recorded: ModelSpec | None = None
+        if rec_ckpt is not None:
+            with contextlib.suppress(ModelError):  # --model replaces a recorded spec interpscan cannot use
+                recorded = _recorded(rec_ckpt)
+        kept = dict(recorded.args) if recorded is not None and _same_model(spec, recorded) else {}
+        inferred = inferred_args(spec, final.tensors)
+        args = {**inferred, **kept, **model_args}
+        origin = "--model"
+        if set(kept) - set(model_args):
+            origin += f", {', '.join(sorted(set(kept) - set(model_args)))} recorded in {rec_ckpt.info.path}"  # type: ignore[union-attr]
+        if set(inferred) - set(kept) - set(model_args):
+            origin += f", {', '.join(sorted(set(inferred) - set(kept) - set(model_args)))} from the checkpoint"
+        return ModelSpec(spec.kind, spec.target, spec.factory, args), origin
+    if rec_ckpt is not None:
+        rec_spec = _recorded(rec_ckpt)
+        assert rec_spec is not None
+        if rec_spec.kind == "file":
+            rec_spec = _locate_recorded_file(rec_spec, rec_ckpt)
+        args = {**rec_spec.args, **model_args}
+        origin = f"recorded in {rec_ckpt.info.path}"
+        if rec_spec.kind in CODE_KINDS:
+            origin += ", code trusted with --trust-recorded-code"
+        return ModelSpec(rec_spec.kind, rec_spec.target, rec_spec.factory, args), origin
+    raise ModelError(
+        "no --model given, and the checkpoints do not record which model they hold",
+        hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model a scan evaluates, the spec that describes it, and how it was chosen."""
+
+    model: nn.Module
+    spec: ModelSpec
+    origin: str  # for the log line and run.json, e.g. "recorded in final.pt"
+    source: str  # "--model", "recorded", "checkpoint" (it brings its own forward) or "detected"
+
+    @property
+    def own_forward(self) -> bool:
+        return self.spec.kind in OWN_FORWARD
+
+
+def resolve_model(
+    model: str | None,
+    model_args: Mapping[str, Any],
+    final: Checkpoint,
+    init: Checkpoint,
+    *,
+    trust_recorded_code: bool = False,
+) -> ResolvedModel:
+    """Pick the model, in order: ``--model``; the forward a checkpoint brings (TorchScript, torch.export, a
+    pickled module; the final one's first); the spec a checkpoint records (code only with
+    ``trust_recorded_code``); the one zoo model whose names and shapes equal the final checkpoint's.
+
+    Raises:
+        ModelError: nothing applies (with the closest zoo models), recorded code without trust, or the chosen
+            model cannot be built.
+        UsageError: ``--model-arg`` for a checkpoint that brings its own forward.
+    """
+    if model is not None:
+        spec, origin = model_spec_for(model, model_args, final, init)
+        return ResolvedModel(build_model(spec), spec, origin, "--model")
+    for ckpt in (final, init):
+        if ckpt.module is not None:
+            kind = ckpt.info.format if ckpt.info.format in OWN_FORWARD else "pickle"
+            if model_args:
+                raise UsageError(
+                    f"--model-arg configures a model interpscan builds; {ckpt.info.path} is a {OWN_FORWARD[kind]} "
+                    "that brings its own",
+                    hint="leave out --model-arg, or pass --model to evaluate another model with these weights",
+                )
+            module = ckpt.module
+            if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
+                module = copy.deepcopy(module).float()  # evaluated in float32, like every other model
+            spec = ModelSpec(kind, ckpt.info.path, None, {})
+            return ResolvedModel(module.eval(), spec, f"the forward the {OWN_FORWARD[kind]} carries", "checkpoint")
+    if final.model_spec is not None or init.model_spec is not None:
+        spec, origin = model_spec_for(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
+        return ResolvedModel(build_model(spec), spec, origin, "recorded")
+    match = detect_zoo_model(final.tensors, f"the final checkpoint {final.info.path}")
+    return _detected(match, model_args)
+
+
+def _detected(match: ZooCandidate, model_args: Mapping[str, Any]) -> ResolvedModel:
+    spec = ModelSpec("zoo", match.name, None, {**match.args, **model_args})
+    args = ", ".join(f"{k}={v}" for k, v in sorted(match.args.items()))
+    origin = f"detected: the only zoo model with the final checkpoint's {match.total} names and shapes; {args}"
+    return ResolvedModel(build_model(spec), spec, origin, "detected")
+
+
+def find_model(
+    model: str | None,
+    model_args: Mapping[str, Any],
+    final: Checkpoint,
+    init: Checkpoint,
+    *,
+    trust_recorded_code: bool = False,
+) -> ResolvedModel | None:
+    """``resolve_model``, but None instead of an error when there is no model to be had: no ``--model``, no
+    forward brought, nothing recorded, and not exactly one zoo model matching (``layers`` then groups the
+    tensor names themselves).
+
+    Raises:
+        ModelError, UsageError: as resolve_model, for a model that is named, brought or recorded but fails.
+    """
+    if model is not None or final.module is not None or init.module is not None:
+        return resolve_model(model, model_args, final, init, trust_recorded_code=trust_recorded_code)
+    if final.model_spec is not None or init.model_spec is not None:
+        return resolve_model(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
+    exact = [c for c in zoo_candidates(final.tensors) if c.exact]
+    return _detected(exact[0], model_args) if len(exact) == 1 else None
+
+
+def identify(ckpt: Checkpoint) -> dict[str, Any]:
+    """What ``interpscan inspect`` says about the model: the forward the file brings, the spec it records, or
+    the zoo model its names and shapes match (else the closest ones). Never raises."""
+    if ckpt.module is not None:
+        kind = ckpt.info.format if ckpt.info.format in OWN_FORWARD else "pickle"
+        return {"source": "checkpoint", "model": OWN_FORWARD[kind], "args": {}, "code": False}
+    if ckpt.model_spec is not None:
+        rec = ckpt.model_spec
+        code = recorded_code(ckpt, ckpt) is not None
+        return {
+            "source": "recorded",
+            "model": str(rec["model"]),
+            "args": dict(rec.get("model_args") or {}),
+            "code": code,  # names Python code: built only with --model or --trust-recorded-code
+        }
+    candidates = zoo_candidates(ckpt.tensors)
+    exact = [c for c in candidates if c.exact]
+    if len(exact) == 1:
+        return {"source": "detected", "model": exact[0].name, "args": exact[0].args, "code": False}
+    return {
+        "source": "none",
+        "model": None,
+        "args": {},
+        "code": False,
+        "closest": [c.describe() for c in candidates[:3] if c.matching],
+    }
+
+
+def optional_packages() -> dict[str, bool]:
+    """Whether the packages behind ``torchvision:NAME`` and ``timm:NAME`` are installed."""
+    return {pkg: importlib.util.find_spec(pkg) is not None for pkg in HUBS}
