@@ -34,7 +34,7 @@ from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
 from interpscan.models import MLP, resnet20
 from interpscan.options import DType, Hold, Strategy, parse_grid
-from interpscan.scan import group_curves
+from interpscan.tables import group_curves
 
 HERE = Path(__file__).resolve().parent
 ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.options.Strategy has them

@@ -28,7 +28,7 @@ import interpscan
 from interpscan.data import DataSource, Split, load_split, open_data
 from interpscan.errors import InterpscanError, UsageError
 from interpscan.models import ModelSpec, build_model, factory_parameters, parse_model_args, parse_model_spec
-from interpscan.results import prepare_output_dir, write_json
+from interpscan.rundir import prepare_output_dir, write_json
 from interpscan.train import TrainConfig, config_dict, save_checkpoint, train
 
 # Peak learning rates that train the zoo CNN on Fashion-MNIST in a few epochs (cosine-decayed to 0).

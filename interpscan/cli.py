@@ -351,12 +351,12 @@ def run(
     ] = False,
 ) -> None:
     """Scan the straight line between two checkpoints; write results.csv, summary.csv, run.json, results.html."""
+    from .api import ScanConfig, run_scan
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
-    from .results import PartialSaver, load_partial, output_lock, prepare_output_dir, write_outputs
-    from .scan import ScanConfig, run_scan
+    from .rundir import RunDirectory
 
-    config = ScanConfig(
+    config = ScanConfig(  # every option checked here, before any file is read
         init=init,
         final=final,
         data=data,
@@ -387,30 +387,26 @@ def run(
         strict=strict,
         trust_recorded_code=trust_recorded_code,
     )
-    partial = load_partial(out) if resume else None
-    with _output_dir(out, force) as directory:
-        prepare_output_dir(directory, force=force or resume)
-        with output_lock(directory), _sigterm_as_interrupt():
-            saver = PartialSaver(directory)
-            try:
-                with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-                    result = run_scan(
-                        config,
-                        progress=progress,
-                        log=_say_warning if quiet else _say,
-                        download_progress=fetching,
-                        resume=partial,
-                        on_batch=saver.keep,
-                    )
-            except KeyboardInterrupt:
-                if saver.flush():
-                    raise Interrupted(
-                        f"interrupted; the finished batches are saved in {saver.path}",
-                        hint="continue with the same command plus --resume",
-                    ) from None
-                raise Interrupted("interrupted before any batch finished; nothing to save") from None
-            paths = write_outputs(result, directory, html=html)
-            saver.clear()
+    with RunDirectory(out, force=force, resume=resume) as run_dir, _sigterm_as_interrupt():
+        try:
+            with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+                result = run_scan(
+                    config,
+                    progress=progress,
+                    log=_say_warning if quiet else _say,
+                    download_progress=fetching,
+                    resume=run_dir.partial,
+                    on_batch=run_dir.keep,
+                    command=sys.argv,
+                )
+        except KeyboardInterrupt:
+            if run_dir.flush():
+                raise Interrupted(
+                    f"interrupted; the finished batches are saved in {run_dir.saver.path}",
+                    hint="continue with the same command plus --resume",
+                ) from None
+            raise Interrupted("interrupted before any batch finished; nothing to save") from None
+        paths = run_dir.write(result, html=html)
     if not quiet:
         _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
         err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
@@ -429,10 +425,15 @@ def layers(
         typer.Option(
             "--model",
             "-m",
-            help="Resolve against this model's module tree (else the recorded model, else the tensor names).",
+            help="Resolve against this model's module tree (else the model `run` would use: the file's own, a "
+            "record, the matching zoo model; else the tensor names).",
         ),
     ] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="KEY=VALUE for the factory.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Dotted path to the weights inside the files.")] = None,
+    unsafe_pickle: Annotated[
+        bool, typer.Option("--unsafe-pickle", help="Load pickles that run code (only for files you trust).")
+    ] = False,
     trust_recorded_code: Annotated[
         bool,
         typer.Option(
@@ -449,8 +450,8 @@ def layers(
     change and the cosine.
     """
     from .errors import UsageError
+    from .layers import layer_report
     from .models import parse_model_args
-    from .scan import layer_report
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
@@ -460,6 +461,8 @@ def layers(
         tuple(groups or ("@top",)),
         model,
         parse_model_args(model_arg or []),
+        key=key,
+        unsafe_pickle=unsafe_pickle,
         trust_recorded_code=trust_recorded_code,
     )
     rows = report.rows
@@ -608,14 +611,13 @@ def demo(
 ) -> None:
     """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (under a minute on a CPU)."""
     from .demo import run_demo
-    from .results import output_lock, prepare_output_dir, write_outputs
+    from .rundir import RunDirectory
 
-    with _output_dir(out, force) as directory:
-        prepare_output_dir(directory, force=force)
-        with output_lock(directory):
-            with _progress_bar(not quiet) as progress:
-                result = run_demo(directory, epochs=epochs, progress=progress, log=None if quiet else _say)
-            paths = write_outputs(result, directory)
+    with RunDirectory(out, force=force) as run_dir:
+        with _progress_bar(not quiet) as progress:
+            result = run_demo(out, epochs=epochs, progress=progress, log=None if quiet else _say)
+        paths = run_dir.write(result)
+    directory = out
     if not quiet:
         _summary_table(result.summary, "demo: cnn on fashion-mnist-small, init → final")
     err.print(
@@ -664,7 +666,7 @@ def plot(
     The paths overlaid, the layer groups, the summary table and each run.json (summary.csv and run.json beside
     a CSV are used when present).
     """
-    from .results import plot_results
+    from .report import plot_results
 
     static = [fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted]
     written = plot_results(results, out, labels=label or (), force=force, plotlyjs=plotlyjs, static=static)

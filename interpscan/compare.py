@@ -15,15 +15,9 @@ import pandas as pd
 
 from .errors import UsageError
 from .metrics import plateau_alpha
-from .results import (
-    LoadedRun,
-    prepare_output_dir,
-    render_page,
-    run_labels,
-    table_html,
-    write_csv,
-    write_page,
-)
+from .report import render_page, table_html, write_page
+from .results import LoadedRun, run_labels
+from .rundir import prepare_output_dir, write_csv
 
 SHAPE_METRICS = {
     "delta": "Δ",

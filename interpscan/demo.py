@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
+from .api import ScanConfig, ScanResult, run_scan
 from .data import load_split, open_data
 from .engine import Progress
 from .models import build_model, parse_model_spec
-from .scan import ScanConfig, ScanResult, run_scan
 from .train import TrainConfig, config_dict, save_checkpoint, train
 
 DEMO_MODEL = "cnn"

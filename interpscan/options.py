@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import UsageError
@@ -280,6 +281,23 @@ class ScanOptions:
     @property
     def grouped(self) -> bool:
         return bool(self.groups)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadOptions:
+    """How the inputs are read when they are named rather than given: the command line's ``--model-arg``,
+    ``--key``, ``--unsafe-pickle``, ``--strict``, ``--trust-recorded-code``, ``--data-root``, ``--download``,
+    ``--data-keys`` and ``--normalize``."""
+
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None  # dotted path to the tensors inside both checkpoint files (e.g. EMA weights)
+    unsafe_pickle: bool = False  # allow pickles that run code (whole pickled modules)
+    strict: bool = True  # missing and unexpected tensors are errors, or tolerated and recorded
+    trust_recorded_code: bool = False  # build a model whose code a checkpoint names
+    data_root: Path | None = None
+    download: bool = True  # fetch a named dataset that is not under data_root
+    data_keys: tuple[str, str] | None = None  # INPUTS,TARGETS for tensor files and factories
+    normalize: str = "auto"
 
 
 def _check_loss(text: str) -> None:

@@ -349,7 +349,7 @@ def write_run(directory: Path, wd: str, cliff: float, policy: str = "recompute")
     """A run directory as `interpscan run --groups` writes it: two splits, the whole network and two groups."""
     from types import SimpleNamespace
 
-    from interpscan.results import write_outputs
+    from interpscan.rundir import write_outputs
 
     rows, summary = [], []
     curves = {"all": (2.3, 0.4), "layer1": (5.5, 0.4), "fc": (2.0, 0.4)}
@@ -429,7 +429,8 @@ def test_plot_page_draws_every_trace_offline(
     page = tmp_path / "plot.html"
     code, err = run_cli(monkeypatch, capsys, "plot", *map(str, runs), "--out", str(page))
     assert code == 0, err
-    from interpscan.results import load_runs, path_page
+    from interpscan.report import path_page
+    from interpscan.results import load_runs
 
     _, fig = path_page(load_runs(runs))
     expected = fig.to_dict()["data"]

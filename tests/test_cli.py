@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 
 from interpscan.models import build_model, parse_model_spec
-from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 cli = run_cli
 
@@ -257,7 +257,7 @@ def test_output_problems_fail_before_the_scan(monkeypatch, capsys, ckpts, tmp_pa
     """A full disk or an output path that cannot be a directory is an error before any compute."""
     from collections import namedtuple
 
-    from interpscan import results
+    from interpscan import rundir
 
     args = ["run", str(ckpts[0]), str(ckpts[1]), "--model", "cnn", "--samples", "20", "--alphas", "2", "-q"]
     blocker = tmp_path / "file.txt"
@@ -267,7 +267,7 @@ def test_output_problems_fail_before_the_scan(monkeypatch, capsys, ckpts, tmp_pa
     assert f"cannot write to output directory {blocker / 'sub'}" in err
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(results.shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 2**20, 2**20))
     code, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "full"))
     assert code == 2
     assert "only 1.0 MiB free" in err

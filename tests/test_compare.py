@@ -15,7 +15,8 @@ from conftest import run_cli_output
 
 from interpscan.compare import compare_runs, ranks, spearman, write_comparison
 from interpscan.errors import OutputError, UsageError
-from interpscan.results import load_runs, write_outputs
+from interpscan.results import load_runs
+from interpscan.rundir import write_outputs
 
 # --- ranks and Spearman's ρ -----------------------------------------------------------------------------------
 

@@ -21,12 +21,12 @@ from conftest import reference_curve, run_cli, run_cli_output, run_engine
 from safetensors.torch import save_file, save_model
 from torch import nn
 
+from interpscan.api import ScanConfig, run_scan
 from interpscan.checkpoints import load_checkpoint
 from interpscan.data import Split
 from interpscan.engine import Point
 from interpscan.errors import CheckpointError, RunError, UsageError
 from interpscan.models import CNN, build_model, parse_model_spec
-from interpscan.scan import ScanConfig, run_scan
 from interpscan.train import save_checkpoint
 
 ALPHAS = "0,0.25,0.5,0.75,1"

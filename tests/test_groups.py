@@ -17,7 +17,7 @@ from interpscan.errors import UsageError
 from interpscan.groups import ModuleTree, natural_key, parameter_names, resolve_groups
 from interpscan.models import build_model, parse_model_spec, resnet18
 from interpscan.options import Hold
-from interpscan.scan import group_curves, results_frame
+from interpscan.tables import group_curves, results_frame
 
 
 class Deep(nn.Module):
@@ -291,3 +291,26 @@ def test_layers_command_formats(monkeypatch, capsys, resnet_ckpts) -> None:  # t
     code, out, err = run_cli_output(monkeypatch, capsys, "layers", str(init), "-g", "layer9*")
     assert code == 2
     assert "pattern 'layer9*' matched no module or tensor; closest:" in err
+
+
+def test_layers_resolves_its_inputs_as_run_does(monkeypatch, capsys, resnet_ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No --model: the zoo model detected from the shapes (as `run` finds it), so patterns see its modules;
+    --key reaches weights nested in the file, as for `run`."""
+    init, final = resnet_ckpts
+    code, out, err = run_cli_output(monkeypatch, capsys, "layers", str(init), str(final), "-g", "@top", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["model"] == "resnet18"  # detected, not the tensor names
+    assert [r["group"] for r in data["groups"]] == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    nested = tmp_path / "ema.pt"
+    torch.save({"state_dict": {}, "model_ema": torch.load(final)}, nested)
+    code, out, err = run_cli_output(
+        monkeypatch, capsys, "layers", str(nested), "--key", "model_ema", "-g", "layer*", "-f", "csv"
+    )
+    assert code == 0, err
+    assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["layer1", "layer2", "layer3", "layer4", "rest"]
+    plain = tmp_path / "plain.pt"
+    torch.save({"a.weight": torch.zeros(2, 2), "b.weight": torch.zeros(3)}, plain)  # no zoo model has these
+    code, out, err = run_cli_output(monkeypatch, capsys, "layers", str(plain), "-g", "@top", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["model"] is None  # the tensor names alone

@@ -770,7 +770,7 @@ def write_run_dir(
     """A run directory as `interpscan run` writes it (run.json left out when ``manifest`` is None)."""
     from types import SimpleNamespace
 
-    from interpscan.results import write_outputs
+    from interpscan.rundir import write_outputs
 
     directory.mkdir(parents=True)
     results = make_results()
@@ -788,7 +788,7 @@ def page_title(html: str) -> str:
 
 
 def test_run_writes_the_page_plot_draws(tmp_path: pathlib.Path) -> None:
-    from interpscan.results import plot_results
+    from interpscan.report import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0", "interpolate"), html=True)
     (written,) = plot_results(run, tmp_path / "again.html")
@@ -806,7 +806,7 @@ def test_run_writes_the_page_plot_draws(tmp_path: pathlib.Path) -> None:
 
 
 def test_plot_without_run_json_is_titled_by_its_csv(tmp_path: pathlib.Path) -> None:
-    from interpscan.results import plot_results
+    from interpscan.report import plot_results
 
     run = write_run_dir(tmp_path / "bare")
     (written,) = plot_results(run / "results.csv")
@@ -817,7 +817,7 @@ def test_plot_without_run_json_is_titled_by_its_csv(tmp_path: pathlib.Path) -> N
 
 
 def test_plot_overlays_several_runs_labelled_from_run_json(tmp_path: pathlib.Path) -> None:
-    from interpscan.results import plot_results
+    from interpscan.report import plot_results
 
     dirs = [write_run_dir(tmp_path / wd / "scan", manifest_for(wd), offset=0.1 * k) for k, wd in enumerate(RUNS)]
     (written,) = plot_results(dirs)
@@ -855,7 +855,7 @@ def test_labels_say_what_tells_runs_apart(tmp_path: pathlib.Path) -> None:
 
 def test_plot_refuses_to_replace_files_unless_forced(tmp_path: pathlib.Path) -> None:
     from interpscan.errors import OutputError
-    from interpscan.results import plot_results
+    from interpscan.report import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
     (tmp_path / "p.html").write_text("mine", encoding="utf-8")
@@ -872,7 +872,7 @@ def test_plot_refuses_to_replace_files_unless_forced(tmp_path: pathlib.Path) -> 
 def test_plotlyjs_directory_puts_plotly_beside_the_page(tmp_path: pathlib.Path) -> None:
     from plotly.offline import get_plotlyjs
 
-    from interpscan.results import plot_results
+    from interpscan.report import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
     written = plot_results(run, tmp_path / "out" / "p.html", plotlyjs="directory")
@@ -898,7 +898,7 @@ def test_every_unreadable_input_is_reported_at_once(tmp_path: pathlib.Path) -> N
 
 
 def test_table_html_is_sortable_and_keeps_full_values() -> None:
-    from interpscan.results import table_html
+    from interpscan.report import table_html
 
     frame = pd.DataFrame(
         {
@@ -918,7 +918,7 @@ def test_table_html_is_sortable_and_keeps_full_values() -> None:
 
 
 def test_manifest_block_keeps_index_lists_on_one_line() -> None:
-    from interpscan.results import manifest_html
+    from interpscan.report import manifest_html
 
     html = manifest_html({"data": {"indices": [3, 1, 2]}, "note": "<b>", "x": math.nan}, label="run.json")
     assert html.startswith("<details><summary>run.json</summary><pre>")

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from interpscan.api import ScanConfig, run_scan
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
 from interpscan.options import parse_grid
-from interpscan.scan import RESULT_COLUMNS, SUMMARY_COLUMNS, ScanConfig, run_scan
+from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 
 @pytest.mark.parametrize(
@@ -116,7 +117,7 @@ def test_non_finite_losses_are_kept_and_flagged(tmp_path: Path) -> None:
     """An extrapolated point whose loss overflows stays NaN/inf in results.csv and is counted in the summary."""
     import pandas as pd
 
-    from interpscan.scan import Curve, summary_frame
+    from interpscan.tables import Curve, summary_frame
 
     results = pd.DataFrame(
         {

@@ -36,6 +36,7 @@ from .source import (
     parse_data_keys,
     parse_normalize,
     parse_samples,
+    subset,
     subset_indices,
 )
 from .user import TENSOR_FILE_SUFFIXES, factory_splits, open_factory, open_image_folder, open_tensor_file
@@ -65,6 +66,7 @@ __all__ = [
     "parse_samples",
     "read_cifar_batch",
     "read_idx",
+    "subset",
     "subset_indices",
 ]
 

@@ -193,3 +193,15 @@ def load_split(
     else:
         y = y.float() if y.is_floating_point() or y.dtype == torch.bool else y.long()
     return Split(split, x.contiguous(), y.contiguous(), None if idx is None else tuple(int(i) for i in idx))
+
+
+def subset(split: Split, samples: int | None, seed: int) -> Split:
+    """A seeded subset of ``samples`` examples of a split in memory (the same draw ``load_split`` makes), with
+    its indices; the split itself when it has no more examples than that."""
+    idx = subset_indices(len(split), samples, seed)
+    if idx is None:
+        return split
+    inputs = (
+        split.inputs[idx] if isinstance(split.inputs, torch.Tensor) else {k: v[idx] for k, v in split.inputs.items()}
+    )
+    return Split(split.name, inputs, split.targets[idx], tuple(int(i) for i in idx))

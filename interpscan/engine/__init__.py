@@ -18,7 +18,7 @@ from __future__ import annotations
 from .core import EngineOptions, EngineReport, Progress, scan_points
 from .plan import batchnorm_modules, has_running_stats
 from .points import Point, PointResult
-from .snapshot import Snapshot, SplitSums
+from .snapshot import ScanSnapshot, Snapshot, SplitSums
 
 __all__ = [
     "EngineOptions",
@@ -26,6 +26,7 @@ __all__ = [
     "Point",
     "PointResult",
     "Progress",
+    "ScanSnapshot",
     "Snapshot",
     "SplitSums",
     "batchnorm_modules",

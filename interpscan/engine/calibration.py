@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from ..data.batches import Inputs
+from ..data.batches import Inputs, inputs_len
 from .plan import Plan
 from .runners import Runner, Statistics
 
@@ -46,16 +46,16 @@ def calibrating(plan: Plan) -> Iterator[None]:
 
 def recompute_statistics(
     runner: Runner, plan: Plan, batches: Iterable[Inputs], advance: Callable[[int], None]
-) -> tuple[Statistics, int]:
+) -> tuple[Statistics, int, int]:
     """Re-estimate every point's BN statistics over ``batches`` (inputs only). Returns the statistics (P rows)
-    and the number of batches used; ``advance`` is told about each (point, batch) done."""
+    and the numbers of batches and examples used; ``advance`` is told about each (point, batch) done."""
     stats = fresh_statistics(plan, len(runner.points))
-    count = 0
+    count = examples = 0
     with calibrating(plan):
         for k, inputs in enumerate(batches):
             for m in plan.bn_modules:
                 m.momentum = 1.0 / (k + 1)  # the cumulative average, as momentum=None would give
             for done in runner.calibrate(inputs, stats):
                 advance(done)
-            count = k + 1
-    return stats, count
+            count, examples = k + 1, examples + inputs_len(inputs)
+    return stats, count, examples

@@ -77,6 +77,7 @@ class EngineReport:
     chunk_size: int | None
     unique_points: int
     calibration_batches: int
+    calibration_examples: int
     seconds_calibration: float
     seconds_evaluation: float
     bn_modules: int
@@ -238,13 +239,15 @@ def scan_points(
     need_calibration = recompute and stats is None
     total = _total(len(evaluated), splits, options.batch_size, calib if need_calibration else None, cb)
     meter = _Meter(progress, total, resume.units if resume is not None else 0)
-    calibration_batches = 0
+    calibration_batches = calibration_examples = 0
     t0 = time.perf_counter()
     try:
         with torch.inference_mode(), precision(device, options.dtype):
             if need_calibration and calib is not None:
                 batches = (inputs for inputs, _ in calib.batches(cb, device))
-                stats, calibration_batches = recompute_statistics(runner, plan, batches, meter.advance)
+                stats, calibration_batches, calibration_examples = recompute_statistics(
+                    runner, plan, batches, meter.advance
+                )
             runner.use_statistics(stats if recompute else None)
             t1 = time.perf_counter()
             saved = resume.splits if resume is not None else ()
@@ -265,6 +268,7 @@ def scan_points(
         dtype=str(options.dtype),
         unique_points=len(evaluated),
         calibration_batches=calibration_batches,
+        calibration_examples=calibration_examples,
         seconds_calibration=t1 - t0,
         seconds_evaluation=t2 - t1,
         bn_modules=len(plan.bn_modules),

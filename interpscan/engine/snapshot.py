@@ -91,3 +91,22 @@ class Snapshot:
             raise UsageError(
                 f"the saved partial scan is damaged ({type(exc).__name__}: {exc})", hint="start afresh with --force"
             ) from exc
+
+
+@dataclass(frozen=True)
+class ScanSnapshot:
+    """A scan's Snapshot with the fingerprint of what it was made from (inputs, points, options): a scan resumes
+    only from a snapshot of itself."""
+
+    fingerprint: str
+    engine: Snapshot
+
+    def to_state(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "engine": self.engine.to_state()}
+
+    @classmethod
+    def from_state(cls, state: Any) -> ScanSnapshot:
+        """Raises: UsageError: not a scan's snapshot, or a damaged one."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("fingerprint"), str) or "engine" not in state:
+            raise UsageError("the saved partial scan is not one interpscan wrote", hint="start afresh with --force")
+        return cls(state["fingerprint"], Snapshot.from_state(state["engine"]))

@@ -26,7 +26,7 @@ def _kind(t: torch.Tensor) -> str:
     return "floating" if t.is_floating_point() else "complex" if t.is_complex() else "integer"
 
 
-def _dtype_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+def dtype_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in tensors.values():
         name = str(t.dtype).removeprefix("torch.")
@@ -51,7 +51,7 @@ class StateMatch:
             "filled": {k: dict(sorted(v.items())) for k, v in self.filled.items() if v},
             "ignored": {k: list(v) for k, v in self.ignored.items() if v},
             "dtypes": {
-                **{label: _dtype_counts(t) for label, t in self.states.items()},
+                **{label: dtype_counts(t) for label, t in self.states.items()},
                 "model": self.model_dtypes,
                 # the engine lerps floating tensors in float32 whatever the files hold (exact at α=0 and 1 for
                 # float16/bfloat16 inputs); integer tensors (num_batches_tracked) come from the final state
@@ -155,7 +155,7 @@ def match_states(
             else:
                 tensors[k] = expected[k].detach().clone()
                 filled[label][k] = "the model's own value"
-    return StateMatch(states, tied, filled, ignored, _dtype_counts(expected))
+    return StateMatch(states, tied, filled, ignored, dtype_counts(expected))
 
 
 def check_against(model: nn.Module, checkpoints: Mapping[str, Mapping[str, torch.Tensor]]) -> None:

@@ -1,0 +1,518 @@
+"""The library's entry points: one scan as a call.
+
+``scan(model, init, final, data, …)`` takes what a notebook holds — a module, two state dicts, tensors or a
+DataLoader — or files and dataset names; ``run_scan(ScanConfig)`` is the same from the command line's names.
+Both check the options first (options.py), resolve the inputs (inputs.py), make the two decisions
+(decisions.py), run the engine, and return a ScanResult: the tidy tables, run.json as a dict, ``figure()`` and
+``save(directory)``. Nothing here needs an argv or an output directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .data import Split, check_normalize
+from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
+from .download import DownloadProgress
+from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, scan_points
+from .errors import UsageError
+from .groups import Grouping, ModuleTree, resolve_groups
+from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
+from .models import CODE_KINDS, split_ties
+from .objectives import Objective, parse_objective
+from .options import BNPolicy, DType, Hold, Mode, ReadOptions, ScanOptions, Strategy
+from .tables import Curve, group_curves, results_frame, summary_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanConfig(ScanOptions):
+    """A scan from files: the two checkpoints, the data and the model as the command line names them, how to
+    read them, and the ScanOptions. Checked when built, like ScanOptions; paths are as the user gave them."""
+
+    init: Path = field(kw_only=False)
+    final: Path = field(kw_only=False)
+    data: str = "fashion-mnist-small"
+    model: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    data_root: Path | None = None
+    splits: tuple[str, ...] | None = ("test",)
+    normalize: str = "auto"
+    download: bool = True
+    data_keys: tuple[str, str] | None = None
+    key: str | None = None
+    unsafe_pickle: bool = False
+    strict: bool = True
+    trust_recorded_code: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "init", Path(self.init))
+        object.__setattr__(self, "final", Path(self.final))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", Path(self.data_root))
+        check_normalize(self.normalize)
+
+    @property
+    def read(self) -> ReadOptions:
+        """The ReadOptions among these fields."""
+        return ReadOptions(**{f.name: getattr(self, f.name) for f in fields(ReadOptions)})
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """A scan's outputs as data: results.csv and summary.csv as DataFrames (their columns and dtypes: see
+    tables.py), and run.json as a dict."""
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    manifest: dict[str, Any]
+
+    def figure(self) -> go.Figure:
+        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
+        from .plots import path_figure
+        from .report import run_title
+
+        return path_figure(self.results, self.summary, title=run_title(self.manifest))
+
+    def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
+        """Write results.csv, summary.csv, run.json and results.html into ``directory`` (created; a non-empty
+        one only with ``force``), as ``interpscan run`` does. Returns file name -> path.
+
+        Raises:
+            OutputError: the directory is not empty (without ``force``), locked by a run, or not writable.
+        """
+        from .rundir import RunDirectory
+
+        with RunDirectory(Path(directory), force=force) as run_dir:
+            return run_dir.write(self, html=html)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a caller is told while a scan runs, where it resumes from, and the command line for run.json."""
+
+    progress: Progress | None = None  # (point, batch) evaluations as they finish
+    log: Log | None = None  # one-line messages: what was chosen, downloaded, filled
+    download: DownloadProgress | None = None
+    resume: ScanSnapshot | None = None
+    on_batch: Callable[[ScanSnapshot], None] | None = None
+    command: Sequence[str] | None = None
+
+
+def scan(
+    model: nn.Module | str | None,
+    init: StateLike,
+    final: StateLike,
+    data: Any,
+    *,
+    alphas: int | str | Sequence[float] = 21,
+    alpha_range: str | Sequence[float] | None = None,
+    groups: str | Sequence[str] | None = None,
+    hold: Hold | str = Hold.FINAL,
+    mode: Mode | str = Mode.ONLY,
+    bn: BNPolicy | str = BNPolicy.AUTO,
+    bn_samples: int = 2048,
+    splits: str | Sequence[str] | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    dtype: DType | str = DType.FLOAT32,
+    strategy: Strategy | str = Strategy.AUTO,
+    loss: str = "cross_entropy",
+    tol: float = 0.0,
+    calibration: Any = None,
+    strict: bool = True,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> ScanResult:
+    """Evaluate ``model`` along θ(α) = (1−α)·θ_init + α·θ_final: the whole network and, with ``groups``, one
+    curve per group (that group moving, the rest held at ``hold``).
+
+    Args:
+        model: an ``nn.Module`` (never modified), a ``--model`` spec (``"resnet18"``, ``"net.py:make"``), or None
+            to use ``final`` when it is a module, else what the checkpoint files bring, record or match.
+        init, final: state dicts, modules, checkpoint paths, or loaded Checkpoints.
+        data: ``(inputs, targets)`` tensors (inputs may be a dict of tensors), a ``Dataset``, a ``DataLoader`` or
+            any iterable of ``(inputs, targets)`` batches (or dicts with ``labels``), a mapping of split name to
+            any of those, or a dataset name or file as ``--data`` takes it.
+        alphas: a count of evenly spaced α in [0, 1] (or ``alpha_range``), or the α values themselves.
+        groups: ``--groups`` patterns (``"layer*"``, ``"head=fc,!fc.bias"``, ``"@top"``).
+        hold, mode: where the other tensors stay (``final``/``init``), and whether the group moves (``only``) or
+            everything else does (``all-but``); for groups only.
+        bn: batch-norm policy: ``auto``, ``interpolate``, ``recompute`` (from ``bn_samples`` examples of the
+            ``train`` split, or from ``calibration``), ``batch``.
+        splits: the splits to evaluate (default: ``test`` when the data has one, else all).
+        samples, seed: a seeded subset of ``samples`` examples per split (data in memory or read from files).
+        device, batch_size, chunk_size, dtype, strategy: where and how (every strategy gives the same numbers).
+        loss: ``cross_entropy`` (with accuracy), ``mse``, or ``path/to/file.py:fn``.
+        tol: a path is monotone when its largest rise Δ ≤ tol.
+        calibration: data for ``recompute`` (any form ``data`` takes, one split), used whole.
+        strict: checkpoint tensors the model lacks, or lacks in them, are errors (else filled and recorded).
+        progress: told ``(done, total)`` as (point, batch) evaluations finish (total None while unknown).
+        log: told one-line messages (what was chosen and why).
+
+    Returns:
+        A ScanResult (``.results``, ``.summary``, ``.manifest``, ``.figure()``, ``.save(dir)``).
+
+    Raises:
+        InterpscanError: bad options (before anything is read), unreadable or mismatched inputs, or a model
+            that fails on the data.
+    """
+    options = ScanOptions(
+        alphas=alphas,
+        alpha_range=alpha_range,
+        groups=(groups,) if isinstance(groups, str) else tuple(groups or ()),
+        hold=hold,  # type: ignore[arg-type]  # a string is parsed into the enum
+        mode=mode,  # type: ignore[arg-type]
+        bn=bn,  # type: ignore[arg-type]
+        bn_samples=bn_samples,
+        splits=(splits,) if isinstance(splits, str) else (tuple(splits) if splits is not None else None),
+        samples=samples,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        dtype=dtype,  # type: ignore[arg-type]
+        strategy=strategy,  # type: ignore[arg-type]
+        loss=loss,
+        tol=tol,
+    )
+    read = ReadOptions(strict=strict)
+    return _scan(model, init, final, data, options, read, Hooks(progress=progress, log=log), calibration=calibration)
+
+
+def run_scan(
+    config: ScanConfig,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    download_progress: DownloadProgress | None = None,
+    resume: ScanSnapshot | None = None,
+    on_batch: Callable[[ScanSnapshot], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> ScanResult:
+    """``scan`` from the command line's names (ScanConfig): what ``interpscan run`` does, minus the files.
+
+    ``on_batch`` receives a resumable snapshot after every finished batch; ``resume`` continues from one (it must
+    come from the same scan: same inputs, points and options, checked by fingerprint). ``command`` is recorded in
+    run.json.
+
+    Raises:
+        InterpscanError: any problem with the inputs, before compute starts where it can be known.
+    """
+    hooks = Hooks(progress, log, download_progress, resume, on_batch, command)
+    return _scan(config.model, config.init, config.final, config.data, config, config.read, hooks)
+
+
+def non_finite_warning(label: str, tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """A warning line when a checkpoint holds NaN or Inf values: the scan still runs, its losses will not be
+    finite. None when every value is finite."""
+    counts = {k: int((~torch.isfinite(t)).sum()) for k, t in tensors.items() if t.is_floating_point() or t.is_complex()}
+    bad = {k: n for k, n in sorted(counts.items()) if n}
+    if not bad:
+        return None
+    total = sum(bad.values())
+    names = ", ".join(list(bad)[:5]) + (", …" if len(bad) > 5 else "")
+    return (
+        f"warning: {label} holds {total} non-finite value{'s' if total != 1 else ''} ({names}) — the scan runs; "
+        "expect NaN losses"
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a scan evaluates, decided: every input resolved and every choice made, before compute."""
+
+    weights: Weights
+    data: Data
+    objective: Objective
+    device: torch.device
+    grouping: Grouping | None
+    curves: dict[str, Curve]
+    points: list[Point]
+    strategy: Decision[Strategy]
+    policy: Decision[BNPolicy]
+    calibration: Any  # the Batches of recompute's re-estimation, or None
+    engine: EngineOptions
+    warnings: list[str]
+
+
+def _plan(
+    model: nn.Module | str | None,
+    init: StateLike,
+    final: StateLike,
+    data: Any,
+    options: ScanOptions,
+    read: ReadOptions,
+    hooks: Hooks,
+    calibration: Any,
+) -> _Plan:
+    """Resolve and decide, in an order that fails early: the device and the loss, then the checkpoints and the
+    model (no data is read before they are known to fit together), the groups and the strategy, then the data,
+    the BN policy and its calibration data."""
+    say = hooks.log or (lambda _msg: None)
+    device = resolve_device(options.device)
+    objective = parse_objective(options.loss)
+    weights = resolve_weights(model, init, final, read)
+    for note in weights.matched.notes():
+        say(note)
+    warnings = [
+        w
+        for label, c in (("init", weights.init), ("final", weights.final))
+        if (w := non_finite_warning(label, c.tensors))
+    ]
+    for w in warnings:
+        say(w)
+    net = weights.model.model
+    grouping: Grouping | None = None
+    if options.groups:
+        grouping = resolve_groups(options.groups, ModuleTree.from_model(net))
+        if split := split_ties({g.name: g.tensors for g in grouping.groups}, weights.matched.tied):
+            raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
+    strategy = choose_strategy(options.strategy, device=device, grouped=grouping is not None, model=net)
+    resolved = resolve_data(
+        data,
+        options.splits,
+        samples=options.samples,
+        seed=options.seed,
+        class_targets=objective.classification,
+        root=read.data_root,
+        download=read.download,
+        keys=read.data_keys,
+        normalize=read.normalize,
+        calibration=calibration,
+        progress=hooks.download,
+        log=say,
+    )
+    policy = choose_bn_policy(options.bn, model=net, has_train=resolved.has_train, data_name=resolved.name)
+    calib = None
+    if policy.value is BNPolicy.RECOMPUTE and _has_bn(net):
+        calib = resolved.calibration(options.bn_samples, options.seed)
+    names = list(net.state_dict())
+    params = [n for n, _ in net.named_parameters()]
+    curves = {"all": Curve("all", "", "", frozenset(names), params)}
+    if grouping is not None:
+        curves.update(group_curves(grouping, names, params, options.hold, options.mode))
+    points = [
+        Point(c.name, a, None if c.name == "all" else c.moving, Hold(c.hold).coefficient if c.hold else 1.0)
+        for c in curves.values()
+        for a in options.grid.alphas
+    ]
+    engine = EngineOptions(
+        policy=policy.value,
+        strategy=strategy.value,
+        device=device,
+        batch_size=options.batch_size or default_batch_size(device),
+        chunk_size=options.chunk_size,
+        dtype=options.dtype,
+    )
+    return _Plan(
+        weights, resolved, objective, device, grouping, curves, points, strategy, policy, calib, engine, warnings
+    )
+
+
+def _size(split: Any) -> int | None:
+    """Examples in a split, when known before it is read (a Split's; a Stream's length is the loader's)."""
+    return len(split) if isinstance(split, Split) else None
+
+
+def _has_bn(model: nn.Module) -> bool:
+    from .engine import has_running_stats
+
+    return has_running_stats(model)
+
+
+def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
+    """Everything the numbers depend on: a partial scan resumes only into the scan that saved it."""
+    calib = plan.calibration
+    data = [(s.name, type(s).__name__, _size(s), getattr(s, "indices", None)) for s in plan.data.splits]
+    return hashlib.sha256(
+        json.dumps(
+            {
+                "checkpoints": [content_digest(plan.weights.init), content_digest(plan.weights.final), read.key],
+                "model": plan.weights.model.spec.to_json(),
+                "data": [plan.data.name, plan.data.normalization, data],
+                "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
+                "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
+                "engine": [
+                    str(plan.engine.strategy),
+                    plan.engine.batch_size,
+                    options.chunk_size,
+                    str(options.dtype),
+                    options.loss,
+                    str(plan.device),
+                ],
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+
+
+def _scan(
+    model: nn.Module | str | None,
+    init: StateLike,
+    final: StateLike,
+    data: Any,
+    options: ScanOptions,
+    read: ReadOptions,
+    hooks: Hooks,
+    *,
+    calibration: Any = None,
+) -> ScanResult:
+    t_start = time.perf_counter()
+    plan = _plan(model, init, final, data, options, read, hooks, calibration)
+    if hooks.log is not None:
+        hooks.log(_summary_line(plan, options))
+    fingerprint = _fingerprint(plan, options, read) if hooks.resume is not None or hooks.on_batch is not None else ""
+    if hooks.resume is not None and hooks.resume.fingerprint != fingerprint:
+        raise UsageError(
+            "the partial scan saved in the output directory was made with other inputs or options",
+            hint="resume with exactly the command that was interrupted, or start afresh with --force",
+        )
+    on_batch = hooks.on_batch
+    point_results, report = scan_points(
+        plan.weights.model.model,
+        plan.weights.init.tensors,
+        plan.weights.final.tensors,
+        plan.points,
+        plan.data.splits,
+        plan.engine,
+        calibration=plan.calibration,
+        progress=hooks.progress,
+        objective=plan.objective,
+        resume=hooks.resume.engine if hooks.resume is not None else None,
+        on_batch=None if on_batch is None else lambda snap: on_batch(ScanSnapshot(fingerprint, snap)),
+    )
+    split_names = [s.name for s in plan.data.splits]
+    results = results_frame(point_results, split_names, plan.curves)
+    summary = summary_frame(results, plan.curves, plan.weights.init.tensors, plan.weights.final.tensors, options.tol)
+    counts = {r.split: r.n for r in point_results}
+    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
+    return ScanResult(results, summary, manifest)
+
+
+def _summary_line(plan: _Plan, options: ScanOptions) -> str:
+    resolved = plan.weights.model
+    sizes = ", ".join(f"{s.name}={n}" if (n := _size(s)) is not None else s.name for s in plan.data.splits)
+    curves = f" × {len(plan.grouping) + 1} curves (all + {len(plan.grouping)} groups)" if plan.grouping else ""
+    return (
+        f"model {resolved.spec.text} ({resolved.origin}); data {plan.data.name} {sizes}; "
+        f"BN policy {plan.policy.value} ({plan.policy.reason}); {len(options.grid.alphas)} α{curves}; "
+        f"{plan.strategy.value} on {plan.device}"
+    )
+
+
+def _manifest(
+    plan: _Plan,
+    options: ScanOptions,
+    read: ReadOptions,
+    report: EngineReport,
+    hooks: Hooks,
+    counts: Mapping[str, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """run.json: how every number was made."""
+    resolved, weights, device = plan.weights.model, plan.weights, plan.device
+    net = resolved.model
+    calib = plan.calibration
+    grouping = plan.grouping
+    return {
+        "interpscan": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": list(hooks.command) if hooks.command is not None else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+        ),
+        "strategy": report.strategy,
+        "strategy_reason": plan.strategy.reason,
+        "strategy_note": report.note,
+        "checkpoints": {"init": weights.init.info.to_json(), "final": weights.final.info.to_json()},
+        "weights": {
+            "key": read.key,
+            "strict": read.strict,
+            "unsafe_pickle": read.unsafe_pickle,
+            "batched_obstacle": batched_obstacle(net),
+            **weights.matched.to_json(),
+        },
+        "model": {
+            **resolved.spec.to_json(),
+            "origin": resolved.origin,
+            "source": resolved.source,
+            # True only when the model's code was imported because a checkpoint named it (--trust-recorded-code)
+            "runs_recorded_code": resolved.source == "recorded" and resolved.spec.kind in CODE_KINDS,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "tensors": len(net.state_dict()),
+        },
+        "data": {
+            "name": plan.data.name,
+            "kind": plan.data.kind,
+            "location": plan.data.location,
+            "normalization": plan.data.normalization,
+            "seed": options.seed,
+            "splits": {
+                s.name: {
+                    "n": counts.get(s.name, 0),
+                    "indices": list(indices) if (indices := getattr(s, "indices", None)) is not None else "all",
+                }
+                for s in plan.data.splits
+            },
+        },
+        "bn": {
+            "policy": str(plan.policy.value),
+            "reason": plan.policy.reason,
+            "batchnorm_modules": report.bn_modules,
+            "calibration_samples": report.calibration_examples,
+            "calibration_indices": [int(i) for i in (getattr(calib, "indices", None) or [])],
+        },
+        "grid": {"alphas": list(options.grid.alphas), "endpoints_added": list(options.grid.added)},
+        "groups": None
+        if grouping is None
+        else {
+            "specs": list(options.groups),
+            "hold": str(options.hold),
+            "mode": str(options.mode),
+            "groups": [{"name": g.name, "source": g.source, "tensors": list(g.tensors)} for g in grouping.groups],
+            "rest": list(grouping.rest),
+        },
+        "tol": options.tol,
+        "loss": {"name": plan.objective.name, "accuracy": plan.objective.classification},
+        "engine": {
+            "batch_size": report.batch_size,
+            "chunk_size": report.chunk_size,
+            "chunk_shrinks": report.chunk_shrinks,
+            "dtype": report.dtype,
+            "unique_points": report.unique_points,
+            "calibration_batches": report.calibration_batches,
+        },
+        "warnings": plan.warnings,
+        "timings": {
+            "calibration_s": round(report.seconds_calibration, 4),
+            "evaluation_s": round(report.seconds_evaluation, 4),
+            "total_s": round(seconds, 4),
+        },
+    }

@@ -1,0 +1,288 @@
+"""A scan's inputs resolved, the same way for ``run``, ``layers`` and the library: the model and the two endpoint
+states (from files, state dicts or modules), and the data (a dataset name or file, or tensors, Datasets and
+DataLoaders in memory), each with where it came from for run.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .checkpoints import Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
+from .data import Batches, DataSource, Split, as_splits, load_split, open_data, parse_normalize, subset
+from .data.batches import Take, as_split, default_splits
+from .download import DownloadProgress
+from .errors import DataError, UsageError
+from .models import ModelSpec, ResolvedModel, StateMatch, check_recorded_code, find_model, match_states, resolve_model
+from .models.matching import dtype_counts
+from .options import ReadOptions
+
+# What a library user may pass as an endpoint: a state dict, a module (its state dict), a checkpoint's path, or
+# a Checkpoint already loaded.
+StateLike = Union[Mapping[str, torch.Tensor], nn.Module, str, os.PathLike[str], Checkpoint]  # noqa: UP007
+Log = Callable[[str], None]
+
+
+def in_memory(tensors: Mapping[str, torch.Tensor], label: str) -> Checkpoint:
+    """A Checkpoint of tensors held in memory (a state dict, or a module's), provenance saying so."""
+    state = {str(k): v.detach() for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise UsageError(f"{label}: no tensors in it", hint="pass a state dict, a module, or a checkpoint's path")
+    info = CheckpointInfo(
+        path=f"<{label}: in memory>",
+        size=sum(t.numel() * t.element_size() for t in state.values()),
+        sha256="",  # computed only when a fingerprint needs it (content_digest)
+        format="in-memory",
+        container_key=None,
+        tensor_count=len(state),
+        dtypes=dtype_counts(state),
+    )
+    return Checkpoint(tensors=state, info=info)
+
+
+def as_checkpoint(value: StateLike, label: str, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
+    """An endpoint as a Checkpoint: loaded from a path (see checkpoints.load_checkpoint), or wrapped.
+
+    Raises:
+        CheckpointError: an unreadable file. UsageError: something that holds no tensors.
+    """
+    if isinstance(value, Checkpoint):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return load_checkpoint(Path(value), key=key, unsafe_pickle=unsafe_pickle)
+    if isinstance(value, nn.Module):
+        return in_memory(value.state_dict(), label)
+    if isinstance(value, Mapping):
+        return in_memory(value, label)
+    raise UsageError(
+        f"{label} is a {type(value).__name__}",
+        hint="pass a state dict, a module, or a checkpoint's path",
+    )
+
+
+def content_digest(ckpt: Checkpoint) -> str:
+    """The file's sha256, or for tensors in memory a sha256 of their names, dtypes, shapes and bytes."""
+    if ckpt.info.sha256:
+        return ckpt.info.sha256
+    digest = hashlib.sha256()
+    for name in sorted(ckpt.tensors):
+        t = ckpt.tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name} {t.dtype} {list(t.shape)}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The model a scan evaluates and its two endpoint states, renamed and completed to the model's names."""
+
+    model: ResolvedModel
+    init: Checkpoint
+    final: Checkpoint
+    matched: StateMatch
+
+
+def given_model(model: nn.Module) -> ResolvedModel:
+    """A model object the library user passed in."""
+    kind = f"{type(model).__module__}.{type(model).__qualname__}"
+    return ResolvedModel(model, ModelSpec("in-memory", kind, None, {}), "the model passed in", "given")
+
+
+def resolve_weights(
+    model: nn.Module | str | None, init: StateLike, final: StateLike, read: ReadOptions | None = None
+) -> Weights:
+    """The model and both endpoints, checked against each other (every problem at once).
+
+    ``model`` is a module, a ``--model`` spec, or None: then the final endpoint's module when it is one, else the
+    forward a file brings, the spec a checkpoint records (code only with ``read.trust_recorded_code``), or the one
+    matching zoo model (models.resolve_model). ``read`` says how named files are read (defaults when None).
+
+    Raises:
+        CheckpointError, ModelError, UsageError: unreadable endpoints, no model, or a model that does not match.
+    """
+    read = read or ReadOptions()
+    init_ck = as_checkpoint(init, "init", key=read.key, unsafe_pickle=read.unsafe_pickle)
+    final_ck = as_checkpoint(final, "final", key=read.key, unsafe_pickle=read.unsafe_pickle)
+    if model is None and isinstance(final, nn.Module):
+        model = final
+    if isinstance(model, nn.Module):
+        if read.model_args:
+            raise UsageError("model_args configure a model interpscan builds, not one passed in")
+        resolved = given_model(model)
+    else:
+        trust = read.trust_recorded_code
+        check_recorded_code(model, final_ck, init_ck, trust=trust)
+        resolved = resolve_model(model, read.model_args, final_ck, init_ck, trust_recorded_code=trust)
+    names = list(resolved.model.state_dict())
+    init_ck, final_ck = align_to_model(init_ck, names), align_to_model(final_ck, names)
+    matched = match_states(resolved.model, {"init": init_ck.tensors, "final": final_ck.tensors}, strict=read.strict)
+    return Weights(
+        resolved,
+        replace(init_ck, tensors=matched.states["init"]),
+        replace(final_ck, tensors=matched.states["final"]),
+        matched,
+    )
+
+
+def find_weights_model(
+    model: str | None,
+    init: Checkpoint,
+    final: Checkpoint,
+    *,
+    model_args: Mapping[str, Any] | None = None,
+    trust_recorded_code: bool = False,
+) -> ResolvedModel | None:
+    """The model ``layers`` resolves patterns against: as for a scan, but None (group the tensor names) when no
+    model is named, brought, recorded or detected."""
+    check_recorded_code(model, final, init, trust=trust_recorded_code)
+    return find_model(model, model_args or {}, final, init, trust_recorded_code=trust_recorded_code)
+
+
+# ------------------------------------------------------------------------------------------------ the data
+
+
+@dataclass
+class Data:
+    """The data a scan evaluates: its splits as streams of batches, the training data batch-norm re-estimation
+    draws from, and a description for run.json."""
+
+    name: str
+    kind: str  # named, bundled, tensor file, factory, image folder; tensors, stream (in memory)
+    location: str | None
+    normalization: Any  # what was applied to dataset inputs, or None
+    available: tuple[str, ...]  # every split the data has
+    splits: list[Batches]  # the evaluated ones, in order
+    _calibration: Callable[[int, int], Batches] | None = field(repr=False, default=None)
+
+    @property
+    def has_train(self) -> bool:
+        return self._calibration is not None
+
+    def calibration(self, samples: int, seed: int) -> Batches:
+        """The batches ``recompute`` re-estimates statistics from: a seeded subset of ``samples`` training
+        examples (seed + 1, independent of an evaluated subset), or the first ``samples`` of a stream.
+
+        Raises:
+            UsageError: no training data.
+        """
+        if self._calibration is None:
+            raise UsageError(f"{self.name} has no train split", hint="use --bn interpolate or --bn batch")
+        return self._calibration(samples, seed)
+
+
+def _pick(available: Sequence[str], wanted: Sequence[str] | None, name: str) -> tuple[str, ...]:
+    chosen = tuple(wanted) if wanted else default_splits(available)
+    missing = [s for s in chosen if s not in available]
+    if missing:
+        raise DataError(
+            f"dataset {name} has no {missing[0]!r} split (it has: {', '.join(available)})",
+            hint=f"use --split {available[0]}" if available else None,
+        )
+    return chosen
+
+
+def data_from_source(
+    source: DataSource,
+    splits: Sequence[str] | None,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    normalize: str = "auto",
+    class_targets: bool = True,
+) -> Data:
+    """Splits of a dataset read into memory (load_split), optionally seeded subsets, normalized."""
+    normalization = parse_normalize(normalize, source)
+    chosen = _pick(source.splits, splits, source.name)
+    loaded: list[Batches] = [
+        load_split(source, s, samples=samples, seed=seed, normalization=normalization, class_targets=class_targets)
+        for s in chosen
+    ]
+
+    def calibration(n: int, seed: int) -> Batches:
+        # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
+        train = load_split(
+            source, "train", samples=n, seed=seed + 1, normalization=normalization, class_targets=class_targets
+        )
+        return train if train.indices is not None else replace(train, indices=tuple(range(len(train))))
+
+    return Data(
+        source.name,
+        source.kind,
+        source.location,
+        normalization,
+        source.splits,
+        loaded,
+        calibration if "train" in source.splits else None,
+    )
+
+
+def data_in_memory(
+    data: Any, splits: Sequence[str] | None, *, samples: int | None = None, seed: int = 0, calibration: Any = None
+) -> Data:
+    """Splits a library user passes (see data.batches.as_splits); a ``train`` split, or ``calibration``, is
+    what ``recompute`` re-estimates from.
+
+    Raises:
+        UsageError: ``samples`` for data that streams (its DataLoader decides the examples).
+    """
+    named = as_splits(data)
+    chosen = _pick(list(named), splits, "the data")
+    if samples is not None and any(not isinstance(named[s], Split) for s in chosen):
+        raise UsageError(
+            "samples draws a subset of tensors in memory; this data streams from a DataLoader or an iterable",
+            hint="subset the dataset itself (torch.utils.data.Subset), or pass (inputs, targets) tensors",
+        )
+    evaluated: list[Batches] = [
+        subset(split, samples, seed) if isinstance(split, Split) else split for split in (named[s] for s in chosen)
+    ]
+    kind = "tensors" if all(isinstance(named[s], Split) for s in chosen) else "stream"
+    train: Batches | None = as_split("calibration", calibration) if calibration is not None else named.get("train")
+
+    def calibrate(n: int, seed: int) -> Batches:
+        assert train is not None
+        if calibration is not None:
+            return train  # given for the purpose: used whole
+        if isinstance(train, Split):
+            picked = subset(train, n, seed + 1)
+            return picked if picked.indices is not None else replace(picked, indices=tuple(range(len(picked))))
+        return Take(train, n)
+
+    return Data("in-memory data", kind, None, None, tuple(named), evaluated, calibrate if train is not None else None)
+
+
+def resolve_data(
+    data: Any,
+    splits: Sequence[str] | None,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    class_targets: bool = True,
+    root: Path | None = None,
+    download: bool = True,
+    keys: tuple[str, str] | None = None,
+    normalize: str = "auto",
+    calibration: Any = None,
+    progress: DownloadProgress | None = None,
+    log: Log | None = None,
+) -> Data:
+    """``data`` as a scan reads it: a dataset name, file, folder or factory (``--data``; found, downloaded and
+    read into memory), a DataSource, or data in memory (tensors, Datasets, DataLoaders, iterables of batches, or
+    a mapping of split name to those).
+
+    Raises:
+        DataError, UsageError: see open_data, load_split, data_in_memory.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
+    if isinstance(data, DataSource):
+        return data_from_source(
+            data, splits, samples=samples, seed=seed, normalize=normalize, class_targets=class_targets
+        )
+    return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration)

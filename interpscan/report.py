@@ -1,0 +1,336 @@
+"""The HTML page that ``run``, ``plot`` and ``compare`` share: one self-contained page of figures, sortable
+tables and the manifests that say how the numbers were made; and ``plot_results``, which draws runs into one."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_atomic
+from .errors import OutputError, UsageError
+from .results import LoadedRun, get, json_safe, load_runs, run_labels
+
+PATH_FORMULA = "θ(α) = (1−α)·θ_init + α·θ_final"
+
+
+def run_title(manifest: Mapping[str, Any]) -> str:
+    """The title of one run's page: model, data and BN policy, as ``interpscan run`` and ``plot`` both write it."""
+    model = get(manifest, "model", "spec") or "model"
+    data = get(manifest, "data", "name") or "data"
+    policy = get(manifest, "bn", "policy") or "?"
+    return f"{model} on {data}: {PATH_FORMULA} (BN policy {policy})"
+
+
+def runs_title(runs: Sequence[LoadedRun]) -> str:
+    """The title of a page of ``runs``: ``run_title`` for one run with a run.json (its CSV's path without); for
+    several, what they share (model, data, BN policy) and how many they are."""
+    if len(runs) == 1:
+        return run_title(runs[0].manifest) if runs[0].manifest is not None else str(runs[0].csv)
+    manifests = [r.manifest for r in runs if r.manifest is not None]
+    if not manifests:
+        return f"{len(runs)} runs: {PATH_FORMULA}"
+
+    def shared(*keys: str, several: str) -> str:
+        values = {str(get(m, *keys)) for m in manifests}
+        return values.pop() if len(values) == 1 and len(manifests) == len(runs) else several
+
+    model = shared("model", "spec", several="several models")
+    data = shared("data", "name", several="several datasets")
+    policy = shared("bn", "policy", several="per run, in the legend")
+    return f"{model} on {data}, {len(runs)} runs: {PATH_FORMULA} (BN policy {policy})"
+
+
+# --- the HTML page -----------------------------------------------------------------------------------------
+
+_PAGE_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em 2em; color: #222; }
+h1 { font-size: 1.3em; font-weight: 600; }
+h2 { font-size: 1.1em; font-weight: 600; margin-top: 2em; }
+p.note { color: #555; font-size: 0.9em; margin: 0.3em 0; }
+table.sortable { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
+table.sortable caption { caption-side: top; text-align: left; color: #555; padding-bottom: 0.4em; }
+div.table { overflow-x: auto; }
+table.sortable th, table.sortable td {
+  border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; white-space: nowrap;
+}
+table.sortable th { cursor: pointer; user-select: none; background: #f4f4f4; position: sticky; top: 0; }
+table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
+table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
+table.sortable td.text, table.sortable th.text { text-align: left; }
+details { margin: 0.5em 0; }
+details summary { cursor: pointer; }
+details pre { background: #f7f7f7; padding: 0.8em; font-size: 0.8em; max-height: 40em; overflow: auto; }
+footer { margin-top: 2em; color: #888; font-size: 0.8em; }
+"""
+
+# Click a header to sort by that column (numbers as numbers, blanks last); click again to reverse.
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var headers = table.querySelectorAll("thead th");
+  headers.forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute("data-value"), y = b.cells[col].getAttribute("data-value");
+        if (x === "" || y === "") { return (x === "") - (y === ""); }
+        var nx = Number(x), ny = Number(y);
+        var cmp = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+        return ascending ? cmp : -cmp;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _cell(value: Any) -> tuple[str, str, bool]:
+    """(shown text, sort value, is text) of one table cell: 4 significant digits, blanks for NaN."""
+    import numpy as np
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return "", "", False
+    if isinstance(value, (bool, np.bool_)):
+        return ("yes" if value else "no"), ("1" if value else "0"), False
+    if isinstance(value, (int, np.integer)):
+        return str(value), str(value), False
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return (format(v, ".4g") if math.isfinite(v) else str(v)), repr(v), False
+    return str(value), str(value), True
+
+
+def table_html(frame: Any, *, table_id: str, caption: str = "") -> str:
+    """A DataFrame as a sortable HTML table (click a header); numbers shown to 4 significant digits, sorted by
+    their full value."""
+    from html import escape
+
+    columns = [str(c) for c in frame.columns]
+    rows = [[_cell(v) for v in record] for record in frame.itertuples(index=False, name=None)]
+    text_cols = [
+        all(r[j][2] or r[j][0] == "" for r in rows) and any(r[j][2] for r in rows) for j in range(len(columns))
+    ]
+    parts = [f'<table class="sortable" id="{escape(table_id)}">']
+    if caption:
+        parts.append(f"<caption>{escape(caption)}</caption>")
+    align = [' class="text"' if is_text else "" for is_text in text_cols]  # text left, numbers right
+    parts.append("<thead><tr>")
+    parts += [f'<th scope="col"{a}>{escape(c)}</th>' for c, a in zip(columns, align, strict=True)]
+    parts.append("</tr></thead><tbody>")
+    for row in rows:
+        parts.append("<tr>")
+        parts += [
+            f'<td data-value="{escape(sort)}"{a}>{escape(shown)}</td>'
+            for (shown, sort, _), a in zip(row, align, strict=True)
+        ]
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def _compact_json(obj: Any, indent: int = 0) -> str:
+    """JSON with sorted keys, two-space indents, and lists of scalars on one line (index lists stay short)."""
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps(str(k))}: {_compact_json(obj[k], indent + 1)}" for k in sorted(obj, key=str)]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        return "[\n" + ",\n".join(f"{inner}{_compact_json(v, indent + 1)}" for v in obj) + f"\n{pad}]"
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+
+
+def manifest_html(manifest: Mapping[str, Any], *, label: str) -> str:
+    """run.json in a collapsed block, so a page sent to someone says how its numbers were made."""
+    from html import escape
+
+    text = _compact_json(json_safe(dict(manifest)))
+    return f"<details><summary>{escape(label)}</summary><pre>{escape(text)}</pre></details>"
+
+
+def render_page(
+    *,
+    title: str,
+    figures: Sequence[tuple[str, Any]] = (),
+    tables: Sequence[tuple[str, str]] = (),
+    manifests: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    notes: Sequence[str] = (),
+    plotlyjs: str = "inline",
+) -> str:
+    """One self-contained HTML page: title, notes, figures, sortable tables, collapsed manifests.
+
+    Args:
+        title: The page's title and heading.
+        figures: (div id, Plotly figure) pairs; ids must be unique on the page.
+        tables: (heading, ``table_html`` output) pairs.
+        manifests: (label, run.json) pairs, shown collapsed.
+        notes: Short lines under the heading (plain text).
+        plotlyjs: ``inline`` (default: works offline), ``cdn`` or ``directory`` (see ``plots.plotlyjs_html``).
+
+    Raises:
+        UsageError: an unknown ``plotlyjs`` mode.
+    """
+    from html import escape
+
+    from . import __version__
+    from .plots import figure_html, plotlyjs_html
+
+    loader = plotlyjs_html(plotlyjs)
+    body = [f"<h1>{escape(title)}</h1>"]
+    body += [f'<p class="note">{escape(note)}</p>' for note in notes]
+    body += [figure_html(fig, div_id) for div_id, fig in figures]
+    for heading, table in tables:
+        body += [f"<h2>{escape(heading)}</h2>", f'<div class="table">{table}</div>']
+    if manifests:
+        body.append("<h2>How these numbers were made</h2>")
+        body += [manifest_html(m, label=label) for label, m in manifests]
+    body.append(f"<footer>written by interpscan {escape(__version__)}</footer>")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_PAGE_STYLE}</style>\n{loader}\n</head>\n<body>\n"
+        + "\n".join(body)
+        + f"\n<script>{_SORT_SCRIPT}</script>\n</body>\n</html>\n"
+    )
+
+
+def write_page(path: Path, page: str) -> list[Path]:
+    """Write ``page`` to ``path`` atomically; a page that loads ``plotly.min.js`` from its directory gets that
+    file beside it. Returns the paths written."""
+    from .plots import write_plotlyjs
+
+    write_atomic(path, page)
+    written = [path]
+    if '<script charset="utf-8" src="plotly.min.js"></script>' in page:
+        written.append(write_plotlyjs(path.parent))
+    return written
+
+
+def _with_run(frames: Sequence[Any], labels: Sequence[str]) -> Any:
+    """Several runs' frames as one, a ``run`` column first."""
+    import pandas as pd
+
+    return pd.concat([f.assign(run=label) for f, label in zip(frames, labels, strict=True)], ignore_index=True)[
+        ["run", *[c for c in frames[0].columns if c != "run"]]
+    ]
+
+
+def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs: str = "inline") -> tuple[str, Any]:
+    """The page of one run or several overlaid: ``path_figure``, the summary rows (sortable) and each run.json.
+
+    Labels default to ``run_labels``; the title is ``runs_title``. Returns (HTML, the figure).
+    """
+    from .plots import path_figure
+
+    if not runs:
+        raise UsageError("nothing to plot: no runs given")
+    labels = list(labels) or run_labels(runs)
+    several = len(runs) > 1
+    title = runs_title(runs)
+    summaries = [(r.summary, label) for r, label in zip(runs, labels, strict=True) if r.summary is not None]
+    if several:
+        results = _with_run([r.results for r in runs], labels)
+        summary = _with_run([s for s, _ in summaries], [label for _, label in summaries]) if summaries else None
+    else:
+        results, summary = runs[0].results, runs[0].summary
+    fig = path_figure(results, summary, title=title)
+    tables = []
+    if summary is not None:
+        caption = (
+            "summary.csv: one row per curve and split" + (", per run" if several else "") + "; click a header to sort"
+        )
+        tables.append(("Summary", table_html(summary, table_id="summary", caption=caption)))
+    manifests = [
+        (f"run.json of {label}" if several else "run.json", r.manifest)
+        for r, label in zip(runs, labels, strict=True)
+        if r.manifest is not None
+    ]
+    notes = [f"{label}: {r.csv}" for r, label in zip(runs, labels, strict=True)] if several else []
+    missing = [label for r, label in zip(runs, labels, strict=True) if r.summary is None]
+    if missing:
+        notes.append(f"no summary.csv for {', '.join(missing)}: no barrier star or summary row for it")
+    page = render_page(
+        title=title,
+        figures=[("interpscan-path", fig)],
+        tables=tables,
+        manifests=manifests,
+        notes=notes,
+        plotlyjs=plotlyjs,
+    )
+    return page, fig
+
+
+def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
+    taken = [p for p in paths if p.exists()]
+    if taken and not force:
+        raise OutputError(
+            f"{', '.join(map(str, taken))} exist{'s' if len(taken) == 1 else ''}",
+            hint="pass --force to replace, or --out to write elsewhere",
+        )
+    for p in taken:
+        if p.is_dir():
+            raise OutputError(f"{p} is a directory", hint="pass --out with a file name")
+
+
+def plot_results(
+    results: Path | Sequence[Path],
+    out: Path | None = None,
+    *,
+    labels: Sequence[str] = (),
+    force: bool = False,
+    plotlyjs: str = "inline",
+    static: Sequence[str] = (),
+) -> list[Path]:
+    """Draw one or more runs (results.csv files or run directories; summary.csv and run.json beside each are
+    used when present) into one self-contained HTML page, the same page ``interpscan run`` writes.
+
+    Args:
+        results: One input or several; several are overlaid, a colour per run.
+        out: The HTML file, or an existing directory to write into [default: beside the first input's CSV,
+            ``results.html`` for one input and ``plot.html`` for several].
+        labels: One label per input [default: ``run_labels``].
+        force: Replace existing output files.
+        plotlyjs: ``inline`` (works offline), ``cdn`` or ``directory``.
+        static: Also write the figure as ``png`` and/or ``svg`` beside the HTML (needs kaleido).
+
+    Returns:
+        The files written: the HTML first.
+
+    Raises:
+        OutputError: an input is missing or unreadable, or an output exists and ``force`` is not set.
+        UsageError: bad labels, an unknown ``plotlyjs`` mode, or static export without kaleido.
+    """
+    from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, write_static
+
+    inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
+    if not inputs:
+        raise UsageError("nothing to plot: give at least one results.csv or run directory")
+    plotlyjs_html(plotlyjs)  # an unknown mode fails before anything is read
+    unknown = sorted(set(static) - set(STATIC_FORMATS))
+    if unknown:
+        raise UsageError(f"static format(s) {', '.join(unknown)} unknown; use {' or '.join(STATIC_FORMATS)}")
+    if static:
+        check_static_export()
+    runs = load_runs(inputs)
+    names = run_labels(runs, labels)
+    default_name = "results.html" if len(runs) == 1 else "plot.html"
+    target = out or runs[0].csv.with_name(default_name)
+    if target.is_dir():
+        target = target / default_name
+    images = [target.with_suffix(f".{fmt}") for fmt in STATIC_FORMATS if fmt in static]
+    _refuse_existing([target, *images], force)
+    page, fig = path_page(runs, names, plotlyjs=plotlyjs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = write_page(target, page)
+    for image in images:
+        write_static(fig, image)
+        written.append(image)
+    return written
