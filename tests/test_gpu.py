@@ -45,3 +45,25 @@ def test_cuda_chunk_is_sized_from_free_memory() -> None:
     )
     assert report.chunk_size == 51  # a small model: every point fits at once on any current GPU
     assert len(results) == 51
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+def test_cuda_streams_and_groups_through_the_api_equal_the_cpu(strategy: str) -> None:
+    """The library entry point on CUDA: DataLoader batches moved as they come, groups, recompute from a stream."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import interpscan
+
+    torch.manual_seed(0)
+    model = resnet20(width=8).eval()
+    a, b = make_state(model, 1), make_state(model, 2)
+    gen = torch.Generator().manual_seed(3)
+    data = {
+        s: DataLoader(TensorDataset(torch.randn(96, 3, 32, 32, generator=gen), torch.randint(0, 10, (96,))), 32)
+        for s in ("train", "test")
+    }
+    kw = {"alphas": 5, "groups": ["layer*"], "bn": "recompute", "batch_size": 32}
+    cpu = interpscan.scan(model, a, b, data, device="cpu", strategy="sequential", **kw)
+    gpu = interpscan.scan(model, a, b, data, device="cuda", strategy=strategy, **kw)
+    assert gpu.manifest["device"].startswith("cuda")
+    assert gpu.results["loss"].tolist() == pytest.approx(cpu.results["loss"].tolist(), rel=2e-3)  # TF32 on CUDA
