@@ -25,7 +25,7 @@ from . import __version__
 from .data import Split, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
 from .download import DownloadProgress
-from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, scan_points
+from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, has_running_stats, scan_points
 from .errors import UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
@@ -304,7 +304,7 @@ def _plan(
     )
     policy = choose_bn_policy(options.bn, model=net, has_train=resolved.has_train, data_name=resolved.name)
     calib = None
-    if policy.value is BNPolicy.RECOMPUTE and _has_bn(net):
+    if policy.value is BNPolicy.RECOMPUTE and has_running_stats(net):
         calib = resolved.calibration(options.bn_samples, options.seed)
     names = list(net.state_dict())
     params = [n for n, _ in net.named_parameters()]
@@ -332,12 +332,6 @@ def _plan(
 def _size(split: Any) -> int | None:
     """Examples in a split, when known before it is read (a Split's; a Stream's length is the loader's)."""
     return len(split) if isinstance(split, Split) else None
-
-
-def _has_bn(model: nn.Module) -> bool:
-    from .engine import has_running_stats
-
-    return has_running_stats(model)
 
 
 def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:

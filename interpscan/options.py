@@ -278,10 +278,6 @@ class ScanOptions:
         _set(self, "tol", tol)
         _check_loss(self.loss)
 
-    @property
-    def grouped(self) -> bool:
-        return bool(self.groups)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReadOptions:

@@ -329,10 +329,6 @@ class ResolvedModel:
     origin: str  # for the log line and run.json, e.g. "recorded in final.pt"
     source: str  # "--model", "recorded", "checkpoint" (it brings its own forward) or "detected"
 
-    @property
-    def own_forward(self) -> bool:
-        return self.spec.kind in OWN_FORWARD
-
 
 def resolve_model(
     model: str | None,
