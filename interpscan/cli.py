@@ -184,169 +184,237 @@ def _split_list(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+# ------------------------------------------------------------------------------ options shared by commands
+# One declaration per option, used by every command that takes it (hf's habit): `run`, `layers` and `inspect`
+# read checkpoints and find models with the same flags. The panels group `run --help`.
+
+_MODEL, _DATA, _PATH, _HOW, _OUT = "Checkpoints and model", "Data", "The path", "How it runs", "Output"
+
+InitArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint at α=0 (θ_init): a PyTorch, safetensors (or sharded: its index or directory), "
+        "TorchScript, torch.export or .npz file. See `interpscan inspect`."
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Zoo name (`interpscan models`), path/to/file.py:factory, package.module:factory, torchvision:NAME or "
+        "timm:NAME. Optional when the checkpoint records its model, brings its own forward (TorchScript, "
+        "torch.export), or matches exactly one zoo model.",
+        rich_help_panel=_MODEL,
+    ),
+]
+ModelArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-arg",
+        "-a",
+        help="KEY=VALUE passed to the model factory (repeatable); values are Python literals.",
+        rich_help_panel=_MODEL,
+    ),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Dotted path to the weights inside the checkpoint files, e.g. model_ema for averaged weights "
+        "\\[default: the state dict itself, or under state_dict, model_state_dict, model, module, net].",
+        rich_help_panel=_MODEL,
+    ),
+]
+UnsafePickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-pickle",
+        help="Load pickles that name Python objects (torch.save(model)). Unpickling runs code the file names: "
+        "only for files you trust.",
+        rich_help_panel=_MODEL,
+    ),
+]
+TrustRecordedCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-recorded-code",
+        help="Build the model a checkpoint records even when it names Python code (path.py:factory, "
+        "module:factory), which is then imported and called: only for checkpoints you trust. Zoo models need no "
+        "flag.",
+        rich_help_panel=_MODEL,
+    ),
+]
+GroupsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--groups",
+        "-g",
+        help="Layer groups (repeatable; comma-separated): a glob such as 'layer*' (one group per matched module), "
+        "NAME=PAT[,PAT,!PAT] (one named group), or @top, @leaves, @depth:N. See `interpscan layers`.",
+        rich_help_panel=_PATH,
+    ),
+]
+
+
 @app.command()
 def run(
-    init: Annotated[
-        Path,
-        typer.Argument(
-            help="Checkpoint at α=0 (θ_init): a PyTorch, safetensors (or sharded: its index or directory), "
-            "TorchScript, torch.export or .npz file. See `interpscan inspect`."
-        ),
-    ],
+    init: InitArg,
     final: Annotated[Path, typer.Argument(help="Checkpoint at α=1 (θ_final).")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Zoo name (`interpscan models`), path/to/file.py:factory, package.module:factory, "
-            "torchvision:NAME or timm:NAME. Optional when the checkpoint records its model, brings its own forward "
-            "(TorchScript, torch.export), or matches exactly one zoo model.",
-        ),
-    ] = None,
-    model_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model-arg",
-            "-a",
-            help="KEY=VALUE passed to the model factory (repeatable); values are Python literals.",
-        ),
-    ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key",
-            help="Dotted path to the weights inside both checkpoints, e.g. model_ema for averaged weights "
-            "\\[default: the state dict itself, or under state_dict, model_state_dict, model, module, net].",
-        ),
-    ] = None,
-    unsafe_pickle: Annotated[
-        bool,
-        typer.Option(
-            "--unsafe-pickle",
-            help="Load pickles that name Python objects (torch.save(model)). Unpickling runs code the file "
-            "names: only for files you trust.",
-        ),
-    ] = False,
-    trust_recorded_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-recorded-code",
-            help="Build the model a checkpoint records even when it names Python code (path.py:factory, "
-            "module:factory), which is then imported and called: only for checkpoints you trust. Zoo models "
-            "need no flag.",
-        ),
-    ] = False,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
+    key: KeyOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    trust_recorded_code: TrustRecordedCodeOpt = False,
     strict: Annotated[
         bool,
-        typer.Option(help="Missing and unexpected tensors are errors; --no-strict fills and ignores them instead."),
+        typer.Option(
+            help="Missing and unexpected tensors are errors; --no-strict fills and ignores them instead.",
+            rich_help_panel=_MODEL,
+        ),
     ] = True,
     data: Annotated[
         str,
         typer.Option(
             "--data",
             "-d",
-            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled), "
-            "a tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one "
-            "sub-folder per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
+            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled), a "
+            "tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one sub-folder "
+            "per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
+            rich_help_panel=_DATA,
         ),
     ] = "fashion-mnist-small",
     data_root: Annotated[
         Path | None,
-        typer.Option(help="Where named datasets live \\[default: $XDG_CACHE_HOME/interpscan or ~/.cache/interpscan]."),
+        typer.Option(
+            help="Where named datasets live \\[default: $XDG_CACHE_HOME/interpscan or ~/.cache/interpscan].",
+            rich_help_panel=_DATA,
+        ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Splits to evaluate: train, test or train,test.")] = "test",
+    split: Annotated[
+        str, typer.Option("--split", help="Splits to evaluate: train, test or train,test.", rich_help_panel=_DATA)
+    ] = "test",
     download: Annotated[
         bool,
-        typer.Option(help="Download a named dataset into --data-root when it is not there (size and md5 checked)."),
+        typer.Option(
+            help="Download a named dataset into --data-root when it is not there (size and md5 checked).",
+            rich_help_panel=_DATA,
+        ),
     ] = True,
     data_keys: Annotated[
         str | None,
-        typer.Option(help="INPUTS,TARGETS: the names of inputs and targets in a tensor file or factory dict."),
+        typer.Option(
+            help="INPUTS,TARGETS: the names of inputs and targets in a tensor file or factory dict.",
+            rich_help_panel=_DATA,
+        ),
     ] = None,
     samples: Annotated[
-        str | None, typer.Option(help="Evaluate a seeded subset of N examples per split, or all (the default).")
+        str | None,
+        typer.Option(
+            help="Evaluate a seeded subset of N examples per split, or all (the default).", rich_help_panel=_DATA
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for --samples and the BN calibration subset.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed for --samples and the BN calibration subset.", rich_help_panel=_DATA)
+    ] = 0,
     normalize: Annotated[
         str,
         typer.Option(
             help="auto (the dataset's standard mean/std), none, or MEAN,STD; per channel, separate values by / "
-            "(0.4914/0.4822/0.4465,0.2470/0.2435/0.2616)."
+            "(0.4914/0.4822/0.4465,0.2470/0.2435/0.2616).",
+            rich_help_panel=_DATA,
         ),
     ] = "auto",
     loss: Annotated[
         str,
         typer.Option(
             help="cross_entropy (with accuracy), mse (regression), or a per-sample loss path/to/file.py:fn or "
-            "package.module:fn, fn(outputs, targets) -> (batch,)."
+            "package.module:fn, fn(outputs, targets) -> (batch,).",
+            rich_help_panel=_DATA,
         ),
     ] = "cross_entropy",
     alphas: Annotated[
         str,
         typer.Option(
             "--alphas",
-            help="Number of evenly spaced points, or an explicit list "
-            "such as 0,0.5,0.9,1. α=0 and α=1 are always included.",
+            help="Number of evenly spaced points, or an explicit list such as 0,0.5,0.9,1. α=0 and α=1 are always "
+            "included.",
+            rich_help_panel=_PATH,
         ),
     ] = "21",
-    alpha_range: Annotated[str | None, typer.Option(help="LO,HI to extend a counted grid, e.g. -0.5,1.5.")] = None,
+    alpha_range: Annotated[
+        str | None, typer.Option(help="LO,HI to extend a counted grid, e.g. -0.5,1.5.", rich_help_panel=_PATH)
+    ] = None,
+    groups: GroupsOpt = None,
+    hold: Annotated[
+        Hold,
+        typer.Option(
+            help="With --groups: where tensors outside the moving set stay (final: the seed paper).",
+            rich_help_panel=_PATH,
+        ),
+    ] = Hold.FINAL,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="With --groups: only (just the group moves) or all-but (everything except the group).",
+            rich_help_panel=_PATH,
+        ),
+    ] = Mode.ONLY,
     bn: Annotated[
         BNPolicy,
         typer.Option(
             "--bn",
-            help="Batch-norm policy: interpolate, recompute, batch, or auto "
-            "(recompute when the model has BN and the data a train split).",
+            help="Batch-norm policy: interpolate, recompute, batch, or auto (recompute when the model has BN and "
+            "the data a train split).",
+            rich_help_panel=_PATH,
         ),
     ] = BNPolicy.AUTO,
     bn_samples: Annotated[
         int,
-        typer.Option(help="Training examples used to re-estimate BN statistics per point (--bn recompute)."),
+        typer.Option(
+            help="Training examples used to re-estimate BN statistics per point (--bn recompute).",
+            rich_help_panel=_PATH,
+        ),
     ] = 2048,
+    tol: Annotated[
+        float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.", rich_help_panel=_PATH)
+    ] = 0.0,
     strategy: Annotated[
         Strategy,
         typer.Option(
-            help="auto (batched on CUDA; on CPU prefix with --groups, else sequential), sequential, batched "
-            "(vmap over chunks of points), or prefix (sequential, sharing the forward pass up to each group)."
+            help="auto (batched on CUDA; on CPU prefix with --groups, else sequential), sequential, batched (vmap "
+            "over chunks of points), or prefix (sequential, sharing the forward pass up to each group).",
+            rich_help_panel=_HOW,
         ),
     ] = Strategy.AUTO,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HOW)] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].")
+        int | None,
+        typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].", rich_help_panel=_HOW),
     ] = None,
     dtype: Annotated[
         DType,
         typer.Option(
             help="Precision of the forward pass (autocast; interpolation and the loss stay float32).",
+            rich_help_panel=_HOW,
         ),
     ] = DType.FLOAT32,
-    tol: Annotated[float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.")] = 0.0,
-    groups: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--groups",
-            "-g",
-            help="Also scan layer groups (repeatable; comma-separated): a glob such as 'layer*' (one group per "
-            "matched module), NAME=PAT[,PAT,!PAT] (one named group), or @top, @leaves, @depth:N. "
-            "See `interpscan layers`.",
-        ),
-    ] = None,
-    hold: Annotated[
-        Hold, typer.Option(help="With --groups: where tensors outside the moving set stay (final: the seed paper).")
-    ] = Hold.FINAL,
-    mode: Annotated[
-        Mode,
-        typer.Option(help="With --groups: only (just the group moves) or all-but (everything except the group)."),
-    ] = Mode.ONLY,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-out"),
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
-    html: Annotated[bool, typer.Option(help="Write results.html.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.", rich_help_panel=_OUT)] = Path(
+        "interpscan-out"
+    ),
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty output directory.", rich_help_panel=_OUT)
+    ] = False,
+    html: Annotated[bool, typer.Option(help="Write results.html.", rich_help_panel=_OUT)] = True,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=_OUT)
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
             "--resume",
             help="Finish a scan that was interrupted (Ctrl-C, SIGTERM) in --out: same command, plus --resume.",
+            rich_help_panel=_OUT,
         ),
     ] = False,
 ) -> None:
@@ -416,31 +484,12 @@ def run(
 def layers(
     init: Annotated[Path, typer.Argument(help="A checkpoint (θ_init).")],
     final: Annotated[Path | None, typer.Argument(help="Optional second checkpoint: adds distances per group.")] = None,
-    groups: Annotated[
-        list[str] | None,
-        typer.Option("--groups", "-g", help="Patterns as for `run --groups` \\[default: @top]."),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Resolve against this model's module tree (else the model `run` would use: the file's own, a "
-            "record, the matching zoo model; else the tensor names).",
-        ),
-    ] = None,
-    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-a", help="KEY=VALUE for the factory.")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="Dotted path to the weights inside the files.")] = None,
-    unsafe_pickle: Annotated[
-        bool, typer.Option("--unsafe-pickle", help="Load pickles that run code (only for files you trust).")
-    ] = False,
-    trust_recorded_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-recorded-code",
-            help="Build a recorded model that names Python code (imported and called): only for checkpoints you trust.",
-        ),
-    ] = False,
+    groups: GroupsOpt = None,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
+    key: KeyOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
+    trust_recorded_code: TrustRecordedCodeOpt = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv (to stdout).")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every tensor of each group.")] = False,
 ) -> None:
@@ -455,7 +504,7 @@ def layers(
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
-    report = layer_report(
+    report = layer_report(  # the model run would use (else the tensor names); groups default to @top
         init,
         final,
         tuple(groups or ("@top",)),
@@ -507,10 +556,8 @@ def layers(
 @app.command()
 def inspect(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint file, a sharded checkpoint's index, or its directory.")],
-    key: Annotated[str | None, typer.Option("--key", help="Dotted path to the weights inside the file.")] = None,
-    unsafe_pickle: Annotated[
-        bool, typer.Option("--unsafe-pickle", help="Load pickles that run code (only for files you trust).")
-    ] = False,
+    key: KeyOpt = None,
+    unsafe_pickle: UnsafePickleOpt = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
 ) -> None:
     """Show how a checkpoint is read (data-free, instant).
