@@ -16,10 +16,11 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,23 +33,40 @@ from interpscan.data import Split
 from interpscan.engine import EngineOptions, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
-from interpscan.models import MLP, resnet20
-from interpscan.options import DType, Hold, Strategy, parse_grid
+from interpscan.models import MLP, resnet18, resnet20
+from interpscan.options import BNPolicy, DType, Hold, Strategy, parse_grid
 from interpscan.tables import group_curves
 
 HERE = Path(__file__).resolve().parent
-ENGINE_STRATEGIES = ("sequential", "batched", "prefix")  # benchmarked when interpscan.options.Strategy has them
+# benchmarked when interpscan.options.Strategy has them
+ENGINE_STRATEGIES = ("sequential", "batched", "prefix", "prefix-batched")
 STRATEGIES = tuple(s.value for s in Strategy)
 DTYPES = tuple(d.value for d in DType)
-SCANS = ("whole", "groups")
+SCANS = ("whole", "groups", "paper")  # paper: the whole network and every group, as in the seed paper's figure
 COLUMNS = ["model", "scan", "strategy", "points", "seconds", "vs_floor", "speedup_vs_naive", "max_rel_diff", "note"]
-CONTEXT = ["device", "device_name", "threads", "torch", "samples", "batch_size", "alphas", "repeat", "tf32", "dtype"]
+CONTEXT = [
+    "device",
+    "device_name",
+    "threads",
+    "torch",
+    "samples",
+    "batch_size",
+    "alphas",
+    "repeat",
+    "tf32",
+    "dtype",
+    "bn",
+    "calibration",
+]
 
 # A runner does one timed evaluation of all its points and returns (mean loss per point, a note for the table).
 Runner = Callable[[], tuple[list[float], str]]
 
 
 # ------------------------------------------------------------------------------------------- the workloads
+
+
+WIDTH = [64]  # resnet18's base width, set by --width before any model is built
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,9 @@ class Workload:
 WORKLOADS = {
     "resnet20": Workload("resnet20", resnet20, (3, 32, 32), 10, ("layer*",)),  # CIFAR-shaped
     "mlp": Workload("mlp", MLP, (1, 28, 28), 10, ("features.*,fc",)),  # 784 → 256 → 256 → 10
+    # the seed paper's figure: CIFAR ResNet-18, its four stages and the classifier (``scan paper`` adds vary-all);
+    # --width scales it (64 is the paper's)
+    "resnet18": Workload("resnet18", lambda: resnet18(width=WIDTH[0]), (3, 32, 32), 10, ("layer*", "fc")),
 }
 
 
@@ -89,6 +110,12 @@ def random_data(workload: Workload, samples: int, seed: int) -> tuple[torch.Tens
     x = torch.randn(samples, *workload.input_shape, generator=gen)
     y = torch.randint(0, workload.classes, (samples,), generator=gen)
     return x, y
+
+
+def paper_points(model: nn.Module, specs: Sequence[str], alphas: Sequence[float]) -> tuple[list[Point], int]:
+    """The seed paper's figure: the whole network ("vary all") and each group (the rest held at θ_final)."""
+    points, g = group_points(model, specs, alphas)
+    return whole_points(alphas) + points, g + 1
 
 
 def whole_points(alphas: Sequence[float]) -> list[Point]:
@@ -136,6 +163,10 @@ class Problem:
     x_dev: torch.Tensor
     y_dev: torch.Tensor
     dtype: str = "float32"  # of the forward pass (autocast); interpolation and losses stay float32
+    # under "recompute" every point's BN statistics are re-estimated from ``calib`` (inputs, CPU) first
+    bn: str = "interpolate"
+    calib: torch.Tensor | None = None
+    calib_dev: torch.Tensor | None = None
 
     @classmethod
     def make(
@@ -149,8 +180,12 @@ class Problem:
         batch_size: int,
         device: torch.device,
         dtype: str = "float32",
+        bn: str = "interpolate",
+        calib: torch.Tensor | None = None,
     ) -> Problem:
-        return cls(model, start, end, points, x, y, batch_size, device, x.to(device), y.to(device), dtype)
+        calib_dev = calib.to(device) if calib is not None else None
+        x_dev, y_dev = x.to(device), y.to(device)
+        return cls(model, start, end, points, x, y, batch_size, device, x_dev, y_dev, dtype, bn, calib, calib_dev)
 
     def subset(self, points: list[Point], n: int) -> Problem:
         return Problem(
@@ -165,7 +200,24 @@ class Problem:
             self.x_dev[:n],
             self.y_dev[:n],
             self.dtype,
+            self.bn,
+            None if self.calib is None else self.calib[:n],
+            None if self.calib_dev is None else self.calib_dev[:n],
         )
+
+
+def recalibrate(net: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """BN re-estimation done the plain way: reset, cumulative average (momentum None), BN layers alone in train
+    mode over the calibration batches, then eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    with torch.no_grad():
+        for xb in batches:
+            net(xb)
+    net.eval()
 
 
 def floor_runner(p: Problem) -> Runner:
@@ -182,6 +234,11 @@ def floor_runner(p: Problem) -> Runner:
     x, y = p.x_dev, p.y_dev
 
     def run() -> tuple[list[float], str]:
+        if p.bn == "recompute" and p.calib_dev is not None:
+            calib = p.calib_dev
+            for net in nets:
+                with precision(p.device, p.dtype):
+                    recalibrate(net, (calib[lo : lo + p.batch_size] for lo in range(0, len(calib), p.batch_size)))
         with torch.inference_mode(), precision(p.device, p.dtype):
             sums: list[torch.Tensor] = [torch.zeros((), dtype=torch.float64, device=p.device) for _ in nets]
             for lo in range(0, len(x), p.batch_size):
@@ -205,6 +262,10 @@ def naive_runner(p: Problem) -> Runner:
         for point in p.points:
             net.load_state_dict(point_state(p.start, p.end, point))
             net.eval()
+            if p.bn == "recompute" and p.calib is not None:
+                calib = DataLoader(TensorDataset(p.calib), batch_size=p.batch_size)
+                with precision(p.device, p.dtype):
+                    recalibrate(net, (xb.to(p.device) for (xb,) in calib))
             total = 0.0
             with torch.no_grad(), precision(p.device, p.dtype):
                 for xb, yb in loader:
@@ -217,11 +278,12 @@ def naive_runner(p: Problem) -> Runner:
 
 
 def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Problem], Runner]:
-    """``scan_points`` with one strategy, BN policy "interpolate"; the data is already on the device, as the
+    """``scan_points`` with one strategy and the problem's BN policy; the data is already on the device, as the
     floor's is (``scan_points`` then moves nothing)."""
 
     def make(p: Problem) -> Runner:
         split = Split("bench", p.x_dev, p.y_dev, None)
+        calib = p.calib_dev if p.bn == "recompute" else None
 
         def run() -> tuple[list[float], str]:
             results, report = scan_points(
@@ -231,12 +293,14 @@ def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Proble
                 p.points,
                 [split],
                 EngineOptions(
+                    policy=BNPolicy.parse(p.bn, "--bn"),
                     strategy=Strategy.parse(strategy, "--strategies"),
                     device=p.device,
                     batch_size=p.batch_size,
                     chunk_size=chunk_size,
                     dtype=DType(p.dtype),
                 ),
+                calibration=calib,
             )
             note = f"{report.unique_points} distinct" if report.unique_points != len(p.points) else ""
             return [r.loss for r in results], note
@@ -449,9 +513,21 @@ def load() -> str:
 
 # Defaults per device; --quick replaces them with tiny sizes. CPU: about 1–2 minutes on a quiet 2-core machine.
 DEFAULTS = {
-    "cpu": {"samples": 512, "mlp_samples": 8192, "batch_size": 256, "alphas": 11},
-    "cuda": {"samples": 10240, "mlp_samples": 32768, "batch_size": 1024, "alphas": 11},
-    "quick": {"samples": 32, "mlp_samples": 128, "batch_size": 16, "alphas": 3},
+    "cpu": {"samples": 512, "mlp_samples": 8192, "batch_size": 256, "alphas": 11, "calibration": 512},
+    "cuda": {"samples": 10240, "mlp_samples": 32768, "batch_size": 1024, "alphas": 11, "calibration": 2048},
+    "quick": {"samples": 32, "mlp_samples": 128, "batch_size": 16, "alphas": 3, "calibration": 16},
+}
+# --preset paper: the seed paper's figure (ResNet-18, vary-all + 5 groups, 21 α, recompute); on CPU at width 16 and
+# 512 images so that it runs in minutes, on CUDA at full size (width 64, 10,000 test and 2,048 calibration images)
+PRESETS = {
+    "paper": {
+        "models": ["resnet18"],
+        "scans": ["paper"],
+        "bn": "recompute",
+        "alphas": 21,
+        "cpu": {"width": 16, "samples": 512, "calibration": 512, "batch_size": 128},
+        "cuda": {"width": 64, "samples": 10000, "calibration": 2048, "batch_size": 1024},
+    }
 }
 
 
@@ -468,18 +544,32 @@ def parser() -> argparse.ArgumentParser:
         "--quick 32 / 128, batch 16, 3 alphas. Explicit options override these.",
     )
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--models", type=csv_list, default=list(WORKLOADS), help="comma-separated: resnet20,mlp")
-    ap.add_argument("--scans", type=csv_list, default=list(SCANS), help="comma-separated: whole,groups")
+    ap.add_argument("--preset", choices=list(PRESETS), help="a named workload: paper (see benchmarks/README.md)")
+    ap.add_argument(
+        "--models", type=csv_list, default=None, help="comma-separated: resnet20,mlp,resnet18 (default resnet20,mlp)"
+    )
+    ap.add_argument(
+        "--scans", type=csv_list, default=None, help="comma-separated: whole,groups,paper (default whole,groups)"
+    )
+    ap.add_argument(
+        "--bn",
+        choices=["interpolate", "recompute"],
+        default=None,
+        help="BN policy for every method; recompute re-estimates each point's statistics first (default interpolate)",
+    )
+    ap.add_argument("--calibration", type=int, default=None, help="calibration examples under --bn recompute")
+    ap.add_argument("--width", type=int, default=None, help="resnet18's base width (default 64, the paper's)")
     ap.add_argument(
         "--strategies",
         type=csv_list,
         default=None,
-        help="interpscan strategies to time (default: those of sequential,batched,prefix the engine has)",
+        help="interpscan strategies to time (default: those of sequential,batched,prefix,prefix-batched the engine "
+        "has)",
     )
-    ap.add_argument("--samples", type=int, default=None, help="resnet20 examples (3×32×32)")
+    ap.add_argument("--samples", type=int, default=None, help="resnet20 / resnet18 examples (3×32×32)")
     ap.add_argument("--mlp-samples", type=int, default=None, help="MLP examples (1×28×28)")
     ap.add_argument("--batch-size", type=int, default=None, help="examples per forward pass, for every method")
-    ap.add_argument("--alphas", type=int, default=None, help="K: evenly spaced α in [0, 1] (default 11)")
+    ap.add_argument("--alphas", type=int, default=None, help="K: evenly spaced α in [0, 1] (default 11; paper 21)")
     ap.add_argument("--chunk-size", type=int, default=None, help="points per vmap chunk (default: the engine's)")
     ap.add_argument("--repeat", type=int, default=1, help="time each method R times, keep the best (default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -526,16 +616,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         log("error: --device cuda, but torch sees no CUDA device")
         return 2
-    defaults = DEFAULTS["quick" if args.quick else args.device]
+    preset: dict[str, Any] = PRESETS[args.preset] if args.preset else {}
+    sized = {} if args.quick else preset.get(args.device, {})
+    defaults = {
+        "models": list(WORKLOADS)[:2],
+        "scans": list(SCANS)[:2],
+        "bn": "interpolate",
+        "width": 64,
+        **DEFAULTS["quick" if args.quick else args.device],
+        **{k: v for k, v in preset.items() if k not in ("cpu", "cuda")},
+        **sized,
+        **({"alphas": 3, "width": 8} if args.quick else {}),
+    }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    WIDTH[0] = args.width
     unknown = [m for m in args.models if m not in WORKLOADS] + [s for s in args.scans if s not in SCANS]
     if unknown:
-        log(f"error: unknown model or scan {', '.join(unknown)}; models: {', '.join(WORKLOADS)}; scans: whole,groups")
+        log(
+            f"error: unknown model or scan {', '.join(unknown)}; models: {', '.join(WORKLOADS)}; "
+            f"scans: {', '.join(SCANS)}"
+        )
         return 2
-    if min(args.samples, args.mlp_samples, args.batch_size, args.repeat) <= 0 or args.alphas < 2:
-        log("error: --samples, --mlp-samples, --batch-size and --repeat must be positive, --alphas at least 2")
+    if min(args.samples, args.mlp_samples, args.batch_size, args.repeat, args.calibration, args.width) <= 0 or (
+        args.alphas < 2
+    ):
+        log(
+            "error: --samples, --mlp-samples, --batch-size, --repeat, --calibration and --width must be positive, "
+            "--alphas at least 2"
+        )
         return 2
     available = [s for s in ENGINE_STRATEGIES if s in STRATEGIES]
     strategies = available if args.strategies is None else args.strategies
@@ -562,8 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# torch {torch.__version__}, Python {platform.python_version()}")
     print(f"# device {device.type}: {name}; {threads} CPU threads; {load()}")
     print(
-        f"# samples resnet20={args.samples} mlp={args.mlp_samples}; batch {args.batch_size}; "
-        f"K={len(alphas)} α; best of {args.repeat}"
+        f"# samples cifar-shaped={args.samples} mlp={args.mlp_samples}; batch {args.batch_size}; "
+        + (f"resnet18 width {args.width}; " if "resnet18" in args.models else "")
+        + f"BN {args.bn}"
+        + (f" from {args.calibration} calibration examples; " if args.bn == "recompute" else "; ")
+        + f"K={len(alphas)} α; best of {args.repeat}"
         + (f"; TF32 {'on' if args.tf32 else 'off'}" if device.type == "cuda" else "")
         + f"; dtype {args.dtype}"
         + f"; strategies {','.join(strategies) or 'none'}",
@@ -575,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     makers = methods(strategies, args.chunk_size)
     for model_name in args.models:
         workload = WORKLOADS[model_name]
-        samples = args.samples if model_name == "resnet20" else args.mlp_samples
+        samples = args.samples if workload.input_shape == (3, 32, 32) else args.mlp_samples
         context[model_name] = {
             "device": device.type,
             "device_name": name,
@@ -587,17 +700,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeat": str(args.repeat),
             "tf32": str(args.tf32 if device.type == "cuda" else ""),
             "dtype": args.dtype,
+            "bn": args.bn,
+            "calibration": str(args.calibration if args.bn == "recompute" else ""),
         }
         model = workload.build().eval()
         start, end = random_state(workload, args.seed + 1), random_state(workload, args.seed + 2)
         x, y = random_data(workload, samples, args.seed)
+        calib = None
+        if args.bn == "recompute":  # shifted and scaled: statistics unlike the running ones the states hold
+            calib = random_data(workload, args.calibration, args.seed + 3)[0] * 1.5 + 0.2
         for scan in args.scans:
             if scan == "whole":
                 points = whole_points(alphas)
+            elif scan == "paper":
+                points, g = paper_points(model, workload.groups, alphas)
+                log(f"{model_name}: the whole network + {g - 1} groups from {','.join(workload.groups)!r}")
             else:
                 points, g = group_points(model, workload.groups, alphas)
                 log(f"{model_name}: {g} groups from {','.join(workload.groups)!r}")
-            problem = Problem.make(model, start, end, points, x, y, args.batch_size, device, args.dtype)
+            problem = Problem.make(model, start, end, points, x, y, args.batch_size, device, args.dtype, args.bn, calib)
             rows += measure(model_name, scan, problem, makers, args.repeat, args.tf32, log)
 
     print(table(rows))

@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# The GPU check of issue 6, run once by a session that has a lent GPU (the device tool's `run`):
+# The GPU check, run by a session that has a lent GPU (the device tool's `run`):
 #
 #     bash benchmarks/gpu_check.sh                  # from the repository root; writes into ${OUT:-.}
 #
-# as the device call's command, with timeout_s 400 (the steps' limits add up to 330 s; it ran in 165 s
-# on an H200, 2026-11-30: benchmarks/README.md has its numbers), e.g.
-#     run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh")
-# It installs nothing: the device image's python3 has torch, numpy and pytest, and interpscan is imported from
-# this checkout (PYTHONPATH). Steps, each under its own time limit, each run even when an earlier one failed:
+# as the device call's command, e.g. run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh",
+# timeout_s=560): the steps' limits add up to 530 s; on an H200 (2026-11-30) steps 1-4 ran in 165 s and step 5
+# in about 2 minutes (benchmarks/README.md has the numbers). It installs nothing: the device image's python3 has
+# torch, numpy and pytest, and interpscan is imported from this checkout (PYTHONPATH). Steps, each under its own
+# time limit, each run even when an earlier one failed:
 #   1. torch sees a CUDA device (else stop: nothing else can be checked);
-#   2. the tests marked gpu (`pytest -m gpu`), in the test files that have such a marker (tests/test_gpu.py);
-#      pytest's 'no tests collected' counts as a pass;
-#   3. the benchmark at its CUDA sizes (resnet20 10240 and MLP 32768 examples, 11 α, batch 1024, best of 2)
-#      -> $OUT/results-cuda.csv;
-#   4. the issue's GPU target case: resnet20, whole path, 60000 CIFAR-shaped examples × 51 α, the floor, the
-#      naive loop and the batched strategy -> $OUT/results-cuda-60k.csv.
+#   2. tests: the tests marked gpu (`pytest -m gpu`), in the test files that have such a marker
+#      (tests/test_gpu.py); pytest's 'no tests collected' counts as a pass;
+#   3. cuda: the benchmark at its CUDA sizes (resnet20 10240 and MLP 32768 examples, 11 α, batch 1024, best of
+#      REPEAT) -> $OUT/results-cuda.csv;
+#   4. 60k: resnet20, whole path, 60000 CIFAR-shaped examples × 51 α, the floor, the naive loop and the batched
+#      strategy -> $OUT/results-cuda-60k.csv;
+#   5. paper: the seed paper's figure at full size (bench.py --preset paper: ResNet-18, vary-all + 5 groups,
+#      21 α, recompute), batched and prefix-batched against the floor and the naive loop
+#      -> $OUT/results-cuda-paper.csv.
 # Everything printed is also in $OUT/gpu_check.log. Exit status: 0 when every step passed, else 1.
-# Environment: PYTHON (default python3), OUT (default .), BENCH_ARGS (extra options for both benchmark runs).
+# Environment: PYTHON (default python3), OUT (default .), BENCH_ARGS (extra options for every benchmark run),
+# STEPS (default tests,cuda,60k,paper: the steps to run), REPEAT (default 2: best of, in step 3).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,11 +31,14 @@ py="${PYTHON:-python3}"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 read -r -a extra <<<"${BENCH_ARGS:-}"
+steps="${STEPS:-tests,cuda,60k,paper}"
+repeat="${REPEAT:-2}"
 exec > >(tee "$out/gpu_check.log") 2>&1
 tee_pid=$!
 trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null || true' EXIT # let tee write the last lines
 
 failed=()
+wanted() { [[ ",$steps," == *",$1,"* ]]; }
 # step NAME SECONDS COMMAND...: run under a time limit, record a failure, go on. An exit status equal to $ALLOW
 # (when set) counts as a pass.
 step() {
@@ -62,20 +69,34 @@ fi
 
 # Only the files that mention the marker: collecting the others would import what the image may lack (plotly).
 mapfile -t gpu_files < <(grep -l 'mark\.gpu' tests/test_*.py || true)
-if [ "${#gpu_files[@]}" -eq 0 ]; then
+if ! wanted tests; then
+    echo "== tests marked gpu: skipped (STEPS=$steps)"
+elif [ "${#gpu_files[@]}" -eq 0 ]; then
     echo "== tests marked gpu: no test file has a gpu marker yet"
 else
     # exit 5 is pytest's 'no tests collected'
     ALLOW=5 step "tests marked gpu" 60 "$py" -m pytest -m gpu -q -p no:cacheprovider "${gpu_files[@]}"
 fi
 
-step "benchmark, CUDA sizes" 120 \
-    "$py" benchmarks/bench.py --device cuda --repeat 2 --csv "$out/results-cuda.csv" "${extra[@]}"
+if wanted cuda; then
+    step "benchmark, CUDA sizes" 120 \
+        "$py" benchmarks/bench.py --device cuda --repeat "$repeat" --csv "$out/results-cuda.csv" "${extra[@]}"
+fi
 
 # batched alone: the strategy auto picks on CUDA (the others are in step 3); 5 × 3M images would not fit the limit
-step "benchmark, resnet20 60k x 51" 150 \
-    "$py" benchmarks/bench.py --device cuda --models resnet20 --scans whole --samples 60000 --alphas 51 \
-    --strategies batched --csv "$out/results-cuda-60k.csv" "${extra[@]}"
+if wanted 60k; then
+    step "benchmark, resnet20 60k x 51" 150 \
+        "$py" benchmarks/bench.py --device cuda --models resnet20 --scans whole --samples 60000 --alphas 51 \
+        --strategies batched --csv "$out/results-cuda-60k.csv" "${extra[@]}"
+fi
+
+# the seed paper's figure at full size: ResNet-18 (width 64), vary-all + 5 groups, 21 α, recompute from 2,048
+# images, 10,000 test images; the two CUDA strategies against the floor and the naive loop
+if wanted paper; then
+    step "benchmark, the paper's figure" 200 \
+        "$py" benchmarks/bench.py --device cuda --preset paper --strategies batched,prefix-batched \
+        --csv "$out/results-cuda-paper.csv" "${extra[@]}"
+fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
     printf '== FAILED: %s\n' "${failed[@]}"

@@ -382,8 +382,9 @@ def run(
     strategy: Annotated[
         Strategy,
         typer.Option(
-            help="auto (batched on CUDA; on CPU prefix with --groups, else sequential), sequential, batched (vmap "
-            "over chunks of points), or prefix (sequential, sharing the forward pass up to each group).",
+            help="auto (with --groups: prefix-batched on CUDA, prefix on CPU; else batched on CUDA, sequential on "
+            "CPU), sequential, batched (vmap over chunks of points), prefix (sequential, sharing the forward pass "
+            "up to each group), or prefix-batched (that sharing, the rest vmapped over a group's points).",
             rich_help_panel=_HOW,
         ),
     ] = Strategy.AUTO,

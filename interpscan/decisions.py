@@ -50,20 +50,26 @@ def batched_obstacle(model: nn.Module) -> str | None:
 def choose_strategy(
     requested: Strategy, *, device: torch.device, grouped: bool, model: nn.Module
 ) -> Decision[Strategy]:
-    """The strategy: the one requested, or for ``auto`` batched on CUDA, and on CPU prefix with groups, else
-    sequential (vmap is slower than a loop on CPU: ENGINE-NOTES 1). Every strategy gives the same numbers.
+    """The strategy: the one requested, or for ``auto``: on CUDA prefix-batched with groups, else batched; on CPU
+    prefix with groups, else sequential (vmap is slower than a loop on CPU: ENGINE-NOTES 1). Every strategy gives
+    the same numbers.
 
     Raises:
         UsageError: ``batched`` requested for a model it cannot evaluate.
     """
     obstacle = batched_obstacle(model)
-    if requested is Strategy.BATCHED and obstacle:
-        raise UsageError(f"--strategy batched: {obstacle}", hint="use --strategy sequential (the same numbers)")
+    if requested in (Strategy.BATCHED, Strategy.PREFIX_BATCHED) and obstacle:
+        raise UsageError(f"--strategy {requested}: {obstacle}", hint="use --strategy sequential (the same numbers)")
     if requested is not Strategy.AUTO:
         return Decision(requested, "requested")
     if device.type == "cuda":
         if obstacle:
             return Decision(Strategy.SEQUENTIAL, f"auto on CUDA, not batched: {obstacle}")
+        if grouped:
+            return Decision(
+                Strategy.PREFIX_BATCHED,
+                "auto on CUDA with groups: a group's points share the forward pass before it, and vmap runs the rest",
+            )
         return Decision(Strategy.BATCHED, "auto on CUDA: vmap evaluates a chunk of points per forward pass")
     if grouped:
         return Decision(

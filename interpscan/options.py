@@ -54,6 +54,7 @@ class Strategy(Choice):
     SEQUENTIAL = "sequential"  # one working model, each point's weights written into it in place
     BATCHED = "batched"  # torch.func.functional_call under vmap, over chunks of points
     PREFIX = "prefix"  # sequential, sharing the forward pass up to each group's first tensor
+    PREFIX_BATCHED = "prefix-batched"  # prefix sharing, and the rest of the graph vmapped over a group's points
 
 
 class BNPolicy(Choice):

@@ -46,7 +46,7 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "data.pt"
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
 def test_the_api_in_memory_equals_run_on_files(
     files: tuple[Path, Path, Path],
     tmp_path: Path,

@@ -20,7 +20,7 @@ from interpscan.engine import Point, Snapshot
 from interpscan.errors import DataError, RunError, UsageError
 
 ALPHAS = [0.0, 0.3, 1.0, 1.4]
-STRATEGIES = ["sequential", "batched", "prefix"]
+STRATEGIES = ["sequential", "batched", "prefix", "prefix-batched"]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -29,7 +29,7 @@ def _run(model: nn.Module, start, end, points, x, y, **kw):  # type: ignore[no-u
     return run_engine(model, start, end, points, [_split(x, y)], **kw)
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
 @pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
 @pytest.mark.parametrize("model_cls", [TinyMLP, TinyConvBN])
 def test_engine_equals_reference_loop(model_cls, policy, strategy, image_data) -> None:  # type: ignore[no-untyped-def]
@@ -371,7 +371,7 @@ def test_bfloat16_forward_is_close_to_float32(strategy: str, image_data) -> None
         _run(model, start, end, points, x, y, dtype="float8")
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
 def test_resuming_from_any_snapshot_gives_the_uninterrupted_result(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
     x, y, calib = image_data
     model = TinyConvBN().eval()
@@ -424,3 +424,45 @@ def test_prefix_shares_even_without_a_whole_network_curve(image_data) -> None:  
     seq, _ = _run(model, start, end, points, x, y, strategy="sequential")
     for a, b in zip(prefix, seq, strict=True):
         assert a.loss == pytest.approx(b.loss, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("strategy", ["prefix", "prefix-batched", "batched"])
+def test_shared_calibration_gives_the_statistics_of_a_full_pass_per_point(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    """recompute with prefix sharing re-estimates only the layers after each point's cut, and copies the base's
+    statistics before it: every point's statistics equal those of a full forward pass per point (sequential)."""
+    from interpscan.engine.calibration import recompute_statistics
+    from interpscan.engine.plan import prepare
+    from interpscan.engine.points import dedupe
+    from interpscan.engine.runners import make_runner
+    from interpscan.options import Strategy
+
+    _, _, calib = image_data
+    model = TinyConvBN().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    head = frozenset(k for k in start if k.startswith(("fc1.", "bn1d.", "fc2.")))
+    conv = frozenset(k for k in start if k.startswith(("conv.", "bn.")))
+    points = [Point("all", a) for a in (0.0, 0.5, 1.0)]
+    points += [Point("head", a, head, 1.0) for a in (0.0, 0.3)] + [Point("conv", a, conv, 0.0) for a in (0.2, 0.9)]
+    last = frozenset({"fc2.weight", "fc2.bias"})  # after the last BN layer: nothing to re-estimate, base's copied
+    points += [Point("fc2", a, last, 1.0) for a in (0.0, 0.6)]
+
+    def statistics(name: str) -> dict[Point, dict[str, torch.Tensor]]:
+        plan = prepare(model, start, end, BNPolicy.RECOMPUTE, torch.device("cpu"))
+        unique, _ = dedupe(points, plan.names)
+        runner, evaluated = make_runner(Strategy(name), plan, unique, chunk_size=3, device=torch.device("cpu"))
+        batches = [calib[i : i + 16] for i in range(0, len(calib), 16)]
+        with torch.inference_mode():
+            stats, count, examples = recompute_statistics(runner, plan, batches, lambda _n: None)
+        assert (count, examples) == (4, 50)
+        return {p: {k: v[i] for k, v in stats.items()} for i, p in enumerate(evaluated) if p.curve}
+
+    full, shared = statistics("sequential"), statistics(strategy)
+    assert set(full) == set(shared)
+    for point, stats in full.items():
+        for name, value in stats.items():
+            assert torch.allclose(shared[point][name], value, rtol=1e-6, atol=1e-7), (point, name)
+            if strategy == "prefix":  # the same kernels on the same activations: bit for bit
+                assert torch.equal(shared[point][name], value), (point, name)
+    # the statistics really differ between points (the comparison could fail)
+    heads = [s["bn1d.running_mean"] for p, s in full.items() if p.curve == "head"]
+    assert not torch.allclose(heads[0], heads[1])

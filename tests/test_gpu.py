@@ -47,7 +47,7 @@ def test_cuda_chunk_is_sized_from_free_memory() -> None:
     assert len(results) == 51
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
 def test_cuda_streams_and_groups_through_the_api_equal_the_cpu(strategy: str) -> None:
     """The library entry point on CUDA: DataLoader batches moved as they come, groups, recompute from a stream."""
     from torch.utils.data import DataLoader, TensorDataset

@@ -151,7 +151,7 @@ def test_parameter_names_without_a_model_skip_bn_statistics() -> None:
     assert parameter_names(m.state_dict()) == [n for n, _ in m.named_parameters()]
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix"])
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
 @pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
 @pytest.mark.parametrize(("hold", "mode"), [("final", "only"), ("init", "only"), ("final", "all-but")])
 def test_breakdown_equals_hand_built_loop(hold: str, mode: str, policy: str, strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]

@@ -232,6 +232,8 @@ def scan_points(
         )
     unique, index = dedupe([untie(p, plan.aliases) for p in points], plan.names)
     runner, evaluated = make_runner(options.strategy, plan, unique, chunk_size=options.chunk_size, device=device)
+    position = {p: i for i, p in enumerate(evaluated)}  # a runner may order the points its own way
+    index = [position[unique[u]] for u in index]
     if resume is not None and resume.unique_points != len(evaluated):
         raise UsageError("the saved partial scan was made for other points", hint="rerun without --resume")
     stats = resume.stats if resume is not None and recompute else None

@@ -2,7 +2,8 @@
 
 - ``Sequential`` writes each point's weights into one working model in place, then runs it;
 - ``Batched`` evaluates a chunk of points at once with ``torch.func.functional_call`` under ``vmap``;
-- ``Prefix`` (prefix.py) is sequential, but shares the forward pass up to each group's first tensor.
+- ``Prefix`` (prefix.py) is sequential, but shares the forward pass up to each group's first tensor;
+  ``PrefixBatched`` shares it too, and evaluates the rest of the graph with vmap over chunks of a group's points.
 
 A runner only runs forward passes; the engine (core.py) scores the outputs, and calibration.py drives the
 batch-norm re-estimation through ``calibrate``.
@@ -10,7 +11,7 @@ batch-norm re-estimation through ``calibrate``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 import torch
@@ -66,6 +67,18 @@ class Runner(Protocol):
         ...
 
 
+def write_point(plan: Plan, state: dict[str, torch.Tensor], point: Point, stats: Statistics | None, row: int) -> None:
+    """Write ``point``'s weights into the working model's tensors ``state`` (its ``state_dict(keep_vars=True)``),
+    and under recompute its BN statistics, row ``row`` of ``stats``."""
+    for name, s in plan.start.items():
+        torch.lerp(s, plan.end[name], point.coefficient(name), out=state[name].data)
+    for name, t in plan.fixed.items():
+        state[name].data.copy_(t)
+    if stats is not None:
+        for name in plan.bn_stats:
+            state[name].data.copy_(stats[name][row])
+
+
 class Sequential:
     """One working model; each point's weights are written into it in place before its forward pass."""
 
@@ -82,14 +95,7 @@ class Sequential:
 
     def load(self, i: int) -> None:
         """Write point ``i``'s weights (and its BN statistics, under recompute) into the working model."""
-        point = self.points[i]
-        for name, s in self.plan.start.items():
-            torch.lerp(s, self.plan.end[name], point.coefficient(name), out=self.state[name].data)
-        for name, t in self.plan.fixed.items():
-            self.state[name].data.copy_(t)
-        if self.stats is not None:
-            for name in self.plan.bn_stats:
-                self.state[name].data.copy_(self.stats[name][i])
+        write_point(self.plan, self.state, self.points[i], self.stats, i)
 
     def use_statistics(self, stats: Statistics | None) -> None:
         self.stats = stats
@@ -140,19 +146,24 @@ class Batched:
         with users_code(inputs, batched=True):
             return self._vmapped(state, self.plan.fixed, inputs)  # type: ignore[no-any-return]
 
-    def _state(self, chunk: slice) -> dict[str, torch.Tensor]:
+    def _state(self, chunk: slice, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """The chunk's points' tensors, stacked (P_c, …): every interpolated tensor and (under recompute) BN
+        statistic, or those among ``names`` (a tied name takes its first name's values)."""
         points = self.points[chunk]
+        plan = self.plan
         state: dict[str, torch.Tensor] = {}
-        for name, s in self.plan.start.items():
-            coef = torch.tensor([p.coefficient(name) for p in points], dtype=s.dtype, device=s.device)
+        wanted = plan.start.keys() if names is None else [n for n in names if plan.aliases.get(n, n) in plan.start]
+        for name in wanted:
+            owner = plan.aliases.get(name, name)
+            s, e = plan.start[owner], plan.end[owner]
+            coef = torch.tensor([p.coefficient(owner) for p in points], dtype=s.dtype, device=s.device)
             coef = coef.view(-1, *([1] * s.dim()))
             # (P_c, *shape): the same lerp as the sequential strategy, so both agree to the last bit
-            state[name] = torch.lerp(
-                s.expand(len(points), *s.shape), self.plan.end[name].expand(len(points), *s.shape), coef
-            )
+            state[name] = torch.lerp(s.expand(len(points), *s.shape), e.expand(len(points), *s.shape), coef)
         if self.stats is not None:
-            for name in self.plan.bn_stats:
-                state[name] = self.stats[name][chunk].clone()
+            for name in plan.bn_stats:
+                if names is None or name in names:
+                    state[name] = self.stats[name][chunk].clone()
         return state
 
     def _size(self, inputs: Inputs) -> None:
@@ -169,14 +180,16 @@ class Batched:
         free, _ = torch.cuda.mem_get_info(device)
         self.chunk_size = max(1, min(len(self.points), int(0.5 * free / per_point)))
 
-    def _chunks(self, inputs: Inputs, work: Callable[[slice], T]) -> Iterator[tuple[slice, T]]:
-        """``work`` over consecutive chunks of points, halving the chunk on out-of-memory. ``work`` must change
-        nothing before its forward pass has succeeded."""
+    def _chunks(
+        self, inputs: Inputs, work: Callable[[slice], T], within: slice | None = None
+    ) -> Iterator[tuple[slice, T]]:
+        """``work`` over consecutive chunks of the points (of the points ``within``), halving the chunk on
+        out-of-memory. ``work`` must change nothing before its forward pass has succeeded."""
         if not self.sized:
             self._size(inputs)
-        i = 0
-        while i < len(self.points):
-            chunk = slice(i, min(i + self.chunk_size, len(self.points)))
+        i, stop = (0, len(self.points)) if within is None else (within.start, within.stop)
+        while i < stop:
+            chunk = slice(i, min(i + self.chunk_size, stop))
             try:
                 result = work(chunk)
             except torch.OutOfMemoryError:
@@ -212,17 +225,20 @@ class Batched:
 def make_runner(
     strategy: Strategy, plan: Plan, points: Sequence[Point], *, chunk_size: int | None, device: torch.device
 ) -> tuple[Runner, Sequence[Point]]:
-    """The runner for ``strategy`` and the points it evaluates (prefix adds the base networks it shares from).
+    """The runner for ``strategy`` and the points it evaluates, in its order (prefix adds the base networks it
+    shares from, and prefix-batched puts each group's points side by side).
 
     Raises:
         UsageError: ``auto`` (decisions.choose_strategy resolves it before the engine runs).
     """
     from ..errors import UsageError
 
-    if strategy is Strategy.PREFIX:
+    if strategy in (Strategy.PREFIX, Strategy.PREFIX_BATCHED):
         from .prefix import prefix_runner
 
-        return prefix_runner(plan, points)
+        return prefix_runner(
+            plan, points, batched=strategy is Strategy.PREFIX_BATCHED, chunk_size=chunk_size, device=device
+        )
     if strategy is Strategy.BATCHED:
         return Batched(plan, points, chunk_size, device), points
     if strategy is Strategy.SEQUENTIAL:
