@@ -517,15 +517,16 @@ DEFAULTS = {
     "cuda": {"samples": 10240, "mlp_samples": 32768, "batch_size": 1024, "alphas": 11, "calibration": 2048},
     "quick": {"samples": 32, "mlp_samples": 128, "batch_size": 16, "alphas": 3, "calibration": 16},
 }
-# --preset paper: the seed paper's figure (ResNet-18, vary-all + 5 groups, 21 α, recompute); on CPU at width 16 and
-# 512 images so that it runs in minutes, on CUDA at full size (width 64, 10,000 test and 2,048 calibration images)
+# --preset paper: the seed paper's figure (ResNet-18, vary-all + 5 groups, 21 α, recompute); on CPU at width 16,
+# 256 test and 256 calibration images so that it runs in minutes, on CUDA at full size (width 64, 10,000 test
+# and 2,048 calibration images)
 PRESETS = {
     "paper": {
         "models": ["resnet18"],
         "scans": ["paper"],
         "bn": "recompute",
         "alphas": 21,
-        "cpu": {"width": 16, "samples": 512, "calibration": 512, "batch_size": 128},
+        "cpu": {"width": 16, "samples": 256, "calibration": 256, "batch_size": 128},
         "cuda": {"width": 64, "samples": 10000, "calibration": 2048, "batch_size": 1024},
     }
 }
