@@ -466,3 +466,24 @@ def test_shared_calibration_gives_the_statistics_of_a_full_pass_per_point(strate
     # the statistics really differ between points (the comparison could fail)
     heads = [s["bn1d.running_mean"] for p, s in full.items() if p.curve == "head"]
     assert not torch.allclose(heads[0], heads[1])
+
+
+@pytest.mark.parametrize("strategy", ["prefix", "prefix-batched"])
+def test_a_group_the_forward_never_reads_runs_whole(strategy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    """A group of tensors no node reads (an unused head) has no cut to resume from: its points run whole."""
+
+    class Unused(TinyConvBN):
+        def __init__(self) -> None:
+            super().__init__()
+            self.spare = nn.Linear(3, 3)  # never called in forward
+
+    x, y, calib = image_data
+    model = Unused().eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    spare = frozenset({"spare.weight", "spare.bias"})
+    points = [Point("all", 1.0)] + [Point("spare", a, spare, 1.0) for a in (0.0, 0.5)]
+    for policy in ("interpolate", "recompute"):
+        shared, _ = _run(model, start, end, points, x, y, policy=policy, calibration=calib, strategy=strategy)
+        plain, _ = _run(model, start, end, points, x, y, policy=policy, calibration=calib, strategy="sequential")
+        assert [r.loss for r in shared] == pytest.approx([r.loss for r in plain], rel=1e-6)
+        assert shared[1].loss == pytest.approx(shared[0].loss, rel=1e-6)  # the spare head changes nothing

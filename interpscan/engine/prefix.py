@@ -124,7 +124,10 @@ class Sharing:
                 self.cut.append(0)
                 continue
             varying = [n for n in names if p.coefficient(n) != base]
-            self.cut.append(min((traced.first_read.get(n, end) for n in varying), default=end))
+            cut = min((traced.first_read.get(n, end) for n in varying), default=end)
+            # tensors the forward never reads: no cut to resume from, so the point runs whole (its outputs are
+            # the base's)
+            self.cut.append(cut if cut < end else 0)
         last_use: dict[Any, int] = {}
         for i, node in enumerate(traced.nodes):
             for used in node.all_input_nodes:
