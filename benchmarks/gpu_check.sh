@@ -4,8 +4,9 @@
 #     bash benchmarks/gpu_check.sh                  # from the repository root; writes into ${OUT:-.}
 #
 # as the device call's command, e.g. run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh",
-# timeout_s=560): the steps' limits add up to 530 s; on an H200 (2026-11-30) steps 1-4 ran in 165 s and step 5
-# in about 2 minutes (benchmarks/README.md has the numbers). It installs nothing: the device image's python3 has
+# timeout_s=560): the steps' limits add up to 530 s; on an H200 (2026-11-30) steps 1-4 ran in 165 s
+# (benchmarks/README.md has the numbers); step 5 has not run on a GPU yet (estimated at 2-3 minutes from the
+# FLOPs; its limit is 200 s). It installs nothing: the device image's python3 has
 # torch, numpy and pytest, and interpscan is imported from this checkout (PYTHONPATH). Steps, each under its own
 # time limit, each run even when an earlier one failed:
 #   1. torch sees a CUDA device (else stop: nothing else can be checked);
