@@ -20,7 +20,7 @@ from .data import Batches, DataSource, Split, as_splits, load_split, open_data, 
 from .data.batches import Take, as_split, default_splits
 from .download import DownloadProgress
 from .errors import DataError, UsageError
-from .models import ModelSpec, ResolvedModel, StateMatch, check_recorded_code, find_model, match_states, resolve_model
+from .models import ModelSpec, ResolvedModel, StateMatch, match_states, resolve_model
 from .models.matching import dtype_counts
 from .options import ReadOptions
 
@@ -117,8 +117,8 @@ def resolve_weights(
             raise UsageError("model_args configure a model interpscan builds, not one passed in")
         resolved = given_model(model)
     else:
+        # a recorded spec that names code is refused in models.model_spec_for unless trusted, before any data
         trust = read.trust_recorded_code
-        check_recorded_code(model, final_ck, init_ck, trust=trust)
         resolved = resolve_model(model, read.model_args, final_ck, init_ck, trust_recorded_code=trust)
     names = list(resolved.model.state_dict())
     init_ck, final_ck = align_to_model(init_ck, names), align_to_model(final_ck, names)
@@ -129,20 +129,6 @@ def resolve_weights(
         replace(final_ck, tensors=matched.states["final"]),
         matched,
     )
-
-
-def find_weights_model(
-    model: str | None,
-    init: Checkpoint,
-    final: Checkpoint,
-    *,
-    model_args: Mapping[str, Any] | None = None,
-    trust_recorded_code: bool = False,
-) -> ResolvedModel | None:
-    """The model ``layers`` resolves patterns against: as for a scan, but None (group the tensor names) when no
-    model is named, brought, recorded or detected."""
-    check_recorded_code(model, final, init, trust=trust_recorded_code)
-    return find_model(model, model_args or {}, final, init, trust_recorded_code=trust_recorded_code)
 
 
 # ------------------------------------------------------------------------------------------------ the data

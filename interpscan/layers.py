@@ -13,8 +13,8 @@ from typing import Any
 
 from .errors import ModelError
 from .groups import Grouping, ModuleTree, group_table, parameter_names, resolve_groups
-from .inputs import StateLike, as_checkpoint, find_weights_model
-from .models import check_against
+from .inputs import StateLike, as_checkpoint
+from .models import check_against, find_model
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ def layer_report(
     init_ck = as_checkpoint(init, "init", key=key, unsafe_pickle=unsafe_pickle)
     final_ck = as_checkpoint(final, "final", key=key, unsafe_pickle=unsafe_pickle) if final is not None else None
     reference = final_ck or init_ck
-    resolved = find_weights_model(
-        model, init_ck, reference, model_args=model_args, trust_recorded_code=trust_recorded_code
-    )
+    resolved = find_model(model, model_args or {}, reference, init_ck, trust_recorded_code=trust_recorded_code)
     module = None
     if resolved is not None:
         from .checkpoints import align_to_model
