@@ -1,5 +1,6 @@
-"""The corpus of bad checkpoints (tests/make_bad_checkpoints.py) through `interpscan run`: each case ends in one
-error line (and perhaps a hint) with the right exit code, never a traceback, and leaves no output directory."""
+"""The corpus of bad inputs (tests/bad_inputs/) through the real entry point: each case ends in one error line (and
+perhaps a hint) with the right exit code, never a traceback; a failed run leaves no output directory, and nothing
+the user had is changed."""
 
 from __future__ import annotations
 
@@ -7,58 +8,67 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from make_bad_checkpoints import CASE_NAMES, Case, build_corpus, cli_args, render_table, run_case
+from bad_inputs import CASE_NAMES, Case, Outcome, build_corpus, render_table, run_case
+from bad_inputs.case import OUT, digest
 
 DOCS_TABLE = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
+def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bad-inputs")
+
+
+@pytest.fixture(scope="session")
+def corpus(corpus_root: Path) -> dict[str, Case]:
     """Every bad input, built once: name -> case."""
-    return {c.name: c for c in build_corpus(tmp_path_factory.mktemp("bad-checkpoints"))}
+    return {c.name: c for c in build_corpus(corpus_root)}
 
 
 def test_corpus_is_large_enough(corpus: dict[str, Case]) -> None:
-    assert len(corpus) >= 30
-    assert sum(c.exit_code == 0 for c in corpus.values()) == 2  # only the NaN and Inf weights run
+    assert len(corpus) >= 40
+    assert tuple(corpus) == CASE_NAMES
+
+
+def check(case: Case, outcome: Outcome, out: Path, before: dict[Path, str]) -> None:
+    """Everything a case must show: exit code, one line (+ hint), no traceback, no leftovers, nothing lost."""
+    err, lines = outcome.stderr, outcome.lines
+    assert "Traceback" not in err, err
+    assert outcome.exit_code == case.exit_code, err
+    for path in case.must_not_exist:
+        assert not path.exists(), f"{case.name}: the input's code ran ({path} exists)"
+    for path, was in before.items():
+        assert digest(path) == was, f"{case.name}: {path} changed"
+    if case.exit_code != 0:
+        assert lines, err
+        assert lines[0].startswith("error: "), err
+        assert case.error in lines[0], err
+        assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), err
+        if any(OUT in a for a in case.args) and out not in case.keep:
+            assert not out.exists(), "a failed run left its output directory behind"
+    elif case.warning:
+        warnings = [ln for ln in lines if ln.startswith("warning: ")]
+        assert warnings, err
+        assert case.warning in warnings[0], err
+        if (out / "run.json").exists():
+            assert warnings[0] in json.loads((out / "run.json").read_text())["warnings"]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_bad_input(
-    name: str,
-    corpus: dict[str, Case],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_bad_input(name: str, corpus: dict[str, Case], tmp_path: Path) -> None:
     case = corpus[name]
     out = tmp_path / "out"
-    code, err = run_cli(monkeypatch, capsys, *cli_args(case, out))
-    assert "Traceback" not in err
-    assert code == case.exit_code, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    for path in case.must_not_exist:
-        assert not path.exists(), f"{name}: the file's code ran"
-    if case.exit_code != 0:
-        assert lines[0].startswith("error: "), err
-        assert case.error in lines[0]
-        assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), err
-        assert not out.exists(), "a failed run left its output directory behind"
-    else:
-        assert [ln for ln in lines if ln.startswith("warning: ")] == [lines[0]]
-        assert case.warning in lines[0]
-        manifest = json.loads((out / "run.json").read_text())
-        assert manifest["warnings"] == [lines[0]]
+    before = {p: digest(p) for p in case.keep}
+    check(case, run_case(case, out), out, before)
 
 
-def test_table_shows_what_the_user_sees(corpus: dict[str, Case], tmp_path: Path) -> None:
+def test_table_shows_what_the_user_sees(corpus: dict[str, Case], corpus_root: Path, tmp_path: Path) -> None:
     """docs/bad-inputs.md is this run's output: regenerate it when a message changes."""
-    rows = [(case, run_case(case, tmp_path / name)) for name, case in corpus.items()]
-    table = render_table(rows)
-    assert len(table.splitlines()) == 9 + len(corpus)
+    rows = [(case, run_case(case, tmp_path / name / "out")) for name, case in corpus.items()]
+    table = render_table(rows, [corpus_root, tmp_path])
     assert "| `empty-file` | a file of 0 bytes | error: empty.pt: not a checkpoint" in table
     assert str(tmp_path) not in table
+    assert str(corpus_root) not in table
     assert DOCS_TABLE.read_text() == table, (
-        "docs/bad-inputs.md is out of date: python tests/make_bad_checkpoints.py --table docs/bad-inputs.md"
+        "docs/bad-inputs.md is out of date: python tests/make_bad_inputs.py --table docs/bad-inputs.md"
     )

@@ -1,28 +1,16 @@
-"""Generate the corpus of bad checkpoints, and render what the CLI says about each as a Markdown table.
-
-    python tests/make_bad_checkpoints.py DIR                      # write the corpus into DIR
-    python tests/make_bad_checkpoints.py --table docs/bad-inputs.md  # run every case through the CLI, write the table
+"""Bad checkpoints: each case pairs one bad file with a valid ``cnn width=2`` partner, through `interpscan run`.
 
 Every file is built here from code (never hand-edited bytes), so the corpus can be regenerated and reviewed.
-Each case pairs one bad file with a valid ``cnn width=2`` partner; tests/test_bad_inputs.py runs them all.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import gzip
 import io
 import json
-import os
 import pickle
-import re
 import struct
-import sys
-import tempfile
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +18,11 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-# The fast run every case goes through: a tiny conv net, 16 examples, the two endpoints.
-MODEL_ARGS = ("--model", "cnn", "--model-arg", "width=2")
-RUN_ARGS = (*MODEL_ARGS, "--samples", "16", "--alphas", "2", "--bn", "interpolate", "-q", "--no-html")
+from .case import Case, good_state, run_args
 
-
-# The cases build_corpus writes, in order (checked there), so a test can be parametrized before it runs.
-CASE_NAMES = (
+TITLE = "Checkpoints"
+# The cases build writes, in order (checked by build_corpus), so a test can be parametrized before it runs.
+NAMES = (
     "missing-file",
     "empty-file",
     "random-bytes",
@@ -85,28 +71,6 @@ CASE_NAMES = (
     "nan-weights",
     "inf-weights",
 )
-
-
-@dataclass(frozen=True)
-class Case:
-    """One bad input: the checkpoints to pass and what the user must see."""
-
-    name: str
-    description: str  # what is wrong, for the table
-    init: Path
-    final: Path
-    exit_code: int  # 2 bad input, 1 failed run, 0 ran (with a warning)
-    error: str  # a substring of the first "error: …" line; "" when the run succeeds
-    warning: str = ""  # a substring of a warning line, for inputs that run
-    must_not_exist: tuple[Path, ...] = field(default=())  # files a refused payload would have written
-
-
-def good_state(seed: int = 0, width: int = 2) -> dict[str, torch.Tensor]:
-    """A valid state dict of ``cnn width=WIDTH`` (1 input channel, 10 classes)."""
-    from interpscan.models import CNN
-
-    torch.manual_seed(seed)
-    return {k: v.detach().clone() for k, v in CNN(width=width).state_dict().items()}
 
 
 def safetensors_bytes(header: dict[str, Any], data: bytes, *, length: int | None = None) -> bytes:
@@ -165,10 +129,8 @@ def _png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0\0")) + chunk(b"IEND", b"")
 
 
-def build_corpus(directory: str | Path) -> list[Case]:
-    """Write every bad input (and the valid partner checkpoint) into ``directory``; return the cases."""
-    root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+def build(root: Path) -> list[Case]:
+    """Write every bad checkpoint (and the valid partner) into ``root``; return the cases."""
     good = good_state(0)
     good_path = root / "good.pt"
     torch.save(good, good_path)
@@ -196,7 +158,7 @@ def build_corpus(directory: str | Path) -> list[Case]:
         name: str, description: str, path: Path, error: str, *, exit_code: int = 2, side: str = "final", **extra: Any
     ) -> None:
         init, final = (path, good_path) if side == "init" else (good_path, path)
-        cases.append(Case(name, description, init, final, exit_code, error, **extra))
+        cases.append(Case(name, description, run_args(init, final), exit_code, error, **extra))
 
     # -- not a checkpoint at all
     bad("missing-file", "the path does not exist", root / "no-such-file.pt", "checkpoint not found")
@@ -476,100 +438,4 @@ def build_corpus(directory: str | Path) -> list[Case]:
         warning="init holds 1 non-finite value (conv1.weight)",
         side="init",
     )
-    assert tuple(c.name for c in cases) == CASE_NAMES, "update CASE_NAMES to match the cases built"
     return cases
-
-
-# ------------------------------------------------------------------------------------------------ running
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the CLI did with one case."""
-
-    exit_code: int
-    stderr: str
-
-    @property
-    def first_line(self) -> str:
-        """The line a user reads first: the error, else the first warning, else the first line."""
-        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
-        for prefix in ("error:", "warning:"):
-            found = [ln for ln in lines if ln.startswith(prefix)]
-            if found:
-                return found[0]
-        return lines[0] if lines else ""
-
-
-def cli_args(case: Case, out: Path) -> list[str]:
-    """The `interpscan run` arguments for one case."""
-    return ["run", str(case.init), str(case.final), *RUN_ARGS, "--out", str(out)]
-
-
-def run_case(case: Case, out: Path) -> Outcome:
-    """Run one case through the real entry point in-process, capturing stderr."""
-    from interpscan.cli import main
-
-    argv, err = sys.argv, io.StringIO()
-    sys.argv = ["interpscan", *cli_args(case, out)]
-    os.environ.pop("INTERPSCAN_DEBUG", None)
-    code = 0
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = argv
-    return Outcome(code, err.getvalue())
-
-
-def render_table(rows: Sequence[tuple[Case, Outcome]]) -> str:
-    """The bad-input table as Markdown: case, what is wrong, what the user sees, exit code."""
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = [
-        "# Bad inputs: what the user sees",
-        "",
-        "Generated by `python tests/make_bad_checkpoints.py --table docs/bad-inputs.md` from the corpus that",
-        "`tests/test_bad_inputs.py` runs through `interpscan run` (bad file as one endpoint, a valid `cnn width=2`",
-        "state dict as the other). Paths are shortened to the file name. Exit codes: 0 ran, 1 the run failed,",
-        "2 bad input.",
-        "",
-        "| case | input | what the user sees (first line) | exit |",
-        "|---|---|---|---|",
-    ]
-    for case, outcome in rows:
-        seen = outcome.first_line
-        for p in (case.init, case.final):
-            seen = seen.replace(str(p.parent) + os.sep, "")
-        # safetensors checks a header's tensors in hash-map order, so which problem it names varies from
-        # process to process; keep the table stable
-        seen = re.sub(r"(Error while deserializing header: )[^)]*", r"\1…", seen)
-        lines.append(f"| `{case.name}` | {cell(case.description)} | {cell(seen)} | {outcome.exit_code} |")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", nargs="?", help="write the corpus here")
-    parser.add_argument("--table", metavar="MD", help="run every case through the CLI and write the table here")
-    args = parser.parse_args(argv)
-    if not args.directory and not args.table:
-        parser.error("give a directory, --table, or both")
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(args.directory) if args.directory else Path(tmp) / "corpus"
-        cases = build_corpus(corpus)
-        print(f"{len(cases)} cases in {corpus}", file=sys.stderr)
-        if args.table:
-            rows = [(c, run_case(c, Path(tmp) / "out" / c.name)) for c in cases]
-            Path(args.table).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.table).write_text(render_table(rows))
-            print(f"wrote {args.table}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    main()
