@@ -6,6 +6,7 @@ standard errors come out of the same numbers. ``check`` validates shapes once, b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,29 +15,46 @@ import torch.nn.functional as F
 
 from .errors import DataError, RunError, UsageError
 
+IGNORE_INDEX = -100  # cross-entropy's ignore_index: an example with this label is left out of every mean
+
+
+def _shapes(outputs: torch.Tensor, targets: torch.Tensor) -> str:
+    return f"the model's output has shape {list(outputs.shape)} and the targets {list(targets.shape)}"
+
 
 def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
-    shapes = f"the model's output has shape {list(outputs.shape)} and the targets {list(targets.shape)}"
+    shapes = _shapes(outputs, targets)
     if outputs.dim() != 2 or outputs.shape[0] != targets.shape[0] or targets.dim() != 1:
         raise DataError(
             f"{shapes}; cross-entropy needs outputs (batch, classes) and integer targets (batch,)",
             hint="for regression targets use --loss mse",
         )
-    if targets.is_floating_point():
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise DataError(
             f"{shapes}; cross-entropy needs integer class targets, got {str(targets.dtype).removeprefix('torch.')}",
             hint="for regression targets use --loss mse",
         )
-    if not targets.numel():
-        return
-    low, top = int(targets.min()), int(targets.max())
-    if low < 0:
-        raise DataError(f"{shapes}: targets include class {low}; class labels run from 0 to classes − 1")
-    if top >= outputs.shape[1]:
-        raise DataError(
-            f"{shapes}: targets go up to class {top} but the model outputs {outputs.shape[1]} classes",
-            hint="check num_classes (--model-arg num_classes=...) against the dataset",
-        )
+    _classification_labels(outputs, targets)
+
+
+def _classification_labels(outputs: torch.Tensor, targets: torch.Tensor) -> int:
+    """Every label is a class the model outputs, or IGNORE_INDEX; how many are IGNORE_INDEX."""
+    ignored = targets == IGNORE_INDEX
+    counted = targets[~ignored]
+    if counted.numel():
+        low, top = int(counted.min()), int(counted.max())
+        if low < 0:
+            raise DataError(
+                f"{_shapes(outputs, targets)}: targets include class {low}; class labels run from 0 to classes − 1",
+                hint=f"only {IGNORE_INDEX} (cross-entropy's ignore_index) may mark an example to leave out",
+            )
+        if top >= outputs.shape[-1]:
+            raise DataError(
+                f"{_shapes(outputs, targets)}: targets go up to class {top} but the model outputs "
+                f"{outputs.shape[-1]} classes",
+                hint="check num_classes (--model-arg num_classes=...) against the dataset",
+            )
+    return int(ignored.sum())
 
 
 def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -56,17 +74,27 @@ def _check_regression(outputs: torch.Tensor, targets: torch.Tensor) -> None:
         )
 
 
+def _no_labels(outputs: torch.Tensor, targets: torch.Tensor) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class Objective:
-    """A per-sample loss ``(outputs (B, …), targets (B, …)) -> (B,)`` and whether accuracy is defined."""
+    """A per-sample loss ``(outputs (B, …), targets (B, …)) -> (B,)`` and whether accuracy is defined.
+
+    ``check`` validates a split's shapes and dtypes on its first batch; ``labels`` checks the targets of every
+    batch (a bad label in the last batch is as wrong as one in the first) and returns how many examples it
+    leaves out (cross-entropy's ignore_index: their loss and correctness are 0, so only the count changes).
+    """
 
     name: str
     per_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     classification: bool
     check: Callable[[torch.Tensor, torch.Tensor], None]
+    labels: Callable[[torch.Tensor, torch.Tensor], int] = _no_labels
 
 
-CROSS_ENTROPY = Objective("cross_entropy", _cross_entropy, True, _check_classification)
+CROSS_ENTROPY = Objective("cross_entropy", _cross_entropy, True, _check_classification, _classification_labels)
 MSE = Objective("mse", _squared_error, False, _check_regression)
 OBJECTIVES = {o.name: o for o in (CROSS_ENTROPY, MSE)}
 
@@ -131,6 +159,7 @@ def parse_objective(text: str) -> Objective:
 def _guarded(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
     """The user's loss, its errors on any batch (not only the first, which ``check`` tries) as one line."""
 
+    @functools.wraps(fn)  # keeps fn as __wrapped__: a resume's fingerprint hashes fn's source file
     def per_sample(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         try:
             return fn(outputs, targets)

@@ -62,8 +62,11 @@ def test_progress_total_is_unknown_for_an_iterable_without_length(image_data) ->
     )
     assert results[0].n == 70
     assert seen == [(1, None)] * 3  # one point, three batches, total unknown
+    with pytest.raises(DataError, match="nothing to evaluate on the test split: it is empty"):
+        run_engine(model, state, state, [Point("all", 0.0)], [Stream("test", gen)])  # read to its end already
+    again = ((x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32))
     with pytest.raises(UsageError, match="one-shot iterator and was read already"):
-        run_engine(model, state, state, [Point("all", 0.0)], [Stream("test", gen)] * 2)
+        run_engine(model, state, state, [Point("all", 0.0)], [Stream("test", again)] * 2)
 
 
 # ------------------------------------------------------------------------------------- named, integer inputs

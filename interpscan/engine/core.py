@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..data.batches import Batches, Split, batch_len
-from ..errors import RunError, UsageError
-from ..objectives import CROSS_ENTROPY, Objective
+from ..errors import DataError, RunError, UsageError
+from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
 from ..options import BNPolicy, DType, Strategy
 from .calibration import recompute_statistics
 from .plan import precision, prepare
@@ -84,6 +84,7 @@ class EngineReport:
     note: str | None = None  # e.g. why the prefix strategy fell back to sequential
     chunk_shrinks: int = 0  # times an out-of-memory error halved the batched strategy's chunk
     dtype: str = "float32"
+    ignored: dict[str, int] = field(default_factory=dict)  # split -> examples left out (label -100)
 
 
 class _Meter:
@@ -146,16 +147,25 @@ def _evaluate(
         for b, (inputs, targets) in enumerate(split.batches(options.batch_size, options.device)):
             if b < sums.batches:
                 continue  # finished before the interruption
+            ignored = None
             for chunk, outputs in runner.evaluate(inputs):
                 if not sums.checked:  # the shapes, once per split, before anything is accumulated
                     objective.check(outputs[0], targets)
                     sums.checked = True
+                if ignored is None:  # the labels, on every batch
+                    ignored = objective.labels(outputs[0], targets)
                 _accumulate(sums, chunk, outputs, targets, objective)
                 meter.advance(chunk.stop - chunk.start)
-            sums.n += batch_len(targets)
+            sums.n += batch_len(targets) - (ignored or 0)
+            sums.ignored += ignored or 0
             sums.batches = b + 1
             if on_batch is not None:
                 on_batch(Snapshot(points, stats, (*copies, sums.copy()), meter.done))
+        if not sums.n:
+            what = f"all {sums.ignored} of its examples are labelled {IGNORE_INDEX}" if sums.ignored else "it is empty"
+            raise DataError(
+                f"nothing to evaluate on the {split.name} split: {what}", hint="check the data passed with --data"
+            )
         done.append(sums)
         if on_batch is not None:
             copies.append(sums.copy())
@@ -275,5 +285,6 @@ def scan_points(
         seconds_evaluation=t2 - t1,
         bn_modules=len(plan.bn_modules),
         note=runner.note,
+        ignored={split.name: s.ignored for split, s in zip(splits, sums, strict=True) if s.ignored},
     )
     return _results(points, index, splits, sums, objective), report

@@ -24,7 +24,8 @@ class SplitSums:
     loss: torch.Tensor  # (P,) float64: Σ per-example loss
     loss_sq: torch.Tensor  # (P,) float64: Σ loss²
     correct: torch.Tensor  # (P,) int64: Σ correct predictions
-    n: int = 0  # examples seen
+    n: int = 0  # examples counted (seen, less those the objective leaves out)
+    ignored: int = 0  # examples left out (label -100 under cross-entropy)
     batches: int = 0  # batches finished
     checked: bool = field(default=False, compare=False)  # the model's output was checked against the targets
 
@@ -56,7 +57,14 @@ class Snapshot:
             "unique_points": self.unique_points,
             "stats": None if self.stats is None else dict(self.stats),
             "splits": [
-                {"loss": s.loss, "loss_sq": s.loss_sq, "correct": s.correct, "n": s.n, "batches": s.batches}
+                {
+                    "loss": s.loss,
+                    "loss_sq": s.loss_sq,
+                    "correct": s.correct,
+                    "n": s.n,
+                    "ignored": s.ignored,
+                    "batches": s.batches,
+                }
                 for s in self.splits
             ],
             "units": self.units,
@@ -80,7 +88,12 @@ class Snapshot:
             splits = []
             for entry in state["splits"]:
                 sums = SplitSums(
-                    entry["loss"], entry["loss_sq"], entry["correct"], int(entry["n"]), int(entry["batches"])
+                    entry["loss"],
+                    entry["loss_sq"],
+                    entry["correct"],
+                    int(entry["n"]),
+                    int(entry.get("ignored", 0)),
+                    int(entry["batches"]),
                 )
                 tensors = (sums.loss, sums.loss_sq, sums.correct)
                 if not all(isinstance(t, torch.Tensor) and t.shape == (points,) for t in tensors):
