@@ -10,6 +10,7 @@ Both check the options first (options.py), resolve the inputs (inputs.py), make 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import platform
 import time
@@ -26,11 +27,11 @@ from .data import Split, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
 from .download import DownloadProgress
 from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, has_running_stats, scan_points
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
-from .models import CODE_KINDS, split_ties
-from .objectives import Objective, parse_objective
+from .models import CODE_KINDS, ResolvedModel, split_ties
+from .objectives import IGNORE_INDEX, Objective, parse_objective
 from .options import BNPolicy, DType, Hold, Mode, ReadOptions, ScanOptions, Strategy
 from .tables import Curve, group_curves, results_frame, summary_frame
 
@@ -237,6 +238,39 @@ def non_finite_warning(label: str, tensors: Mapping[str, torch.Tensor]) -> str |
     )
 
 
+def non_finite_inputs_warning(split: Any) -> str | None:
+    """A warning line when a split in memory holds NaN or Inf inputs: the scan runs, those examples' losses will
+    not be finite. None when every input is finite, or when the split is streamed (not read ahead)."""
+    if not isinstance(split, Split):
+        return None
+    tensors = split.inputs.values() if isinstance(split.inputs, Mapping) else [split.inputs]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t.is_floating_point() or t.is_complex())
+    if not bad:
+        return None
+    return (
+        f"warning: the {split.name} split holds {bad} non-finite input value{'s' if bad != 1 else ''} — the scan "
+        "runs; expect NaN losses"
+    )
+
+
+def _check_path_length(weights: Weights) -> None:
+    """A path from a network to itself has length zero: every point is the same network, every metric 0 or
+    undefined. Tensors the scan moves (floating point) are compared; buffers such as counters are not.
+
+    Raises:
+        UsageError: init and final are the same network.
+    """
+    init, final = weights.matched.states["init"], weights.matched.states["final"]
+    moving = [n for n, t in final.items() if t.is_floating_point() and n in init]
+    if moving and all(torch.equal(init[n], final[n]) for n in moving):
+        same = weights.init.info.path == weights.final.info.path
+        raise UsageError(
+            f"init and final are the same network{' (the same file)' if same else ''}: every tensor is equal, so "
+            "the path has length zero",
+            hint="pass the checkpoint from before training as init and the one after it as final",
+        )
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a scan evaluates, decided: every input resolved and every choice made, before compute."""
@@ -281,6 +315,7 @@ def _plan(
     ]
     for w in warnings:
         say(w)
+    _check_path_length(weights)
     net = weights.model.model
     grouping: Grouping | None = None
     if options.groups:
@@ -302,6 +337,15 @@ def _plan(
         progress=hooks.download,
         log=say,
     )
+    for part in resolved.splits:
+        if isinstance(part, Split) and not len(part):
+            raise DataError(
+                f"the {part.name} split of {resolved.name} has no examples: nothing to evaluate",
+                hint="check the data passed with --data (and --samples)",
+            )
+        if w := non_finite_inputs_warning(part):
+            say(w)
+            warnings.append(w)
     policy = choose_bn_policy(options.bn, model=net, has_train=resolved.has_train, data_name=resolved.name)
     calib = None
     if policy.value is BNPolicy.RECOMPUTE and has_running_stats(net):
@@ -334,15 +378,65 @@ def _size(split: Any) -> int | None:
     return len(split) if isinstance(split, Split) else None
 
 
+def _split_digest(split: Any) -> str | None:
+    """A sha256 of a split's contents (inputs and targets, as the scan sees them), for one held in memory; None
+    for a stream, which cannot be read ahead: a stream's resume trusts its name and length."""
+    if not isinstance(split, Split):
+        return None
+    digest = hashlib.sha256()
+    inputs = split.inputs if isinstance(split.inputs, Mapping) else {"": split.inputs}
+    for name, t in sorted({**inputs, " targets": split.targets}.items()):
+        t = t.detach().contiguous().cpu()
+        digest.update(f"{name} {t.dtype} {list(t.shape)}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _file_digest(where: str | Path | None) -> str | None:
+    if where is None or not Path(where).is_file():
+        return None
+    return hashlib.sha256(Path(where).read_bytes()).hexdigest()
+
+
+def _source_digest(obj: Any) -> str | None:
+    """A sha256 of the file that defines ``obj`` (a class, a function), or None when there is none."""
+    try:
+        return _file_digest(inspect.getsourcefile(obj))
+    except TypeError:  # built in, or defined in the interpreter
+        return None
+
+
+def _model_digest(model: ResolvedModel) -> str | None:
+    """A sha256 of the code that built the model: the factory's file or module, else the model class's file."""
+    spec = model.spec
+    if spec.kind == "file":
+        return _file_digest(spec.target)
+    if spec.kind == "module":
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(spec.target)
+        except (ImportError, ValueError):
+            found = None
+        return _file_digest(found.origin if found is not None else None)
+    return _source_digest(type(model.model))
+
+
 def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
-    """Everything the numbers depend on: a partial scan resumes only into the scan that saved it."""
+    """Everything the numbers depend on, by content (the checkpoints' and the data's bytes, the source files of
+    the model and the loss): a partial scan resumes only into the scan that saved it, even when a file was
+    replaced by another of the same name and size."""
     calib = plan.calibration
-    data = [(s.name, type(s).__name__, _size(s), getattr(s, "indices", None)) for s in plan.data.splits]
+    data = [
+        (s.name, type(s).__name__, _size(s), getattr(s, "indices", None), _split_digest(s)) for s in plan.data.splits
+    ]
     return hashlib.sha256(
         json.dumps(
             {
                 "checkpoints": [content_digest(plan.weights.init), content_digest(plan.weights.final), read.key],
-                "model": plan.weights.model.spec.to_json(),
+                "model": [plan.weights.model.spec.to_json(), _model_digest(plan.weights.model)],
+                "loss": _source_digest(inspect.unwrap(plan.objective.per_sample)),
+                "calibration": _split_digest(calib),
                 "data": [plan.data.name, plan.data.normalization, data],
                 "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
                 "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
@@ -396,6 +490,15 @@ def _scan(
         resume=hooks.resume.engine if hooks.resume is not None else None,
         on_batch=None if on_batch is None else lambda snap: on_batch(ScanSnapshot(fingerprint, snap)),
     )
+    for name, count in report.ignored.items():
+        w = (
+            f"warning: {count} example{'s' if count != 1 else ''} of the {name} split "
+            f"{'are' if count != 1 else 'is'} labelled {IGNORE_INDEX} (cross-entropy's ignore_index) and left out "
+            "of every mean"
+        )
+        plan.warnings.append(w)
+        if hooks.log is not None:
+            hooks.log(w)
     split_names = [s.name for s in plan.data.splits]
     results = results_frame(point_results, split_names, plan.curves)
     summary = summary_frame(results, plan.curves, plan.weights.init.tensors, plan.weights.final.tensors, options.tol)

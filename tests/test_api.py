@@ -140,7 +140,7 @@ def test_options_are_checked_before_anything_is_read(tmp_path: Path) -> None:
     x, y = torch.randn(4, 1, 28, 28), torch.zeros(4).long()
     model = build_model(SPEC)
     with pytest.raises(UsageError, match="samples draws a subset of tensors in memory"):
-        interpscan.scan(model, model, model, DataLoader(TensorDataset(x, y)), samples=2)
+        interpscan.scan(model, model, build_model(SPEC), DataLoader(TensorDataset(x, y)), samples=2)
 
 
 def test_the_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
