@@ -15,6 +15,37 @@ from .train import TrainConfig, config_dict, save_checkpoint, train
 
 DEMO_MODEL = "cnn"
 DEMO_DATA = "fashion-mnist-small"
+DEMO_FILES = ("init.pt", "final.pt")  # the checkpoints the demo writes beside the run's files
+WRITER = "interpscan demo"  # recorded in them, so a later `demo --force` knows they are its own
+
+
+def check_replaceable(out: Path) -> None:
+    """``demo --force`` replaces interpscan's own files only: an init.pt or final.pt in ``out`` that an earlier
+    demo did not write (the user's checkpoints) is never overwritten.
+
+    Raises:
+        OutputError: such a file is there.
+    """
+    from .checkpoints import load_checkpoint
+    from .errors import InterpscanError, OutputError
+
+    for name in DEMO_FILES:
+        path = out / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        try:
+            ours = (
+                path.is_file()
+                and not path.is_symlink()
+                and load_checkpoint(path).info.metadata.get("interpscan", {}).get("written_by") == WRITER
+            )
+        except (InterpscanError, AttributeError):
+            ours = False
+        if not ours:
+            raise OutputError(
+                f"{path} was not written by interpscan demo; the demo would replace it",
+                hint="choose another --out for the demo (it writes init.pt and final.pt there)",
+            )
 
 
 def run_demo(
@@ -29,10 +60,12 @@ def run_demo(
     spec = parse_model_spec(DEMO_MODEL, {"in_channels": 1, "num_classes": 10, "width": 16})
     model = build_model(spec)
     config = TrainConfig(epochs=epochs, lr=0.05, weight_decay=5e-4, seed=0)
-    save_checkpoint(model, out / "init.pt", spec, {"train": config_dict(config), "epoch": 0})
+    check_replaceable(out)
+    mark = {"train": config_dict(config), "written_by": WRITER}
+    save_checkpoint(model, out / "init.pt", spec, {**mark, "epoch": 0})
     say(f"training {DEMO_MODEL} on {DEMO_DATA} ({len(train_split)} images, {epochs} epochs)")
     train(model, train_split, config, log=say)
-    save_checkpoint(model, out / "final.pt", spec, {"train": config_dict(config), "epoch": epochs})
+    save_checkpoint(model, out / "final.pt", spec, {**mark, "epoch": epochs})
     scan = ScanConfig(
         init=out / "init.pt",
         final=out / "final.pt",

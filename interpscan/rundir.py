@@ -7,9 +7,12 @@ temporary sibling renamed into place, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ from typing import Any
 
 from .atomic import atomic_path, write_atomic
 from .engine.snapshot import ScanSnapshot
-from .errors import OutputError
+from .errors import Interrupted, OutputError
 from .results import LoadedRun, json_safe
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html")
@@ -33,7 +36,8 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
     """
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory", hint="choose another --out")
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not force:
+    ours = (LOCK_NAME, STAGING_PREFIX)
+    if out.is_dir() and any(not p.name.startswith(ours) for p in out.iterdir()) and not force:
         if (out / PARTIAL_NAME).exists():
             raise OutputError(
                 f"output directory {out} holds an interrupted scan",
@@ -65,42 +69,94 @@ LOCK_NAME = ".interpscan.lock"
 MIN_FREE_BYTES = 16 * 2**20  # the HTML page (~5 MB with plotly.js inlined), CSVs, run.json and a partial scan
 
 
-def _alive(pid: int) -> bool:
+def _read(path: str) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, and belongs to someone else
-    return True
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or "" where unknown."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat.rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+    return fields[19] if len(fields) > 19 else ""
+
+
+def holder_identity() -> dict[str, Any]:
+    """Who holds a lock, beyond the pid: host, boot, PID namespace and the process's start time, so that a pid
+    reused after a reboot, in another container or by another process is never taken for the holder."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": namespace,
+        "started": _started(os.getpid()),
+    }
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    return f"pid {holder.get('pid', '?')} on {holder.get('host') or 'an unknown host'}"
+
+
+def _cannot_tell(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
+    """Why a lock whose file lock is free may still belong to a live run, or None when its holder is gone.
+
+    The kernel releases the file lock (flock) when its holder dies, and every process under one kernel sees it,
+    whatever its PID namespace (containers sharing a disk included): under this kernel (same boot id) a free
+    file lock means a dead holder. A holder under another kernel (another machine on a shared disk, or this one
+    before a reboot) is out of sight, and so is one that wrote no identity (an older interpscan's lock)."""
+    if not holder.get("boot_id"):
+        return "the lock does not say who holds it"
+    if holder["boot_id"] != me["boot_id"] or not me["boot_id"]:
+        return f"{_describe(holder)} took it under another kernel (another machine, or this one before a reboot)"
+    return None
 
 
 @contextmanager
 def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.interpscan.lock`` (it holds the pid) while a command writes into ``out``, so that two runs
-    never write one directory. A lock whose process no longer exists (a killed run) is taken over.
+    """Hold ``out/.interpscan.lock`` while a command writes into ``out``, so that two runs never write one
+    directory.
+
+    The lock is a kernel file lock (flock) on that file, which holds the holder's identity (holder_identity).
+    A lock whose file lock is free was left by a run that died under this kernel and is taken over; one taken
+    under another kernel, or without an identity, is refused: interpscan cannot tell whether that run is alive.
 
     Raises:
-        OutputError: another live interpscan process holds the lock.
+        OutputError: another live interpscan run holds the lock, or one that cannot be checked does.
     """
     lock = out / LOCK_NAME
-    for _ in range(3):
+    me = holder_identity()
+    for _ in range(5):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise OutputError(
-                    f"another interpscan run (pid {pid}) is writing to {out}",
-                    hint=f"wait for it to finish, or choose another --out (a stale lock is {lock})",
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: the run that left it is gone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            holder = _holder(lock)
+            raise OutputError(
+                f"another interpscan run ({_describe(holder)}) is writing to {out}",
+                hint="wait for it to finish, or choose another --out",
+            ) from None
+        try:
+            if os.fstat(fd).st_ino != os.stat(lock).st_ino:
+                raise FileNotFoundError  # the holder removed this file as we opened it: take the new one
+        except FileNotFoundError:
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
+        holder = _holder(lock)
+        if os.fstat(fd).st_size and (why := _cannot_tell(holder, me)):
+            os.close(fd)
+            raise OutputError(
+                f"{out} is locked and interpscan cannot tell whether the run that locked it is alive: {why}",
+                hint=f"if no interpscan run is writing there, remove {lock}",
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         break
     else:
         raise OutputError(f"cannot take the lock {lock}", hint="remove it if no interpscan run is writing there")
@@ -108,6 +164,16 @@ def output_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _holder(lock: Path) -> dict[str, Any]:
+    """The identity a lock file holds ({} when it holds none, or not as JSON)."""
+    try:
+        holder = json.loads(lock.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def write_csv(df: Any, path: Path) -> None:
@@ -119,9 +185,16 @@ def write_json(obj: Any, path: Path) -> None:
     write_atomic(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+STAGING_PREFIX = ".interpscan-staging-"
+
+
 def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Path]:
     """Write results.csv, summary.csv, run.json and (unless ``html`` is False) results.html into ``out``,
-    creating it if need be.
+    creating it if need be, as one unit.
+
+    Every file is first written into a fresh staging folder inside ``out``; only when all are whole are they
+    renamed into place (renames need no space), and files of an earlier run that this one does not write are
+    removed. A write that fails (a full disk) leaves ``out`` as it was: the earlier run whole, never a mix.
 
     results.html is the page ``interpscan plot`` draws from these files (``report.path_page``), so a run's page
     and a redrawn one look the same. Returns file name -> path.
@@ -131,25 +204,43 @@ def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Pat
     """
     from .report import path_page, write_page
 
-    paths = {name: out / name for name in OUTPUT_FILES}
+    names = [n for n in OUTPUT_FILES if html or n != "results.html"]
     manifest = dict(result.manifest)
-    manifest["outputs"] = [n for n in OUTPUT_FILES if html or n != "results.html"]
+    manifest["outputs"] = names
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(result.results, paths["results.csv"])
-        write_csv(result.summary, paths["summary.csv"])
-        write_json(manifest, paths["run.json"])
-        if html:
-            run = LoadedRun(out, paths["results.csv"], result.results, result.summary, manifest)
-            page, _ = path_page([run])
-            write_page(paths["results.html"], page)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     except OSError as exc:
-        raise OutputError(
-            f"cannot write the results into {out}: {exc.strerror or exc}", hint="choose a writable --out"
-        ) from exc
-    if not html:
-        del paths["results.html"]
-    return paths
+        raise _write_error(out, exc) from exc
+    try:
+        staged = {name: staging / name for name in names}
+        write_csv(result.results, staged["results.csv"])
+        write_csv(result.summary, staged["summary.csv"])
+        write_json(manifest, staged["run.json"])
+        if html:
+            # the page is drawn as `interpscan plot` would draw the final files
+            run = LoadedRun(out, out / "results.csv", result.results, result.summary, manifest)
+            page, _ = path_page([run])
+            write_page(staged["results.html"], page)
+        for name, path in staged.items():
+            os.replace(path, out / name)
+        for name in OUTPUT_FILES:
+            if name not in staged:
+                (out / name).unlink(missing_ok=True)  # an earlier run's, which this run does not replace
+    except OSError as exc:
+        raise _write_error(out, exc) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: out / name for name in names}
+
+
+def _write_error(out: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write the results into {out}: {exc.strerror or exc}; the files already there are as they were",
+        hint="free some space or choose another --out"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "choose a writable --out",
+    )
 
 
 PARTIAL_NAME = ".interpscan-partial.pt"
@@ -176,8 +267,15 @@ class PartialSaver:
         import torch
 
         if self.latest is not None and self.latest is not self.written:
-            with atomic_path(self.path) as tmp:
-                torch.save(self.latest, tmp)
+            try:
+                with atomic_path(self.path) as tmp:
+                    torch.save(self.latest, tmp)
+            except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+                cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                raise OutputError(
+                    f"cannot save the partial scan to {self.path}: {cause}; the scan stopped",
+                    hint="free some space where --out is, or choose another --out",
+                ) from exc
             self.written, self.last = self.latest, time.monotonic()
         return self.path.exists()
 
@@ -199,7 +297,8 @@ def load_partial(out: Path) -> dict[str, Any]:
     try:
         snapshot = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: torch raises several kinds
-        raise OutputError(f"cannot read the partial scan {path}: {exc}", hint="start afresh with --force") from exc
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise OutputError(f"cannot read the partial scan {path}: {cause}", hint="start afresh with --force") from exc
     if not isinstance(snapshot, dict) or "engine" not in snapshot:
         raise OutputError(f"{path} is not a partial scan", hint="start afresh with --force")
     return snapshot
@@ -230,12 +329,16 @@ class RunDirectory:
         try:
             prepare_output_dir(self.path, force=self.force or self.resume)
             self._stack.enter_context(output_lock(self.path))
+            for stale in self.path.glob(STAGING_PREFIX + "*"):  # a writer killed mid-write left it
+                shutil.rmtree(stale, ignore_errors=True)
         except BaseException:
             self._remove_if_empty()
             raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is not None and not self.resume and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            self.saver.clear()  # a run that failed (bad data found mid-scan, ...) leaves nothing to resume
         self._stack.close()
         if kind is not None:
             self._remove_if_empty()
