@@ -6,6 +6,7 @@ caught (in ``main``). torch, pandas and plotly are imported inside commands so t
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -840,6 +841,26 @@ def _usage_error(exc: Exception) -> tuple[str, str, int] | None:
     return " ".join(message.split()), path, int(getattr(exc, "exit_code", 2))
 
 
+def _unforeseen(exc: BaseException) -> tuple[str, str]:
+    """One line and a hint for an exception no check turned into an InterpscanError: the system refusing
+    something (a full disk, a file that vanished), memory running out, or a bug in interpscan. Never a
+    traceback for the user; INTERPSCAN_DEBUG=1 shows it."""
+    debug = "INTERPSCAN_DEBUG=1 shows the traceback"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{cause}{where}", f"free some space, or write elsewhere (--out); {debug}"
+        return f"{cause}{where}", debug
+    if isinstance(exc, MemoryError):
+        return "out of memory", f"lower --batch-size or --samples; {debug}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (
+        f"internal error: {type(exc).__name__}" + (f": {text}" if text else ""),
+        f"this is a bug in interpscan; please report it with the command you ran ({debug})",
+    )
+
+
 def main() -> None:
     """Console entry point: the one place where InterpscanError and the parser's usage errors become one line
     (plus a hint) and an exit code."""
@@ -863,7 +884,12 @@ def main() -> None:
             sys.exit(130)
         usage = _usage_error(exc)
         if usage is None:
-            raise
+            if os.environ.get("INTERPSCAN_DEBUG"):
+                raise
+            message, hint = _unforeseen(exc)
+            err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+            err.print(Text.assemble(("hint: ", "dim"), hint), soft_wrap=True)
+            sys.exit(1)
         message, path, exit_code = usage
         if message:  # empty when the parser already printed the help (a command given without arguments)
             err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)

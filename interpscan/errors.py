@@ -1,7 +1,8 @@
 """The one error hierarchy: every mistake a user can make surfaces as an InterpscanError.
 
-The CLI catches InterpscanError in exactly one place and prints ``message`` plus ``hint`` on one line each;
-everything else is a bug and keeps its traceback.
+The CLI catches InterpscanError in exactly one place and prints ``message`` plus ``hint`` on one line each.
+Anything else that reaches that place is a failure no check foresaw (the system refusing a write, memory running
+out) or a bug: it too is one line and a hint, exit code 1, and INTERPSCAN_DEBUG=1 shows its traceback.
 """
 
 from __future__ import annotations
