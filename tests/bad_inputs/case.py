@@ -37,9 +37,9 @@ class Case:
         return [a.replace(OUT, str(out)) for a in self.args]
 
 
-def run_args(init: Path | str, final: Path | str, *extra: str) -> tuple[str, ...]:
-    """`interpscan run INIT FINAL` with the fast settings, writing to ``{out}``."""
-    return ("run", str(init), str(final), *RUN_ARGS, *extra, "--out", OUT)
+def run_args(init: Path | str, final: Path | str, *extra: str, out: Path | str = OUT) -> tuple[str, ...]:
+    """`interpscan run INIT FINAL` with the fast settings, writing to ``out`` (a fresh path by default)."""
+    return ("run", str(init), str(final), *RUN_ARGS, *extra, "--out", str(out))
 
 
 def good_state(seed: int = 0, width: int = 2) -> dict[str, torch.Tensor]:
