@@ -32,8 +32,9 @@ from .groups import Grouping, ModuleTree, resolve_groups
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
 from .models import CODE_KINDS, ResolvedModel, split_ties
 from .objectives import IGNORE_INDEX, Objective, parse_objective
-from .options import BNPolicy, DType, Hold, Mode, ReadOptions, ScanOptions, Strategy
+from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, Mode, ReadOptions, ScanOptions, Strategy
 from .tables import Curve, group_curves, results_frame, summary_frame
+from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +85,8 @@ class ScanResult:
     results: pd.DataFrame
     summary: pd.DataFrame
     manifest: dict[str, Any]
+    # with per_example: name -> array, as per_example.npz holds them (uncertainty.per_example_arrays)
+    examples: dict[str, Any] | None = field(default=None, repr=False)
 
     def figure(self) -> go.Figure:
         """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
@@ -93,8 +96,9 @@ class ScanResult:
         return path_figure(self.results, self.summary, title=run_title(self.manifest))
 
     def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
-        """Write results.csv, summary.csv, run.json and results.html into ``directory`` (created; a non-empty
-        one only with ``force``), as ``interpscan run`` does. Returns file name -> path.
+        """Write results.csv, summary.csv, run.json and results.html (and per_example.npz when the scan kept
+        examples) into ``directory`` (created; a non-empty one only with ``force``), as ``interpscan run`` does.
+        Returns file name -> path.
 
         Raises:
             OutputError: the directory is not empty (without ``force``), locked by a run, or not writable.
@@ -140,6 +144,8 @@ def scan(
     strategy: Strategy | str = Strategy.AUTO,
     loss: str = "cross_entropy",
     tol: float = 0.0,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    per_example: bool = False,
     calibration: Any = None,
     strict: bool = True,
     progress: Progress | None = None,
@@ -166,6 +172,10 @@ def scan(
         device, batch_size, chunk_size, dtype, strategy: where and how (every strategy gives the same numbers).
         loss: ``cross_entropy`` (with accuracy), ``mse``, or ``path/to/file.py:fn``.
         tol: a path is monotone when its largest rise Δ ≤ tol.
+        bootstrap: resamples of the examples behind each shape metric's 95% interval (summary's ``*_ci_low``,
+            ``*_ci_high``, ``rise_significant``; see interpscan.uncertainty); 0 skips it.
+        per_example: keep every example's loss at every point in ``ScanResult.examples`` (and ``save``'s
+            per_example.npz).
         calibration: data for ``recompute`` (any form ``data`` takes, one split), used whole.
         strict: checkpoint tensors the model lacks, or lacks in them, are errors (else filled and recorded).
         progress: told ``(done, total)`` as (point, batch) evaluations finish (total None while unknown).
@@ -196,6 +206,8 @@ def scan(
         strategy=strategy,  # type: ignore[arg-type]
         loss=loss,
         tol=tol,
+        bootstrap=bootstrap,
+        per_example=per_example,
     )
     read = ReadOptions(strict=strict)
     return _scan(model, init, final, data, options, read, Hooks(progress=progress, log=log), calibration=calibration)
@@ -367,6 +379,7 @@ def _plan(
         batch_size=options.batch_size or default_batch_size(device),
         chunk_size=options.chunk_size,
         dtype=options.dtype,
+        keep_examples=options.bootstrap > 0 or options.per_example,
     )
     return _Plan(
         weights, resolved, objective, device, grouping, curves, points, strategy, policy, calib, engine, warnings
@@ -443,6 +456,7 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
                 "engine": [
                     str(plan.engine.strategy),
                     plan.engine.batch_size,
+                    plan.engine.keep_examples,
                     options.chunk_size,
                     str(options.dtype),
                     options.loss,
@@ -501,10 +515,18 @@ def _scan(
             hooks.log(w)
     split_names = [s.name for s in plan.data.splits]
     results = results_frame(point_results, split_names, plan.curves)
-    summary = summary_frame(results, plan.curves, plan.weights.init.tensors, plan.weights.final.tensors, options.tol)
+    intervals = (
+        bootstrap_intervals(point_results, replicates=options.bootstrap, seed=options.seed)
+        if options.bootstrap
+        else None
+    )
+    summary = summary_frame(
+        results, plan.curves, plan.weights.init.tensors, plan.weights.final.tensors, options.tol, intervals
+    )
     counts = {r.split: r.n for r in point_results}
     manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
-    return ScanResult(results, summary, manifest)
+    examples = per_example_arrays(point_results) if options.per_example else None
+    return ScanResult(results, summary, manifest, examples)
 
 
 def _summary_line(plan: _Plan, options: ScanOptions) -> str:
@@ -597,6 +619,9 @@ def _manifest(
             "rest": list(grouping.rest),
         },
         "tol": options.tol,
+        "bootstrap": {"replicates": options.bootstrap, "seed": options.seed, "level": LEVEL, "unit": "example"}
+        if options.bootstrap
+        else None,
         "loss": {"name": plan.objective.name, "accuracy": plan.objective.classification},
         "engine": {
             "batch_size": report.batch_size,

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import InterpscanError, Interrupted
-from .options import BNPolicy, DType, Hold, Mode, Strategy
+from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, Mode, Strategy
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
@@ -380,6 +380,14 @@ def run(
     tol: Annotated[
         float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.", rich_help_panel=_PATH)
     ] = 0.0,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="Resamples of the examples behind each shape metric's 95% interval (summary.csv's *_ci_low, "
+            "*_ci_high, rise_significant); 0 skips them.",
+            rich_help_panel=_PATH,
+        ),
+    ] = DEFAULT_BOOTSTRAP,
     strategy: Annotated[
         Strategy,
         typer.Option(
@@ -408,6 +416,15 @@ def run(
         bool, typer.Option("--force", help="Write into a non-empty output directory.", rich_help_panel=_OUT)
     ] = False,
     html: Annotated[bool, typer.Option(help="Write results.html.", rich_help_panel=_OUT)] = True,
+    save_per_example: Annotated[
+        bool,
+        typer.Option(
+            "--save-per-example",
+            help="Also write per_example.npz: every example's loss (and correctness) at every point, for your own "
+            "statistics (np.load; keys CURVE/SPLIT/alpha, /loss, /correct).",
+            rich_help_panel=_OUT,
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=_OUT)
     ] = False,
@@ -446,6 +463,8 @@ def run(
         batch_size=batch_size,
         dtype=dtype,
         tol=tol,
+        bootstrap=bootstrap,
+        per_example=save_per_example,
         groups=tuple(groups or ()),
         hold=hold,
         mode=mode,

@@ -201,3 +201,44 @@ def distances(start: Mapping[str, Any], end: Mapping[str, Any], names: Sequence[
     rel = d / math.sqrt(norm0_sq) if norm0_sq > 0 else math.nan
     cos = dot / math.sqrt(norm0_sq * norm1_sq) if norm0_sq > 0 and norm1_sq > 0 else math.nan
     return Distance(d, rel, cos)
+
+
+def curve_metrics(
+    alphas: Sequence[float],
+    loss: Any,
+    error: Any = None,
+    *,
+    plateau_fraction: float = PLATEAU_FRACTION,
+) -> dict[str, Array]:
+    """The shape metrics of many curves on one grid at once: ``loss`` (and ``error``) (R, P) for R curves at the P
+    grid α. Row r gets what summarize_curve gives curve r (same formulas, same ties); NaN for a row with a
+    non-finite value in [0, 1]. Returns metric name -> (R,) values: delta, barrier_linear, barrier_max,
+    plateau_alpha, and error_barrier_linear, error_barrier_max when ``error`` is given."""
+    a = np.asarray(alphas, dtype=np.float64)
+    order = np.argsort(a, kind="stable")
+    keep = order[(a[order] >= 0.0) & (a[order] <= 1.0)]
+    a = a[keep]
+    if a.size == 0 or a[0] != 0.0 or a[-1] != 1.0:
+        raise ValueError("the grid must contain α=0 and α=1")
+    line = 1.0 - a
+
+    def barriers(v: Array) -> tuple[Array, Array]:
+        excess = v - (line * v[:, :1] + a * v[:, -1:])
+        return excess.max(1), v.max(1) - np.maximum(v[:, 0], v[:, -1])
+
+    v = np.asarray(loss, dtype=np.float64)[:, keep]
+    bad = ~np.isfinite(v).all(1)
+    out: dict[str, Array] = {}
+    out["delta"] = (v - np.minimum.accumulate(v, axis=1)).max(1)
+    out["barrier_linear"], out["barrier_max"] = barriers(v)
+    eps = plateau_fraction * np.abs(v[:, 0] - v[:, -1])
+    out["plateau_alpha"] = a[np.argmax(v <= (v[:, -1] + eps)[:, None], axis=1)]
+    if error is not None:
+        e = np.asarray(error, dtype=np.float64)[:, keep]
+        out["error_barrier_linear"], out["error_barrier_max"] = barriers(e)
+        bad_error = ~np.isfinite(e).all(1)
+        for name in ("error_barrier_linear", "error_barrier_max"):
+            out[name][bad_error] = math.nan
+    for name in ("delta", "barrier_linear", "barrier_max", "plateau_alpha"):
+        out[name][bad] = math.nan
+    return out

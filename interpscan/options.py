@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, TypeVar
 from .errors import UsageError
 
 MAX_ALPHAS = 10_000  # points on one path; far beyond any published grid (hundreds), far below what fills memory
+DEFAULT_BOOTSTRAP = 1000  # resamples: the 2.5th and 97.5th percentiles move by a few % of the interval between seeds
+MAX_BOOTSTRAP = 100_000
 MAX_ABS_ALPHA = 1e6  # |α| beyond this makes θ(α) overflow float32 for weights of ordinary size
 DEFAULT_ALPHAS = 21
 
@@ -229,6 +231,8 @@ class ScanOptions:
     strategy: Strategy = Strategy.AUTO
     loss: str = "cross_entropy"  # cross_entropy, mse, or path/to/file.py:fn / package.module:fn
     tol: float = 0.0  # a path is monotone when its largest rise Δ ≤ tol
+    bootstrap: int = DEFAULT_BOOTSTRAP  # resamples of the examples for the metrics' 95% intervals; 0: none
+    per_example: bool = False  # keep every example's loss at every point (ScanResult.examples, per_example.npz)
     grid: Grid = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -277,6 +281,15 @@ class ScanOptions:
                 hint="Δ ≥ 0 always; a negative tolerance would call a flat path non-monotone",
             )
         _set(self, "tol", tol)
+        if (
+            isinstance(self.bootstrap, bool)
+            or not isinstance(self.bootstrap, int)
+            or not 0 <= self.bootstrap <= MAX_BOOTSTRAP
+        ):
+            raise UsageError(
+                f"--bootstrap must be a whole number from 0 to {MAX_BOOTSTRAP:,}, got {self.bootstrap!r}",
+                hint=f"{DEFAULT_BOOTSTRAP} resamples give stable 95% intervals; 0 turns them off",
+            )
         _check_loss(self.loss)
 
 

@@ -25,7 +25,7 @@ from .engine.snapshot import ScanSnapshot
 from .errors import Interrupted, OutputError
 from .results import LoadedRun, json_safe
 
-OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html")
+OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
 
 
 def prepare_output_dir(out: Path, *, force: bool) -> Path:
@@ -189,8 +189,8 @@ STAGING_PREFIX = ".interpscan-staging-"
 
 
 def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Path]:
-    """Write results.csv, summary.csv, run.json and (unless ``html`` is False) results.html into ``out``,
-    creating it if need be, as one unit.
+    """Write results.csv, summary.csv, run.json, results.html (unless ``html`` is False) and per_example.npz (when
+    the result kept examples) into ``out``, creating it if need be, as one unit.
 
     Every file is first written into a fresh staging folder inside ``out``; only when all are whole are they
     renamed into place (renames need no space), and files of an earlier run that this one does not write are
@@ -204,7 +204,10 @@ def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Pat
     """
     from .report import path_page, write_page
 
-    names = [n for n in OUTPUT_FILES if html or n != "results.html"]
+    examples = getattr(result, "examples", None)
+    names = [
+        n for n in OUTPUT_FILES if (html or n != "results.html") and (examples is not None or n != "per_example.npz")
+    ]
     manifest = dict(result.manifest)
     manifest["outputs"] = names
     try:
@@ -222,6 +225,11 @@ def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Pat
             run = LoadedRun(out, out / "results.csv", result.results, result.summary, manifest)
             page, _ = path_page([run])
             write_page(staged["results.html"], page)
+        if examples is not None:
+            import numpy as np
+
+            with staged["per_example.npz"].open("wb") as fh:
+                np.savez(fh, **examples)
         for name, path in staged.items():
             os.replace(path, out / name)
         for name in OUTPUT_FILES:
@@ -253,11 +261,12 @@ class PartialSaver:
     def __init__(self, out: Path, every: float | None = None) -> None:
         self.path = out / PARTIAL_NAME
         self.every = float(os.environ.get("INTERPSCAN_SAVE_EVERY", "2")) if every is None else every
-        self.latest: dict[str, Any] | None = None
-        self.written: dict[str, Any] | None = None
+        self.latest: ScanSnapshot | dict[str, Any] | None = None
+        self.written: ScanSnapshot | dict[str, Any] | None = None
         self.last = time.monotonic()
 
-    def keep(self, snapshot: dict[str, Any]) -> None:
+    def keep(self, snapshot: ScanSnapshot | dict[str, Any]) -> None:
+        """The latest snapshot (turned into its state only when written: that copies every kept example)."""
         self.latest = snapshot
         if time.monotonic() - self.last >= self.every:
             self.flush()
@@ -269,7 +278,8 @@ class PartialSaver:
         if self.latest is not None and self.latest is not self.written:
             try:
                 with atomic_path(self.path) as tmp:
-                    torch.save(self.latest, tmp)
+                    state = self.latest.to_state() if isinstance(self.latest, ScanSnapshot) else self.latest
+                    torch.save(state, tmp)
             except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
                 cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
                 raise OutputError(
@@ -349,7 +359,7 @@ class RunDirectory:
 
     def keep(self, snapshot: ScanSnapshot) -> None:
         """The latest snapshot of the scan; written at most every few seconds (and on ``flush``)."""
-        self.saver.keep(snapshot.to_state())
+        self.saver.keep(snapshot)
 
     def flush(self) -> bool:
         """Write the latest snapshot now; whether a partial scan is on disk."""

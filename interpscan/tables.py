@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .engine import PointResult
 from .groups import Grouping
 from .metrics import distances, summarize_curve
+from .uncertainty import CI_COLUMNS
+
+_NO_INTERVALS = {**dict.fromkeys(CI_COLUMNS, math.nan), "rise_significant": None}
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +41,7 @@ SUMMARY_COLUMNS = [
     "mode",
     "plateau_alpha",  # appended, not inserted: column order is part of the contract
     "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
+    *CI_COLUMNS,  # 95% bootstrap intervals over examples (uncertainty.py); NaN / NA without --bootstrap
 ]
 # ---------------------------------------------------------------------------------------------- the config
 
@@ -48,6 +52,7 @@ SUMMARY_DTYPES = {
     **{c: "float64" for c in SUMMARY_COLUMNS if c not in ("curve", "split", "monotone", "hold", "mode")},
     "monotone": "boolean",
     "nonfinite_points": "int64",
+    "rise_significant": "boolean",
 }
 
 
@@ -108,8 +113,10 @@ def summary_frame(
     init: Mapping[str, torch.Tensor],
     final: Mapping[str, torch.Tensor],
     tol: float,
+    intervals: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """summary.csv: one row per (curve, split), SUMMARY_COLUMNS; distances over the parameters that move."""
+    """summary.csv: one row per (curve, split), SUMMARY_COLUMNS; distances over the parameters that move;
+    ``intervals`` (uncertainty.bootstrap_intervals) fill the CI columns, left NaN / NA without them."""
     import pandas as pd
 
     rows = []
@@ -128,6 +135,7 @@ def summary_frame(
                 "hold": c.hold,
                 "mode": c.mode,
                 "nonfinite_points": int((~g["loss"].apply(math.isfinite)).sum()),
+                **(intervals or {}).get((str(curve), str(split)), _NO_INTERVALS),
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(SUMMARY_DTYPES)

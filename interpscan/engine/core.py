@@ -42,6 +42,8 @@ class EngineOptions:
 
     ``chunk_size`` is the batched strategy's points per forward pass (default: from free memory on CUDA, 8 on
     CPU); ``calibration_batch_size`` the batch size of the ``recompute`` re-estimation (default ``batch_size``).
+    ``keep_examples`` keeps every example's loss (and correctness) at every point, not only their sums: each
+    PointResult then carries them, for a bootstrap over examples (4–5 bytes per point and example).
     """
 
     policy: BNPolicy = BNPolicy.INTERPOLATE
@@ -51,6 +53,7 @@ class EngineOptions:
     calibration_batch_size: int | None = None
     chunk_size: int | None = None
     dtype: DType = DType.FLOAT32
+    keep_examples: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -102,17 +105,28 @@ class _Meter:
 
 
 def _accumulate(
-    sums: SplitSums, idx: slice, outputs: torch.Tensor, targets: torch.Tensor, objective: Objective
+    sums: SplitSums,
+    idx: slice,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    objective: Objective,
+    kept: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> None:
-    """outputs: (P, B, …) for the points ``idx``; targets: (B, …)."""
+    """outputs: (P, B, …) for the points ``idx``; targets: (B, …); ``kept``: the batch's (points, B) per-example
+    losses and hits, filled in for ``idx`` when examples are kept."""
     p, b = outputs.shape[:2]
     flat = outputs.reshape(p * b, *outputs.shape[2:])
     repeated = targets.repeat(p, *([1] * (targets.dim() - 1)))
     losses = objective.per_sample(flat, repeated).view(p, b).double()
     sums.loss[idx] += losses.sum(1).cpu()
     sums.loss_sq[idx] += (losses * losses).sum(1).cpu()
-    if objective.classification:
-        sums.correct[idx] += (outputs.argmax(-1) == targets).sum(1).cpu()
+    hits = outputs.argmax(-1) == targets if objective.classification else None
+    if hits is not None:
+        sums.correct[idx] += hits.sum(1).cpu()
+    if kept is not None:
+        kept[0][idx] = losses.float().cpu()
+        if hits is not None:
+            kept[1][idx] = hits.cpu()
 
 
 def _as_calibration(calibration: Batches | torch.Tensor | None) -> Batches | None:
@@ -148,15 +162,24 @@ def _evaluate(
             if b < sums.batches:
                 continue  # finished before the interruption
             ignored = None
+            size = batch_len(targets)
+            kept = (
+                (torch.zeros(points, size), torch.zeros(points, size, dtype=torch.bool))
+                if options.keep_examples
+                else None
+            )
             for chunk, outputs in runner.evaluate(inputs):
                 if not sums.checked:  # the shapes, once per split, before anything is accumulated
                     objective.check(outputs[0], targets)
                     sums.checked = True
                 if ignored is None:  # the labels, on every batch
                     ignored = objective.labels(outputs[0], targets)
-                _accumulate(sums, chunk, outputs, targets, objective)
+                _accumulate(sums, chunk, outputs, targets, objective, kept)
                 meter.advance(chunk.stop - chunk.start)
-            sums.n += batch_len(targets) - (ignored or 0)
+            if kept is not None:
+                counted = slice(None) if not ignored else (targets != IGNORE_INDEX).cpu()
+                sums.keep(kept[0][:, counted], kept[1][:, counted])
+            sums.n += size - (ignored or 0)
             sums.ignored += ignored or 0
             sums.batches = b + 1
             if on_batch is not None:
@@ -180,14 +203,16 @@ def _results(
     objective: Objective,
 ) -> list[PointResult]:
     results = []
+    kept = [s.examples() for s in sums]
     for p, u in zip(points, index, strict=True):
-        for split, s in zip(splits, sums, strict=True):
+        for split, s, k in zip(splits, sums, kept, strict=True):
             n = s.n
             mean = float(s.loss[u]) / n if n else math.nan
             var = (float(s.loss_sq[u]) - n * mean * mean) / (n - 1) if n > 1 else math.nan
             se = math.sqrt(max(var, 0.0) / n) if n > 1 and math.isfinite(var) else math.nan
             acc = float(s.correct[u]) / n if n and objective.classification else math.nan
-            results.append(PointResult(p, split.name, mean, se, acc, n))
+            losses, hits = (k[0][u], k[1][u] if objective.classification else None) if k else (None, None)
+            results.append(PointResult(p, split.name, mean, se, acc, n, losses, hits))
     return results
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class Point:
@@ -33,6 +35,8 @@ class PointResult:
     loss_se: float
     accuracy: float
     n: int
+    losses: torch.Tensor | None = None  # (n,) float32: each example's loss, when the engine keeps examples
+    hits: torch.Tensor | None = None  # (n,) bool: each example classified right (classification only)
 
 
 def untie(point: Point, aliases: Mapping[str, str]) -> Point:

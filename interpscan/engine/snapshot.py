@@ -28,6 +28,19 @@ class SplitSums:
     ignored: int = 0  # examples left out (label -100 under cross-entropy)
     batches: int = 0  # batches finished
     checked: bool = field(default=False, compare=False)  # the model's output was checked against the targets
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, compare=False)  # per batch
+
+    def keep(self, losses: torch.Tensor, hits: torch.Tensor) -> None:
+        """One batch's per-example losses and hits, (P, b) each (examples left out are not among them)."""
+        self.kept.append((losses, hits))
+
+    def examples(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every kept example's loss and hit, (P, n) each; None when examples were not kept."""
+        if not self.kept:
+            return None
+        if len(self.kept) > 1:
+            self.kept[:] = [(torch.cat([k[0] for k in self.kept], 1), torch.cat([k[1] for k in self.kept], 1))]
+        return self.kept[0]
 
     @classmethod
     def zeros(cls, points: int) -> SplitSums:
@@ -38,7 +51,9 @@ class SplitSums:
         )
 
     def copy(self) -> SplitSums:
-        return replace(self, loss=self.loss.clone(), loss_sq=self.loss_sq.clone(), correct=self.correct.clone())
+        return replace(
+            self, loss=self.loss.clone(), loss_sq=self.loss_sq.clone(), correct=self.correct.clone(), kept=[*self.kept]
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class Snapshot:
                     "n": s.n,
                     "ignored": s.ignored,
                     "batches": s.batches,
+                    "examples": list(e) if (e := s.examples()) is not None else None,
                 }
                 for s in self.splits
             ],
@@ -95,6 +111,15 @@ class Snapshot:
                     int(entry.get("ignored", 0)),
                     int(entry["batches"]),
                 )
+                if (kept := entry.get("examples")) is not None:
+                    losses, hits = kept
+                    if not (
+                        isinstance(losses, torch.Tensor)
+                        and isinstance(hits, torch.Tensor)
+                        and losses.shape == hits.shape == (points, sums.n)
+                    ):
+                        raise ValueError("per-example losses")
+                    sums.keep(losses, hits)
                 tensors = (sums.loss, sums.loss_sq, sums.correct)
                 if not all(isinstance(t, torch.Tensor) and t.shape == (points,) for t in tensors):
                     raise ValueError("sums")
