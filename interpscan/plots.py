@@ -166,7 +166,7 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
                 _add_path(fig, points, split=split, style=style, col=2, legend=False)
             if run_summary is not None:
                 _add_barrier(fig, points, run_summary, split=split, style=style)
-            _add_rise(fig, points, split=split, style=style)
+            _add_rise(fig, points, split=split, style=style, summary=run_summary)
 
     # A group's colour comes from its first appearance in the results, so it is the same in every row and run.
     all_groups = list(dict.fromkeys(g for v in variants for groups in v.groups.values() for g in groups))
@@ -665,6 +665,22 @@ def _loss_at(points: pd.DataFrame, at: float) -> float:
     return float(np.interp(at, alphas[finite], losses[finite])) if finite.any() else math.nan
 
 
+def _ci(row: Any, metric: str) -> str:
+    """`` [95% CI a – b]`` from a summary row's bootstrap interval of ``metric``; "" when it has none."""
+    try:
+        low, high = float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f" [95% CI {_fmt(low)} – {_fmt(high)}]" if math.isfinite(low) and math.isfinite(high) else ""
+
+
+def _summary_row(summary: pd.DataFrame | None, split: str) -> Any:
+    if summary is None or not {"curve", "split"} <= set(summary.columns):
+        return None
+    rows = summary[(summary["curve"] == ALL) & (summary["split"] == split)]
+    return None if rows.empty else rows.iloc[0]
+
+
 def _add_barrier(fig: go.Figure, points: pd.DataFrame, summary: pd.DataFrame, *, split: str, style: _Style) -> None:
     """A star at the worst loss barrier of one split's vary-all path, as reported by ``summary``."""
     _check_columns(
@@ -694,9 +710,9 @@ def _add_barrier(fig: go.Figure, points: pd.DataFrame, summary: pd.DataFrame, *,
             f"{style.label}worst barrier ({kind}) · {split}",
             f"α={_fmt(at)}",
             f"loss={_fmt(y)}",
-            f"B_lin={_fmt(b_lin)}",
-            f"B_max={_fmt(b_max)}",
-            f"Δ={_fmt(delta)}",
+            f"B_lin={_fmt(b_lin)}{_ci(row, 'barrier_linear')}",
+            f"B_max={_fmt(b_max)}{_ci(row, 'barrier_max')}",
+            f"Δ={_fmt(delta)}{_ci(row, 'delta')}",
         ]
     )
     fig.add_trace(
@@ -717,9 +733,26 @@ def _add_barrier(fig: go.Figure, points: pd.DataFrame, summary: pd.DataFrame, *,
     )
 
 
-def _add_rise(fig: go.Figure, points: pd.DataFrame, *, split: str, style: _Style) -> None:
+def _significance(row: Any) -> str:
+    try:
+        significant = row["rise_significant"]
+    except (KeyError, TypeError):
+        return ""
+    if significant is None or significant is pd.NA or (isinstance(significant, float) and math.isnan(significant)):
+        return ""
+    return (
+        "<br>a real rise: its interval lies above 0"
+        if bool(significant)
+        else "<br>within noise: its interval reaches 0"
+    )
+
+
+def _add_rise(
+    fig: go.Figure, points: pd.DataFrame, *, split: str, style: _Style, summary: pd.DataFrame | None = None
+) -> None:
     """A dotted bar over the largest rise Δ of one split's vary-all path: from the lowest loss before it (at the
-    top's α) up to the top, a triangle at the top. None when the path never rises within [0, 1]."""
+    top's α) up to the top, a triangle at the top. None when the path never rises within [0, 1]. The hover text
+    gives Δ's bootstrap interval and whether the rise is significant, when ``summary`` has them."""
     try:
         rise = largest_rise(_floats(points["alpha"]), _floats(points["loss"]))
     except ValueError:  # a grid without α=0 or α=1 (a filtered CSV): Δ is not defined
@@ -727,10 +760,11 @@ def _add_rise(fig: go.Figure, points: pd.DataFrame, *, split: str, style: _Style
     if not (math.isfinite(rise.height) and rise.height > 0):
         return
     low, top = _loss_at(points, rise.start_alpha), _loss_at(points, rise.end_alpha)
+    row = _summary_row(summary, split)
     text = "<br>".join(
         [
             f"{style.label}largest rise Δ · {split}",
-            f"Δ={_fmt(rise.height)}",
+            f"Δ={_fmt(rise.height)}{_ci(row, 'delta')}" + _significance(row),
             f"from loss {_fmt(low)} at α={_fmt(rise.start_alpha)}",
             f"to loss {_fmt(top)} at α={_fmt(rise.end_alpha)}",
         ]
