@@ -603,10 +603,10 @@ class Pickled:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("d.pt", b"", "not a checkpoint interpscan can read (an empty file)"),
-        ("d.pt", b"junk data", "not a checkpoint interpscan can read"),
+        ("d.pt", b"", "not a data file interpscan can read (an empty file)"),
+        ("d.pt", b"junk data", "not a data file interpscan can read"),
         ("d.pt", b"PK\x03\x04 truncated zip", "unreadable PyTorch file"),
-        ("d.pt", pickle.dumps([1, 2], protocol=2), "unreadable PyTorch file"),
+        ("d.pt", pickle.dumps([1, 2], protocol=2), "a Python pickle (pickle.dump), not torch.save output"),
         ("d.npz", b"", "unreadable .npz archive"),
         ("d.npz", b"PK\x03\x04 truncated zip", "unreadable .npz archive"),
         ("d.npz", bytes(range(256)), "unreadable .npz archive"),
