@@ -336,7 +336,7 @@ def tensor_from_array(array: np.ndarray[Any, Any], where: str, error: Error = Da
     problem = array_problem(array.dtype)
     if problem is not None:
         raise error(
-            f"{where} is an array of {problem}, not numbers interpscan can use",
+            f"{where}: an array of {problem}, not numbers interpscan can use",
             hint="save numeric arrays (bool, integers or floats), e.g. x.astype(np.float32)",
         )
     if not array.dtype.isnative:

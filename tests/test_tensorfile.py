@@ -140,7 +140,7 @@ def test_a_zero_dimensional_array_stays_zero_dimensional() -> None:
 def test_arrays_of_non_numbers_are_refused_by_name(dtype: Any, words: str) -> None:
     array = np.zeros(2, dtype=dtype)
     assert words in (array_problem(array.dtype) or "")
-    with pytest.raises(DataError, match=r"^f\.npz: entry 'x' is an array of "):
+    with pytest.raises(DataError, match=r"^f\.npz: entry 'x': an array of "):
         tensor_from_array(array, "f.npz: entry 'x'")
 
 
