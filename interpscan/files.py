@@ -80,7 +80,7 @@ def describe_size(n: int) -> str:
     if n < 1024:
         return f"{n:,} bytes"
     value, unit = float(n), "bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):  # noqa: B007 (the unit the loop stops at is the one shown)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):  # noqa: B007 (the unit the loop stops at is the one shown)
         value /= 1024
         if value < 1024:
             break

@@ -148,7 +148,14 @@ def test_a_file_may_hold_its_size_plus_the_budget(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 bytes"), (1023, "1,023 bytes"), (1024, "1.0 KiB"), (1536 << 10, "1.5 MiB"), (1 << 30, "1.0 GiB")],
+    [
+        (0, "0 bytes"),
+        (1023, "1,023 bytes"),
+        (1024, "1.0 KiB"),
+        (1536 << 10, "1.5 MiB"),
+        (1 << 30, "1.0 GiB"),
+        (1 << 60, "1.0 EiB"),
+    ],
 )
 def test_describe_size(n: int, text: str) -> None:
     assert describe_size(n) == text
