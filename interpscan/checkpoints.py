@@ -141,7 +141,7 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     """safetensors metadata is str -> str; the interpscan entry holds JSON."""
     out: dict[str, Any] = {k: v for k, v in sorted(meta.items()) if k != META_KEY}
     if META_KEY in meta:
-        with contextlib.suppress(json.JSONDecodeError, TypeError):
+        with contextlib.suppress(json.JSONDecodeError, TypeError, RecursionError):  # RecursionError: "[[[[…"
             out[META_KEY] = json.loads(meta[META_KEY])
     return out
 
@@ -149,7 +149,7 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
 def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[Path]]:
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to decode
         raise CheckpointError(f"{index_path}: unreadable index ({exc})") from exc
     weight_map: dict[str, str] = {str(k): str(v) for k, v in index["weight_map"].items()}
     outside = sorted(n for n in set(weight_map.values()) if Path(n).name != n or n in ("", ".", ".."))

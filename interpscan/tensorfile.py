@@ -127,7 +127,8 @@ def detect_format(path: Path, *, error: Error = CheckpointError) -> str:
             else "save the weights by name: np.savez(path, **state_dict) or torch.save(model.state_dict(), path)",
         )
     if head.lstrip()[:1] == b"{" and size < 64 << 20:
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
+        # RecursionError: JSON nested deeper than Python's decoder recurses ("[[[[…")
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
             index = json.loads(path.read_text())
             if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
                 shards = {str(v) for v in index["weight_map"].values()}

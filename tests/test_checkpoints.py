@@ -829,3 +829,17 @@ def test_key_for_a_file_without_a_dict(tmp_path: Path) -> None:
     save_script(Small(), path)
     with pytest.raises(CheckpointError, match="--key ema picks an entry of a pickled dict"):
         load_checkpoint(path, key="ema")
+
+
+def test_a_shard_that_is_a_fifo(tmp_path: Path) -> None:
+    save_file({"a": torch.ones(2)}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    os.mkfifo(tmp_path / "model-00002-of-00002.safetensors")  # reading it would wait for a writer
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002\.safetensors is a named pipe \(FIFO\)"):
+        load_checkpoint(tmp_path)
+
+
+def test_recorded_metadata_nested_too_deep_to_decode_is_left_out(tmp_path: Path) -> None:
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"), metadata={"interpscan": "[" * 100_000})
+    assert "interpscan" not in load_checkpoint(tmp_path / "w.safetensors").info.metadata

@@ -81,6 +81,27 @@ def test_anything_else_is_refused_without_opening_it(tmp_path: Path, kind: str, 
     assert exc.value.hint
 
 
+def test_dev_stdin_from_a_pipe_is_refused() -> None:
+    """``cat w.pt | interpscan run /dev/stdin …``: /dev/stdin is the pipe, which may never end."""
+    code = textwrap.dedent(
+        """
+        from pathlib import Path
+        from interpscan.errors import CheckpointError
+        from interpscan.files import check_regular
+        try:
+            check_regular(Path("/dev/stdin"), CheckpointError, what="checkpoint")
+        except CheckpointError as exc:
+            print(exc.message)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, env=env, timeout=60)
+    assert (
+        done.stdout.decode().strip() == "/dev/stdin is a named pipe (FIFO), not a regular checkpoint; reading it "
+        "could wait forever or never end"
+    )
+
+
 def test_a_file_the_user_may_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret.pt"
     path.write_bytes(b"x")

@@ -95,6 +95,7 @@ NAMES = (
     "torch-zip-future-version",
     "safetensors-metadata-not-string",
     "npy-renamed",
+    "index-nested-too-deep",
 )
 
 
@@ -595,6 +596,13 @@ def build(root: Path) -> list[Case]:
     buf = io.BytesIO()
     np.save(buf, good["fc.weight"].numpy())
     bad("npy-renamed", "a single np.save array named .pt", write("array.pt", buf.getvalue()), "a single NumPy array")
+    deep = b'{"weight_map": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    bad(
+        "index-nested-too-deep",
+        "a JSON index nested 100,000 lists deep (Python's decoder recurses)",
+        write("deep/model.safetensors.index.json", deep),
+        "not a checkpoint interpscan can read",
+    )
     return cases
 
 
