@@ -315,7 +315,17 @@ def _empty_class_folders(split_dirs: Mapping[str, Path]) -> list[Path]:
 
 def open_image_folder(path: Path) -> DataSource:
     """A folder with one sub-folder of images per class (sorted names are class 0, 1, …): the ``test`` split;
-    or sub-folders train/, test/ (val/…) that each hold such class folders."""
+    or sub-folders train/, test/ (val/…) that each hold such class folders.
+
+    Images read as uint8, grey (1, L, LA) or RGB (any other mode, alpha dropped), or as float32 in [0, 1] when a
+    split holds 16-bit grey images; 32-bit integer or float images are refused (their range is unknown). A split's
+    decoded size is checked against its files' (files.check_expansion) before any image is decoded.
+
+    Raises:
+        DataError: no images, a class folder without images (skipping it would renumber the classes after it), or
+            no Pillow; when a split is read, unreadable or damaged images, images of several sizes, or too many
+            pixels.
+    """
     subdirs = _subdirs(path)
     if subdirs and all(d.name in IMAGE_SPLIT_NAMES for d in subdirs):
         split_dirs = {d.name: d for d in subdirs}
