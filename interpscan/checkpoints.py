@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, CheckpointNotFoundError
-from .tensorfile import detect_format, read_npz, read_safetensors, read_torch
+from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -112,8 +112,11 @@ def _sha256(path: Path) -> str:
 
 
 def _pick_in_directory(directory: Path) -> Path:
-    """The checkpoint a directory holds: a sharded checkpoint's index, else its only checkpoint file."""
-    entries = sorted(p for p in directory.iterdir() if p.is_file())
+    """The checkpoint a directory holds: a sharded checkpoint's index, else its only checkpoint file.
+
+    Anything but a folder counts, so that a FIFO or a broken link named model.pt is refused by name when read,
+    not passed over."""
+    entries = sorted(p for p in directory.iterdir() if not p.is_dir())
     indexes = [p for p in entries if p.name.endswith(_INDEX_SUFFIXES)]
     if len(indexes) == 1:
         return indexes[0]
@@ -138,7 +141,7 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     """safetensors metadata is str -> str; the interpscan entry holds JSON."""
     out: dict[str, Any] = {k: v for k, v in sorted(meta.items()) if k != META_KEY}
     if META_KEY in meta:
-        with contextlib.suppress(json.JSONDecodeError, TypeError):
+        with contextlib.suppress(json.JSONDecodeError, TypeError, RecursionError):  # RecursionError: "[[[[…"
             out[META_KEY] = json.loads(meta[META_KEY])
     return out
 
@@ -146,7 +149,7 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
 def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[Path]]:
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to decode
         raise CheckpointError(f"{index_path}: unreadable index ({exc})") from exc
     weight_map: dict[str, str] = {str(k): str(v) for k, v in index["weight_map"].items()}
     outside = sorted(n for n in set(weight_map.values()) if Path(n).name != n or n in ("", ".", ".."))
@@ -157,7 +160,7 @@ def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], 
             hint="a sharded checkpoint's index names plain file names beside it",
         )
     shards = [index_path.parent / name for name in sorted(set(weight_map.values()))]
-    absent = [s.name for s in shards if not s.is_file()]
+    absent = [s.name for s in shards if not (s.exists() or s.is_symlink())]  # the rest are checked when read
     if absent:
         raise CheckpointError(
             f"{index_path}: {len(absent)} of {len(shards)} shards are missing: {', '.join(absent)}",
@@ -335,6 +338,23 @@ def _aliases(tensors: Mapping[str, torch.Tensor]) -> tuple[tuple[str, ...], ...]
     return tuple(sorted(tuple(sorted(g)) for g in seen.values() if len(g) > 1))
 
 
+def check_tensor_kinds(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse sparse, nested, meta and quantized tensors and dtypes torch cannot compute with, all at once.
+
+    Raises:
+        CheckpointError: naming every such tensor (up to 5) and what it is.
+    """
+    found = [(name, problem) for name, t in tensors.items() if (problem := tensor_kind_problem(t)) is not None]
+    if not found:
+        return
+    listed = "; ".join(f"{name} is {what}" for name, (what, _) in found[:5]) + ("; …" if len(found) > 5 else "")
+    raise CheckpointError(f"{path}: {listed}", hint=found[0][1][1])
+
+
+def _computable(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32) if t.dtype in UPCAST_DTYPES else t
+
+
 def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
     """Load the named tensors of a checkpoint: a file, or a directory holding one (e.g. sharded safetensors).
 
@@ -350,10 +370,14 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
 
     Raises:
         CheckpointNotFoundError: the path does not exist.
-        CheckpointError: the file is unreadable, holds no tensors, or needs ``unsafe_pickle``.
+        CheckpointError: the path is no regular file (a FIFO, a device, a link loop), the file is unreadable or
+            declares more than it holds (tensorfile.check_zip_sizes), holds no tensors or tensors interpscan cannot
+            interpolate (check_tensor_kinds), or needs ``unsafe_pickle``.
+
+    Float8 tensors are read as float32 (exactly; see UPCAST_DTYPES); ``info.dtypes`` records the file's dtypes.
     """
     given = Path(path)
-    if not given.exists():
+    if not given.exists() and not given.is_symlink():  # a broken or looping link is named as such when read
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
     p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
@@ -435,6 +459,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
             "--key picks another entry",
         )
     tensors = {str(k): v.detach() for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    check_tensor_kinds(p, tensors)
     if module is not None:
         # Copies: nothing later done to the module (a dtype change, an in-place write) may alter what the file held.
         tensors = {k: v.clone() for k, v in tensors.items()}
@@ -444,6 +469,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         name = str(t.dtype).removeprefix("torch.")
         dtypes[name] = dtypes.get(name, 0) + 1
     aliases = _aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
+    tensors = {k: _computable(v) for k, v in tensors.items()}
     sizes = [f.stat().st_size for f in files]
     digests = [_sha256(f) for f in files]
     file_info = tuple({"path": str(f), "size": n, "sha256": d} for f, n, d in zip(files, sizes, digests, strict=True))

@@ -1,6 +1,7 @@
 """One reader for files of named tensors — torch.save (zip or legacy pickle), safetensors and .npz — shared by
 checkpoints and data files: the format named from the bytes, pickles loaded with ``weights_only`` (a file never
-runs code unless the caller allows it), zip entries refused when their declared size is impossible.
+runs code unless the caller allows it), and every size a file declares checked (files.check_expansion) before a
+reader allocates for it.
 
 Errors are raised as the caller's class (CheckpointError for checkpoints, DataError for data files), with the
 file's path first.
@@ -10,45 +11,75 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import struct
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError, DataError, InterpscanError
+from .files import check_expansion, check_regular, describe_size
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_PROTO = 0x80
+# torch.save(..., _use_new_zipfile_serialization=False) starts with this number, pickled (LONG1, 10 bytes)
+_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+# deflate cannot expand more than 1032:1, whatever the data
+_DEFLATE_MAX_RATIO = 1032
+
+Error = type[InterpscanError]
 
 
-def check_zip_sizes(path: Path, entries: list[zipfile.ZipInfo]) -> None:
-    """Refuse an entry whose declared size no honest zip can have, before any reader allocates for it.
+def _what(error: Error) -> str:
+    return "data file" if issubclass(error, DataError) else "checkpoint"
 
-    torch's reader allocates an entry's declared uncompressed size up front; a stored entry's size must equal
-    its compressed size, and deflate cannot expand more than 1032:1.
+
+def check_zip_sizes(path: Path, entries: list[zipfile.ZipInfo], error: Error = CheckpointError) -> None:
+    """Refuse a zip whose entries would make a reader allocate more than the file allows, before any reader does.
+
+    torch's reader allocates an entry's declared uncompressed size up front, and numpy an array's declared shape.
+    An entry no honest zip can have (a stored entry larger than its data, deflate beyond 1032:1) is corrupt or
+    crafted; together, the entries may take the file's size plus the decompression budget (files.check_expansion),
+    which also bounds entries that share their data (overlapping entries, stored or not).
     """
     for e in entries:
-        limit = e.compress_size if e.compress_type == zipfile.ZIP_STORED else 1032 * e.compress_size + 1024
+        if e.compress_type == zipfile.ZIP_STORED:
+            limit = e.compress_size
+        else:
+            limit = _DEFLATE_MAX_RATIO * e.compress_size + 1024
         if e.file_size > limit:
-            raise CheckpointError(
+            raise error(
                 f"{path}: zip entry {e.filename} declares {e.file_size:,} bytes uncompressed from "
                 f"{e.compress_size:,} compressed; refused without reading it",
                 hint="the file is corrupt or crafted (a zip bomb); re-download or re-save it",
             )
+    declared = sum(e.file_size for e in entries)
+    check_expansion(str(path), declared, path.stat().st_size, error)
 
 
-def _zip_format(path: Path) -> str | None:
-    """torch.save, torch.jit.save, torch.export.save and np.savez all write zip files: tell them apart."""
+def _zip_entries(path: Path, error: Error) -> list[zipfile.ZipInfo] | None:
+    """The entries of a zip file, checked (check_zip_sizes); None when the central directory is unreadable."""
     try:
         with zipfile.ZipFile(path) as zf:
             entries = zf.infolist()
-    except (zipfile.BadZipFile, OSError):
-        return None  # a truncated torch file still has the magic: let torch.load report it
-    check_zip_sizes(path, entries)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # a truncated torch file still has the magic: let the reader report it
+    check_zip_sizes(path, entries, error)
+    return entries
+
+
+def _zip_format(path: Path, error: Error) -> str | None:
+    """torch.save, torch.jit.save, torch.export.save and np.savez all write zip files: tell them apart."""
+    entries = _zip_entries(path, error)
+    if entries is None:
+        return None
     names = [e.filename for e in entries]
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "torchscript"
@@ -59,41 +90,75 @@ def _zip_format(path: Path) -> str | None:
     return "torch-zip"
 
 
-def detect_format(path: Path) -> str:
+def _is_legacy_torch(head: bytes) -> bool:
+    """A legacy torch file opens with its pickled magic number, after the protocol (and, from protocol 4, a frame)."""
+    return head[:1] == bytes([_PICKLE_PROTO]) and _LEGACY_MAGIC in head[:32]
+
+
+def detect_format(path: Path, *, error: Error = CheckpointError) -> str:
     """Name the checkpoint format from the file's bytes (never from its extension).
 
     Returns one of torch-zip, torch-legacy, safetensors, torchscript, torch-export, npz, or ``*-sharded`` for
     the JSON index of a sharded checkpoint.
 
     Raises:
-        CheckpointError: the bytes match no supported format.
+        error: not a regular file, a zip whose declared sizes are refused (check_zip_sizes), a plain pickle, or
+            bytes that match no supported format.
     """
-    size = path.stat().st_size
+    what = _what(error)
+    size = check_regular(path, error, what=what)
     with path.open("rb") as fh:
-        head = fh.read(9)
+        head = fh.read(32)
     if head.startswith(_ZIP_MAGIC):
-        return _zip_format(path) or "torch-zip"
+        return _zip_format(path, error) or "torch-zip"
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 0 < header_len <= size - 8:
             return "safetensors"
-    if head[:1] and head[0] == _PICKLE_PROTO:
+    if _is_legacy_torch(head):
         return "torch-legacy"
+    if head[:1] == bytes([_PICKLE_PROTO]):
+        raise _plain_pickle(path, error)
+    if head.startswith(_NPY_MAGIC):
+        raise error(
+            f"{path}: a single NumPy array (np.save), not a file of named tensors",
+            hint="save inputs and targets together: np.savez(path, inputs=x, targets=y)"
+            if what == "data file"
+            else "save the weights by name: np.savez(path, **state_dict) or torch.save(model.state_dict(), path)",
+        )
     if head.lstrip()[:1] == b"{" and size < 64 << 20:
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
+        # RecursionError: JSON nested deeper than Python's decoder recurses ("[[[[…")
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
             index = json.loads(path.read_text())
             if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
                 shards = {str(v) for v in index["weight_map"].values()}
                 return "safetensors-sharded" if all(s.endswith(".safetensors") for s in shards) else "torch-sharded"
-    what = "an empty file" if size == 0 else f"a file starting with bytes {head[:8].hex(' ')}"
-    raise CheckpointError(
-        f"{path}: not a checkpoint interpscan can read ({what})",
+    found = "an empty file" if size == 0 else f"a file starting with bytes {head[:8].hex(' ')}"
+    if what == "data file":
+        raise error(
+            f"{path}: not a data file interpscan can read ({found})",
+            hint="expected a .pt/.pth (torch.save), .npz or .safetensors file",
+        )
+    raise error(
+        f"{path}: not a checkpoint interpscan can read ({found})",
         hint="expected a PyTorch file (torch.save, torch.jit.save, torch.export.save), a .safetensors file "
         "or a sharded checkpoint's index, or an .npz archive",
     )
 
 
-Error = type[InterpscanError]
+def _plain_pickle(path: Path, error: Error) -> InterpscanError:
+    """A pickle that torch.save did not write (pickle.dump): interpscan has no safe way to read one."""
+    if _what(error) == "data file":
+        hint = (
+            "interpscan does not unpickle data files; save the tensors with torch.save({'inputs': x, 'targets': y}, "
+            "path) or the arrays with np.savez(path, inputs=x, targets=y)"
+        )
+    else:
+        hint = "interpscan does not unpickle it; save the weights with torch.save(model.state_dict(), path)"
+    return error(
+        f"{path}: a Python pickle (pickle.dump), not torch.save output; unpickling it could run any code it names",
+        hint=hint,
+    )
 
 
 def _refusal(path: Path, exc: Exception, error: Error) -> InterpscanError:
@@ -109,12 +174,38 @@ def _refusal(path: Path, exc: Exception, error: Error) -> InterpscanError:
     return error(f"{path}: refused to unpickle objects other than tensors and plain containers{needs}", hint=hint)
 
 
+def _torch_text(exc: BaseException) -> str:
+    """The useful part of torch's message: its first line, without C++ locations and boilerplate."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0]
+    first = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", first)
+    for tail in (" This is an internal miniz error", "  (Could this error message be improved?"):
+        first = first.split(tail, 1)[0]
+    if first.startswith("storage has wrong byte size"):  # legacy files; torch leaves its format string unfilled
+        return "a tensor's declared size does not match the data the file holds"
+    return first.strip()
+
+
 def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = CheckpointError) -> Any:
     """``torch.load`` of a file on the CPU, with ``weights_only`` unless ``unsafe_pickle``.
 
+    A zip's declared sizes are checked first (check_zip_sizes). Not memory-mapped (``mmap=True``): torch maps only
+    a path, and its offsets are meaningless for a re-zipped (deflated) file; and what interpscan keeps would stay
+    backed by the file, so a training run that rewrites it mid-scan would end the process with SIGBUS.
+
     Raises:
-        error: the file is not readable by torch, or (without ``unsafe_pickle``) names Python objects.
+        error: not a regular file, refused sizes, not readable by torch, or (without ``unsafe_pickle``) a file that
+            names Python objects.
     """
+    check_regular(path, error, what=_what(error))
+    with path.open("rb") as fh:
+        head = fh.read(32)
+    if head.startswith(_ZIP_MAGIC):
+        _zip_entries(path, error)
+    elif head[:1] == bytes([_PICKLE_PROTO]) and not _is_legacy_torch(head):
+        raise _plain_pickle(path, error)
     try:
         # A file object, not the path: torch.load treats any path ending in .safetensors as one.
         with path.open("rb") as fh, warnings.catch_warnings():
@@ -122,9 +213,17 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = _torch_text(exc)
         if not unsafe_pickle and ("GLOBAL " in str(exc) or "Unsupported global" in str(exc)):
             raise _refusal(path, exc, error) from exc
+        if not unsafe_pickle and "Unsupported operand 149" in str(exc) and _is_legacy_torch(head):
+            # 149 is FRAME, which pickle protocol 4 and later write and torch's safe unpickler does not read
+            raise error(
+                f"{path}: a legacy (pre-1.6 format) torch file written with pickle protocol 4 or later, which "
+                "torch's safe loader cannot read",
+                hint="re-save it with torch.save(obj, path) (the default zip format)"
+                + ("" if issubclass(error, DataError) else ", or pass --unsafe-pickle if you trust it"),
+            ) from exc
         if not unsafe_pickle and "WeightsUnpickler error:" in str(exc):
             # Not a named object but an opcode or structure the safe unpickler rejects: truncated, or not torch.save
             detail = str(exc).split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
@@ -138,18 +237,30 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
                 hint="run interpscan where the model's module is importable (e.g. set PYTHONPATH), or save "
                 "model.state_dict() and pass --model",
             ) from exc
+        tried = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(exc))
+        if tried:
+            # a legacy file's storage sizes are declared in its pickle, and torch allocates them before reading
+            raise error(
+                f"{path}: declares a tensor of {describe_size(int(tried.group(1)))}, more than this machine can "
+                f"allocate, in a file of {describe_size(path.stat().st_size)}",
+                hint="the file is corrupt or crafted; re-download or re-save it",
+            ) from exc
         raise error(f"{path}: unreadable PyTorch file ({text})") from exc
 
 
 def read_safetensors(path: Path, *, error: Error = CheckpointError) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors of a .safetensors file and its string metadata.
 
+    The safetensors library checks every tensor's byte range against the file and against the others (no
+    overlap), so the tensors never take more than the file holds.
+
     Raises:
-        error: the header or data are malformed.
+        error: not a regular file, or the header or data are malformed.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_regular(path, error, what=_what(error))
     try:
         tensors = load_file(str(path), device="cpu")
         with path.open("rb") as fh:
@@ -157,27 +268,155 @@ def read_safetensors(path: Path, *, error: Error = CheckpointError) -> tuple[dic
             header = json.loads(fh.read(n))
     except (SafetensorError, OSError, ValueError) as exc:
         raise error(f"{path}: unreadable safetensors file ({exc})") from exc
-    return dict(tensors), dict(header.get("__metadata__") or {})
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return dict(tensors), {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------- tensor kinds
+
+# Float types torch stores but cannot compute with (no isfinite, no equal): read as float32, which holds every
+# one of their values exactly.
+UPCAST_DTYPES = frozenset(
+    getattr(torch, name)
+    for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu")
+    if hasattr(torch, name)
+)
+_QUANTIZED = frozenset({torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4})
+_DTYPES = frozenset(
+    {torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.complex128, torch.complex64, torch.bool}
+    | {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.uint16, torch.uint32, torch.uint64}
+    | UPCAST_DTYPES
+)
+
+
+def tensor_kind_problem(t: torch.Tensor) -> tuple[str, str] | None:
+    """Why ``t`` is no tensor interpscan can interpolate — (what it is, what to do) — or None when it is one:
+    dense (strided), holding data on a real device, of a dtype torch computes with."""
+    dtype = str(t.dtype).removeprefix("torch.")
+    if t.is_nested:
+        return "a nested tensor", "save its pieces as separate dense tensors"
+    if t.layout != torch.strided:
+        layout = str(t.layout).removeprefix("torch.")
+        return f"a {layout} tensor", "save t.to_dense() (interpscan interpolates dense tensors)"
+    if t.device.type == "meta":
+        return "a meta tensor (shape only, no data)", "save the weights once they hold values"
+    if t.dtype in _QUANTIZED:
+        return f"a quantized tensor ({dtype})", "save t.dequantize(), or the float weights before quantization"
+    if t.dtype not in _DTYPES:
+        return f"of dtype {dtype}, which torch cannot compute with", "save it as float32 (or bfloat16)"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- arrays
+
+
+def array_problem(dtype: np.dtype[Any]) -> str | None:
+    """Why an array of ``dtype`` is no tensor interpscan can use (in words), or None when it is."""
+    if dtype.hasobject:
+        return "Python objects (dtype object), which only pickle can read"
+    if dtype.fields is not None:
+        return f"records (structured dtype with fields {', '.join(dtype.fields)})"
+    described = {"U": "strings", "S": "bytes", "V": "raw bytes", "M": "dates", "m": "time spans"}
+    if dtype.kind in described:
+        return f"{described[dtype.kind]} (dtype {dtype.str})"
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        return f"extended precision (dtype {dtype.name}), which torch has no type for"
+    return None
+
+
+def tensor_from_array(array: np.ndarray[Any, Any], where: str, error: Error = DataError) -> torch.Tensor:
+    """A NumPy array as a tensor of the same values: big-endian data put in native order, Fortran-ordered or
+    strided arrays made contiguous, read-only ones copied (torch could write through them).
+
+    Args:
+        where: the array as the user knows it ("x.npz: entry 'inputs'"), first in messages.
+
+    Raises:
+        error: an array of strings, dates, records, objects or a precision torch lacks (see array_problem).
+    """
+    problem = array_problem(array.dtype)
+    if problem is not None:
+        raise error(
+            f"{where}: an array of {problem}, not numbers interpscan can use",
+            hint="save numeric arrays (bool, integers or floats), e.g. x.astype(np.float32)",
+        )
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))  # e.g. '>f4': the same numbers in this machine's order
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        array = array.copy(order="C")  # not np.ascontiguousarray, which turns a 0-d array into a 1-d one
+    return torch.from_numpy(array)
+
+
+def _npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) from a .npy header, reading nothing past it."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:  # 3.0 only adds utf-8 field names, which records interpscan refuses anyway
+        raise ValueError(f".npy format version {version[0]}.{version[1]}")
+    return tuple(shape), dtype
+
+
+def _check_npz_entries(path: Path, zf: zipfile.ZipFile, error: Error) -> None:
+    """Each entry must be a .npy array of numbers whose header declares exactly the bytes the entry holds:
+    numpy allocates the declared shape before it reads the data."""
+    for e in zf.infolist():
+        key = e.filename.removesuffix(".npy")
+        with zf.open(e) as fh:
+            try:
+                if not e.filename.endswith(".npy"):
+                    raise ValueError("not named .npy")  # np.load would hand back its raw bytes
+                shape, dtype = _npy_header(fh)
+            except ValueError as exc:
+                detail = " ".join(str(exc).split())  # numpy quotes the whole padded header
+                raise error(
+                    f"{path}: entry {e.filename} is not a readable .npy array ({detail[:160]})",
+                    hint="the archive is damaged, or not written by np.savez",
+                ) from exc
+            header = fh.tell()
+        problem = array_problem(dtype)
+        if problem is not None:
+            raise error(
+                f"{path}: entry {key!r} is an array of {problem}, not numbers interpscan can use",
+                hint="save numeric arrays (bool, integers or floats), e.g. x.astype(np.float32)",
+            )
+        nbytes = math.prod(shape) * dtype.itemsize
+        if header + nbytes != e.file_size:
+            raise error(
+                f"{path}: entry {key!r} declares shape {list(shape)} of {dtype.name} ({describe_size(nbytes)}) but "
+                f"holds {describe_size(max(e.file_size - header, 0))} of data",
+                hint="the file is truncated, corrupt or crafted; re-save it with np.savez",
+            )
 
 
 def read_npz(path: Path, *, error: Error = CheckpointError) -> dict[str, torch.Tensor]:
-    """The arrays of an .npz archive as tensors, never unpickling (object arrays are refused).
+    """The arrays of an .npz archive as tensors, never unpickling; every entry's declared shape checked against
+    its size, and all of them against the file's (check_zip_sizes), before numpy allocates.
 
     Raises:
-        error: not an .npz archive (a single .npy array included), or unreadable.
+        error: not a regular file, not an .npz archive (a single .npy array included), a header that does not
+            match its data, arrays of non-numbers (see array_problem), or unreadable.
     """
-    import numpy as np
-
+    check_regular(path, error, what=_what(error))
     try:
         with path.open("rb") as fh:  # our own handle: np.load leaks its one when the zip is corrupt
-            npz = np.load(fh, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):  # a single .npy array under an .npz name
+            if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
                 raise error(f"{path}: a single array, not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
-            return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as zf:
+                check_zip_sizes(path, zf.infolist(), error)
+                _check_npz_entries(path, zf, error)
+            fh.seek(0)
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise error(f"{path}: not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
+            with npz:
+                return {k: tensor_from_array(npz[k], f"{path}: entry {k!r}", error) for k in npz.files}
     except InterpscanError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        # ValueError also covers object arrays, which would need pickle
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise error(f"{path}: unreadable .npz archive ({exc})") from exc
 
 
@@ -185,14 +424,12 @@ def read_tensor_dict(path: Path, *, error: Error = DataError) -> dict[str, Any]:
     """The entries of a data file of named tensors (torch.save of a dict, .npz, .safetensors), by content.
 
     Raises:
-        error: the bytes are no such file, the file is unreadable, or a torch file holds something else.
+        error: not a regular file, the bytes are no such file, the file is unreadable or declares more than it may
+            (see detect_format), or a torch file holds something else.
     """
     if path.suffix == ".npz":
         return read_npz(path, error=error)
-    try:
-        fmt = detect_format(path)
-    except CheckpointError as exc:
-        raise error(exc.message, hint="expected a .pt/.pth (torch.save), .npz or .safetensors file") from exc
+    fmt = detect_format(path, error=error)
     if fmt == "npz":
         return read_npz(path, error=error)
     if fmt == "safetensors":

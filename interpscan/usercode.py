@@ -1,9 +1,15 @@
 """Importing the user's own code: ``path/to/file.py:name`` and ``package.module:name``, for --model, --data and
---loss alike, with errors that name the option and the closest names."""
+--loss alike, with errors that name the option and the closest names.
+
+User code that calls ``sys.exit`` (while imported, or in the function it names) would end interpscan silently with
+its exit code: the SystemExit becomes an ExitCalled error here, which every caller of user code reports as it
+reports any other exception the code raises.
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import pkgutil
 import sys
@@ -12,6 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError, InterpscanError
+from .files import check_regular
+
+
+class ExitCalled(RuntimeError):
+    """The user's code called ``sys.exit`` (raised SystemExit): a function interpscan calls must return."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(f"it called sys.exit({'' if code is None else repr(code)}) instead of returning")
+        self.code = code
+
+
+def no_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with SystemExit raised as ExitCalled (its signature kept, for inspect.signature)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SystemExit as exc:
+            raise ExitCalled(exc.code) from exc
+
+    return call
 
 
 def is_callable_spec(text: str) -> bool:
@@ -28,14 +56,19 @@ def load_callable(text: str, *, flag: str, error: type[InterpscanError] = DataEr
         flag: the option it came from (``--data``, ``--loss``), for messages.
         error: the error class raised.
 
+    Returns:
+        the callable, with SystemExit raised as ExitCalled (no_exit).
+
     Raises:
-        error: the file or module is missing or fails to import, or the name is absent or not callable.
+        error: the file or module is missing, no regular file, or fails to import (or exits while imported), or
+            the name is absent or not callable.
     """
     target, _, attr = text.rpartition(":")
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise error(f"{flag} {text}: file not found: {path}", hint="check the path before the ':'")
+        check_regular(path, error, what="Python file")
         mod_name = f"interpscan_user_{path.stem}_{abs(hash(str(path.resolve())))}"
         loader_spec = importlib.util.spec_from_file_location(mod_name, path)
         if loader_spec is None or loader_spec.loader is None:
@@ -43,7 +76,7 @@ def load_callable(text: str, *, flag: str, error: type[InterpscanError] = DataEr
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[mod_name] = module
         try:
-            loader_spec.loader.exec_module(module)
+            no_exit(loader_spec.loader.exec_module)(module)
         except Exception as exc:
             del sys.modules[mod_name]
             raise error(f"{flag} {text}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -54,11 +87,11 @@ def load_callable(text: str, *, flag: str, error: type[InterpscanError] = DataEr
             raise error(f"{flag} {text}: {path} has no {attr!r}" + (f"; closest: {', '.join(close)}" if close else ""))
     else:
         try:
-            obj = pkgutil.resolve_name(text)
+            obj = no_exit(pkgutil.resolve_name)(text)
         except (ImportError, AttributeError, ValueError) as exc:
             raise error(f"{flag} {text}: cannot resolve it ({exc})", hint="is the package importable?") from exc
         except Exception as exc:  # the module itself raised while being imported
             raise error(f"{flag} {text}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
         raise error(f"{flag} {text}: is a {type(obj).__name__}, not a function")
-    return obj  # type: ignore[no-any-return]
+    return no_exit(obj)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -306,11 +307,15 @@ def test_a_list_holds_no_tensors(tmp_path: Path, legacy: bool) -> None:
     assert str(exc.value) == f"{path}: no tensors found (the file holds a list)"
 
 
-def test_a_plain_pickle_is_not_a_torch_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unsafe_pickle", [False, True])
+def test_a_plain_pickle_is_not_a_torch_file(tmp_path: Path, unsafe_pickle: bool) -> None:
+    # torch.load would unpickle it whole, running what it names, before finding no magic number
     path = tmp_path / "w.pkl"
     path.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
-    with pytest.raises(CheckpointError, match="unreadable PyTorch file"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"a Python pickle \(pickle.dump\), not torch.save output") as exc:
+        load_checkpoint(path, unsafe_pickle=unsafe_pickle)
+    assert exc.value.hint is not None
+    assert "torch.save(model.state_dict(), path)" in exc.value.hint
 
 
 def test_a_dict_without_tensors(tmp_path: Path) -> None:
@@ -623,7 +628,7 @@ def test_npz_with_objects_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "w.npz"
     np.savez(path, w=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(CheckpointError, match=r"unreadable \.npz archive"):
+    with pytest.raises(CheckpointError, match=r"entry 'w' is an array of Python objects"):
         load_checkpoint(path)
 
 
@@ -810,7 +815,9 @@ def test_a_module_inside_a_dict(tmp_path: Path) -> None:
 def test_a_pickle_whose_class_is_gone(tmp_path: Path) -> None:
     path = tmp_path / "gone.pt"
     # the pickle names a module that does not exist here
-    path.write_bytes(pickle.dumps({"m": Pickled()}, protocol=2).replace(b"test_checkpoints", b"no_such_module_x"))
+    buf = io.BytesIO()
+    torch.save({"m": Pickled()}, buf, _use_new_zipfile_serialization=False)
+    path.write_bytes(buf.getvalue().replace(b"test_checkpoints", b"no_such_module_x"))
     with pytest.raises(CheckpointError, match="needs Python code that cannot be imported here") as exc:
         load_checkpoint(path, unsafe_pickle=True)
     assert exc.value.hint is not None
@@ -822,3 +829,17 @@ def test_key_for_a_file_without_a_dict(tmp_path: Path) -> None:
     save_script(Small(), path)
     with pytest.raises(CheckpointError, match="--key ema picks an entry of a pickled dict"):
         load_checkpoint(path, key="ema")
+
+
+def test_a_shard_that_is_a_fifo(tmp_path: Path) -> None:
+    save_file({"a": torch.ones(2)}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    os.mkfifo(tmp_path / "model-00002-of-00002.safetensors")  # reading it would wait for a writer
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002\.safetensors is a named pipe \(FIFO\)"):
+        load_checkpoint(tmp_path)
+
+
+def test_recorded_metadata_nested_too_deep_to_decode_is_left_out(tmp_path: Path) -> None:
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"), metadata={"interpscan": "[" * 100_000})
+    assert "interpscan" not in load_checkpoint(tmp_path / "w.safetensors").info.metadata

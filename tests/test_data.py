@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import re
 import socket
 import struct
 import sys
@@ -603,10 +604,10 @@ class Pickled:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("d.pt", b"", "not a checkpoint interpscan can read (an empty file)"),
-        ("d.pt", b"junk data", "not a checkpoint interpscan can read"),
+        ("d.pt", b"", "not a data file interpscan can read (an empty file)"),
+        ("d.pt", b"junk data", "not a data file interpscan can read"),
         ("d.pt", b"PK\x03\x04 truncated zip", "unreadable PyTorch file"),
-        ("d.pt", pickle.dumps([1, 2], protocol=2), "unreadable PyTorch file"),
+        ("d.pt", pickle.dumps([1, 2], protocol=2), "a Python pickle (pickle.dump), not torch.save output"),
         ("d.npz", b"", "unreadable .npz archive"),
         ("d.npz", b"PK\x03\x04 truncated zip", "unreadable .npz archive"),
         ("d.npz", bytes(range(256)), "unreadable .npz archive"),
@@ -1238,6 +1239,28 @@ def broken():
     raise RuntimeError("no data today")
 
 
+def triple():
+    return X, Y, torch.arange(6)
+
+
+def exits():
+    import sys
+
+    sys.exit(0)
+
+
+def with_names():
+    return {"x": X, "y": Y, "names": np.array(["a", "b", "c", "a", "b", "c"])}
+
+
+def string_inputs():
+    return np.array(["a"] * 6), Y.numpy()
+
+
+def complex_targets():
+    return X, Y.to(torch.complex64)
+
+
 VALUE = 3
 """
 
@@ -1276,6 +1299,10 @@ def test_factory_results(factory_file: Path, fn: str, expected: dict[str, tuple[
         assert torch.equal(got_y, y)
 
 
+def test_factory_entries_beside_inputs_and_targets_are_not_read(factory_file: Path) -> None:
+    assert torch.equal(open_data(f"{factory_file}:with_names").read("test")[0], X_F)  # "names": strings, unused
+
+
 def test_factory_with_data_keys(factory_file: Path) -> None:
     source = open_data(f"{factory_file}:keyed", keys=("feat", "cls"))
     assert torch.equal(source.read("test")[0], X_F)
@@ -1297,6 +1324,10 @@ def test_factory_from_a_module(factory_file: Path, monkeypatch: pytest.MonkeyPat
         ("not_pairs", "item 0 is a int, expected an (input, target) pair"),
         ("mixed", "returned a dict mixing tensors and splits (keys: train, x)"),
         ("broken", "the factory raised RuntimeError: no data today"),
+        ("triple", "returned a 3-tuple of tensors ([6, 4], [6], [6]) for split 'test'; expected 2"),
+        ("exits", "the factory raised ExitCalled: it called sys.exit(0) instead of returning"),
+        ("string_inputs", "test inputs: an array of strings (dtype <U1), not numbers interpscan can use"),
+        ("complex_targets", "test targets are complex64; interpscan reads class labels (integers) or real-valued"),
         ("VALUE", "is a int, not a function"),
         ("pari", "has no 'pari'; closest: pair"),
     ],
@@ -1410,3 +1441,214 @@ def test_download_racing_another_run(tmp_path: Path, http_files: Served, monkeyp
     assert source.location == str(root / "cifar-10-batches-py")
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]
     assert source.read("test")[1].tolist() == written["test"][1].tolist()
+
+
+# ------------------------------------------------------------------------------------ unusual arrays and files
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda a: a.astype(">f4"),  # big-endian
+        lambda a: np.asfortranarray(a),
+        lambda a: a.astype(np.float16),  # every value below is exact in float16
+    ],
+)
+def test_inputs_in_any_layout_or_float_width_give_the_same_split(tmp_path: Path, convert: Any) -> None:
+    x = (np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4) / 32).astype(np.float32)
+    y = np.array([3, 1])
+    np.savez(tmp_path / "ref.npz", inputs=x, targets=y)
+    np.savez(tmp_path / "odd.npz", inputs=convert(x), targets=y.astype(">i8"))
+    ref = load_split(open_data(str(tmp_path / "ref.npz")), "test")
+    odd = load_split(open_data(str(tmp_path / "odd.npz")), "test")
+    assert odd.inputs.dtype == torch.float32  # type: ignore[union-attr]
+    assert torch.equal(odd.inputs, ref.inputs)  # type: ignore[arg-type]
+    assert odd.targets.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.int16])
+def test_unsigned_and_narrow_class_labels_become_int64(tmp_path: Path, dtype: torch.dtype) -> None:
+    save_pt(tmp_path / "d.pt", {"inputs": torch.zeros(3, 2), "targets": torch.tensor([0, 9, 4]).to(dtype)})
+    split = load_split(open_data(str(tmp_path / "d.pt")), "test")
+    assert split.targets.dtype == torch.int64
+    assert split.targets.tolist() == [0, 9, 4]
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"inputs": torch.eye(3).to_sparse(), "targets": torch.zeros(3)}, "test inputs are a sparse_coo tensor"),
+        ({"inputs": torch.zeros(3, 2), "targets": torch.zeros(3, dtype=torch.complex64)}, "targets are complex64"),
+        ({"inputs": torch.empty(3, 2, device="meta"), "targets": torch.zeros(3)}, "test inputs are a meta tensor"),
+    ],
+)
+def test_tensors_that_are_not_plain_numbers(tmp_path: Path, obj: dict[str, torch.Tensor], message: str) -> None:
+    save_pt(tmp_path / "d.pt", obj)
+    with pytest.raises(DataError, match=message):
+        open_data(str(tmp_path / "d.pt"))
+
+
+def test_a_fifo_or_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"pipe\.pt is a named pipe \(FIFO\), not a regular data file"):
+        open_data(str(fifo))
+    with pytest.raises(DataError, match=r"^/dev/zero is a character device, not a regular data file"):
+        open_data("/dev/zero")
+    (tmp_path / "code").mkdir()
+    os.mkfifo(tmp_path / "code" / "make.py")
+    with pytest.raises(DataError, match=r"make\.py is a named pipe \(FIFO\), not a regular Python file"):
+        open_data(f"{tmp_path / 'code' / 'make.py'}:make")
+
+
+def test_a_directory_named_like_a_data_file(tmp_path: Path) -> None:
+    (tmp_path / "data.pt").mkdir()
+    with pytest.raises(DataError, match=r"data\.pt is a directory, not a data file"):
+        open_data(str(tmp_path / "data.pt"))
+
+
+def test_a_gzipped_idx_file_is_decompressed_no_further_than_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bad_inputs import bombs
+
+    from interpscan.files import BUDGET_ENV
+
+    header = bytes.fromhex("00000803") + struct.pack(">III", 1 << 14, 32, 32)  # 16 MiB of 32×32 images
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(bombs.gzip_zeros(header, 1 << 24))
+    monkeypatch.setenv(BUDGET_ENV, "8M")
+    with pytest.raises(DataError, match=r"images-idx3-ubyte\.gz declares 16\.0 MiB of data in 16\.\d KiB on disk"):
+        read_idx(path)
+    monkeypatch.setenv(BUDGET_ENV, "16M")
+    assert read_idx(path).shape == (1 << 14, 32, 32)
+
+
+def test_idx_dims_whose_product_overflows_int64(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(bytes.fromhex("00000803") + struct.pack(">III", *[2**32 - 1] * 3) + bytes(8))
+    with pytest.raises(DataError, match=f"IDX header promises {(2**32 - 1) ** 3} bytes"):
+        read_idx(tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    ("which", "arr", "message"),
+    [
+        ("labels", np.array([1.0, 2.0, 3.0, 4.0], np.float32), "IDX data of float32 [4]; expected uint8 labels (N,)"),
+        ("images", np.zeros((4, 3), np.uint8), "IDX data of uint8 [4, 3]; expected uint8 images (N, H, W)"),
+        ("images", np.zeros((), np.uint8), "IDX data of uint8 []; expected uint8 images (N, H, W)"),
+    ],
+)
+def test_idx_files_of_the_wrong_kind(tmp_path: Path, which: str, arr: np.ndarray[Any, Any], message: str) -> None:
+    root = tmp_path / "fashion-mnist"
+    fake_fashion_mnist(root, n_test=4)
+    name = "t10k-labels-idx1-ubyte" if which == "labels" else "t10k-images-idx3-ubyte"
+    (root / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(arr, ">f4" if arr.dtype.kind == "f" else np.uint8)))
+    with pytest.raises(DataError, match=re.escape(message)):
+        open_data("fashion-mnist", tmp_path).read("test")
+
+
+# ------------------------------------------------------------------------------ image folders: odd images
+
+
+def save_image(path: Path, array: np.ndarray[Any, Any], mode: str | None = None, fmt: str = "PNG") -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array) if mode is None else Image.fromarray(array).convert(mode)
+    image.save(path, fmt)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    deep = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000).astype(np.uint16)  # up to 60000
+    save_image(tmp_path / "imgs" / "a" / "0.png", deep)
+    save_image(tmp_path / "imgs" / "b" / "0.png", np.full((4, 4), 51, np.uint8))  # 8-bit beside it
+    x, y = open_data(str(tmp_path / "imgs")).read("test")
+    assert x.dtype == torch.float32
+    assert x.shape == (2, 1, 4, 4)
+    assert torch.allclose(x[0, 0], torch.from_numpy(deep.astype(np.float32) / 65535))
+    assert torch.allclose(x[1, 0], torch.full((4, 4), 0.2))
+    assert y.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "RGBA", "LA", "1"])
+def test_other_image_modes_are_converted(tmp_path: Path, mode: str) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    for cls in ("a", "b"):
+        save_image(tmp_path / "imgs" / cls / "0.tif", rgb, mode, "TIFF")
+    x, _ = open_data(str(tmp_path / "imgs")).read("test")
+    assert x.shape == ((2, 1, 4, 4) if mode in ("LA", "1") else (2, 3, 4, 4))
+    assert x.dtype == torch.uint8
+
+
+def test_float_images_are_refused(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    save_image(tmp_path / "imgs" / "a" / "0.tif", np.ones((4, 4), np.float32), fmt="TIFF")
+    with pytest.raises(DataError, match=r"0\.tif: an image of 32-bit float pixels \(mode F\)"):
+        open_data(str(tmp_path / "imgs")).read("test")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda png: png[: len(png) // 2], "the image cannot be decoded (OSError: image file is truncated"),
+        (lambda png: b"", "not an image Pillow can read"),
+        (lambda png: b"just some text", "not an image Pillow can read"),
+    ],
+)
+def test_damaged_images(tmp_path: Path, content: Any, message: str) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    save_image(tmp_path / "imgs" / "a" / "0.png", noise)
+    save_image(tmp_path / "imgs" / "b" / "0.png", noise)
+    bad = tmp_path / "imgs" / "b" / "0.png"
+    bad.write_bytes(content(bad.read_bytes()))
+    with pytest.raises(DataError) as exc:
+        open_data(str(tmp_path / "imgs")).read("test")
+    assert exc.value.message.startswith(f"{bad}: {message}")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` grey pixels and holds none."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_image_bombs(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    (tmp_path / "one" / "a" / "0.png").write_bytes(png_header_only(20000, 20000))  # Pillow refuses it outright
+    with pytest.raises(DataError, match=r"0\.png: Pillow refuses to decode it as a decompression bomb"):
+        open_data(str(tmp_path / "one")).read("test")
+    for i in range(4):  # each under Pillow's limit, together 324 MB: our bound, checked before decoding
+        (tmp_path / "many" / "a").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "many" / "a" / f"{i}.png").write_bytes(png_header_only(9000, 9000))
+    with pytest.raises(DataError, match=r"many \(4 images in the test split\) declares 309\.0 MiB of data"):
+        open_data(str(tmp_path / "many")).read("test")
+
+
+def test_a_class_folder_without_images_would_renumber_the_classes(tmp_path: Path) -> None:
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    write_images(tmp_path / "imgs", {"a": 1, "c": 1}, (3, 3))
+    (tmp_path / "imgs" / "b").mkdir()
+    (tmp_path / "imgs" / "b" / "README").write_text("images to follow")
+    with pytest.raises(DataError, match=r"imgs: 1 class folder without images \(.*imgs/b\); classes are numbered"):
+        open_data(str(tmp_path / "imgs"))
+
+
+def test_a_fifo_among_the_images(tmp_path: Path) -> None:
+    import os
+
+    pytest.importorskip("PIL", reason="Pillow is optional")
+    write_images(tmp_path / "imgs", {"a": 1, "b": 1}, (3, 3))
+    os.mkfifo(tmp_path / "imgs" / "b" / "1.png")
+    with pytest.raises(DataError, match=r"1\.png is a named pipe \(FIFO\), not a regular image"):
+        open_data(str(tmp_path / "imgs")).read("test")

@@ -102,13 +102,18 @@ def open_data(
             else open_named(spec, root, download=download, progress=progress, log=log)
         )
     path = Path(spec)
+    if path.is_dir() and path.suffix in TENSOR_FILE_SUFFIXES:
+        raise DataError(
+            f"{path} is a directory, not a data file",
+            hint="pass the file inside it (a folder of images must not be named like a tensor file)",
+        )
     if path.is_dir():
         if keys is not None:
             raise UsageError(f"--data-keys applies to tensor files and factories, not to the image folder {spec}")
         return open_image_folder(path)
     if is_callable_spec(spec):
         return open_factory(spec, keys)
-    if path.suffix in TENSOR_FILE_SUFFIXES or path.exists():
+    if path.suffix in TENSOR_FILE_SUFFIXES or path.exists() or path.is_symlink():
         return open_tensor_file(path, keys)
     close = difflib.get_close_matches(spec.lower(), NAMED_DATASETS, n=1, cutoff=0.6)
     raise DataError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import math
 import pickle
 import struct
 import zlib
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..files import check_expansion, check_regular
 
 _IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
@@ -27,18 +29,36 @@ _IDX_DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
+def _idx_bytes(path: Path) -> bytes:
+    """An IDX file's bytes, gunzipped when they are gzip, decompressing no more than its header declares and
+    the file's size allows (files.check_expansion)."""
+    on_disk = check_regular(path, DataError, what="dataset file")
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+            head = gz.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            head += gz.read(4 * ndim)
+            declared = len(head)
+            if len(head) == 4 + 4 * ndim and head[2] in _IDX_DTYPES:
+                dims = struct.unpack(f">{ndim}I", head[4:])
+                declared += math.prod(dims) * _IDX_DTYPES[head[2]].itemsize
+            check_expansion(str(path), declared, on_disk, DataError)
+            return head + gz.read(declared - len(head) + 1)  # one byte more shows data past what is declared
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged deflate stream
+        raise DataError(f"{path}: corrupt gzip data ({exc})", hint="delete the file and fetch it again") from exc
+
+
 def read_idx(path: Path) -> np.ndarray[Any, Any]:
     """Read an IDX file (LeCun's MNIST format), gzip-compressed or not, into a native-endian array.
 
     Raises:
-        DataError: the bytes are not a well-formed IDX file.
+        DataError: not a regular file, the bytes are not a well-formed IDX file, or a gzipped one declares more
+            than the decompression bound allows.
     """
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged deflate stream
-            raise DataError(f"{path}: corrupt gzip data ({exc})", hint="delete the file and fetch it again") from exc
+    raw = _idx_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
@@ -46,7 +66,7 @@ def read_idx(path: Path) -> np.ndarray[Any, Any]:
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(dims)) if dims else 1
+    count = math.prod(dims)  # Python ints: four dims of 2**32 - 1 do not wrap
     if len(raw) - header != count * dtype.itemsize:
         raise DataError(
             f"{path}: IDX header promises {count * dtype.itemsize} bytes of data, file has {len(raw) - header}",

@@ -15,6 +15,7 @@ import torch
 
 from ..download import DownloadError, DownloadProgress, Resource, created_dirs, extract_folder, fetch, verify
 from ..errors import DataError
+from ..files import check_regular
 from .decoders import read_cifar_batch, read_idx
 from .source import DataSource, Log, Normalization, Reader
 
@@ -163,7 +164,8 @@ def fashion_mnist_dirs(root: Path | None = None) -> list[Path]:
 
 def _idx_file(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / f"{stem}.gz", directory / stem):
-        if candidate.is_file():
+        # not only regular files: a FIFO or a broken link is refused by name when read, not passed over
+        if (candidate.exists() and not candidate.is_dir()) or candidate.is_symlink():
             return candidate
     return None
 
@@ -184,8 +186,16 @@ def _idx_reader(directory: Path, names: Mapping[str, tuple[str, ...]]) -> Reader
 
     def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images_name, labels_name = names[split]
-        images = read_idx(find(images_name))
-        labels = read_idx(find(labels_name))
+        images_path, labels_path = find(images_name), find(labels_name)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        for path, arr, ndim in ((images_path, images, 3), (labels_path, labels, 1)):
+            if arr.dtype != np.uint8 or arr.ndim != ndim:
+                # e.g. float labels, which would be truncated to classes without a word
+                raise DataError(
+                    f"{path}: IDX data of {arr.dtype.name} {list(arr.shape)}; expected uint8 "
+                    + ("images (N, H, W)" if ndim == 3 else "labels (N,)"),
+                    hint="the file is not the dataset's original; delete it and fetch it again",
+                )
         if images.shape[0] != labels.shape[0]:
             raise DataError(f"{directory}: {split} has {images.shape[0]} images but {labels.shape[0]} labels")
         x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
@@ -205,11 +215,16 @@ def _cifar_reader(spec: NamedDataset, load: Callable[[str], bytes], where: str) 
     return read
 
 
+def _read_regular(path: Path) -> bytes:
+    check_regular(path, DataError, what="dataset file")
+    return path.read_bytes()
+
+
 def _source(spec: NamedDataset, directory: Path) -> DataSource:
     if spec.format == "idx":
         reader = _idx_reader(directory, spec.files)
     else:
-        reader = _cifar_reader(spec, lambda stem: (directory / stem).read_bytes(), str(directory))
+        reader = _cifar_reader(spec, lambda stem: _read_regular(directory / stem), str(directory))
     return DataSource(spec.name, str(directory), tuple(spec.files), STANDARD_NORMALIZATION[spec.name], reader)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..tensorfile import read_tensor_dict
+from ..files import check_expansion, check_regular
+from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
 from .source import DataSource, Reader
 
@@ -22,33 +24,46 @@ TENSOR_FILE_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
 SPLIT_NAMES = ("train", "test")
 
 
-def _as_tensor(value: Any) -> torch.Tensor | None:
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _as_tensor(value: Any, where: str) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray):
-        return _from_numpy(value)
+        return tensor_from_array(value, where)
     return None
 
 
-def _from_numpy(value: np.ndarray[Any, Any]) -> torch.Tensor:
-    # torch warns about (and could write through) arrays that are read-only: copy those
-    return torch.from_numpy(np.ascontiguousarray(value) if value.flags.writeable else value.copy())
-
-
-def _to_tensor(value: Any) -> torch.Tensor:
+def _to_tensor(value: Any, where: str) -> torch.Tensor:
     """A tensor, array or number (one example's input or target) as a tensor."""
-    return _from_numpy(value) if isinstance(value, np.ndarray) else torch.as_tensor(value)
+    return tensor_from_array(value, where) if isinstance(value, np.ndarray) else torch.as_tensor(value)
 
 
-def _pick(entries: Mapping[str, Any], keys: Sequence[str], suffix: str = "") -> torch.Tensor | None:
+def _pick(label: str, entries: Mapping[str, Any], keys: Sequence[str], suffix: str = "") -> torch.Tensor | None:
     for key in keys:
-        value = _as_tensor(entries.get(key + suffix))
+        value = _as_tensor(entries.get(key + suffix), f"{label}: entry {key + suffix!r}")
         if value is not None:
             return value
     return None
 
 
+def _check_kind(label: str, split: str, what: str, t: torch.Tensor) -> None:
+    problem = tensor_kind_problem(t)
+    if problem is not None:
+        raise DataError(f"{label}: {split} {what} are {problem[0]}", hint=problem[1])
+
+
 def _check_pair(label: str, split: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    _check_kind(label, split, "inputs", x)
+    _check_kind(label, split, "targets", y)
+    if y.is_complex():  # cross-entropy and mse would keep the real part only
+        raise DataError(
+            f"{label}: {split} targets are {str(y.dtype).removeprefix('torch.')}; interpscan reads class labels "
+            "(integers) or real-valued targets",
+            hint="save the real targets (y.real) or their parts as separate columns",
+        )
     if x.dim() == 0 or y.dim() == 0:
         raise DataError(
             f"{label}: {split} inputs have shape {list(x.shape)} and targets {list(y.shape)}; "
@@ -70,13 +85,13 @@ def _tensor_splits(
     for split in SPLIT_NAMES:
         nested = entries.get(split)
         if isinstance(nested, Mapping):
-            x, y = _pick(nested, input_keys), _pick(nested, target_keys)
+            x, y = _pick(label, nested, input_keys), _pick(label, nested, target_keys)
         else:
-            x, y = _pick(entries, input_keys, f"_{split}"), _pick(entries, target_keys, f"_{split}")
+            x, y = _pick(label, entries, input_keys, f"_{split}"), _pick(label, entries, target_keys, f"_{split}")
         if x is not None and y is not None:
             splits[split] = (x, y)
     if not splits:
-        x, y = _pick(entries, input_keys), _pick(entries, target_keys)
+        x, y = _pick(label, entries, input_keys), _pick(label, entries, target_keys)
         if x is not None and y is not None:
             splits["test"] = (x, y)
     if not splits:
@@ -97,7 +112,7 @@ def _tensor_splits(
 
 
 def open_tensor_file(path: Path, keys: tuple[str, str] | None) -> DataSource:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():  # a broken or looping link is named as such when read
         raise DataError(f"data file not found: {path}", hint="check the path given to --data")
     splits = _tensor_splits(str(path), read_tensor_dict(path), keys)
     return DataSource(path.name, str(path), tuple(splits), None, lambda split: splits[split], kind="tensor file")
@@ -120,8 +135,8 @@ def _stack_dataset(label: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor
         item = dataset[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(f"{label}: item {i} is a {type(item).__name__}, expected an (input, target) pair")
-        xs.append(_to_tensor(item[0]))
-        ys.append(_to_tensor(item[1]))
+        xs.append(_to_tensor(item[0], f"{label}: item {i}'s input"))
+        ys.append(_to_tensor(item[1], f"{label}: item {i}'s target"))
     for what, values in (("input", xs), ("target", ys)):
         odd = next((i for i, v in enumerate(values) if v.shape != values[0].shape), None)
         if odd is not None:
@@ -140,10 +155,17 @@ def _is_dataset(obj: Any) -> bool:
 def _pair(label: str, split: str, value: Any, keys: tuple[str, str] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One split as a factory returned it: (x, y), a Dataset, or a dict with inputs and targets."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        x, y = _as_tensor(value[0]), _as_tensor(value[1])
+        x, y = _as_tensor(value[0], f"{label}: {split} inputs"), _as_tensor(value[1], f"{label}: {split} targets")
         if x is not None and y is not None:
             _check_pair(label, split, x, y)
             return x, y
+    if isinstance(value, (tuple, list)) and value and all(_is_array(v) for v in value):
+        # (x, y, extra) would otherwise read as a dataset of len(value) items that are not pairs
+        shapes = ", ".join(str(list(v.shape)) for v in value)
+        raise DataError(
+            f"{label}: returned a {len(value)}-tuple of tensors ({shapes}) for split {split!r}; expected 2",
+            hint="return (inputs, targets), or a dict {'inputs': x, 'targets': y} (other entries are ignored)",
+        )
     if isinstance(value, Mapping):
         found = _tensor_splits(f"{label} [{split}]", value, keys)
         if "test" in found and len(found) == 1:
@@ -168,9 +190,9 @@ def factory_splits(
         DataError: anything else, or inputs and targets that do not pair up.
     """
     if isinstance(obj, Mapping):
-        if obj and all(_as_tensor(v) is not None for v in obj.values()):
+        if obj and all(_is_array(v) for v in obj.values()):
             return _tensor_splits(label, obj, keys)
-        if obj and all(isinstance(k, str) and _as_tensor(v) is None for k, v in obj.items()):
+        if obj and all(isinstance(k, str) and not _is_array(v) for k, v in obj.items()):
             return {str(k): _pair(label, str(k), v, keys) for k, v in obj.items()}
         raise DataError(
             f"{label}: returned a dict mixing tensors and splits (keys: {', '.join(sorted(map(str, obj)))})"
@@ -202,7 +224,46 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _images(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # anything but a folder: a FIFO or a broken link named like an image is refused by name when read
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+
+
+_GREY_MODES = frozenset({"1", "L", "LA", "La"})
+_DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})  # 16-bit grey, read as values / 65535
+
+
+def _image_header(image: Any, path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from an image file's header, without decoding its pixels."""
+    check_regular(path, DataError, what="image")
+    try:
+        with image.open(path) as im:
+            mode, size = str(im.mode), (int(im.size[0]), int(im.size[1]))
+    except image.DecompressionBombError as exc:
+        raise DataError(
+            f"{path}: Pillow refuses to decode it as a decompression bomb ({exc})",
+            hint="an image this large is more likely crafted than real; resize it if it is yours",
+        ) from exc
+    except OSError as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
+    if mode in ("I", "F"):
+        raise DataError(
+            f"{path}: an image of 32-bit {'integer' if mode == 'I' else 'float'} pixels (mode {mode}), whose value "
+            "range interpscan cannot know",
+            hint="save it with 8 or 16 bits per channel, or the pixels as a tensor file",
+        )
+    return mode, size
+
+
+def _decode(image: Any, path: Path, grey: bool, deep: bool) -> np.ndarray[Any, Any]:
+    """One image's pixels: (H, W) grey or (H, W, 3) RGB, uint8, or float32 in [0, 1] when ``deep``."""
+    try:
+        with image.open(path) as im:
+            if str(im.mode) in _DEEP_MODES:
+                return np.asarray(im, dtype=np.float32) / 65535.0  # 16-bit grey (Pillow's "L" would clip at 255)
+            pixels = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    except Exception as exc:  # a damaged image raises anything from OSError ("truncated") to SyntaxError
+        raise DataError(f"{path}: the image cannot be decoded ({type(exc).__name__}: {exc})") from exc
+    return pixels.astype(np.float32) / 255.0 if deep else pixels
 
 
 def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Reader:
@@ -214,14 +275,12 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
             folder = split_dirs[split] / name
             if folder.is_dir():
                 files += [(p, index) for p in _images(folder)]
-        opened = []
-        for path, _ in files:
-            try:
-                with image.open(path) as im:  # reads the header only
-                    opened.append((im.mode, im.size))
-            except OSError as exc:  # UnidentifiedImageError is an OSError
-                raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
-        grey = all(mode in ("L", "1", "I;16", "I", "F") for mode, _ in opened)
+        with warnings.catch_warnings():
+            # Pillow warns per image past 89M pixels; the bound over the whole split below replaces that
+            warnings.simplefilter("ignore", image.DecompressionBombWarning)
+            opened = [_image_header(image, path) for path, _ in files]
+        grey = all(mode in _GREY_MODES or mode in _DEEP_MODES for mode, _ in opened)
+        deep = any(mode in _DEEP_MODES for mode, _ in opened)
         sizes = sorted({size for _, size in opened})
         if len(sizes) > 1:
             shown = ", ".join(f"{w}×{h}" for w, h in sizes[:4]) + (", …" if len(sizes) > 4 else "")
@@ -229,21 +288,44 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
                 f"{root}: images of {len(sizes)} sizes in the {split} split ({shown})",
                 hint="resize them to one size first",
             )
-        arrays: list[np.ndarray[Any, Any]] = []
-        for path, _ in files:
-            with image.open(path) as im:
-                arrays.append(np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8))
+        (width, height), channels = sizes[0], 1 if grey else 3
+        check_expansion(
+            f"{root} ({len(files)} images in the {split} split)",
+            len(files) * width * height * channels * (4 if deep else 1),
+            sum(path.stat().st_size for path, _ in files),
+            DataError,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", image.DecompressionBombWarning)
+            arrays = [_decode(image, path, grey, deep) for path, _ in files]
         x = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, 3)
-        x = x.unsqueeze(1) if grey else x.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
+        x = x.unsqueeze(1) if grey else x.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W), uint8 or float32
         y = torch.tensor([index for _, index in files], dtype=torch.int64)
         return x, y
 
     return read
 
 
+def _empty_class_folders(split_dirs: Mapping[str, Path]) -> list[Path]:
+    """Class folders that hold no image in any split: skipping them would renumber the classes after them."""
+    folders = [c for d in split_dirs.values() for c in _subdirs(d)]
+    with_images = {c.name for c in folders if _images(c)}
+    return sorted(c for c in folders if c.name not in with_images)
+
+
 def open_image_folder(path: Path) -> DataSource:
     """A folder with one sub-folder of images per class (sorted names are class 0, 1, …): the ``test`` split;
-    or sub-folders train/, test/ (val/…) that each hold such class folders."""
+    or sub-folders train/, test/ (val/…) that each hold such class folders.
+
+    Images read as uint8, grey (1, L, LA) or RGB (any other mode, alpha dropped), or as float32 in [0, 1] when a
+    split holds 16-bit grey images; 32-bit integer or float images are refused (their range is unknown). A split's
+    decoded size is checked against its files' (files.check_expansion) before any image is decoded.
+
+    Raises:
+        DataError: no images, a class folder without images (skipping it would renumber the classes after it), or
+            no Pillow; when a split is read, unreadable or damaged images, images of several sizes, or too many
+            pixels.
+    """
     subdirs = _subdirs(path)
     if subdirs and all(d.name in IMAGE_SPLIT_NAMES for d in subdirs):
         split_dirs = {d.name: d for d in subdirs}
@@ -255,6 +337,14 @@ def open_image_folder(path: Path) -> DataSource:
         raise DataError(
             f"{path}: no images in class sub-folders (expected {path}/CLASS/IMAGE, e.g. {path}/cat/001.png)",
             hint=f"image files end in {', '.join(sorted(IMAGE_SUFFIXES))}",
+        )
+    empty = _empty_class_folders(split_dirs)
+    if empty:
+        shown = ", ".join(str(c) for c in empty[:3]) + (", …" if len(empty) > 3 else "")
+        raise DataError(
+            f"{path}: {len(empty)} class folder{'s' if len(empty) > 1 else ''} without images ({shown}); classes are "
+            "numbered by sorted folder name, so skipping one would renumber those after it",
+            hint="remove the folder if the class is not part of the data, or add its images",
         )
     try:
         importlib.import_module("PIL.Image")

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data.batches import Inputs
 from ..errors import DataError, InterpscanError, RunError
+from ..usercode import ExitCalled
 
 # Phrases of errors that mean the data does not fit the model, as torch words them.
 _SHAPE_WORDS = ("shape", "size mismatch", "channels", "dimension", "must match the size", "Expected", "expected")
@@ -62,26 +63,37 @@ def _describe(inputs: Inputs) -> str:
     return f"inputs {shapes}"
 
 
+def _integer_inputs(inputs: Inputs) -> bool:
+    return isinstance(inputs, torch.Tensor) and not (inputs.is_floating_point() or inputs.is_complex())
+
+
 @contextmanager
 def users_code(inputs: Inputs, *, batched: bool = False) -> Iterator[None]:
-    """Translate an exception raised by the model's forward pass into a RunError (one line, a hint, the cause
-    chained). Out-of-memory and interpscan's own errors pass through untouched."""
+    """Translate an exception raised by the model's forward pass, or its call of ``sys.exit``, into a RunError
+    (one line, a hint, the cause chained). Out-of-memory and interpscan's own errors pass through untouched."""
     try:
         yield
     except (torch.OutOfMemoryError, InterpscanError):
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as raised:
+        # sys.exit in a forward pass would end interpscan silently, with the model's exit code
+        exc = ExitCalled(raised.code) if isinstance(raised, SystemExit) else raised
         text = str(exc).strip()
         first = text.splitlines()[0] if text else ""
         if batched and ("vmap" in text or "functorch" in text or "functional_call" in text or "stateless" in text):
             hint = "the model does not run under torch.func's vmap; --strategy sequential gives the same numbers"
+        elif _integer_inputs(inputs) and any(w in text for w in ("not implemented for", "scalar type", "dtype")):
+            hint = (
+                "interpscan passes integer inputs other than uint8 unchanged (as token ids); save images as uint8, "
+                "or as floats (x.float())"
+            )
         elif any(word in text for word in _SHAPE_WORDS):
             hint = "check that the data fits the model (input shape, in_channels, number of classes)"
         else:
             hint = "INTERPSCAN_DEBUG=1 shows the model's traceback"
         raise RunError(
             f"the model's forward pass failed on {_describe(inputs)}: {type(exc).__name__}: {first}", hint=hint
-        ) from exc
+        ) from raised
 
 
 def forward_fn(model: nn.Module) -> Callable[[Inputs], torch.Tensor]:

@@ -25,6 +25,7 @@ import torch
 
 from ..data.batches import Inputs
 from ..options import Strategy
+from ..usercode import ExitCalled
 from .forward import scores, users_code
 from .plan import Plan
 from .points import Point
@@ -44,7 +45,10 @@ def trace(plan: Plan) -> tuple[Traced | None, str | None]:
 
     try:
         gm = torch.fx.symbolic_trace(plan.model)
-    except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable code
+    # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable code; a forward that calls sys.exit
+    # is reported when it runs for real (forward.users_code)
+    except (Exception, SystemExit) as raised:
+        exc = ExitCalled(raised.code) if isinstance(raised, SystemExit) else raised
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"prefix sharing unavailable (torch.fx could not trace the model: {reason})"
     nodes = list(gm.graph.nodes)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from . import bombs
 from .case import Case, good_state, run_args
 
 TITLE = "Checkpoints"
@@ -70,6 +73,29 @@ NAMES = (
     "dtype-mismatch",
     "nan-weights",
     "inf-weights",
+    "fifo",
+    "dev-zero",
+    "fifo-in-directory",
+    "symlink-loop",
+    "broken-symlink",
+    "deflated-zeros",
+    "zip-overlapping-entries",
+    "legacy-storage-past-end",
+    "legacy-storage-absurd",
+    "sparse-tensor",
+    "quantized-tensor",
+    "nested-tensor",
+    "meta-tensor",
+    "float8-weights",
+    "npz-header-garbage",
+    "npz-header-shape-lie",
+    "npz-big-endian",
+    "torch-zip-no-data-pkl",
+    "torch-zip-odd-byteorder",
+    "torch-zip-future-version",
+    "safetensors-metadata-not-string",
+    "npy-renamed",
+    "index-nested-too-deep",
 )
 
 
@@ -224,13 +250,13 @@ def build(root: Path) -> list[Case]:
         "truncated-pickle",
         "a plain pickle cut in half",
         write("truncated.pkl.pt", plain[: len(plain) // 2]),
-        "unreadable PyTorch file",
+        "a Python pickle",
     )
     bad(
         "plain-pickle",
         "a plain pickle (not torch.save) of a dict of lists",
         write("plain.pt", plain),
-        "unreadable PyTorch file",
+        "a Python pickle",
     )
     bad(
         "zip-bomb",
@@ -293,7 +319,7 @@ def build(root: Path) -> list[Case]:
         "npz-object-array",
         "an .npz whose array needs pickle (dtype=object)",
         write("object.npz", buf.getvalue()),
-        "unreadable .npz",
+        "an array of Python objects",
     )
     buf = io.BytesIO()
     np.savez(buf, **{k: v.numpy() for k, v in good.items()})
@@ -438,4 +464,203 @@ def build(root: Path) -> list[Case]:
         warning="init holds 1 non-finite value (conv1.weight)",
         side="init",
     )
+
+    # -- not a regular file: reading would block (a FIFO waits for a writer) or never end (/dev/zero)
+    fifo = _fifo(root / "pipe.pt")
+    bad("fifo", "a named pipe (FIFO) named .pt", fifo, "is a named pipe (FIFO), not a regular checkpoint")
+    bad("dev-zero", "/dev/zero, a device that never ends", Path("/dev/zero"), "is a character device")
+    (root / "fifo-dir").mkdir(exist_ok=True)
+    _fifo(root / "fifo-dir" / "model.pt")
+    bad("fifo-in-directory", "a directory whose only checkpoint is a FIFO", root / "fifo-dir", "is a named pipe")
+    _link(root / "loop-a.pt", root / "loop-b.pt")
+    _link(root / "loop-b.pt", root / "loop-a.pt")
+    bad("symlink-loop", "a symbolic link to a link back to it", root / "loop-a.pt", "a loop of symbolic links")
+    _link(root / "dangling.pt", root / "moved-away.pt")
+    bad("broken-symlink", "a symbolic link to a file that is gone", root / "dangling.pt", "which does not exist")
+
+    # -- files that declare far more than they hold: refused before anything is allocated
+    bad(
+        "deflated-zeros",
+        "a 1 MiB deflated torch zip of zeros declaring a 1 GiB tensor (honest, CRCs and all)",
+        write("zeros-1gib.pt", bombs.torch_zeros(1 << 30)),
+        "declares 1.0 GiB of data in 1020.7 KiB on disk",
+    )
+    bad(
+        "zip-overlapping-entries",
+        "a stored zip listing 300 entries that all share one 1 MiB tensor's bytes",
+        write("overlapping.pt", _overlapping(300)),
+        "declares 301.0 MiB of data in 1.0 MiB",
+    )
+    bad(
+        "legacy-storage-past-end",
+        "a legacy torch file whose pickle declares a 1 GiB storage and holds 280 KB",
+        write("legacy-1gib.pt", bombs.legacy_torch_declaring(1 << 30)),
+        "a tensor's declared size does not match the data the file holds",
+    )
+    bad(
+        "legacy-storage-absurd",
+        "a legacy torch file declaring a storage of 2**60 bytes",
+        write("legacy-absurd.pt", _legacy_absurd()),
+        "more than this machine can allocate",
+    )
+
+    # -- tensors that are not plain dense numbers
+    bad(
+        "sparse-tensor",
+        "fc.weight saved as a sparse COO tensor",
+        write("sparse.pt", _torch_bytes({**good, "fc.weight": good["fc.weight"].to_sparse()})),
+        "fc.weight is a sparse_coo tensor",
+    )
+    with warnings.catch_warnings():  # torch deprecates quantized tensors; files holding them remain
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_tensor(good["fc.weight"], 0.01, 0, torch.qint8)
+    bad(
+        "quantized-tensor",
+        "fc.weight quantized to qint8",
+        write("quantized.pt", _torch_bytes({**good, "fc.weight": quantized})),
+        "fc.weight is a quantized tensor (qint8)",
+    )
+    with warnings.catch_warnings():  # "nested tensors are in prototype stage"
+        warnings.simplefilter("ignore", UserWarning)
+        nested = torch.nested.nested_tensor([good["fc.weight"][0], good["fc.weight"][1, :5]])
+    bad(
+        "nested-tensor",
+        "fc.weight saved as a nested tensor",
+        write("nested-tensor.pt", _torch_bytes({**good, "fc.weight": nested})),
+        "fc.weight is a nested tensor",
+    )
+    bad(
+        "meta-tensor",
+        "fc.weight on the meta device (a shape, no data)",
+        write("meta.pt", _torch_bytes({**good, "fc.weight": good["fc.weight"].to("meta")})),
+        "fc.weight is a meta tensor",
+    )
+    fp8 = {k: v.to(torch.float8_e4m3fn) if v.is_floating_point() else v for k, v in good_state(1).items()}
+    bad(
+        "float8-weights",
+        "every float tensor in float8_e4m3fn: read as float32",
+        write("fp8.pt", _torch_bytes(fp8)),
+        "",
+        exit_code=0,
+    )
+
+    # -- damaged or odd headers
+    renpz = _edit_zip(npz, "fc.weight.npy", lambda b: b[:10] + b"{garbage!!" + b[20:])
+    bad(
+        "npz-header-garbage",
+        "an .npz whose .npy header is not a dict",
+        write("npz-garbage.npz", renpz),
+        "is not a readable .npy array",
+    )
+    lie = _edit_zip(npz, "fc.weight.npy", lambda b: b.replace(b"(10, 64)", b"(640, 64)"))
+    bad(
+        "npz-header-shape-lie",
+        "an .npy header declaring 64× the entry's data",
+        write("npz-lie.npz", lie),
+        "declares shape [640, 64]",
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.numpy().astype(v.numpy().dtype.newbyteorder(">")) for k, v in good_state(1).items()})
+    bad(
+        "npz-big-endian",
+        "an .npz of big-endian ('>f4') arrays: read in native order",
+        write("big-endian.npz", buf.getvalue()),
+        "",
+        exit_code=0,
+    )
+    bad(
+        "torch-zip-no-data-pkl",
+        "a torch zip without its data.pkl",
+        write("no-pkl.pt", _edit_zip(good_zip, "/data.pkl", None)),
+        "failed locating file data.pkl",
+    )
+    bad(
+        "torch-zip-odd-byteorder",
+        "a torch zip whose byteorder record says 'middle'",
+        write("middle-endian.pt", _edit_zip(good_zip, "/byteorder", lambda b: b"middle")),
+        "Unknown endianness type: middle",
+    )
+    bad(
+        "torch-zip-future-version",
+        "a torch zip of format version 99",
+        write("version-99.pt", _edit_zip(good_zip, "/version", lambda b: b"99\n")),
+        "a PyTorch file with version 99",
+    )
+    odd_meta = {**sd_header, "__metadata__": {"epoch": 3}}
+    bad(
+        "safetensors-metadata-not-string",
+        "safetensors metadata holding a number",
+        write("meta-number.safetensors", safetensors_bytes(odd_meta, sd_data)),
+        "expected a string",
+    )
+    buf = io.BytesIO()
+    np.save(buf, good["fc.weight"].numpy())
+    bad("npy-renamed", "a single np.save array named .pt", write("array.pt", buf.getvalue()), "a single NumPy array")
+    deep = b'{"weight_map": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    bad(
+        "index-nested-too-deep",
+        "a JSON index nested 100,000 lists deep (Python's decoder recurses)",
+        write("deep/model.safetensors.index.json", deep),
+        "not a checkpoint interpscan can read",
+    )
     return cases
+
+
+def _fifo(path: Path) -> Path:
+    if not path.exists():
+        os.mkfifo(path)
+    return path
+
+
+def _link(path: Path, target: Path) -> None:
+    if not path.is_symlink():
+        path.symlink_to(target)
+
+
+def _edit_zip(blob: bytes, suffix: str, edit: Any) -> bytes:
+    """The zip ``blob`` rewritten (stored) with the entry ending in ``suffix`` edited, or left out when ``edit``
+    is None."""
+    src = zipfile.ZipFile(io.BytesIO(blob))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith(suffix):
+                if edit is None:
+                    continue
+                data = edit(data)
+            dst.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def _overlapping(copies: int) -> bytes:
+    """A stored torch zip of a 1 MiB tensor whose central directory lists ``copies`` more entries (data/1, …)
+    pointing at the same bytes: each is honest alone, together they declare ``copies`` MiB."""
+    blob = _torch_bytes({"w": torch.zeros(1 << 18)})
+    data = bytearray(blob)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        infos = zf.infolist()
+        end = zf.start_dir
+        tensor = next(i for i in infos if i.filename.endswith("/data/0"))
+    # torch ends its zips with zip64 records before the end record: rebuild the end as a plain one
+    stop = min(i for i in (data.find(b"PK\x06\x06", end), data.find(b"PK\x05\x06", end)) if i >= 0)
+    central = bytearray(data[end:stop])
+    pos = central.find(tensor.filename.encode()) - 46
+    (name_len, extra_len, comment_len) = struct.unpack_from("<HHH", central, pos + 28)
+    record = bytes(central[pos : pos + 46 + name_len + extra_len + comment_len])
+    old_name = tensor.filename.encode()
+    for i in range(1, copies + 1):
+        new_name = old_name[:-1] + str(i).encode()
+        clone = bytearray(record.replace(old_name, new_name))
+        struct.pack_into("<H", clone, 28, len(new_name))
+        central += clone
+    total = len(infos) + copies
+    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, total, total, len(central), end, 0)
+    return bytes(data[:end]) + bytes(central) + eocd
+
+
+def _legacy_absurd() -> bytes:
+    """A legacy torch file whose storage declares 2**58 float32 elements (pickled as LONG1)."""
+    blob = _torch_bytes({"w": torch.zeros(70_000)}, legacy=True)
+    numel = 1 << 58
+    return blob.replace(b"J" + struct.pack("<i", 70_000), b"\x8a\x08" + numel.to_bytes(8, "little"))

@@ -1,0 +1,136 @@
+"""The two rules every reader of a user-named file follows: only regular files are opened (a FIFO, a device or a
+socket would block or never end), and no file makes interpscan allocate much more than it holds — checked from the
+sizes the file declares, before anything is decompressed or allocated.
+
+The bound: a file may make interpscan hold its own size (stored data is at most that) plus a budget for what
+decompression adds, ``INTERPSCAN_MAX_DECOMPRESSED`` (default 256 MiB). torch.save, safetensors and np.savez store
+their data, so only re-zipped checkpoints, np.savez_compressed archives, gzipped IDX files and image folders ever
+draw on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+
+from .errors import InterpscanError, UsageError
+
+BUDGET_ENV = "INTERPSCAN_MAX_DECOMPRESSED"
+# What decompression may add beyond a file's own size. Large enough for any compressed checkpoint or dataset that
+# fits in a laptop's memory several times over (CIFAR-10's train split is 150 MiB as uint8); small enough that a
+# crafted file cannot take a machine's memory.
+DEFAULT_BUDGET = 256 << 20  # bytes
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def check_regular(path: Path, error: type[InterpscanError], *, what: str = "file") -> int:
+    """Refuse anything but a readable regular file (symbolic links followed), without opening it; its size.
+
+    ``os.stat`` never blocks, where opening a FIFO waits for a writer and reading a device may never end.
+
+    Args:
+        what: what the file is to the user ("checkpoint", "data file"), for messages.
+
+    Raises:
+        error: a missing file or broken link, a loop of links, a FIFO, device, socket or directory, or a file the
+            user may not read.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise error(
+                f"{path}: a symbolic link to {os.readlink(path)}, which does not exist",
+                hint="point the link at the file, or pass the file itself",
+            ) from None
+        raise error(f"{what} not found: {path}", hint="check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(
+                f"{path}: a loop of symbolic links (the link leads back to itself)",
+                hint="point the link at the file, or pass the file itself",
+            ) from None
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})", hint="check the path and permissions") from exc
+    kind = next((name for test, name in _KINDS if test(st.st_mode)), None)
+    if kind is not None:
+        consequence = "" if kind == "a directory" else "; reading it could wait forever or never end"
+        raise error(
+            f"{path} is {kind}, not a regular {what}{consequence}",
+            hint=f"pass the {what} itself" if kind == "a directory" else "copy the data into a regular file first",
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path} is not a regular {what}", hint="copy the data into a regular file first")
+    if not os.access(path, os.R_OK):
+        raise error(f"{path}: permission denied (you may not read this {what})", hint=f"check the {what}'s permissions")
+    return st.st_size
+
+
+def describe_size(n: int) -> str:
+    """Bytes in words: ``812 bytes``, ``3.1 MiB``, ``1.0 GiB``."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    value, unit = float(n), "bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):  # noqa: B007 (the unit the loop stops at is the one shown)
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit}"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def decompression_budget() -> int:
+    """Bytes decompression may add beyond a file's own size: ``INTERPSCAN_MAX_DECOMPRESSED`` (bytes, or with a
+    binary suffix: ``512M``, ``2G``, ``2GiB``), else DEFAULT_BUDGET.
+
+    Raises:
+        UsageError: the variable is set to something that is not a size.
+    """
+    text = os.environ.get(BUDGET_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_BUDGET
+    match = _SIZE.match(text)
+    if match is None:
+        raise UsageError(
+            f"{BUDGET_ENV}={text!r} is not a size",
+            hint=f"give bytes, or a number with K, M, G or T (powers of 1024), e.g. {BUDGET_ENV}=2G",
+        )
+    scale = 1 << (10 * " kmgtp".index(match.group(2).lower() or " "))
+    return int(float(match.group(1)) * scale)
+
+
+def check_expansion(what: str, declared: int, on_disk: int, error: type[InterpscanError]) -> None:
+    """Refuse to decompress or allocate ``declared`` bytes for data that takes ``on_disk`` bytes in its file(s)
+    when that exceeds the file size by more than the budget (decompression_budget).
+
+    Args:
+        what: the file (and entry) as the user knows it, first in the message.
+        declared: bytes the file says its contents take once read (its sizes, not yet checked against the data).
+        on_disk: bytes the file (or files) hold.
+
+    Raises:
+        error: over the bound; the hint says how to raise it for a trusted file.
+    """
+    budget = decompression_budget()
+    if declared <= on_disk + budget:
+        return
+    need = -(-(declared - on_disk) // (1 << 20))  # MiB, rounded up
+    # honest compression of real data rarely passes 100:1; zeros and crafted files pass 1000:1
+    crafted = "; at this ratio the file is more likely crafted (a decompression bomb) than real"
+    raise error(
+        f"{what} declares {describe_size(declared)} of data in {describe_size(on_disk)} on disk; interpscan "
+        f"allocates at most {describe_size(budget)} beyond a file's own size, so it is refused before reading",
+        hint=f"if you trust the file, raise the bound: {BUDGET_ENV}={need}M or more"
+        + (crafted if declared > 100 * max(on_disk, 1) else ""),
+    )
