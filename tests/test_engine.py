@@ -487,3 +487,62 @@ def test_a_group_the_forward_never_reads_runs_whole(strategy: str, image_data) -
         plain, _ = _run(model, start, end, points, x, y, policy=policy, calibration=calib, strategy="sequential")
         assert [r.loss for r in shared] == pytest.approx([r.loss for r in plain], rel=1e-6)
         assert shared[1].loss == pytest.approx(shared[0].loss, rel=1e-6)  # the spare head changes nothing
+
+
+class _Head(nn.Module):
+    """conv → BN → BN (called twice when ``shared``) → head; ``calls`` counts the head's runs (a class counter:
+    the engine runs a copy)."""
+
+    calls = 0
+
+    def __init__(self, shared: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.shared = shared
+        self.fc = nn.Linear(4 * 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn2(torch.relu(self.bn(self.conv(x))))
+        if self.shared:
+            x = self.bn2(x)  # the last BN layer is called twice: no pass may end after its first call
+        type(self).calls += 1
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_calibration_ends_after_the_last_bn_layer(image_data, monkeypatch, strategy: str, shared: bool) -> None:  # type: ignore[no-untyped-def]
+    """Under recompute, a calibration pass stops right after the last BN layer (the head changes no statistic),
+    with the numbers of whole passes (and of the plain loop's); a BN layer called twice is run to the end."""
+    from interpscan.engine import calibration
+
+    x, y, calib = image_data
+    torch.manual_seed(0)
+    model = _Head(shared).eval()
+    start, end = make_state(model, 1), make_state(model, 2)
+    points = [Point("all", 0.0), Point("all", 0.5), Point("conv", 0.5, frozenset({"conv.weight", "conv.bias"}))]
+    kw = {"calibration": calib, "batch_size": 32, "calibration_batch_size": 25, "strategy": strategy}
+    splits = [Split("test", x, y, None)]
+    _Head.calls = 0
+    run_engine(model, start, end, points, splits, policy="interpolate", **kw)
+    evaluation = _Head.calls
+    _Head.calls = 0
+    results, _ = run_engine(model, start, end, points, splits, policy="recompute", **kw)
+    if strategy == "sequential":  # under vmap and fx the Python counter counts traces, not passes
+        calibration_passes = 0 if not shared else 3 * 2  # 3 points × 2 calibration batches of 25 (50 images)
+        assert _Head.calls == evaluation + 1 + calibration_passes  # + the one-example pass finding the last BN
+    with monkeypatch.context() as m:
+        m.setattr(calibration, "last_statistics_layer", lambda plan, inputs: None)
+        whole, _ = run_engine(model, start, end, points, splits, policy="recompute", **kw)
+    exact = strategy in ("sequential", "prefix")
+    for got, want in zip(results, whole, strict=True):
+        assert got.loss == (want.loss if exact else pytest.approx(want.loss, rel=1e-6))
+    if not shared:  # (a BN layer called twice is averaged per batch, not per call as momentum=None does)
+        coefficients = [{n: p.coefficient(n) for n in start} for p in points]
+        reference = reference_curve(model, start, end, coefficients, x, y, policy="recompute", calibration=calib,
+                                    calibration_batch_size=25)  # fmt: skip
+        for got, (loss, _, acc) in zip(results, reference, strict=True):
+            assert got.loss == pytest.approx(loss, rel=1e-6)
+            assert got.accuracy == pytest.approx(acc)

@@ -54,7 +54,7 @@ def batch_len(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
-def _slice(inputs: Inputs, sl: slice) -> Inputs:
+def slice_inputs(inputs: Inputs, sl: slice) -> Inputs:
     if isinstance(inputs, torch.Tensor):
         return inputs[sl]
     return {k: v[sl] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
@@ -86,7 +86,7 @@ class Split:
         x, y = to_device(self.inputs, device), self.targets.to(device)
         for lo in range(0, len(self), batch_size):
             sl = slice(lo, min(lo + batch_size, len(self)))
-            yield _slice(x, sl), y[sl]
+            yield slice_inputs(x, sl), y[sl]
 
     def num_batches(self, batch_size: int) -> int | None:
         return math.ceil(len(self) / batch_size)
@@ -193,7 +193,7 @@ class Take:
                 return
             n = batch_len(targets)
             if n > left:
-                inputs, targets = _slice(inputs, slice(0, left)), targets[:left]
+                inputs, targets = slice_inputs(inputs, slice(0, left)), targets[:left]
                 n = left
             left -= n
             yield inputs, targets

@@ -67,12 +67,21 @@ def _integer_inputs(inputs: Inputs) -> bool:
     return isinstance(inputs, torch.Tensor) and not (inputs.is_floating_point() or inputs.is_complex())
 
 
+class EndOfStatistics(BaseException):
+    """Raised by a hook right after the last batch-norm layer of a calibration pass (calibration.py) and caught
+    by users_code around the pass: the layers after it change no statistic, so they are not run. A
+    BaseException, so that a model's own ``except Exception`` cannot swallow it."""
+
+
 @contextmanager
 def users_code(inputs: Inputs, *, batched: bool = False) -> Iterator[None]:
     """Translate an exception raised by the model's forward pass, or its call of ``sys.exit``, into a RunError
-    (one line, a hint, the cause chained). Out-of-memory and interpscan's own errors pass through untouched."""
+    (one line, a hint, the cause chained). Out-of-memory and interpscan's own errors pass through untouched; a
+    calibration pass ended after its last BN layer (EndOfStatistics) ends the block quietly."""
     try:
         yield
+    except EndOfStatistics:
+        return
     except (torch.OutOfMemoryError, InterpscanError):
         raise
     except (Exception, SystemExit) as raised:
