@@ -133,8 +133,29 @@ def _print_wide(renderable: Any) -> None:
     console.print(renderable)
 
 
+def _missing(v: Any) -> bool:
+    """None, NaN, or pandas' NA (a nullable column's missing value, which has no truth value)."""
+    if v is None:
+        return True
+    try:
+        return bool(v != v)
+    except TypeError:  # pd.NA: `NA != NA` is NA, and bool(NA) raises
+        return True
+
+
 def _fmt(v: Any) -> str:
-    return "nan" if v != v else f"{v:.4g}"
+    """A number to 4 significant digits; "nan" for anything missing."""
+    if _missing(v):
+        return "nan"
+    try:
+        return f"{float(v):.4g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _yes_no(v: Any) -> str:
+    """A nullable boolean (True, False, None, NaN or pd.NA) as yes, no or a dash."""
+    return "—" if _missing(v) else ("yes" if bool(v) else "no")
 
 
 def _summary_table(summary: Any, title: str) -> None:
@@ -154,7 +175,7 @@ def _summary_table(summary: Any, title: str) -> None:
         groups = rows[rows["curve"] != "all"].sort_values("loss_start", ascending=False, na_position="last")
         by_delta = groups["delta"].rank(ascending=False, method="min")
         for i, row in enumerate([*whole.itertuples(index=False), *groups.itertuples(index=False)]):
-            mono = "—" if row.monotone is None or row.monotone != row.monotone else ("yes" if row.monotone else "no")
+            mono = _yes_no(row.monotone)
             cells = [
                 str(row.curve),
                 str(split),
@@ -771,7 +792,7 @@ def _compare_tables(comparison: Any) -> None:
         for col in columns:
             value = row[col]
             if col == "monotone":  # a nullable boolean: True, False, or pd.NA (which has no truth value)
-                cells.append("yes" if value is True else "no" if value is False else "—")
+                cells.append(_yes_no(value))
             else:
                 cells.append(value if isinstance(value, str) else _fmt(value))
         table.add_row(*cells)
