@@ -1,6 +1,7 @@
 """A scan's options as types: the closed choices as enums (the CLI's signatures list them in ``--help``, the
 library takes them or their strings), the α grid, and every range check, made once, when the options are
-built: before any file is read or any byte downloaded.
+built: before any file is read or any byte downloaded. Also the checks every command shares for the paths and
+names its flags give (``check_path``, ``check_label``, ``check_groups``).
 
 No torch here: the CLI imports this module to build its signatures, and ``interpscan --help`` stays instant.
 """
@@ -8,6 +9,7 @@ No torch here: the CLI imports this module to build its signatures, and ``interp
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,9 @@ from .errors import UsageError
 
 MAX_ALPHAS = 10_000  # points on one path; far beyond any published grid (hundreds), far below what fills memory
 MAX_ABS_ALPHA = 1e6  # |α| beyond this makes θ(α) overflow float32 for weights of ordinary size
+MAX_SEED = 2**63 - 1  # seeds are int64 (run.json, numpy); the calibration subset uses seed + 1, within torch's uint64
+NAME_MAX = 255  # bytes in one file or directory name (Linux, macOS)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 DEFAULT_ALPHAS = 21
 
 C = TypeVar("C", bound="Choice")
@@ -308,3 +313,65 @@ def _check_loss(text: str) -> None:
         f"--loss {text!r} is not a loss",
         hint=f"use {', '.join(BUILTIN_LOSSES)}, path/to/file.py:fn or package.module:fn",
     )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` for a message: repr'd (control and direction characters escaped), long ones cut in the middle."""
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}…{text[-limit // 4 :]}"
+    return repr(text)
+
+
+def check_path(path: str | os.PathLike[str], flag: str) -> Path:
+    """A path as given on the command line or to the library, checked to be one a file system can hold, before
+    any call that would fail on it with a traceback (Python's ``exists()`` raises for a too-long name).
+
+    Raises:
+        UsageError: a NUL byte, a name longer than NAME_MAX bytes or a path longer than PATH_MAX bytes, or a
+            path that is not text.
+    """
+    try:
+        text = os.fspath(path)
+        if not isinstance(text, str):
+            text = os.fsdecode(text)
+        encoded = os.fsencode(text)
+    except (TypeError, UnicodeError):
+        raise UsageError(f"{flag} {path!r} is not a path", hint="give a file or directory name") from None
+    if "\0" in text:
+        raise UsageError(f"{flag} {_shown(text)} holds a NUL byte, which no path may", hint="check the name")
+    longest = max(Path(text).parts, key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise UsageError(
+            f"{flag}: the name {_shown(longest)} is {len(os.fsencode(longest)):,} bytes long, where file systems "
+            f"allow {NAME_MAX}",
+            hint="choose a shorter name",
+        )
+    if len(encoded) >= PATH_MAX:
+        raise UsageError(
+            f"{flag}: the path {_shown(text)} is {len(encoded):,} bytes long, where the system allows {PATH_MAX - 1:,}",
+            hint="choose a shorter path",
+        )
+    return Path(text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_label(text: Any, flag: str) -> str:
+    """A name the user gives for something shown in tables and pages (a run's label, a split): non-empty, with
+    no control characters (a newline would break the one-line tables) and no bidirectional overrides (which
+    make a label read as something else).
+
+    Raises:
+        UsageError: an empty label, or one holding such characters.
+    """
+    value = str(text)
+    if not value.strip():
+        raise UsageError(f"{flag} {value!r} is empty", hint=f"give {flag} a name")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise UsageError(
+            f"{flag} {_shown(value)} holds the control character {bad.group()!r}",
+            hint=f"give {flag} a name of printable characters",
+        )
+    return value
