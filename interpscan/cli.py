@@ -444,8 +444,10 @@ def run(
     from .api import ScanConfig, run_scan
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
+    from .options import check_path
     from .rundir import RunDirectory
 
+    out = check_path(out, "--out")
     config = ScanConfig(  # every option checked here, before any file is read
         init=init,
         final=final,
@@ -523,9 +525,13 @@ def layers(
     from .errors import UsageError
     from .layers import layer_report
     from .models import parse_model_args
+    from .options import check_groups, check_path
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
+    init = check_path(init, "INIT")
+    final = None if final is None else check_path(final, "FINAL")
+    groups = list(check_groups(groups))
     report = layer_report(  # the model run would use (else the tensor names); groups default to @top
         init,
         final,
@@ -590,9 +596,11 @@ def inspect(
     from .checkpoints import describe, load_checkpoint
     from .errors import UsageError
     from .models import identify
+    from .options import check_path
 
     if fmt not in ("table", "json"):
         raise UsageError(f"--format {fmt!r} is not table or json")
+    ckpt = check_path(ckpt, "CKPT")
     checkpoint = load_checkpoint(ckpt, key=key, unsafe_pickle=unsafe_pickle)
     report = {**describe(checkpoint), "model": identify(checkpoint)}
     if fmt == "json":
@@ -671,6 +679,9 @@ def models(
         err.print(f"{pkg}:NAME builds {pkg}'s models ({'installed' if installed else 'not installed'})")
 
 
+MAX_DEMO_EPOCHS = 100  # each epoch takes a few seconds on a CPU: beyond this the demo would look hung
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-demo"),
@@ -680,8 +691,16 @@ def demo(
 ) -> None:
     """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (under a minute on a CPU)."""
     from .demo import run_demo
+    from .errors import UsageError
+    from .options import check_path
     from .rundir import RunDirectory
 
+    out = check_path(out, "--out")
+    if not 1 <= epochs <= MAX_DEMO_EPOCHS:
+        raise UsageError(
+            f"--epochs must be from 1 to {MAX_DEMO_EPOCHS}, got {epochs}",
+            hint="the demo converges in about 6 (the default); each epoch takes seconds",
+        )
     with RunDirectory(out, force=force) as run_dir:
         with _progress_bar(not quiet) as progress:
             result = run_demo(out, epochs=epochs, progress=progress, log=None if quiet else _say)
@@ -766,8 +785,10 @@ def compare(
     and accuracy, with Spearman's ρ across runs.
     """
     from .compare import compare_runs, write_comparison
+    from .options import check_path
     from .results import load_runs
 
+    out = check_path(out, "--out")
     comparison = compare_runs(load_runs(runs, need_summary=True), label or (), split=split)
     with _output_dir(out, force) as directory:
         paths = write_comparison(comparison, directory, force=force, plotlyjs=plotlyjs)

@@ -106,16 +106,35 @@ class Grid(NamedTuple):
     added: tuple[float, ...]
 
 
+def _float(value: Any) -> float:
+    """A number from a flag: a real number, or text in ASCII (``float`` would also take other scripts' digits,
+    so that '٣' would silently be 3).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str):
+        if not value.isascii():
+            raise ValueError(value)
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise ValueError(value)
+
+
+# A count of points: a whole number written in ASCII digits, perhaps with a + and Python's _ separators.
+_COUNT = re.compile(r"\s*\+?\d+(_\d+)*\s*", re.ASCII)
+_NEGATIVE_COUNT = re.compile(r"\s*-\d+(_\d+)*\s*", re.ASCII)
+
+
 def _range(alpha_range: str | Sequence[float]) -> tuple[float, float]:
-    if isinstance(alpha_range, str):
-        try:
-            lo, hi = (float(v) for v in alpha_range.split(","))
-        except ValueError:
-            raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
-    else:
-        if len(alpha_range) != 2:
-            raise UsageError(f"--alpha-range {alpha_range!r} is not (LO, HI)", hint="e.g. (-0.5, 1.5)")
-        lo, hi = float(alpha_range[0]), float(alpha_range[1])
+    try:
+        parts = alpha_range.split(",") if isinstance(alpha_range, str) else list(alpha_range)
+        lo, hi = (_float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
     if max(abs(lo), abs(hi)) > MAX_ABS_ALPHA:
@@ -145,11 +164,21 @@ def parse_grid(
     if isinstance(alphas, int):
         count = alphas
     elif isinstance(alphas, str):
-        if "," not in alphas and alphas.strip().isdigit():
-            count = int(alphas.strip())
+        if _COUNT.fullmatch(alphas):
+            count = int(alphas)
+        elif _NEGATIVE_COUNT.fullmatch(alphas):
+            raise UsageError(
+                f"--alphas {alphas.strip()}: a count of points must be at least 2",
+                hint="e.g. --alphas 21; for α below 0, list the values (--alphas -1,-0.5,0,0.5,1) or use --alpha-range",
+            )
         items = alphas.split(",")
     else:
-        items = list(alphas)
+        try:
+            items = list(alphas)
+        except TypeError:
+            raise UsageError(
+                f"--alphas {alphas!r} is neither a count nor a list of numbers", hint="e.g. --alphas 51"
+            ) from None
     if count is not None:
         if count < 2:
             raise UsageError(f"--alphas {count}: need at least 2 points", hint="e.g. --alphas 21 (the default)")
@@ -167,7 +196,11 @@ def parse_grid(
                 hint="give --alphas a count (e.g. 51), or list every α yourself",
             )
         try:
-            values = [float(v) for v in items if not isinstance(v, str) or v.strip()]
+            values = [
+                _float(v.strip() if isinstance(v, str) else v)
+                for v in items
+                if not (isinstance(v, str) and not v.strip())
+            ]
         except (TypeError, ValueError):
             raise UsageError(
                 f"--alphas {alphas!r} is neither a count nor a list of numbers",
@@ -186,8 +219,28 @@ def parse_grid(
             hint="beyond that θ(α) overflows float32 for weights of ordinary size",
         )
     grid = sorted({round(v, 12) + 0.0 for v in values})
+    if count is not None and len(grid) < count:
+        raise UsageError(
+            f"--alphas {count} --alpha-range {alpha_range}: the range is too narrow for {count} distinct points",
+            hint="α is resolved to 12 decimals: widen the range or ask for fewer points",
+        )
     added = [e for e in (0.0, 1.0) if e not in grid]
     return Grid(tuple(sorted(grid + added)), tuple(added))
+
+
+def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``--groups`` values (``run`` and ``layers`` alike): each a non-empty pattern.
+
+    Raises:
+        UsageError: an empty or blank value, or one that is not text.
+    """
+    values = (groups,) if isinstance(groups, str) else tuple(groups or ())
+    if not all(isinstance(g, str) and g.strip() for g in values):
+        raise UsageError(
+            f"--groups {list(values)!r}: each value must be a non-empty pattern",
+            hint="e.g. --groups 'layer*' (see `interpscan layers`)",
+        )
+    return values
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -243,12 +296,7 @@ class ScanOptions:
         _set(self, "bn", BNPolicy.parse(self.bn, "--bn"))
         _set(self, "dtype", DType.parse(self.dtype, "--dtype"))
         _set(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
-        groups = (self.groups,) if isinstance(self.groups, str) else tuple(self.groups or ())
-        if not all(isinstance(g, str) and g.strip() for g in groups):
-            raise UsageError(
-                f"--groups {list(groups)!r}: each value must be a non-empty pattern",
-                hint="e.g. --groups 'layer*' (see `interpscan layers`)",
-            )
+        groups = check_groups(self.groups)
         _set(self, "groups", groups)
         if not groups:
             for flag, value, default in (("--hold", self.hold, Hold.FINAL), ("--mode", self.mode, Mode.ONLY)):
@@ -271,11 +319,16 @@ class ScanOptions:
         _positive(self.chunk_size, "--chunk-size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"--seed must be a whole number, got {self.seed!r}", hint="e.g. --seed 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be from 0 to 2**63 − 1, got {self.seed}", hint="e.g. --seed 0")
         device = str(self.device).strip().lower()
         if not _DEVICE.fullmatch(device):
             raise UsageError(f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N")
         _set(self, "device", device)
-        tol = float(self.tol)
+        try:
+            tol = _float(self.tol) + 0.0  # + 0.0: -0 is 0
+        except ValueError:
+            tol = math.nan
         if not (math.isfinite(tol) and tol >= 0):
             raise UsageError(
                 f"--tol must be a finite number ≥ 0, got {self.tol}",

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, ModuleType
 
-from . import checkpoints, results
+from . import checkpoints, flags, results
 from .case import Case
 
-SECTIONS: tuple[ModuleType, ...] = (checkpoints, results)
+SECTIONS: tuple[ModuleType, ...] = (checkpoints, flags, results)
 CASE_NAMES: tuple[str, ...] = tuple(name for section in SECTIONS for name in section.NAMES)
 TIMEOUT_S = 60  # a case that hangs (a FIFO, a lock never released) fails instead of stalling the suite
 
