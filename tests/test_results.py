@@ -63,8 +63,31 @@ def test_a_run_reads_back_with_the_dtypes_it_was_written_with(saved: tuple[Any, 
     assert loaded.results["n"].tolist() == [8] * 5
     assert loaded.results["hold"].tolist() == [""] * 5  # empty labels stay empty strings, as in memory
     assert loaded.summary["monotone"].tolist() == result.summary["monotone"].tolist()
+    # the CSVs hold 10 significant digits; otherwise what comes back is what was scanned, dtypes and all
+    pd.testing.assert_frame_equal(loaded.results, result.results, rtol=1e-9)
+    pd.testing.assert_frame_equal(loaded.summary, result.summary, rtol=1e-9)
     assert loaded.manifest is not None
     assert loaded.manifest["grid"]["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("name", ["results.csv", "summary.csv"])
+def test_the_fast_reading_equals_the_exact_one(saved: tuple[Any, Path, Path], name: str) -> None:
+    from interpscan import results
+
+    required, dtypes = (
+        (results.RESULT_REQUIRED, results.RESULT_DTYPES)
+        if name == "results.csv"
+        else (results.SUMMARY_REQUIRED, results.SUMMARY_DTYPES)
+    )
+    for run in saved[1:]:
+        text = (run / name).read_text()
+        fast = results._fast_table(text, required, dtypes)
+        assert fast is not None
+        header, rows = results._rows(run / name, text)
+        exact = {n: results._column(run, n, dtypes.get(n), [(k, f[j]) for k, f in rows]) for j, n in enumerate(header)}
+        pd.testing.assert_frame_equal(fast[0], pd.DataFrame(exact, columns=header), check_exact=True)
+        assert fast[1] == [k for k, _ in rows]
+        assert results._fast_table(text.replace(",", ", ", 1), required, dtypes) is None  # unusual: the exact way
 
 
 def test_a_group_cut_away_at_a_row_end_is_found_without_run_json(saved: tuple[Any, Path, Path], tmp_path: Path) -> None:
