@@ -32,7 +32,17 @@ from .groups import Grouping, ModuleTree, resolve_groups
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
 from .models import CODE_KINDS, ResolvedModel, split_ties
 from .objectives import IGNORE_INDEX, Objective, parse_objective
-from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, Mode, ReadOptions, ScanOptions, Strategy
+from .options import (
+    DEFAULT_BOOTSTRAP,
+    BNPolicy,
+    DType,
+    Hold,
+    Mode,
+    ReadOptions,
+    ScanOptions,
+    Strategy,
+    check_path,
+)
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
 
@@ -65,10 +75,11 @@ class ScanConfig(ScanOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "init", Path(self.init))
-        object.__setattr__(self, "final", Path(self.final))
+        object.__setattr__(self, "init", check_path(self.init, "INIT"))
+        object.__setattr__(self, "final", check_path(self.final, "FINAL"))
+        check_path(self.data, "--data")  # a name, or a file or folder
         if self.data_root is not None:
-            object.__setattr__(self, "data_root", Path(self.data_root))
+            object.__setattr__(self, "data_root", check_path(self.data_root, "--data-root"))
         check_normalize(self.normalize)
 
     @property

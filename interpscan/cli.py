@@ -134,8 +134,29 @@ def _print_wide(renderable: Any) -> None:
     console.print(renderable)
 
 
+def _missing(v: Any) -> bool:
+    """None, NaN, or pandas' NA (a nullable column's missing value, which has no truth value)."""
+    if v is None:
+        return True
+    try:
+        return bool(v != v)
+    except TypeError:  # pd.NA: `NA != NA` is NA, and bool(NA) raises
+        return True
+
+
 def _fmt(v: Any) -> str:
-    return "nan" if v != v else f"{v:.4g}"
+    """A number to 4 significant digits; "nan" for anything missing."""
+    if _missing(v):
+        return "nan"
+    try:
+        return f"{float(v):.4g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _yes_no(v: Any) -> str:
+    """A nullable boolean (True, False, None, NaN or pd.NA) as yes, no or a dash."""
+    return "—" if _missing(v) else ("yes" if bool(v) else "no")
 
 
 def _summary_table(summary: Any, title: str) -> None:
@@ -155,7 +176,7 @@ def _summary_table(summary: Any, title: str) -> None:
         groups = rows[rows["curve"] != "all"].sort_values("loss_start", ascending=False, na_position="last")
         by_delta = groups["delta"].rank(ascending=False, method="min")
         for i, row in enumerate([*whole.itertuples(index=False), *groups.itertuples(index=False)]):
-            mono = "—" if row.monotone is None or row.monotone != row.monotone else ("yes" if row.monotone else "no")
+            mono = _yes_no(row.monotone)
             cells = [
                 str(row.curve),
                 str(split),
@@ -441,8 +462,10 @@ def run(
     from .api import ScanConfig, run_scan
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
+    from .options import check_path
     from .rundir import RunDirectory
 
+    out = check_path(out, "--out")
     config = ScanConfig(  # every option checked here, before any file is read
         init=init,
         final=final,
@@ -522,9 +545,13 @@ def layers(
     from .errors import UsageError
     from .layers import layer_report
     from .models import parse_model_args
+    from .options import check_groups, check_path
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
+    init = check_path(init, "INIT")
+    final = None if final is None else check_path(final, "FINAL")
+    groups = list(check_groups(groups))
     report = layer_report(  # the model run would use (else the tensor names); groups default to @top
         init,
         final,
@@ -589,9 +616,11 @@ def inspect(
     from .checkpoints import describe, load_checkpoint
     from .errors import UsageError
     from .models import identify
+    from .options import check_path
 
     if fmt not in ("table", "json"):
         raise UsageError(f"--format {fmt!r} is not table or json")
+    ckpt = check_path(ckpt, "CKPT")
     checkpoint = load_checkpoint(ckpt, key=key, unsafe_pickle=unsafe_pickle)
     report = {**describe(checkpoint), "model": identify(checkpoint)}
     if fmt == "json":
@@ -670,6 +699,9 @@ def models(
         err.print(f"{pkg}:NAME builds {pkg}'s models ({'installed' if installed else 'not installed'})")
 
 
+MAX_DEMO_EPOCHS = 100  # each epoch takes a few seconds on a CPU: beyond this the demo would look hung
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-demo"),
@@ -679,8 +711,16 @@ def demo(
 ) -> None:
     """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (under a minute on a CPU)."""
     from .demo import run_demo
+    from .errors import UsageError
+    from .options import check_path
     from .rundir import RunDirectory
 
+    out = check_path(out, "--out")
+    if not 1 <= epochs <= MAX_DEMO_EPOCHS:
+        raise UsageError(
+            f"--epochs must be from 1 to {MAX_DEMO_EPOCHS}, got {epochs}",
+            hint="the demo converges in about 6 (the default); each epoch takes seconds",
+        )
     with RunDirectory(out, force=force) as run_dir:
         with _progress_bar(not quiet) as progress:
             result = run_demo(out, epochs=epochs, progress=progress, log=None if quiet else _say)
@@ -765,8 +805,10 @@ def compare(
     and accuracy, with Spearman's ρ across runs.
     """
     from .compare import compare_runs, write_comparison
+    from .options import check_path
     from .results import load_runs
 
+    out = check_path(out, "--out")
     comparison = compare_runs(load_runs(runs, need_summary=True), label or (), split=split)
     with _output_dir(out, force) as directory:
         paths = write_comparison(comparison, directory, force=force, plotlyjs=plotlyjs)
@@ -791,7 +833,7 @@ def _compare_tables(comparison: Any) -> None:
         for col in columns:
             value = row[col]
             if col == "monotone":  # a nullable boolean: True, False, or pd.NA (which has no truth value)
-                cells.append("yes" if value is True else "no" if value is False else "—")
+                cells.append(_yes_no(value))
             else:
                 cells.append(value if isinstance(value, str) else _fmt(value))
         table.add_row(*cells)

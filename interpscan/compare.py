@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .metrics import plateau_alpha
-from .report import render_page, table_html, write_page
-from .results import LoadedRun, run_labels
+from .options import check_label, check_path
+from .report import refuse_inputs, render_page, table_html, write_page
+from .results import RUN_FILES, LoadedRun, get, run_labels
 from .rundir import prepare_output_dir, write_csv
 
 SHAPE_METRICS = {
@@ -148,7 +149,7 @@ def _run_row(run: LoadedRun, label: str, split: str) -> dict[str, Any]:
     at_end = whole[(alphas - 1.0).abs() < 1e-9]
     row: dict[str, Any] = {
         "run": label,
-        "bn": str((run.manifest or {}).get("bn", {}).get("policy", "")),
+        "bn": str(get(run.manifest, "bn", "policy") or ""),
         "split": split,
         "final_loss": float(at_end["loss"].iloc[0]) if len(at_end) else math.nan,
         "final_accuracy": float(at_end["accuracy"].iloc[0]) if len(at_end) else math.nan,
@@ -186,6 +187,7 @@ def compare_runs(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, split
     """
     if not runs:
         raise UsageError("nothing to compare: give at least one run directory")
+    split = check_label(split, "--split").strip()
     names = run_labels(runs, labels)
     chosen, notes = _choose_split(runs, names, split)
     table = pd.DataFrame([_run_row(run, label, chosen) for run, label in zip(runs, names, strict=True)])
@@ -280,9 +282,18 @@ def write_comparison(
     """Write compare.csv (the table), correlations.csv (tidy: metric, outcome, n, spearman) and compare.html.
 
     Raises:
-        OutputError: ``out`` is not empty and ``force`` is not set, or cannot be written.
-        UsageError: an unknown ``plotlyjs`` mode.
+        OutputError: ``out`` holds a run (an input's or another's: a comparison gets a directory of its own), is
+            not empty and ``force`` is not set, or cannot be written.
+        UsageError: an unknown ``plotlyjs`` mode, or a path no file system can hold.
     """
+    out = check_path(out, "--out")
+    refuse_inputs([out / name for name in (*COMPARE_FILES, "plotly.min.js")], comparison.runs)
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held:
+        raise OutputError(
+            f"--out {out} holds a run ({', '.join(held)}); a comparison goes in a directory of its own",
+            hint="choose another --out, e.g. the default interpscan-compare",
+        )
     page = comparison_page(comparison, plotlyjs=plotlyjs)  # before touching the disk: a bad mode writes nothing
     prepare_output_dir(out, force=force)
     paths = {name: out / name for name in COMPARE_FILES}

@@ -8,15 +8,22 @@ out) or a bug: it too is one line and a hint, exit code 1, and INTERPSCAN_DEBUG=
 from __future__ import annotations
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: an error is one line on the terminal, and text quoted from elsewhere (a user's
+    value holding a newline, pandas' messages ending in one) must not break it."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 class InterpscanError(Exception):
     """Base class: a problem the user can fix. ``hint`` says how; ``exit_code`` 2 = bad input, 1 = failed run."""
 
     exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _one_line(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = None if hint is None else _one_line(hint)
 
     def __str__(self) -> str:
         return self.message

@@ -1,6 +1,7 @@
 """A scan's options as types: the closed choices as enums (the CLI's signatures list them in ``--help``, the
 library takes them or their strings), the α grid, and every range check, made once, when the options are
-built: before any file is read or any byte downloaded.
+built: before any file is read or any byte downloaded. Also the checks every command shares for the paths and
+names its flags give (``check_path``, ``check_label``, ``check_groups``).
 
 No torch here: the CLI imports this module to build its signatures, and ``interpscan --help`` stays instant.
 """
@@ -8,6 +9,7 @@ No torch here: the CLI imports this module to build its signatures, and ``interp
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,9 @@ MAX_ALPHAS = 10_000  # points on one path; far beyond any published grid (hundre
 DEFAULT_BOOTSTRAP = 1000  # resamples: the 2.5th and 97.5th percentiles move by a few % of the interval between seeds
 MAX_BOOTSTRAP = 100_000
 MAX_ABS_ALPHA = 1e6  # |α| beyond this makes θ(α) overflow float32 for weights of ordinary size
+MAX_SEED = 2**63 - 1  # seeds are int64 (run.json, numpy); the calibration subset uses seed + 1, within torch's uint64
+NAME_MAX = 255  # bytes in one file or directory name (Linux, macOS)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 DEFAULT_ALPHAS = 21
 
 C = TypeVar("C", bound="Choice")
@@ -103,16 +108,35 @@ class Grid(NamedTuple):
     added: tuple[float, ...]
 
 
+def _float(value: Any) -> float:
+    """A number from a flag: a real number, or text in ASCII (``float`` would also take other scripts' digits,
+    so that '٣' would silently be 3).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str):
+        if not value.isascii():
+            raise ValueError(value)
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise ValueError(value)
+
+
+# A count of points: a whole number written in ASCII digits, perhaps with a + and Python's _ separators.
+_COUNT = re.compile(r"\s*\+?\d+(_\d+)*\s*", re.ASCII)
+_NEGATIVE_COUNT = re.compile(r"\s*-\d+(_\d+)*\s*", re.ASCII)
+
+
 def _range(alpha_range: str | Sequence[float]) -> tuple[float, float]:
-    if isinstance(alpha_range, str):
-        try:
-            lo, hi = (float(v) for v in alpha_range.split(","))
-        except ValueError:
-            raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
-    else:
-        if len(alpha_range) != 2:
-            raise UsageError(f"--alpha-range {alpha_range!r} is not (LO, HI)", hint="e.g. (-0.5, 1.5)")
-        lo, hi = float(alpha_range[0]), float(alpha_range[1])
+    try:
+        parts = alpha_range.split(",") if isinstance(alpha_range, str) else list(alpha_range)
+        lo, hi = (_float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
     if max(abs(lo), abs(hi)) > MAX_ABS_ALPHA:
@@ -142,11 +166,21 @@ def parse_grid(
     if isinstance(alphas, int):
         count = alphas
     elif isinstance(alphas, str):
-        if "," not in alphas and alphas.strip().isdigit():
-            count = int(alphas.strip())
+        if _COUNT.fullmatch(alphas):
+            count = int(alphas)
+        elif _NEGATIVE_COUNT.fullmatch(alphas):
+            raise UsageError(
+                f"--alphas {alphas.strip()}: a count of points must be at least 2",
+                hint="e.g. --alphas 21; for α below 0, list the values (--alphas -1,-0.5,0,0.5,1) or use --alpha-range",
+            )
         items = alphas.split(",")
     else:
-        items = list(alphas)
+        try:
+            items = list(alphas)
+        except TypeError:
+            raise UsageError(
+                f"--alphas {alphas!r} is neither a count nor a list of numbers", hint="e.g. --alphas 51"
+            ) from None
     if count is not None:
         if count < 2:
             raise UsageError(f"--alphas {count}: need at least 2 points", hint="e.g. --alphas 21 (the default)")
@@ -164,7 +198,11 @@ def parse_grid(
                 hint="give --alphas a count (e.g. 51), or list every α yourself",
             )
         try:
-            values = [float(v) for v in items if not isinstance(v, str) or v.strip()]
+            values = [
+                _float(v.strip() if isinstance(v, str) else v)
+                for v in items
+                if not (isinstance(v, str) and not v.strip())
+            ]
         except (TypeError, ValueError):
             raise UsageError(
                 f"--alphas {alphas!r} is neither a count nor a list of numbers",
@@ -183,8 +221,28 @@ def parse_grid(
             hint="beyond that θ(α) overflows float32 for weights of ordinary size",
         )
     grid = sorted({round(v, 12) + 0.0 for v in values})
+    if count is not None and len(grid) < count:
+        raise UsageError(
+            f"--alphas {count} --alpha-range {alpha_range}: the range is too narrow for {count} distinct points",
+            hint="α is resolved to 12 decimals: widen the range or ask for fewer points",
+        )
     added = [e for e in (0.0, 1.0) if e not in grid]
     return Grid(tuple(sorted(grid + added)), tuple(added))
+
+
+def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``--groups`` values (``run`` and ``layers`` alike): each a non-empty pattern.
+
+    Raises:
+        UsageError: an empty or blank value, or one that is not text.
+    """
+    values = (groups,) if isinstance(groups, str) else tuple(groups or ())
+    if not all(isinstance(g, str) and g.strip() for g in values):
+        raise UsageError(
+            f"--groups {list(values)!r}: each value must be a non-empty pattern",
+            hint="e.g. --groups 'layer*' (see `interpscan layers`)",
+        )
+    return values
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -242,12 +300,7 @@ class ScanOptions:
         _set(self, "bn", BNPolicy.parse(self.bn, "--bn"))
         _set(self, "dtype", DType.parse(self.dtype, "--dtype"))
         _set(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
-        groups = (self.groups,) if isinstance(self.groups, str) else tuple(self.groups or ())
-        if not all(isinstance(g, str) and g.strip() for g in groups):
-            raise UsageError(
-                f"--groups {list(groups)!r}: each value must be a non-empty pattern",
-                hint="e.g. --groups 'layer*' (see `interpscan layers`)",
-            )
+        groups = check_groups(self.groups)
         _set(self, "groups", groups)
         if not groups:
             for flag, value, default in (("--hold", self.hold, Hold.FINAL), ("--mode", self.mode, Mode.ONLY)):
@@ -270,11 +323,16 @@ class ScanOptions:
         _positive(self.chunk_size, "--chunk-size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"--seed must be a whole number, got {self.seed!r}", hint="e.g. --seed 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be from 0 to 2**63 − 1, got {self.seed}", hint="e.g. --seed 0")
         device = str(self.device).strip().lower()
         if not _DEVICE.fullmatch(device):
             raise UsageError(f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N")
         _set(self, "device", device)
-        tol = float(self.tol)
+        try:
+            tol = _float(self.tol) + 0.0  # + 0.0: -0 is 0
+        except ValueError:
+            tol = math.nan
         if not (math.isfinite(tol) and tol >= 0):
             raise UsageError(
                 f"--tol must be a finite number ≥ 0, got {self.tol}",
@@ -321,3 +379,65 @@ def _check_loss(text: str) -> None:
         f"--loss {text!r} is not a loss",
         hint=f"use {', '.join(BUILTIN_LOSSES)}, path/to/file.py:fn or package.module:fn",
     )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` for a message: repr'd (control and direction characters escaped), long ones cut in the middle."""
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}…{text[-limit // 4 :]}"
+    return repr(text)
+
+
+def check_path(path: str | os.PathLike[str], flag: str) -> Path:
+    """A path as given on the command line or to the library, checked to be one a file system can hold, before
+    any call that would fail on it with a traceback (Python's ``exists()`` raises for a too-long name).
+
+    Raises:
+        UsageError: a NUL byte, a name longer than NAME_MAX bytes or a path longer than PATH_MAX bytes, or a
+            path that is not text.
+    """
+    try:
+        text = os.fspath(path)
+        if not isinstance(text, str):
+            text = os.fsdecode(text)
+        encoded = os.fsencode(text)
+    except (TypeError, UnicodeError):
+        raise UsageError(f"{flag} {path!r} is not a path", hint="give a file or directory name") from None
+    if "\0" in text:
+        raise UsageError(f"{flag} {_shown(text)} holds a NUL byte, which no path may", hint="check the name")
+    longest = max(Path(text).parts, key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise UsageError(
+            f"{flag}: the name {_shown(longest)} is {len(os.fsencode(longest)):,} bytes long, where file systems "
+            f"allow {NAME_MAX}",
+            hint="choose a shorter name",
+        )
+    if len(encoded) >= PATH_MAX:
+        raise UsageError(
+            f"{flag}: the path {_shown(text)} is {len(encoded):,} bytes long, where the system allows {PATH_MAX - 1:,}",
+            hint="choose a shorter path",
+        )
+    return Path(text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_label(text: Any, flag: str) -> str:
+    """A name the user gives for something shown in tables and pages (a run's label, a split): non-empty, with
+    no control characters (a newline would break the one-line tables) and no bidirectional overrides (which
+    make a label read as something else).
+
+    Raises:
+        UsageError: an empty label, or one holding such characters.
+    """
+    value = str(text)
+    if not value.strip():
+        raise UsageError(f"{flag} {value!r} is empty", hint=f"give {flag} a name")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise UsageError(
+            f"{flag} {_shown(value)} holds the control character {bad.group()!r}",
+            hint=f"give {flag} a name of printable characters",
+        )
+    return value

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
 from .metrics import largest_rise
+from .results import RESULT_REQUIRED
 
 ALL = "all"
 """The ``curve`` value of the whole-network ("vary all") path."""
@@ -31,7 +32,7 @@ ALL = "all"
 RUN = "run"
 """The optional column of ``results``/``summary`` that tells overlaid runs apart."""
 
-REQUIRED_COLUMNS = ("curve", "split", "alpha", "loss", "loss_se", "accuracy", "n")
+REQUIRED_COLUMNS = RESULT_REQUIRED
 PLOTLYJS_MODES = ("inline", "cdn", "directory")
 STATIC_FORMATS = ("png", "svg")
 

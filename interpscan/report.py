@@ -11,7 +11,8 @@ from typing import Any
 
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
-from .results import LoadedRun, get, json_safe, load_runs, run_labels
+from .options import check_path
+from .results import RUN_FILES, LoadedRun, get, json_safe, load_runs, run_labels
 
 PATH_FORMULA = "θ(α) = (1−α)·θ_init + α·θ_final"
 
@@ -268,6 +269,28 @@ def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs
     return page, fig
 
 
+def run_files(runs: Sequence[LoadedRun]) -> dict[Path, LoadedRun]:
+    """Every file that makes up one of ``runs`` (its results.csv, summary.csv and run.json, resolved), and the
+    run: what no output may replace, ``--force`` or not."""
+    return {(r.csv.parent / name).resolve(): r for r in runs for name in (r.csv.name, *RUN_FILES)}
+
+
+def refuse_inputs(outputs: Sequence[Path], runs: Sequence[LoadedRun]) -> None:
+    """Refuse to write over any file of an input run: drawing or comparing a run must never destroy it.
+
+    Raises:
+        OutputError: an output is one of the inputs' files.
+    """
+    inputs = run_files(runs)
+    for out in outputs:
+        run = inputs.get(out.resolve())
+        if run is not None:
+            raise OutputError(
+                f"--out {out} is {out.name} of the input run {run.source}; writing there would destroy the run",
+                hint="write the page elsewhere: leave out --out (results.html beside the CSV), or name another file",
+            )
+
+
 def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
     taken = [p for p in paths if p.exists()]
     if taken and not force:
@@ -319,6 +342,8 @@ def plot_results(
         raise UsageError(f"static format(s) {', '.join(unknown)} unknown; use {' or '.join(STATIC_FORMATS)}")
     if static:
         check_static_export()
+    if out is not None:
+        out = check_path(out, "--out")
     runs = load_runs(inputs)
     names = run_labels(runs, labels)
     default_name = "results.html" if len(runs) == 1 else "plot.html"
@@ -326,11 +351,21 @@ def plot_results(
     if target.is_dir():
         target = target / default_name
     images = [target.with_suffix(f".{fmt}") for fmt in STATIC_FORMATS if fmt in static]
+    beside = [target.with_name("plotly.min.js")] if plotlyjs == "directory" else []
+    refuse_inputs([target, *images, *beside], runs)
     _refuse_existing([target, *images], force)
+    blocking = next((p for p in target.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputError(f"cannot write {target}: {blocking} is a file, not a directory", hint="choose another --out")
     page, fig = path_page(runs, names, plotlyjs=plotlyjs)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = write_page(target, page)
-    for image in images:
-        write_static(fig, image)
-        written.append(image)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = write_page(target, page)
+        for image in images:
+            write_static(fig, image)
+            written.append(image)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", hint="choose a writable --out") from exc
     return written

@@ -13,47 +13,23 @@ import torch
 from .engine import PointResult
 from .groups import Grouping
 from .metrics import distances, summarize_curve
-from .uncertainty import CI_COLUMNS
+from .results import CI_COLUMNS, RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_COLUMNS, SUMMARY_DTYPES
 
-_NO_INTERVALS = {**dict.fromkeys(CI_COLUMNS, math.nan), "rise_significant": None}
+__all__ = [  # the schema lives with the reader (results.py, no torch); written here
+    "RESULT_COLUMNS",
+    "RESULT_DTYPES",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_DTYPES",
+    "Curve",
+    "group_curves",
+    "results_frame",
+    "summary_frame",
+]
 
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"]
-SUMMARY_COLUMNS = [
-    "curve",
-    "split",
-    "loss_start",
-    "loss_end",
-    "delta",
-    "monotone",
-    "barrier_linear",
-    "barrier_linear_alpha",
-    "barrier_max",
-    "barrier_max_alpha",
-    "error_barrier_linear",
-    "error_barrier_max",
-    "distance",
-    "relative_distance",
-    "cosine",
-    "hold",
-    "mode",
-    "plateau_alpha",  # appended, not inserted: column order is part of the contract
-    "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
-    *CI_COLUMNS,  # 95% bootstrap intervals over examples (uncertainty.py); NaN / NA without --bootstrap
-]
-# ---------------------------------------------------------------------------------------------- the config
-
-
-# Numeric columns and their dtypes (text columns are strings; ``monotone`` a nullable boolean).
-RESULT_DTYPES = {"alpha": "float64", "loss": "float64", "loss_se": "float64", "accuracy": "float64", "n": "int64"}
-SUMMARY_DTYPES = {
-    **{c: "float64" for c in SUMMARY_COLUMNS if c not in ("curve", "split", "monotone", "hold", "mode")},
-    "monotone": "boolean",
-    "nonfinite_points": "int64",
-    "rise_significant": "boolean",
-}
+_NO_INTERVALS = {**dict.fromkeys(CI_COLUMNS, math.nan), "rise_significant": None}
 
 
 @dataclass(frozen=True)

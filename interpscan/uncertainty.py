@@ -20,9 +20,10 @@ import torch
 
 from .engine import PointResult
 from .metrics import PLATEAU_FRACTION, curve_metrics
+from .results import CI_COLUMNS, CI_METRICS
 
-CI_METRICS = ("delta", "barrier_linear", "barrier_max", "error_barrier_linear", "error_barrier_max", "plateau_alpha")
-CI_COLUMNS = [f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high")] + ["rise_significant"]
+__all__ = ["CI_COLUMNS", "CI_METRICS", "LEVEL", "bootstrap_intervals", "per_example_arrays", "resamples"]
+
 LEVEL = 0.95
 MAX_REPLICATES = 100_000
 _CHUNK_ELEMENTS = 1 << 24  # resampling weights held at once: 16 Mi float64 (128 MiB)

@@ -16,7 +16,10 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import math
+import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,15 +161,102 @@ def build_model(spec: ModelSpec) -> nn.Module:
         ModelError: the factory is missing, raises, or returns something that is not an nn.Module.
     """
     factory = _resolve_factory(spec)
+    if spec.kind == "zoo":
+        _check_zoo_args(spec, factory)
+    if spec.kind in ("zoo", *HUBS):
+        _check_size(spec, factory)
     try:
         model = factory(**spec.args)
-    except TypeError as exc:
-        raise ModelError(f"model {spec.text!r} rejected its arguments: {exc}", hint="check --model-arg") from exc
     except Exception as exc:
-        raise ModelError(f"building model {spec.text!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise _build_failed(spec, exc) from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"model factory {spec.text!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
+
+
+def _build_failed(spec: ModelSpec, exc: Exception) -> ModelError:
+    """The factory's own error, on one line: torch's messages can carry a C++ stack trace after the first."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, TypeError):
+        return ModelError(f"model {spec.text!r} rejected its arguments: {text}", hint="check --model-arg")
+    return ModelError(f"building model {spec.text!r} failed: {type(exc).__name__}: {text}")
+
+
+def _args_text(spec: ModelSpec) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(spec.args.items())) or "its default arguments"
+
+
+def _check_zoo_args(spec: ModelSpec, factory: Callable[..., Any]) -> None:
+    """A zoo model's ``--model-arg`` values against the types its signature declares: a whole number where it
+    takes one (``width=10**9`` is the text '10**9', not a number), a finite number, true or false.
+
+    Raises:
+        ModelError: a value of the wrong type.
+    """
+    try:
+        parameters = inspect.signature(factory, eval_str=True).parameters
+    except Exception:  # an annotation that does not resolve: the factory checks its own arguments
+        return
+    for key, value in spec.args.items():
+        want = parameters[key].annotation if key in parameters else None
+        if want is bool:
+            ok, what = isinstance(value, bool), "true or false"
+        elif want is int:
+            ok, what = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif want is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            what = "a finite number"
+        else:
+            continue
+        if not ok:
+            raise ModelError(
+                f"--model-arg {key}={value!r}: {spec.text}'s {key} takes {what}",
+                hint="values are Python literals, e.g. --model-arg width=32 or --model-arg bn=false",
+            )
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_size(spec: ModelSpec, factory: Callable[..., Any]) -> None:
+    """Build the model on the meta device first (shapes, no memory), and refuse one that cannot be built here:
+    an empty tensor (a size of 0), or weights larger than the machine's memory (``width=10**9``), which would
+    otherwise exhaust the memory, or be killed, while it is being allocated.
+
+    Raises:
+        ModelError: such a model; or, for a zoo model, the factory's own error with these arguments.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about zero-element tensors: reported below instead
+            model = on_meta(factory, spec.args)
+    except Exception as exc:
+        if spec.kind == "zoo":  # pure code: the real build would fail the same way, after allocating
+            raise _build_failed(spec, exc) from exc
+        return  # a package's model that cannot be built on meta: the real build reports its problems
+    if not isinstance(model, nn.Module):
+        return
+    tensors = model.state_dict()
+    empty = [(n, list(t.shape)) for n, t in tensors.items() if t.numel() == 0]
+    if empty:
+        shown = "; ".join(f"{n} {shape}" for n, shape in empty[:3]) + ("; …" if len(empty) > 3 else "")
+        raise ModelError(
+            f"model {spec.text!r} with {_args_text(spec)} has empty tensors ({shown})",
+            hint="check --model-arg: every size must be at least 1",
+        )
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    memory = _memory_bytes()
+    if memory is not None and size > memory:
+        raise ModelError(
+            f"model {spec.text!r} with {_args_text(spec)} would need {size / 2**30:,.1f} GiB for its weights, "
+            f"more than this machine's {memory / 2**30:,.1f} GiB of memory",
+            hint="check --model-arg: the checkpoints' shapes give the model's size (`interpscan inspect`)",
+        )
 
 
 # ------------------------------------------------------------------------------------ which model to use

@@ -1,0 +1,220 @@
+"""Reading runs back (interpscan/results.py): a whole run comes back with the dtypes it was written with; a partial,
+damaged or foreign one is refused in one line that says what and where; plot and compare never write over an
+input; and a run whose losses are all NaN is summarized, drawn and compared without a crash."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from bad_inputs.case import good_state
+from conftest import run_cli, run_cli_output
+
+import interpscan
+from interpscan.errors import OutputError, UsageError
+from interpscan.models import CNN
+from interpscan.report import plot_results
+from interpscan.results import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES, load_run, load_runs, run_labels
+
+
+def scan(final: dict[str, torch.Tensor] | None = None, **options: Any) -> Any:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 28, 28, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    final = good_state(1) if final is None else final
+    return interpscan.scan(CNN(width=2), good_state(0), final, (x, y), alphas=5, bn="interpolate", **options)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, Path]:
+    """A scan, and where it was saved: a whole-network run and a run with two groups."""
+    root = tmp_path_factory.mktemp("runs")
+    result = scan()
+    result.save(root / "run", html=False)
+    scan(groups=["conv*", "fc"]).save(root / "grouped", html=False)
+    return result, root / "run", root / "grouped"
+
+
+def damaged(source: Path, tmp_path: Path, name: str, content: str | None) -> Path:
+    """A copy of run ``source`` with file ``name`` replaced by ``content`` (None: removed)."""
+    target = tmp_path / "damaged"
+    shutil.copytree(source, target)
+    if content is None:
+        (target / name).unlink()
+    else:
+        (target / name).write_text(content)
+    return target
+
+
+def test_a_run_reads_back_with_the_dtypes_it_was_written_with(saved: tuple[Any, Path, Path]) -> None:
+    result, run, _ = saved
+    loaded = load_run(run)
+    assert list(loaded.results.columns) == RESULT_COLUMNS
+    assert {c: str(loaded.results[c].dtype) for c in RESULT_DTYPES} == RESULT_DTYPES
+    assert {c: str(loaded.summary[c].dtype) for c in SUMMARY_DTYPES} == SUMMARY_DTYPES
+    assert loaded.results["alpha"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert loaded.results["loss"].tolist() == pytest.approx(result.results["loss"].tolist(), rel=1e-9)
+    assert loaded.results["n"].tolist() == [8] * 5
+    assert loaded.results["hold"].tolist() == [""] * 5  # empty labels stay empty strings, as in memory
+    assert loaded.summary["monotone"].tolist() == result.summary["monotone"].tolist()
+    # the CSVs hold 10 significant digits; otherwise what comes back is what was scanned, dtypes and all
+    pd.testing.assert_frame_equal(loaded.results, result.results, rtol=1e-9)
+    pd.testing.assert_frame_equal(loaded.summary, result.summary, rtol=1e-9)
+    assert loaded.manifest is not None
+    assert loaded.manifest["grid"]["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("name", ["results.csv", "summary.csv"])
+def test_the_fast_reading_equals_the_exact_one(saved: tuple[Any, Path, Path], name: str) -> None:
+    from interpscan import results
+
+    required, dtypes = (
+        (results.RESULT_REQUIRED, results.RESULT_DTYPES)
+        if name == "results.csv"
+        else (results.SUMMARY_REQUIRED, results.SUMMARY_DTYPES)
+    )
+    for run in saved[1:]:
+        text = (run / name).read_text()
+        fast = results._fast_table(text, required, dtypes)
+        assert fast is not None
+        header, rows = results._rows(run / name, text)
+        exact = {n: results._column(run, n, dtypes.get(n), [(k, f[j]) for k, f in rows]) for j, n in enumerate(header)}
+        pd.testing.assert_frame_equal(fast[0], pd.DataFrame(exact, columns=header), check_exact=True)
+        assert fast[1] == [k for k, _ in rows]
+        assert results._fast_table(text.replace(",", ", ", 1), required, dtypes) is None  # unusual: the exact way
+
+
+def test_a_group_cut_away_at_a_row_end_is_found_without_run_json(saved: tuple[Any, Path, Path], tmp_path: Path) -> None:
+    _, _, grouped = saved
+    text = (grouped / "results.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    run = damaged(grouped, tmp_path, "results.csv", "".join(lines[:-2]))  # fc's last two α are gone
+    (run / "run.json").unlink()
+    (run / "summary.csv").unlink()
+    with pytest.raises(OutputError, match=r"curve fc on test has 3 α values, curve all on test 5"):
+        load_run(run)
+
+
+def test_a_group_cut_away_whole_is_found_by_run_json(saved: tuple[Any, Path, Path], tmp_path: Path) -> None:
+    _, _, grouped = saved
+    lines = (grouped / "results.csv").read_text().splitlines(keepends=True)
+    run = damaged(grouped, tmp_path, "results.csv", "".join(line for line in lines if not line.startswith("fc,")))
+    (run / "summary.csv").unlink()
+    with pytest.raises(OutputError, match=r"no rows for 1 group\(s\) run.json lists \(fc\): the file is incomplete"):
+        load_run(run)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("results.csv", lambda t: t.replace("alpha", "alfa"), "not a results.csv: it lacks column(s) alpha"),
+        ("results.csv", lambda t: t.replace("loss_se", "loss"), "column 'loss' appears more than once"),
+        ("results.csv", lambda t: t.replace(",test,", ",,", 1), "line 2: the split is empty"),
+        ("results.csv", lambda t: t.replace(",test,0,", ",test,inf,", 1), "line 2: α must be a finite number"),
+        ("results.csv", lambda t: t.replace(",8,", ",-8,", 1), "line 2, column n: '-8' is not a whole number ≥ 0"),
+        ("results.csv", lambda t: t.replace(",8,", ",８,", 1), "line 2, column n: '８' is not a number"),
+        ("results.csv", lambda t: t.replace("\n", "\n\n"), None),  # blank lines are no rows
+        ("results.csv", lambda t: t.replace("\n", "\r\n"), None),  # Windows line ends
+        ("summary.csv", lambda t: t + t.splitlines(keepends=True)[1], "curve all on test has more than one row"),
+        ("summary.csv", lambda t: t.splitlines(keepends=True)[0], "no row for curve all on test"),
+        ("run.json", lambda t: t.replace('"alphas": [', '"alphas": [0.1, ', 1), "where run.json lists 6"),
+    ],
+)
+def test_each_damage_is_named_with_where_it_is(
+    saved: tuple[Any, Path, Path], tmp_path: Path, name: str, edit: Any, message: str | None
+) -> None:
+    _, run, _ = saved
+    broken = damaged(run, tmp_path, name, edit((run / name).read_text()))
+    if message is None:
+        assert load_run(broken).results["loss"].notna().all()
+        return
+    with pytest.raises(OutputError) as info:
+        load_run(broken)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_run_file_of_an_input_is_refused_as_the_page_even_with_force(
+    saved: tuple[Any, Path, Path], tmp_path: Path
+) -> None:
+    _, source, grouped = saved
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for name in ("results.csv", "summary.csv", "run.json"):
+        for given in (run, run / "results.csv"):
+            with pytest.raises(OutputError, match=f"is {re.escape(name)} of the input run"):
+                plot_results(given, run / name, force=True)
+    with pytest.raises(OutputError, match=r"is results\.csv of the input run"):
+        plot_results([grouped, run], run / "results.csv", force=True)  # not the first input either
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert plot_results(run, force=True, plotlyjs="cdn") == [run / "results.html"]  # beside the CSV, as before
+
+
+def test_compare_refuses_an_output_directory_that_holds_a_run(
+    saved: tuple[Any, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    _, run, grouped = saved
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for out in (run, grouped):
+        code, err = run_cli(monkeypatch, capsys, "compare", str(run), str(grouped), "--out", str(out), "--force")
+        assert code == 2
+        assert err.startswith(f"error: --out {out} holds a run (results.csv, summary.csv, run.json)")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not (grouped / "compare.csv").exists()
+
+
+@pytest.mark.parametrize("label", ["", "  ", "a\nb", "tab\there", "\u202eevil", "bell\x07"])
+def test_labels_are_printable_names(saved: tuple[Any, Path, Path], label: str) -> None:
+    _, run, grouped = saved
+    with pytest.raises(UsageError, match="--label"):
+        run_labels(load_runs([run, grouped]), [label, "other"])
+
+
+# --- a run whose every loss is NaN ---------------------------------------------------------------------------
+
+
+def test_a_nan_run_is_summarized_drawn_and_compared(
+    saved: tuple[Any, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    _, run, _ = saved
+    final = good_state(1)
+    final["fc.weight"][:] = float("nan")
+    init = tmp_path / "init.pt"
+    torch.save(good_state(0), init)
+    torch.save(final, tmp_path / "nan.pt")
+    out = tmp_path / "nan-run"
+    args = ["--model", "cnn", "--model-arg", "width=2", "--samples", "8", "--alphas", "3", "--bn", "interpolate"]
+    code, err = run_cli(monkeypatch, capsys, "run", str(init), str(tmp_path / "nan.pt"), *args, "--out", str(out))
+    assert code == 0, err
+    assert "Traceback" not in err
+    row = next(line for line in err.splitlines() if line.startswith("│ all"))
+    assert [cell.strip() for cell in row.strip("│").split("│")] == ["all", "test", "nan", "nan", "nan", "—"] + [
+        "nan @nan"
+    ] * 2
+    assert "warning: all on test has 3 point(s) with a non-finite loss" in err
+    assert "<!DOCTYPE html>" in (out / "results.html").read_text(encoding="utf-8")
+    summary = load_run(out).summary
+    assert summary["monotone"].isna().all()
+    assert math.isnan(summary["delta"].iloc[0])
+
+    page = tmp_path / "again.html"
+    assert plot_results(out, page, plotlyjs="cdn") == [page]
+    assert '<td data-value=""></td>' in page.read_text(encoding="utf-8")  # NaN and NA cells are blank
+
+    code, stdout, err = run_cli_output(
+        monkeypatch, capsys, "compare", str(run), str(out), "-l", "good", "-l", "nan", "--out", str(tmp_path / "cmp")
+    )
+    assert code == 0, err
+    nan_row = next(line for line in stdout.splitlines() if line.startswith("│ nan"))
+    assert "—" in nan_row
+    assert "nan" in nan_row
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert table["final_loss"].isna().tolist() == [False, True]
+    assert json.loads((out / "run.json").read_text())["warnings"]
