@@ -165,12 +165,16 @@ def _summary_table(summary: Any, title: str) -> None:
     from rich.table import Table
 
     grouped = bool((summary["curve"] != "all").any())
+    intervals = "delta_ci_low" in summary and bool(summary["delta_ci_low"].notna().any())
     table = Table(title=title, title_justify="left", header_style="bold")
     columns = ["curve", "split", "L(0)", "L(1)", "Δ", "monotone", "B_lin @α", "B_max @α"]
+    if intervals:
+        columns[5:5] = ["Δ 95% CI", "rises"]
     if grouped:
         columns += ["rank L(0)", "rank Δ"]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("curve", "split", "monotone") else "right", no_wrap=True)
+        left = col in ("curve", "split", "monotone", "rises")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for split, rows in summary.groupby("split", sort=False):
         whole = rows[rows["curve"] == "all"]
         groups = rows[rows["curve"] != "all"].sort_values("loss_start", ascending=False, na_position="last")
@@ -187,6 +191,8 @@ def _summary_table(summary: Any, title: str) -> None:
                 f"{_fmt(row.barrier_linear)} @{_fmt(row.barrier_linear_alpha)}",
                 f"{_fmt(row.barrier_max)} @{_fmt(row.barrier_max_alpha)}",
             ]
+            if intervals:  # whether the path rises beyond the examples' noise: Δ's interval above 0
+                cells[5:5] = [f"{_fmt(row.delta_ci_low)}–{_fmt(row.delta_ci_high)}", _yes_no(row.rise_significant)]
             if grouped:
                 is_group = row.curve != "all"
                 rank_delta = by_delta.iloc[i - len(whole)] if is_group else float("nan")
