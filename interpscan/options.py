@@ -367,6 +367,12 @@ class ReadOptions:
     data_keys: tuple[str, str] | None = None  # INPUTS,TARGETS for tensor files and factories
     normalize: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.key is not None and not (isinstance(self.key, str) and self.key.strip(". ")):
+            raise UsageError(
+                f"--key {self.key!r} names no entry", hint="give a dotted path such as model_ema, or leave --key out"
+            )
+
 
 def _check_loss(text: str) -> None:
     """A built-in loss, or something shaped like ``path/to/file.py:fn`` / ``package.module:fn`` (imported

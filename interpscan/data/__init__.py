@@ -93,6 +93,10 @@ def open_data(
         DataError: an unknown name, files that cannot be found or read, or a download that failed.
         UsageError: ``keys`` with a source that has no keys.
     """
+    if not spec.strip():
+        raise UsageError(
+            "--data is empty", hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory"
+        )
     if spec in NAMED or spec == "fashion-mnist-small":
         if keys is not None:
             raise UsageError(f"--data-keys applies to tensor files and factories, not to --data {spec}")

@@ -14,6 +14,7 @@ from .batches import Split
 
 # (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
 Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
+MIN_STD = 1e-12  # below this, inputs in [0, 1] divided by std leave float32's range or precision
 Reader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
 Log = Callable[[str], None]
 
@@ -83,6 +84,12 @@ def check_normalize(text: str) -> Normalization | None:
     stds = std if isinstance(std, tuple) else (std,)
     if any(s <= 0 for s in stds):
         raise UsageError(f"--normalize std must be positive, got {parts[1].strip()}")
+    if any(s < MIN_STD for s in stds):
+        raise UsageError(
+            f"--normalize std {parts[1].strip()} is below {MIN_STD:g}: (x − mean) / std would overflow float32 or "
+            "lose every input's precision",
+            hint="a standard deviation of inputs in [0, 1] lies between about 0.01 and 1",
+        )
     if isinstance(mean, tuple) and isinstance(std, tuple) and len(mean) != len(std):
         raise UsageError(f"--normalize {text!r}: {len(mean)} means but {len(std)} stds")
     return mean, std

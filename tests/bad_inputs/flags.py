@@ -30,6 +30,9 @@ NAMES = (
     "out-name-too-long",
     "checkpoint-name-too-long",
     "data-name-too-long",
+    "data-flag-empty",
+    "key-empty",
+    "normalize-std-underflows",
     "layers-empty-group",
     "demo-epochs-endless",
     "nan-loss-summary-table",
@@ -118,6 +121,15 @@ def build(root: Path) -> list[Case]:
     run_long = ("run", str(init), str(root / f"{long_name}.pt"), *RUN_ARGS, "--out", OUT)
     cases.append(Case("checkpoint-name-too-long", "a checkpoint named by 303 characters", run_long, 2, "FINAL"))
     run("data-name-too-long", "--data naming a 300-character file", "--data", "--data", str(root / long_name / "d.pt"))
+    run("data-flag-empty", "--data '' (once read as the image folder .)", "--data is empty", "--data", "")
+    run("key-empty", "--key '' (once silently no key)", "--key '' names no entry", "--key", "")
+    run(
+        "normalize-std-underflows",
+        "--normalize 0.5,1e-320 (a std that is 0 in float32: every loss NaN, exit 0)",
+        "is below 1e-12",
+        "--normalize",
+        "0.5,1e-320",
+    )
     cases.append(
         Case(
             "layers-empty-group",
