@@ -65,6 +65,20 @@ _VARIANT_TEXT = {
 }
 
 
+def warm_up() -> None:
+    """Load what drawing a figure loads on first use (plotly imports its property validators lazily, about half
+    a second): ``interpscan run`` calls it in a background thread while the scan computes, so that the page
+    costs little once the numbers are in. Draws nothing, changes nothing."""
+    fig = make_subplots(rows=2, cols=2)
+    fig.add_trace(go.Scatter(x=[0.0, 1.0], y=[0.0, 1.0], mode="lines+markers", fill="tonexty"), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=[[0.0]]), row=2, col=1)
+    fig.update_layout(title_text="", legend_orientation="h", hovermode="x unified", updatemenus=[{"buttons": []}])
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(type="log")
+    fig.add_vline(x=0.5)
+    go.Figure(fig).to_json()
+
+
 def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, title: str | None = None) -> go.Figure:
     """Plot loss (and accuracy) against α for every split and run, with endpoints, barrier and Δ, and the
     layer-wise curves.
