@@ -1,12 +1,12 @@
 """Whole-process timings: `interpscan run` as a user runs it (imports, reading, the scan, the files), against the
 plain script a researcher would write, and the default BN policy against the cheap one.
 
-    python benchmarks/process.py [--repeat 3] [--samples 5000]
+    python benchmarks/process.py [--repeat 3] [--samples 5000] [--only whole|groups]
 
 Needs the real Fashion-MNIST test set (`apt-get install dataset-fashion-mnist`) and uses the demo's own CNN
-checkpoints (tests/golden/init.pt, final.pt: width 16, batch norm). Each command runs as its own process; the table
-gives the median of ``--repeat`` wall-clock times. Issue 16's targets: a grouped scan under recompute ≤ 1.25× the
-same scan under interpolate, and a whole-path scan ≤ 1.10× the plain loop.
+checkpoints (tests/golden/init.pt, final.pt: width 16, batch norm). Each command runs as its own process, the
+commands in turn ``--repeat`` times; the table gives each one's median wall-clock time. Issue 16's targets: a grouped
+scan under recompute ≤ 1.25× the same scan under interpolate, and a whole-path scan ≤ 1.10× the plain loop.
 """
 
 from __future__ import annotations
@@ -60,20 +60,18 @@ NAIVE = textwrap.dedent(
 )
 
 
-def timed(cmd: list[str], repeat: int) -> float:
-    """Median wall-clock seconds of ``cmd`` as a fresh process."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def run_once(cmd: list[str]) -> float:
+    """Wall-clock seconds of ``cmd`` as a fresh process."""
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--only", choices=("whole", "groups"), help="one workload only")
     args = parser.parse_args()
     if not (FASHION / "t10k-images-idx3-ubyte.gz").is_file():
         sys.exit("needs the real Fashion-MNIST: apt-get install dataset-fashion-mnist")
@@ -100,11 +98,16 @@ def main() -> None:
             ("groups conv*, bn* × 6 α", "interpscan --bn interpolate", run(*groups, "--bn", "interpolate")),
             ("groups conv*, bn* × 6 α", "interpscan --bn recompute", run(*groups, "--bn", "recompute")),
         ]  # fmt: skip
+        rows = [r for r in rows if not args.only or r[0].startswith(args.only)]
+        # round robin, so that a machine that slows down or speeds up during the run weighs on every row alike
+        times: list[list[float]] = [[] for _ in rows]
+        for _ in range(args.repeat):
+            for i, (_, _, cmd) in enumerate(rows):
+                times[i].append(run_once(cmd))
         print(f"| workload | command | seconds (median of {args.repeat}) | × first row of the workload |")
         print("|---|---|---|---|")
         base: dict[str, float] = {}
-        for workload, label, cmd in rows:
-            seconds = timed(cmd, args.repeat)
+        for (workload, label, _), seconds in zip(rows, map(statistics.median, times), strict=True):
             base.setdefault(workload, seconds)
             print(f"| {workload} | {label} | {seconds:.2f} | {seconds / base[workload]:.2f} |", flush=True)
 
