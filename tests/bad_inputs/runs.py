@@ -8,11 +8,20 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
-from .case import Case, good_state, run_args
+from .case import OUT, Case, good_state, run_args
 
 TITLE = "Runs and output directories"
 NAMES = (
+    "records-os-system",
+    "records-subprocess-run",
+    "records-builtins-exec",
+    "records-code-in-safetensors",
+    "records-a-python-file",
+    "alphas-hundred-million",
+    "alpha-range-beyond-float32",
+    "tol-negative",
     "label-ignore-index",
     "label-out-of-range-late",
     "label-negative",
@@ -106,6 +115,67 @@ def build(root: Path) -> list[Case]:
 
     def data(name: str, **change: object) -> str:
         return str(_data(root / name, **change))
+
+    # -- a checkpoint is data: a model spec it records that names code is refused; the payload would write a marker
+    state = good_state(0)
+
+    def recorded(name: str, description: str, spec: dict[str, object], marker: Path, fmt: str = "torch") -> None:
+        if fmt == "torch":
+            path = root / f"{name}.pt"
+            torch.save({"state_dict": state, "interpscan": spec}, path)
+        else:
+            path = root / f"{name}.safetensors"
+            save_file(state, str(path), metadata={"interpscan": json.dumps(spec), "format": "pt"})
+        args = ("run", str(path), str(path), "--samples", "16", "--alphas", "2", "-q", "--no-html", "--out", OUT)
+        cases.append(Case(name, description, args, 2, "interpscan does not run code that a checkpoint names",
+                          must_not_exist=(marker,)))  # fmt: skip
+
+    marker = root / "PWNED"
+    recorded(
+        "records-os-system",
+        "a checkpoint recording model os:system, command=touch PWNED",
+        {"model": "os:system", "model_args": {"command": f"touch {marker}"}},
+        marker,
+    )
+    recorded(
+        "records-subprocess-run",
+        "a checkpoint recording model subprocess:run",
+        {"model": "subprocess:run", "model_args": {"args": ["touch", str(marker)]}},
+        marker,
+    )
+    recorded(
+        "records-builtins-exec",
+        "a checkpoint recording model builtins:exec",
+        {"model": "builtins:exec", "model_args": {"source": f"open({str(marker)!r}, 'w').close()"}},
+        marker,
+    )
+    recorded(
+        "records-code-in-safetensors",
+        "safetensors metadata recording model os:system",
+        {"model": "os:system", "model_args": {"command": f"touch {marker}"}},
+        marker,
+        fmt="safetensors",
+    )
+    evil = root / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n\ndef make():\n    raise SystemExit(0)\n")
+    recorded(
+        "records-a-python-file",
+        "a checkpoint recording a Python file whose import writes PWNED",
+        {"model": f"{evil}:make", "model_args": {}},
+        marker,
+    )
+
+    # -- a grid or tolerance that would exhaust memory or say something false
+    run("alphas-hundred-million", "--alphas 100000000 (once ran out of memory)", "at most 10,000 points", "--alphas",
+        "100000000")  # fmt: skip
+    run(
+        "alpha-range-beyond-float32",
+        "--alpha-range -1e308,1e308 (once put inf and NaN into the grid)",
+        "α must lie within ±1e+06",
+        "--alpha-range=-1e308,1e308",
+    )
+    run("tol-negative", "--tol -1 (once called a flat path non-monotone)", "--tol must be a finite number ≥ 0",
+        "--tol=-1")  # fmt: skip
 
     # -- numbers that would have been wrong
     run(
