@@ -107,12 +107,17 @@ def _cannot_tell(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
     """Why a lock whose file lock is free may still belong to a live run, or None when its holder is gone.
 
     The kernel releases the file lock (flock) when its holder dies, and every process under one kernel sees it,
-    whatever its PID namespace (containers sharing a disk included): under this kernel (same boot id) a free
-    file lock means a dead holder. A holder under another kernel (another machine on a shared disk, or this one
-    before a reboot) is out of sight, and so is one that wrote no identity (an older interpscan's lock)."""
-    if not holder.get("boot_id"):
+    whatever its PID namespace (containers sharing a disk included): under this kernel a free file lock means
+    a dead holder. The kernel is known by its boot id (Linux), else, where there is none (macOS), by the host
+    name. A holder under another kernel (another machine on a shared disk, or this one before a reboot) is out
+    of sight, and so is one that wrote no identity (an older interpscan's lock)."""
+    if not holder.get("boot_id") and not holder.get("host"):
         return "the lock does not say who holds it"
-    if holder["boot_id"] != me["boot_id"] or not me["boot_id"]:
+    if holder.get("boot_id") and me["boot_id"]:
+        same = holder["boot_id"] == me["boot_id"]
+    else:
+        same = holder.get("host") == me["host"]
+    if not same:
         return f"{_describe(holder)} took it under another kernel (another machine, or this one before a reboot)"
     return None
 

@@ -125,6 +125,8 @@ def test_two_runs_cannot_write_one_directory(monkeypatch, capsys, ckpts, tmp_pat
         pytest.param(lambda me: "", True, id="empty: died before writing"),
         pytest.param(lambda me: {**me, "boot_id": "another-kernel"}, False, id="other-kernel"),
         pytest.param(lambda me: {**me, "host": "elsewhere", "boot_id": "b"}, False, id="other-host"),
+        pytest.param(lambda me: {**me, "boot_id": ""}, True, id="no-boot-id-same-host (macOS)"),
+        pytest.param(lambda me: {**me, "boot_id": "", "host": "elsewhere"}, False, id="no-boot-id-other-host"),
         pytest.param(lambda me: str(me["pid"] + 1), False, id="older-interpscan-pid-only"),
         pytest.param(lambda me: "\x00garbage", False, id="garbage"),
     ],
