@@ -208,20 +208,22 @@ def _summary_table(summary: Any, title: str) -> None:
             )
 
 
-def _warm_up_page() -> None:
-    """Import pandas and plotly, and load plotly's validators, in a background thread while the scan computes
-    (about a second, mostly Python; the scan's time is mostly torch's, which frees the interpreter): the tables
-    and the page are then quick to make. A failure here is left for the page itself to report."""
+def _warm_up(*, page: bool) -> None:
+    """Import pandas (the tables) and, for the page, plotly with its validators, in a background thread while
+    the scan computes (about a second, mostly Python; the scan's time is mostly torch's, which frees the
+    interpreter): the files are then quick to make once the numbers are in. A failure here is left for the
+    tables or the page to report."""
     import threading
 
     def warm() -> None:
         try:
             import pandas  # noqa: F401
 
-            from .plots import warm_up
+            if page:
+                from .plots import warm_up
 
-            warm_up()
-        except Exception:  # the page reports any real problem when it is drawn
+                warm_up()
+        except Exception:  # the tables and the page report any real problem when they are made
             return
 
     threading.Thread(target=warm, name="interpscan-warm-up", daemon=True).start()
@@ -525,8 +527,7 @@ def run(
         trust_recorded_code=trust_recorded_code,
     )
     with RunDirectory(out, force=force, resume=resume) as run_dir, _sigterm_as_interrupt():
-        if html:
-            _warm_up_page()
+        _warm_up(page=html)
         try:
             with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
                 result = run_scan(
