@@ -88,6 +88,7 @@ def main() -> None:
         n, images = str(args.samples), str(FASHION / "t10k-images-idx3-ubyte.gz")
         labels = str(FASHION / "t10k-labels-idx1-ubyte.gz")
         groups = ("--groups", "conv*", "--groups", "bn*", "--alphas", "6", "--bn-samples", "2048")
+        top = ("--groups", "@top", "--alphas", "6", "--bn-samples", "2048")  # conv1, bn1, conv2, bn2, fc
         rows = [
             ("whole, 11 α", "plain loop (load_state_dict)", [py, str(script), init, final, images, labels, n, "11",
                                                             f"{tmp}/naive.csv"]),
@@ -97,6 +98,8 @@ def main() -> None:
                                                              "--bootstrap", "0")),
             ("groups conv*, bn* × 6 α", "interpscan --bn interpolate", run(*groups, "--bn", "interpolate")),
             ("groups conv*, bn* × 6 α", "interpscan --bn recompute", run(*groups, "--bn", "recompute")),
+            ("groups @top (5) × 6 α", "interpscan --bn interpolate", run(*top, "--bn", "interpolate")),
+            ("groups @top (5) × 6 α", "interpscan --bn recompute", run(*top, "--bn", "recompute")),
         ]  # fmt: skip
         rows = [r for r in rows if not args.only or r[0].startswith(args.only)]
         # round robin, so that a machine that slows down or speeds up during the run weighs on every row alike
