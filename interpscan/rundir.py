@@ -140,13 +140,19 @@ def output_lock(out: Path) -> Iterator[None]:
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             holder = _holder(lock)
             raise OutputError(
                 f"another interpscan run ({_describe(holder)}) is writing to {out}",
                 hint="wait for it to finish, or choose another --out",
             ) from None
+        except OSError as exc:  # e.g. a network file system without file locks
+            os.close(fd)
+            raise OutputError(
+                f"cannot lock {lock}: {exc.strerror or exc}",
+                hint="write to a local disk (--out), where two runs can be kept apart",
+            ) from exc
         try:
             if os.fstat(fd).st_ino != os.stat(lock).st_ino:
                 raise FileNotFoundError  # the holder removed this file as we opened it: take the new one

@@ -259,3 +259,18 @@ def test_unforeseen_failures_are_one_line(monkeypatch, capsys, ckpts, tmp_path) 
 
     with pytest.raises(ZeroDivisionError):
         main()
+
+
+def test_a_disk_without_file_locks_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that refuses file locks (some network disks) is not taken for a live run."""
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(rundir.fcntl, "flock", refuse)
+    out = tmp_path / "o"
+    out.mkdir()
+    refused = r"cannot lock .*\.interpscan\.lock: No locks available"
+    with pytest.raises(OutputError, match=refused) as info, rundir.output_lock(out):
+        pass
+    assert info.value.hint == "write to a local disk (--out), where two runs can be kept apart"
