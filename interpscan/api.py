@@ -29,7 +29,7 @@ from .download import DownloadProgress
 from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, has_running_stats, scan_points
 from .errors import DataError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
-from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights
+from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights, tensors_digest
 from .models import CODE_KINDS, ResolvedModel, split_ties
 from .objectives import IGNORE_INDEX, Objective, parse_objective
 from .options import (
@@ -407,13 +407,8 @@ def _split_digest(split: Any) -> str | None:
     for a stream, which cannot be read ahead: a stream's resume trusts its name and length."""
     if not isinstance(split, Split):
         return None
-    digest = hashlib.sha256()
     inputs = split.inputs if isinstance(split.inputs, Mapping) else {"": split.inputs}
-    for name, t in sorted({**inputs, " targets": split.targets}.items()):
-        t = t.detach().contiguous().cpu()
-        digest.update(f"{name} {t.dtype} {list(t.shape)}\n".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    return tensors_digest({**inputs, " targets": split.targets})
 
 
 def _file_digest(where: str | Path | None) -> str | None:

@@ -67,16 +67,19 @@ def as_checkpoint(value: StateLike, label: str, *, key: str | None = None, unsaf
     )
 
 
-def content_digest(ckpt: Checkpoint) -> str:
-    """The file's sha256, or for tensors in memory a sha256 of their names, dtypes, shapes and bytes."""
-    if ckpt.info.sha256:
-        return ckpt.info.sha256
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A sha256 of named tensors: their names, dtypes, shapes and bytes, in name order."""
     digest = hashlib.sha256()
-    for name in sorted(ckpt.tensors):
-        t = ckpt.tensors[name].detach().contiguous().cpu()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
         digest.update(f"{name} {t.dtype} {list(t.shape)}\n".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def content_digest(ckpt: Checkpoint) -> str:
+    """The file's sha256, or for tensors in memory tensors_digest of them."""
+    return ckpt.info.sha256 or tensors_digest(ckpt.tensors)
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,14 @@ def test_demo_force_never_replaces_the_users_checkpoints(tmp_path: Path) -> None
         check_replaceable(tmp_path)
     save_checkpoint(build_model(spec), tmp_path / "final.pt", spec, {"written_by": WRITER})
     check_replaceable(tmp_path)  # both the demo's own: replaceable
+
+
+def test_tensors_in_memory_are_fingerprinted_by_content() -> None:
+    """0-d tensors (a BN layer's num_batches_tracked) included: a resume of tensors passed in memory checks them."""
+    from interpscan.inputs import content_digest, in_memory
+
+    state = nn.BatchNorm1d(3).state_dict()
+    assert state["num_batches_tracked"].dim() == 0
+    before = content_digest(in_memory(state, "init"))
+    state["num_batches_tracked"] += 1
+    assert content_digest(in_memory(state, "init")) != before
