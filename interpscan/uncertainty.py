@@ -40,11 +40,27 @@ def resamples(n: int, replicates: int, seed: int) -> Iterator[torch.Tensor]:
         yield torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, drawn, torch.ones(b, n, dtype=torch.float64))
 
 
-def _curves(results: Sequence[PointResult]) -> dict[tuple[str, str], list[PointResult]]:
+def _curves(
+    results: Sequence[PointResult],
+) -> dict[tuple[str, str], tuple[list[float], torch.Tensor, torch.Tensor | None]]:
+    """(curve, split) -> the kept examples of its points, rows in the order of α: (alphas, losses (P, N) float32,
+    hits (P, N) bool or None without accuracy). Curves whose points kept no examples are left out."""
     grouped: dict[tuple[str, str], list[PointResult]] = {}
     for r in results:
         grouped.setdefault((r.point.curve, r.split), []).append(r)
-    return grouped
+    curves = {}
+    for key, rows in grouped.items():
+        rows = sorted(rows, key=lambda r: r.point.alpha)
+        losses = [r.losses for r in rows if r.losses is not None]
+        if len(losses) < len(rows):
+            continue
+        hits = [r.hits for r in rows if r.hits is not None]
+        curves[key] = (
+            [r.point.alpha for r in rows],
+            torch.stack(losses),
+            torch.stack(hits) if len(hits) == len(rows) else None,
+        )
+    return curves
 
 
 def bootstrap_intervals(
@@ -61,21 +77,17 @@ def bootstrap_intervals(
     Raises:
         ValueError: a result without per-example losses.
     """
-    curves = _curves(results)
     if any(r.losses is None for r in results):
         raise ValueError("the engine did not keep per-example losses (EngineOptions.keep_examples)")
+    curves = _curves(results)
     splits = list(dict.fromkeys(split for _, split in curves))
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for si, split in enumerate(splits):
         keys = [k for k in curves if k[1] == split]
         stacked = {}
         for key in keys:
-            rows = sorted(curves[key], key=lambda r: r.point.alpha)
-            alphas = [r.point.alpha for r in rows]
-            losses = torch.stack([r.losses for r in rows if r.losses is not None]).double()
-            hits = [r.hits for r in rows if r.hits is not None]
-            errors = 1.0 - torch.stack(hits).double() if len(hits) == len(rows) else None
-            stacked[key] = (alphas, losses, errors)
+            alphas, losses, hits = curves[key]
+            stacked[key] = (alphas, losses.double(), None if hits is None else 1.0 - hits.double())
         n = int(next(iter(stacked.values()))[1].shape[1])
         draws: dict[tuple[str, str], dict[str, list[Any]]] = {k: {} for k in keys}
         if n:
@@ -111,13 +123,9 @@ def per_example_arrays(results: Sequence[PointResult]) -> dict[str, np.ndarray[A
     the order of alpha, columns the split's examples in the order the scan read them (those labelled -100 left
     out). Empty when the engine kept none."""
     arrays: dict[str, np.ndarray[Any, Any]] = {}
-    for (curve, split), rows in _curves(results).items():
-        rows = sorted(rows, key=lambda r: r.point.alpha)
-        if any(r.losses is None for r in rows):
-            continue
-        arrays[f"{curve}/{split}/alpha"] = np.array([r.point.alpha for r in rows], dtype=np.float64)
-        arrays[f"{curve}/{split}/loss"] = torch.stack([r.losses for r in rows if r.losses is not None]).numpy()
-        hits = [r.hits for r in rows if r.hits is not None]
-        if len(hits) == len(rows):
-            arrays[f"{curve}/{split}/correct"] = torch.stack(hits).numpy()
+    for (curve, split), (alphas, losses, hits) in _curves(results).items():
+        arrays[f"{curve}/{split}/alpha"] = np.array(alphas, dtype=np.float64)
+        arrays[f"{curve}/{split}/loss"] = losses.numpy()
+        if hits is not None:
+            arrays[f"{curve}/{split}/correct"] = hits.numpy()
     return arrays
