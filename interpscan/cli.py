@@ -7,8 +7,10 @@ caught (in ``main``). torch, pandas and plotly are imported inside commands so t
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,31 @@ if TYPE_CHECKING:
     from .engine import Progress
 
 err = Console(stderr=True, highlight=False, markup=False)
+
+
+class _DeferredMarkdown(types.ModuleType):
+    """A stand-in for ``rich.markdown`` until something uses it. typer's help renderer imports it, and with it
+    markdown-it, for the markdown markup mode, which interpscan does not use (``rich_markup_mode="rich"``): that
+    import was a quarter of ``interpscan --help``'s time (70 of 300 ms). Any use — building a ``Markdown``,
+    reading any other name — imports the real module, which then replaces this one."""
+
+    class Markdown:
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            return _DeferredMarkdown.real().Markdown(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # the import system's questions (__path__, …) are not uses
+            raise AttributeError(name)
+        return getattr(_DeferredMarkdown.real(), name)
+
+    @staticmethod
+    def real() -> types.ModuleType:
+        if isinstance(sys.modules.get("rich.markdown"), _DeferredMarkdown):
+            del sys.modules["rich.markdown"]
+        return importlib.import_module("rich.markdown")
+
+
+sys.modules.setdefault("rich.markdown", _DeferredMarkdown("rich.markdown"))
 
 app = typer.Typer(
     name="interpscan",

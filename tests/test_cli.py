@@ -217,6 +217,24 @@ def test_help_and_version_start_without_torch() -> None:
     assert "--bn" in done.stdout
 
 
+def test_help_renders_without_markdown_which_still_works_when_used() -> None:
+    """typer's help renderer imports rich.markdown (markdown-it: a quarter of `--help`'s time) for a markup mode
+    interpscan does not use; the CLI defers it, and the real module takes over at its first use."""
+    code = (
+        "import sys; from interpscan.cli import main; sys.argv = ['interpscan', 'run', '--help']\n"
+        "try: main()\n"
+        "except SystemExit as exc: assert exc.code in (0, None), exc.code\n"
+        "assert 'markdown_it' not in sys.modules, 'markdown-it imported'\n"
+        "from rich.markdown import Heading, Markdown\n"
+        "import rich.markdown\n"
+        "assert type(Markdown('# x')).__module__ == 'rich.markdown' and Heading is rich.markdown.Heading\n"
+        "assert 'markdown_it' in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--bn" in done.stdout
+
+
 def test_output_problems_fail_before_the_scan(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A full disk or an output path that cannot be a directory is an error before any compute."""
     from collections import namedtuple
