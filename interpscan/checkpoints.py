@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import huggingface
 from .errors import CheckpointError, CheckpointNotFoundError
+from .models.matching import dtype_counts
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
@@ -379,6 +381,8 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     given = Path(path)
     if not given.exists() and not given.is_symlink():  # a broken or looping link is named as such when read
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
+    if given.is_dir() and huggingface.is_pretrained_dir(given):
+        return _load_pretrained(given, key)
     p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
     files = [p]
@@ -464,10 +468,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         # Copies: nothing later done to the module (a dtype change, an in-place write) may alter what the file held.
         tensors = {k: v.clone() for k, v in tensors.items()}
     ignored = tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + outer))
-    dtypes: dict[str, int] = {}
-    for t in tensors.values():
-        name = str(t.dtype).removeprefix("torch.")
-        dtypes[name] = dtypes.get(name, 0) + 1
+    dtypes = dtype_counts(tensors)
     aliases = _aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
     tensors = {k: _computable(v) for k, v in tensors.items()}
     sizes = [f.stat().st_size for f in files]
@@ -485,7 +486,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         format=fmt,
         container_key=container,
         tensor_count=len(tensors),
-        dtypes=dict(sorted(dtypes.items())),
+        dtypes=dtypes,
         ignored_keys=ignored,
         metadata=metadata,
         layout=layout,
@@ -494,6 +495,34 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         files=file_info if len(files) > 1 else (),
     )
     return Checkpoint(tensors=tensors, info=info, module=module)
+
+
+def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
+    """A transformers directory (huggingface.py): the model transformers builds and loads, with its tensors."""
+    if key is not None:
+        raise CheckpointError(
+            f"{directory}: --key picks an entry of a pickled dict, and this is a transformers directory",
+            hint="leave out --key; transformers reads the model's weights from the folder",
+        )
+    loaded = huggingface.load_pretrained(directory)
+    tensors = huggingface.state_of(loaded.model)
+    check_tensor_kinds(directory, tensors)
+    sha, files = huggingface.files_digest(loaded.files)
+    info = CheckpointInfo(
+        path=str(directory),
+        size=sum(int(f["size"]) for f in files),
+        sha256=sha,
+        format=huggingface.FORMAT,
+        container_key=None,
+        tensor_count=len(tensors),
+        dtypes=dtype_counts(tensors),
+        ignored_keys=tuple(sorted(n for n in huggingface.TRAINER_FILES if (directory / n).exists())),
+        metadata={huggingface.FORMAT: loaded.metadata},
+        layout="transformers",
+        aliases=_aliases(dict(loaded.model.state_dict())),
+        files=files,
+    )
+    return Checkpoint(tensors={k: _computable(v) for k, v in tensors.items()}, info=info, module=loaded.model)
 
 
 # ------------------------------------------------------------------------------------------- alignment

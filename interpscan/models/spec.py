@@ -40,7 +40,12 @@ HUBS = ("torchvision", "timm")
 # these kinds is built only when the user names it with --model or passes --trust-recorded-code.
 CODE_KINDS = ("file", "module")
 # Kinds of ModelSpec for a checkpoint that brings its own forward pass (never parsed from user input).
-OWN_FORWARD = {"torchscript": "TorchScript archive", "torch-export": "torch.export program", "pickle": "pickled module"}
+OWN_FORWARD = {
+    "torchscript": "TorchScript archive",
+    "torch-export": "torch.export program",
+    "pickle": "pickled module",
+    "transformers": "transformers model built from config.json",
+}
 
 
 @dataclass(frozen=True)
@@ -453,7 +458,10 @@ def resolve_model(
             if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
                 module = copy.deepcopy(module).float()  # evaluated in float32, like every other model
             spec = ModelSpec(kind, ckpt.info.path, None, {})
-            return ResolvedModel(module.eval(), spec, f"the forward the {OWN_FORWARD[kind]} carries", "checkpoint")
+            origin = f"the forward the {OWN_FORWARD[kind]} carries"
+            if kind == "transformers":
+                origin = f"transformers' {ckpt.info.metadata[kind]['architecture']}, built from {ckpt.info.path}'s config.json"
+            return ResolvedModel(module.eval(), spec, origin, "checkpoint")
     if final.model_spec is not None or init.model_spec is not None:
         spec, origin = model_spec_for(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
         return ResolvedModel(build_model(spec), spec, origin, "recorded")
