@@ -159,10 +159,12 @@ def _yes_no(v: Any) -> str:
     return "—" if _missing(v) else ("yes" if bool(v) else "no")
 
 
-def _summary_table(summary: Any, title: str) -> None:
+def _summary_table(summary: Any, title: str, *, perplexity: bool = False) -> None:
     """The summary on stderr: per split, the whole network first, then groups ranked by L(0) (the loss with
-    the group rewound), with each group's rank by Δ beside it."""
+    the group rewound), with each group's rank by Δ beside it; a language model's perplexity at both ends."""
     from rich.table import Table
+
+    from .metrics import perplexity as ppl
 
     grouped = bool((summary["curve"] != "all").any())
     intervals = "delta_ci_low" in summary and bool(summary["delta_ci_low"].notna().any())
@@ -172,6 +174,8 @@ def _summary_table(summary: Any, title: str) -> None:
         columns[5:5] = ["Δ 95% CI", "rises"]
     if grouped:
         columns += ["rank L(0)", "rank Δ"]
+    if perplexity:
+        columns[4:4] = ["ppl(0)", "ppl(1)"]
     for col in columns:
         left = col in ("curve", "split", "monotone", "rises")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
@@ -193,6 +197,8 @@ def _summary_table(summary: Any, title: str) -> None:
             ]
             if intervals:  # whether the path rises beyond the examples' noise: Δ's interval above 0
                 cells[5:5] = [f"{_fmt(row.delta_ci_low)}–{_fmt(row.delta_ci_high)}", _yes_no(row.rise_significant)]
+            if perplexity:
+                cells[4:4] = [_fmt(ppl(row.loss_start)), _fmt(ppl(row.loss_end))]
             if grouped:
                 is_group = row.curve != "all"
                 rank_delta = by_delta.iloc[i - len(whole)] if is_group else float("nan")
@@ -377,7 +383,8 @@ def run(
     loss: Annotated[
         str,
         typer.Option(
-            help="cross_entropy (with accuracy), mse (regression), or a per-sample loss path/to/file.py:fn or "
+            help="cross_entropy (with accuracy), mse (regression), next_token (a causal language model, per "
+            "token; chosen on its own for a transformers causal LM), or a per-sample loss path/to/file.py:fn or "
             "package.module:fn, fn(outputs, targets) -> (batch,).",
             rich_help_panel=_DATA,
         ),
@@ -548,7 +555,11 @@ def run(
             raise Interrupted("interrupted before any batch finished; nothing to save") from None
         paths = run_dir.write(result, html=html)
     if not quiet:
-        _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
+        _summary_table(
+            result.summary,
+            "path summary (loss; barriers relative to the line and to the higher end)",
+            perplexity=bool(result.manifest["loss"].get("per_token")),
+        )
         err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
 
 

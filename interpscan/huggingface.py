@@ -25,7 +25,12 @@ from .errors import CheckpointError
 FORMAT = "transformers"
 CONFIG = "config.json"
 # The weight files save_pretrained and the Trainer write, in the order transformers prefers them.
-WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
 # Files a Trainer checkpoint-N/ holds beside the model; recorded, never read as weights.
 TRAINER_FILES = ("trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth")
 
@@ -48,6 +53,12 @@ def task_of(architecture: str) -> str:
     if architecture.endswith(("ForCausalLM", "LMHeadModel")):
         return Task.CAUSAL_LM
     return Task.OTHER
+
+
+def model_task(model: nn.Module) -> str | None:
+    """The task of a transformers model object (None for any other module)."""
+    cls = type(model)
+    return task_of(cls.__name__) if cls.__module__.startswith("transformers.") else None
 
 
 def _read_config(directory: Path) -> dict[str, Any] | None:
@@ -212,7 +223,7 @@ def load_pretrained(directory: Path) -> Pretrained:
 
 def files_digest(files: list[Path]) -> tuple[str, tuple[dict[str, Any], ...]]:
     """The sha256 of several files ("sha256  name" lines) and each file's path, size and sha256."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in files:
         digest = hashlib.sha256()
         with f.open("rb") as fh:

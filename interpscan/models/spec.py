@@ -460,7 +460,8 @@ def resolve_model(
             spec = ModelSpec(kind, ckpt.info.path, None, {})
             origin = f"the forward the {OWN_FORWARD[kind]} carries"
             if kind == "transformers":
-                origin = f"transformers' {ckpt.info.metadata[kind]['architecture']}, built from {ckpt.info.path}'s config.json"
+                architecture = ckpt.info.metadata[kind]["architecture"]
+                origin = f"transformers' {architecture}, built from {ckpt.info.path}'s config.json"
             return ResolvedModel(module.eval(), spec, origin, "checkpoint")
     if final.model_spec is not None or init.model_spec is not None:
         spec, origin = model_spec_for(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
