@@ -674,6 +674,8 @@ def inspect(
     if model["source"] == "none":
         closest = f"; closest: {'; '.join(model['closest'])}" if model["closest"] else ""
         model_line = f"none recorded or matched{closest}"
+        if model.get("suggested"):
+            model_line = f"none recorded; try --model {' or '.join(model['suggested'])}{closest}"
     else:
         args = ", ".join(f"{k}={v}" for k, v in model["args"].items())
         model_line = f"{model['model']} ({model['source']}{': ' + args if args else ''})"
@@ -687,8 +689,13 @@ def inspect(
         ("model", model_line),
         ("ignored entries", ", ".join(report["ignored_keys"]) or "—"),
     ]
+    averaged = set(report.get("averaged", ()))
+    if averaged:
+        read = "averaged (EMA; picked with --key)" if report["container_key"] in averaged else "live (trained)"
+        lines.append(("weights read", read))
     if report.get("alternatives"):
-        lines.append(("other weights", ", ".join(report["alternatives"]) + " (pick with --key)"))
+        others = [f"{k} (averaged, EMA)" if k in averaged else k for k in report["alternatives"]]
+        lines.append(("other weights", ", ".join(others) + " (pick with --key)"))
     if report.get("aliases"):
         lines.append(("tied", "; ".join(" = ".join(a) for a in report["aliases"])))
     if report["metadata"]:
