@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,30 @@ def test_a_config_naming_code_transformers_lacks_is_refused(vit: dict[str, Any],
 def test_key_is_refused_for_a_transformers_folder(vit: dict[str, Any]) -> None:
     with pytest.raises(CheckpointError, match="--key"):
         load_checkpoint(vit["root"] / "final", key="ema")
+
+
+# ------------------------------------------------------------------------------------------ the example
+
+
+@pytest.mark.slow
+def test_finetune_example_scans_both_tasks_and_the_cli_reads_its_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/finetune_interpolation.py with a few training steps: both folders, both tasks, and the command
+    its docstring gives, whose α=1 on task B is transformers' own evaluation of the fine-tuned folder."""
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "finetune_interpolation.py"))
+    result = example["main"](tmp_path, steps=3, alphas=3)
+    assert sorted(set(result.results["split"])) == ["task_a", "task_b"]
+    assert len(result.results) == 6
+    assert (tmp_path / "scan" / "results.csv").is_file()
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
+    code, err = run_cli(
+        monkeypatch, capsys, "run", str(tmp_path / "pretrained"), str(tmp_path / "finetuned"),
+        "--data", "examples/finetune_interpolation.py:data", "--split", "task_a,task_b", "--alphas", "2",
+        "--out", str(tmp_path / "cli"), "--no-html", "--bootstrap", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    task_b = example["data"]()["task_b"]
+    own = _own_loss(transformers.BertForSequenceClassification, tmp_path / "finetuned", task_b)
+    end = pd.read_csv(tmp_path / "cli" / "results.csv").query("split == 'task_b' and alpha == 1")["loss"]
+    assert float(end.iloc[0]) == pytest.approx(own, abs=1e-5)
