@@ -639,7 +639,8 @@ def _manifest(
         "loss": {
             "name": plan.objective.name,
             "accuracy": plan.objective.classification,
-            "per_token": plan.objective.per_token,  # results.csv's n counts tokens; perplexity is exp(loss)
+            # next_token: results.csv's n counts tokens, and perplexity is exp(loss)
+            **({"per_token": True} if plan.objective.per_token else {}),
         },
         "engine": {
             "batch_size": report.batch_size,
