@@ -39,9 +39,10 @@ from .engine import (
 )
 from .errors import DataError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
+from .huggingface import Task, model_task
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights, tensors_digest
 from .models import CODE_KINDS, ResolvedModel, split_ties
-from .objectives import IGNORE_INDEX, Objective, parse_objective
+from .objectives import CROSS_ENTROPY, IGNORE_INDEX, NEXT_TOKEN, Objective, parse_objective
 from .options import (
     DEFAULT_BOOTSTRAP,
     BNPolicy,
@@ -384,6 +385,9 @@ def _plan(
     device = resolve_device(options.device)
     objective = parse_objective(options.loss)
     weights = resolve_weights(model, path[0], path[1], read, onward=path[2:], random_seed=options.random_init)
+    if objective is CROSS_ENTROPY and model_task(weights.model.model) == Task.CAUSAL_LM:
+        objective = NEXT_TOKEN  # a language model's logits are per token: its loss is each next token's
+        say("loss next_token: per-token cross-entropy of a causal language model (labels -100 left out)")
     for note in weights.matched.notes():
         say(note)
     warnings = [
@@ -404,7 +408,7 @@ def _plan(
         options.splits,
         samples=options.samples,
         seed=options.seed,
-        class_targets=objective.classification,
+        class_targets=objective.classification and not objective.per_token,
         root=read.data_root,
         download=read.download,
         keys=read.data_keys,
@@ -563,6 +567,10 @@ def _scan(
         point_results += segment_results
     assert report is not None  # a path has at least one segment
     for name, count in report.ignored.items():
+        if plan.objective.per_token:  # padding and prompts a user masked: expected, so said, not warned about
+            if hooks.log is not None:
+                hooks.log(f"{name}: {count} tokens labelled {IGNORE_INDEX} (padding) are not scored")
+            continue
         w = (
             f"warning: {count} example{'s' if count != 1 else ''} of the {name} split "
             f"{'are' if count != 1 else 'is'} labelled {IGNORE_INDEX} (cross-entropy's ignore_index) and left out "
@@ -783,7 +791,12 @@ def _manifest(
         "bootstrap": {"replicates": options.bootstrap, "seed": options.seed, "level": LEVEL, "unit": "example"}
         if options.bootstrap
         else None,
-        "loss": {"name": plan.objective.name, "accuracy": plan.objective.classification},
+        "loss": {
+            "name": plan.objective.name,
+            "accuracy": plan.objective.classification,
+            # next_token: results.csv's n counts tokens, and perplexity is exp(loss)
+            **({"per_token": True} if plan.objective.per_token else {}),
+        },
         "engine": {
             "batch_size": report.batch_size,
             "chunk_size": report.chunk_size,

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import huggingface
 from .errors import CheckpointError, CheckpointNotFoundError
+from .models.matching import dtype_counts
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
@@ -31,11 +33,17 @@ EMA_KEYS = ("model_ema", "ema", "state_dict_ema", "ema_state_dict", "ema_model")
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Where a self-describing checkpoint (written by `interpscan demo` and examples/) keeps its model spec.
 META_KEY = "interpscan"
+# Lightning's WeightAveraging callbacks (EMAWeightAveraging) save the average under "state_dict" and move the live
+# weights to "current_model_state", beside "averaging_state": the live ones are read unless --key state_dict.
+LIGHTNING_LIVE, LIGHTNING_AVERAGING = "current_model_state", "averaging_state"
 # Entries that mark a PyTorch Lightning checkpoint.
 LIGHTNING_KEYS = ("pytorch-lightning_version", "optimizer_states", "lr_schedulers", "loops")
 # Formats whose file carries the forward pass too.
 PROGRAM_FORMATS = ("torchscript", "torch-export")
 
+# Files a training run saves beside the model (accelerate's save_state: optimizer.bin, scheduler.bin,
+# random_states_0.pkl, scaler.pt; the Trainer's rng_state.pth, training_args.bin): never the model's weights.
+_TRAINING_STATE = ("optimizer", "scheduler", "random_states", "rng_state", "scaler", "training_args", "sampler")
 _INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json", ".pth.index.json")
 _FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".npz")
 
@@ -58,6 +66,7 @@ class CheckpointInfo:
     alternatives: tuple[str, ...] = ()  # other tensor dicts in the file (EMA weights, ...), reachable with --key
     aliases: tuple[tuple[str, ...], ...] = ()  # names that share one tensor in the file (tied weights)
     files: tuple[dict[str, Any], ...] = ()  # path, size and sha256 of each file of a sharded checkpoint
+    averaged: tuple[str, ...] = ()  # entries (the one read, or alternatives) that hold averaged (EMA) weights
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -78,7 +87,15 @@ class CheckpointInfo:
             out["aliases"] = [list(a) for a in self.aliases]
         if self.files:
             out["files"] = [dict(f) for f in self.files]
+        if self.averaged:
+            out["averaged"] = list(self.averaged)
+            out["weights"] = self.weights
         return out
+
+    @property
+    def weights(self) -> str:
+        """Which weights were read: "averaged" (EMA, picked with --key) or "live" (the trained model's own)."""
+        return "averaged" if self.container_key in self.averaged else "live"
 
 
 @dataclass(frozen=True)
@@ -120,7 +137,7 @@ def _pick_in_directory(directory: Path) -> Path:
     indexes = [p for p in entries if p.name.endswith(_INDEX_SUFFIXES)]
     if len(indexes) == 1:
         return indexes[0]
-    files = [p for p in entries if p.suffix in _FILE_SUFFIXES]
+    files = [p for p in entries if p.suffix in _FILE_SUFFIXES and not p.name.startswith(_TRAINING_STATE)]
     safetensors = [p for p in files if p.suffix == ".safetensors"]
     if not indexes and len(safetensors) == 1:  # e.g. model.safetensors beside training_args.bin
         return safetensors[0]
@@ -379,6 +396,8 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     given = Path(path)
     if not given.exists() and not given.is_symlink():  # a broken or looping link is named as such when read
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
+    if given.is_dir() and huggingface.is_pretrained_dir(given):
+        return _load_pretrained(given, key)
     p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
     files = [p]
@@ -411,6 +430,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     container: str | None = None
     outer: list[str] = []  # entries beside the container (optimizer state, epoch, ...), ignored
     alternatives: list[str] = []
+    averaged: list[str] = []
     layout = "program" if fmt in PROGRAM_FORMATS else "state-dict"
     if isinstance(obj, Mapping):
         if isinstance(obj.get(META_KEY), Mapping):
@@ -421,6 +441,8 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         trail: list[str] = []
         if key is not None:
             obj, trail = _follow_key(p, obj, key)
+        elif LIGHTNING_AVERAGING in obj and _holds_weights(obj.get(LIGHTNING_LIVE)):
+            obj, trail = obj[LIGHTNING_LIVE], [LIGHTNING_LIVE]
         elif not _is_tensor_dict(obj):
             found = _find_container(obj)
             if found is not None:
@@ -430,6 +452,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
             metadata.update({k: v for k, v in _scalar_entries(top).items() if k not in metadata})
             outer = [str(k) for k in top if k not in (trail[0], META_KEY)]
             alternatives = [k for k in outer if _holds_weights(top[k])]
+            averaged = [k for k in (trail[0], *alternatives) if _is_averaged(top, k)]
             node = top[trail[0]]
             for depth, step in enumerate(trail[1:], start=1):  # siblings along a nested path: "model.step"
                 if isinstance(node, Mapping):
@@ -464,10 +487,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         # Copies: nothing later done to the module (a dtype change, an in-place write) may alter what the file held.
         tensors = {k: v.clone() for k, v in tensors.items()}
     ignored = tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + outer))
-    dtypes: dict[str, int] = {}
-    for t in tensors.values():
-        name = str(t.dtype).removeprefix("torch.")
-        dtypes[name] = dtypes.get(name, 0) + 1
+    dtypes = dtype_counts(tensors)
     aliases = _aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
     tensors = {k: _computable(v) for k, v in tensors.items()}
     sizes = [f.stat().st_size for f in files]
@@ -485,15 +505,50 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         format=fmt,
         container_key=container,
         tensor_count=len(tensors),
-        dtypes=dict(sorted(dtypes.items())),
+        dtypes=dtypes,
         ignored_keys=ignored,
         metadata=metadata,
         layout=layout,
         alternatives=tuple(sorted(alternatives)),
         aliases=aliases,
         files=file_info if len(files) > 1 else (),
+        averaged=tuple(sorted(averaged)),
     )
     return Checkpoint(tensors=tensors, info=info, module=module)
+
+
+def _is_averaged(top: Mapping[str, Any], key: str) -> bool:
+    """Whether entry ``key`` of a checkpoint holds averaged weights: an EMA key (timm's state_dict_ema, ...), or
+    the state_dict of a Lightning checkpoint saved with a WeightAveraging callback."""
+    return key in EMA_KEYS or (key == "state_dict" and LIGHTNING_AVERAGING in top and LIGHTNING_LIVE in top)
+
+
+def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
+    """A transformers directory (huggingface.py): the model transformers builds and loads, with its tensors."""
+    if key is not None:
+        raise CheckpointError(
+            f"{directory}: --key picks an entry of a pickled dict, and this is a transformers directory",
+            hint="leave out --key; transformers reads the model's weights from the folder",
+        )
+    loaded = huggingface.load_pretrained(directory)
+    tensors = huggingface.state_of(loaded.model)
+    check_tensor_kinds(directory, tensors)
+    sha, files = huggingface.files_digest(loaded.files)
+    info = CheckpointInfo(
+        path=str(directory),
+        size=sum(int(f["size"]) for f in files),
+        sha256=sha,
+        format=huggingface.FORMAT,
+        container_key=None,
+        tensor_count=len(tensors),
+        dtypes=dtype_counts(tensors),
+        ignored_keys=tuple(sorted(n for n in huggingface.TRAINER_FILES if (directory / n).exists())),
+        metadata={huggingface.FORMAT: loaded.metadata},
+        layout="transformers",
+        aliases=_aliases(dict(loaded.model.state_dict())),
+        files=files,
+    )
+    return Checkpoint(tensors={k: _computable(v) for k, v in tensors.items()}, info=info, module=loaded.model)
 
 
 # ------------------------------------------------------------------------------------------- alignment

@@ -186,10 +186,12 @@ def _yes_no(v: Any) -> str:
     return "—" if _missing(v) else ("yes" if bool(v) else "no")
 
 
-def _summary_table(summary: Any, title: str) -> None:
+def _summary_table(summary: Any, title: str, *, perplexity: bool = False) -> None:
     """The summary on stderr: per split, the whole network first, then groups ranked by L(0) (the loss with
-    the group rewound), with each group's rank by Δ beside it."""
+    the group rewound), with each group's rank by Δ beside it; a language model's perplexity at both ends."""
     from rich.table import Table
+
+    from .metrics import perplexity as ppl
 
     grouped = bool((summary["curve"] != "all").any())
     intervals = "delta_ci_low" in summary and bool(summary["delta_ci_low"].notna().any())
@@ -203,6 +205,9 @@ def _summary_table(summary: Any, title: str) -> None:
         columns[2:2] = ["segment"]
     if grouped:
         columns += ["rank L(0)", "rank Δ"]
+    ppl_at = columns.index("L(1)") + 1
+    if perplexity:
+        columns[ppl_at:ppl_at] = ["ppl(0)", "ppl(1)"]
     for col in columns:
         left = col in ("curve", "split", "monotone", "rises")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
@@ -227,6 +232,8 @@ def _summary_table(summary: Any, title: str) -> None:
                 cells[5:5] = [f"{_fmt(row.delta_ci_low)}–{_fmt(row.delta_ci_high)}", _yes_no(row.rise_significant)]
             if segmented:
                 cells[2:2] = [str(row.segment) if row.segment else "whole"]
+            if perplexity:
+                cells[ppl_at:ppl_at] = [_fmt(ppl(row.loss_start)), _fmt(ppl(row.loss_end))]
             if grouped:
                 is_group = row.curve != "all"
                 rank_delta = by_delta.iloc[i - len(whole)] if is_group else float("nan")
@@ -412,7 +419,8 @@ def run(
     loss: Annotated[
         str,
         typer.Option(
-            help="cross_entropy (with accuracy), mse (regression), or a per-sample loss path/to/file.py:fn or "
+            help="cross_entropy (with accuracy), mse (regression), next_token (a causal language model, per "
+            "token; chosen on its own for a transformers causal LM), or a per-sample loss path/to/file.py:fn or "
             "package.module:fn, fn(outputs, targets) -> (batch,).",
             rich_help_panel=_DATA,
         ),
@@ -611,7 +619,11 @@ def run(
             raise Interrupted("interrupted before any batch finished; nothing to save") from None
         paths = run_dir.write(result, html=html)
     if not quiet:
-        _summary_table(result.summary, "path summary (loss; barriers relative to the line and to the higher end)")
+        _summary_table(
+            result.summary,
+            "path summary (loss; barriers relative to the line and to the higher end)",
+            perplexity=bool(result.manifest["loss"].get("per_token")),
+        )
         err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
 
 
@@ -726,6 +738,8 @@ def inspect(
     if model["source"] == "none":
         closest = f"; closest: {'; '.join(model['closest'])}" if model["closest"] else ""
         model_line = f"none recorded or matched{closest}"
+        if model.get("suggested"):
+            model_line = f"none recorded; try --model {' or '.join(model['suggested'])}{closest}"
     else:
         args = ", ".join(f"{k}={v}" for k, v in model["args"].items())
         model_line = f"{model['model']} ({model['source']}{': ' + args if args else ''})"
@@ -739,8 +753,13 @@ def inspect(
         ("model", model_line),
         ("ignored entries", ", ".join(report["ignored_keys"]) or "—"),
     ]
+    averaged = set(report.get("averaged", ()))
+    if averaged:
+        read = "averaged (EMA; picked with --key)" if report["container_key"] in averaged else "live (trained)"
+        lines.append(("weights read", read))
     if report.get("alternatives"):
-        lines.append(("other weights", ", ".join(report["alternatives"]) + " (pick with --key)"))
+        others = [f"{k} (averaged, EMA)" if k in averaged else k for k in report["alternatives"]]
+        lines.append(("other weights", ", ".join(others) + " (pick with --key)"))
     if report.get("aliases"):
         lines.append(("tied", "; ".join(" = ".join(a) for a in report["aliases"])))
     if report["metadata"]:

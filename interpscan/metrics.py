@@ -140,6 +140,12 @@ class CurveSummary:
         return asdict(self)
 
 
+def perplexity(loss: float) -> float:
+    """Perplexity exp(L) of a language model whose L is the mean next-token cross-entropy (in nats); inf past
+    float's range, NaN for a NaN loss."""
+    return math.exp(loss) if loss < 709.0 else math.inf  # exp(709.8) is float64's largest
+
+
 def summarize_curve(
     alphas: Sequence[float],
     loss: Sequence[float],

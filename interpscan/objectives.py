@@ -78,6 +78,33 @@ def _no_labels(outputs: torch.Tensor, targets: torch.Tensor) -> int:
     return 0
 
 
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _check_next_token(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    shapes = _shapes(outputs, targets)
+    if outputs.dim() != 3 or targets.dim() != 2 or outputs.shape[:2] != targets.shape:
+        raise DataError(
+            f"{shapes}; next-token cross-entropy needs logits (batch, tokens, vocabulary) and labels (batch, tokens)",
+            hint="a causal language model's data holds input_ids, attention_mask and labels (the input_ids, -100 at "
+            "padding)",
+        )
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise DataError(f"{shapes}; next-token labels are token ids, got {str(targets.dtype).removeprefix('torch.')}")
+    _classification_labels(outputs, targets)
+
+
+def _next_token_outputs(outputs: torch.Tensor) -> torch.Tensor:
+    # (P, B, T, V) -> (P, B·(T−1), V): the logits at position t predict token t + 1
+    return outputs[:, :, :-1].reshape(outputs.shape[0], -1, outputs.shape[-1])
+
+
+def _next_token_targets(targets: torch.Tensor) -> torch.Tensor:
+    # (B, T) -> (B·(T−1),): the labels shifted left, as transformers' causal-LM loss shifts them
+    return targets[:, 1:].reshape(-1)
+
+
 @dataclass(frozen=True)
 class Objective:
     """A per-sample loss ``(outputs (B, …), targets (B, …)) -> (B,)`` and whether accuracy is defined.
@@ -85,6 +112,11 @@ class Objective:
     ``check`` validates a split's shapes and dtypes on its first batch; ``labels`` checks the targets of every
     batch (a bad label in the last batch is as wrong as one in the first) and returns how many examples it
     leaves out (cross-entropy's ignore_index: their loss and correctness are 0, so only the count changes).
+
+    ``examples_of_outputs`` (points' outputs (P, B, …)) and ``examples_of_targets`` (B, …) say what one example
+    is, when it is not one row of the batch: for ``next_token`` each predicted token is one (so the mean is over
+    tokens, as a language model's loss and perplexity are). ``check`` sees the batch as the model gave it, the
+    rest the examples.
     """
 
     name: str
@@ -92,11 +124,28 @@ class Objective:
     classification: bool
     check: Callable[[torch.Tensor, torch.Tensor], None]
     labels: Callable[[torch.Tensor, torch.Tensor], int] = _no_labels
+    examples_of_outputs: Callable[[torch.Tensor], torch.Tensor] = _same
+    examples_of_targets: Callable[[torch.Tensor], torch.Tensor] = _same
+
+    @property
+    def per_token(self) -> bool:
+        """Each example is a token of a sequence (targets (N, T) of token ids), not a row of the data."""
+        return self.examples_of_targets is not _same
 
 
 CROSS_ENTROPY = Objective("cross_entropy", _cross_entropy, True, _check_classification, _classification_labels)
 MSE = Objective("mse", _squared_error, False, _check_regression)
-OBJECTIVES = {o.name: o for o in (CROSS_ENTROPY, MSE)}
+# A causal language model's loss: cross-entropy of each next token (labels -100 left out), accuracy of its argmax.
+NEXT_TOKEN = Objective(
+    "next_token",
+    _cross_entropy,
+    True,
+    _check_next_token,
+    _classification_labels,
+    _next_token_outputs,
+    _next_token_targets,
+)
+OBJECTIVES = {o.name: o for o in (CROSS_ENTROPY, MSE, NEXT_TOKEN)}
 
 
 def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., None]:
@@ -135,7 +184,9 @@ def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
 
 
 def parse_objective(text: str) -> Objective:
-    """Resolve ``--loss``: ``cross_entropy`` (classification, with accuracy), ``mse`` (regression), or a custom
+    """Resolve ``--loss``: ``cross_entropy`` (classification, with accuracy), ``mse`` (regression), ``next_token``
+    (a causal language model: per-token cross-entropy over the tokens not labelled -100, with next-token
+    accuracy; chosen on its own for a transformers causal LM), or a custom
     per-sample loss ``path/to/file.py:fn`` / ``package.module:fn`` with ``fn(outputs (B, …), targets (B, …)) ->
     (B,)`` (no accuracy).
 

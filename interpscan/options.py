@@ -246,7 +246,7 @@ def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-BUILTIN_LOSSES = ("cross_entropy", "mse")
+BUILTIN_LOSSES = ("cross_entropy", "mse", "next_token")
 
 
 def _positive(value: int | None, flag: str, *, optional: bool = True) -> None:

@@ -9,6 +9,7 @@ file's path first.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -188,6 +189,11 @@ def _torch_text(exc: BaseException) -> str:
     return first.strip()
 
 
+# Objects a training checkpoint carries beside its tensors that are safe to rebuild under weights_only: timm's
+# train.py saves its argparse.Namespace under "args" (timm loads these files with weights_only and it allowed).
+SAFE_GLOBALS = (argparse.Namespace,)
+
+
 def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = CheckpointError) -> Any:
     """``torch.load`` of a file on the CPU, with ``weights_only`` unless ``unsafe_pickle``.
 
@@ -208,7 +214,7 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
         raise _plain_pickle(path, error)
     try:
         # A file object, not the path: torch.load treats any path ending in .safetensors as one.
-        with path.open("rb") as fh, warnings.catch_warnings():
+        with path.open("rb") as fh, warnings.catch_warnings(), torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             # e.g. "Detected pickle protocol 4": noise for the user; a real problem raises below
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)

@@ -455,7 +455,12 @@ def test_check_lists_every_problem_of_both_checkpoints_at_once() -> None:
         "final: shape of fc.weight is [3, 5], model has [3, 4]; "
         "final: shape of head.weight is [3, 2], model has [2, 3]"
     )
-    assert exc.value.hint == "check --model and --model-arg (e.g. width, num_classes, in_channels)"
+    assert exc.value.hint == (
+        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
+        "renamed (the same shape under another name, e.g. head.bais in the file, head.bias in the model): saved by "
+        "other code than the model's? A Hugging Face model is read right from its save_pretrained folder (with "
+        "config.json)"
+    )
 
 
 def test_check_sorts_within_each_kind() -> None:
@@ -781,20 +786,34 @@ def test_every_kind_of_problem_in_one_sorted_message() -> None:
         "final: shape of enc.bias is [5], model has [4]; "
         "dtype of steps: init float32, final int64, model int64"
     )
-    assert exc.value.hint == "check --model and --model-arg (e.g. width, num_classes, in_channels)"
+    assert exc.value.hint == (
+        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
+        "renamed (the same shape under another name, e.g. dec.bais in the file, dec.bias in the model): saved by "
+        "other code than the model's? A Hugging Face model is read right from its save_pretrained folder (with "
+        "config.json)"
+    )
 
 
 def test_names_only_problems_suggest_no_strict() -> None:
     with pytest.raises(ModelError) as exc:
         match_states(Tiny(), {"init": {}})
     assert exc.value.hint == (
-        "check --model and --model-arg (e.g. width, num_classes, in_channels); "
+        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); "
         "--no-strict tolerates missing and unexpected tensors"
     )
 
 
+class Wide(nn.Module):
+    """Tiny's names with wider layers: a bias is a small share of the values (what --no-strict may fill)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(40, 30)
+        self.head = nn.Linear(30, 2)
+
+
 def test_no_strict_fills_and_ignores_and_records() -> None:
-    model = Tiny()
+    model = Wide()
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     init = {**sd, "extra": torch.zeros(1)}
     final = {k: v + 1 for k, v in sd.items() if k != "head.bias"}
@@ -815,6 +834,34 @@ def test_no_strict_fills_and_ignores_and_records() -> None:
     # shapes are never tolerated
     with pytest.raises(ModelError, match=r"\(1 problems\): init: shape of fc.weight is \[1\]"):
         match_states(model, {"init": {**sd, "fc.weight": torch.zeros(1)}}, strict=False)
+
+
+def test_no_strict_refuses_to_fill_more_than_a_small_share_from_the_random_init() -> None:
+    """A checkpoint that is mostly absent would be scanned as a random network, exit 0, wrong curve."""
+    model = Wide()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    del sd["fc.weight"]  # 1200 of 1292 values
+    with pytest.raises(ModelError) as exc:
+        match_states(model, {"init": sd, "final": sd}, strict=False)
+    assert str(exc.value) == (
+        "--no-strict would fill 1 tensors of init, 93% of the model's values, from the model's random "
+        "initialization, so the scan would measure mostly a random network: fc.weight"
+    )
+    assert "at most 5% of the values" in str(exc.value.hint)
+    # filled from the other checkpoint instead (it does not move), it is allowed: those are trained values
+    match = match_states(model, {"init": sd, "final": {**sd, "fc.weight": torch.zeros(30, 40)}}, strict=False)
+    assert match.filled["init"] == {"fc.weight": "from final (does not move)"}
+
+
+def test_renamed_tensors_are_named_as_such_and_no_strict_is_not_suggested() -> None:
+    model = Wide()
+    sd = {k.replace("fc.", "dense."): v for k, v in model.state_dict().items()}
+    with pytest.raises(ModelError) as exc:
+        match_states(model, {"final": sd})
+    hint = str(exc.value.hint)
+    assert "2 tensors look renamed" in hint
+    assert "e.g. dense.bias in the file, fc.bias in the model" in hint
+    assert "--no-strict" not in hint
 
 
 def test_a_tied_name_stored_once_takes_its_partners_value() -> None:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from interpscan.errors import DataError, RunError, UsageError
-from interpscan.objectives import CROSS_ENTROPY, MSE, parse_objective
+from interpscan.objectives import CROSS_ENTROPY, MSE, NEXT_TOKEN, parse_objective
+from interpscan.objectives import IGNORE_INDEX as IGNORE
 
 LOSSES = """
 import torch
@@ -152,7 +153,7 @@ def test_loss_that_is_not_a_function(losses: Path) -> None:
 def test_unknown_loss_hint() -> None:
     with pytest.raises(UsageError) as exc:
         parse_objective("hinge")
-    assert exc.value.hint == "use cross_entropy, mse, path/to/file.py:fn or package.module:fn"
+    assert exc.value.hint == "use cross_entropy, mse, next_token, path/to/file.py:fn or package.module:fn"
 
 
 @pytest.mark.parametrize(
@@ -209,3 +210,45 @@ def test_regression_check() -> None:
         "the model's output has shape [4, 2] but the targets [4, 3]; mse needs one target value per output value"
     )
     assert math.isclose(float(MSE.per_sample(torch.ones(1, 2), torch.zeros(1, 2))[0]), 1.0)
+
+
+class _TinyLM(torch.nn.Module):
+    """Logits (B, T, V) from token ids: an embedding and a linear map, enough for a next-token loss."""
+
+    def __init__(self, vocab: int = 7) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, 5)
+        self.out = torch.nn.Linear(5, vocab)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.emb(input_ids) * attention_mask.unsqueeze(-1))  # type: ignore[no-any-return]
+
+
+def test_next_token_is_the_mean_over_scored_tokens_of_the_shifted_cross_entropy() -> None:
+    """Every scored token counts once, whichever sequence it is in (a token mean, not a mean of sequence means),
+    labels -100 left out, over batches that split the sequences."""
+    from interpscan import scan
+
+    torch.manual_seed(0)
+    a, b = _TinyLM(), _TinyLM()
+    ids = torch.randint(0, 7, (9, 6))
+    mask = torch.ones_like(ids)
+    mask[::2, 3:] = 0
+    labels = ids.masked_fill(mask == 0, IGNORE)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    result = scan(b, a.state_dict(), b.state_dict(), (inputs, labels), alphas=2, loss="next_token", batch_size=4)
+    with torch.no_grad():
+        logits = b(**inputs)[:, :-1].reshape(-1, 7)
+    target = labels[:, 1:].reshape(-1)
+    kept = target != IGNORE
+    expected = F.cross_entropy(logits[kept], target[kept], reduction="sum").item() / int(kept.sum())
+    end = result.results.set_index("alpha").loc[1.0]
+    assert float(end["loss"]) == pytest.approx(expected, rel=1e-6)
+    assert int(end["n"]) == int(kept.sum())
+    assert float(end["accuracy"]) == int((logits[kept].argmax(-1) == target[kept]).sum()) / int(kept.sum())
+    assert result.manifest["loss"] == {"name": "next_token", "accuracy": True, "per_token": True}
+
+
+def test_next_token_refuses_outputs_that_are_not_per_token() -> None:
+    with pytest.raises(DataError, match=r"logits \(batch, tokens, vocabulary\) and labels \(batch, tokens\)"):
+        NEXT_TOKEN.check(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))

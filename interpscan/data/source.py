@@ -4,18 +4,18 @@ normalization, and the ``--samples`` / ``--normalize`` / ``--data-keys`` values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import DataError, UsageError
-from .batches import Split
+from .batches import Inputs, Split
 
 # (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
 Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 MIN_STD = 1e-12  # below this, inputs in [0, 1] divided by std leave float32's range or precision
-Reader = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+Reader = Callable[[str], tuple[Inputs, torch.Tensor]]
 Log = Callable[[str], None]
 
 
@@ -31,7 +31,7 @@ class DataSource:
     kind: str = "named"  # named, bundled, tensor file, factory, image folder
     classes: tuple[str, ...] | None = None  # class names, where the source has them (image folders)
 
-    def read(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, split: str) -> tuple[Inputs, torch.Tensor]:
         if split not in self.splits:
             raise DataError(
                 f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})",
@@ -154,7 +154,8 @@ def load_split(
     class_targets: bool = True,
 ) -> Split:
     """Read one split into memory: uint8 images become float32 in [0, 1], then (x − mean) / std; other floating
-    inputs become float32; other integer inputs (token ids) are kept as they are.
+    inputs become float32; other integer inputs (token ids) are kept as they are. Named inputs (``input_ids``,
+    ``attention_mask``, …) are each kept the same way, and never normalized.
 
     Args:
         samples: draw this many examples (seeded, without replacement); None for all.
@@ -167,15 +168,20 @@ def load_split(
         DataError: targets that are not class labels when ``class_targets``; per-channel normalization that does
             not fit the inputs.
     """
-    x, y = source.read(split)
+    inputs, y = source.read(split)
     idx = subset_indices(int(y.shape[0]), samples, seed)
     if idx is not None:
-        x, y = x[idx], y[idx]
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)  # images: [0, 255] -> [0, 1]
-    elif x.is_floating_point() or x.dtype == torch.bool:
-        x = x.float()
-    # other integer inputs (token ids, indices) are kept as they are: an embedding needs them so
+        inputs, y = _take(inputs, idx), y[idx]
+    if isinstance(inputs, Mapping):  # named inputs (input_ids, attention_mask, …): the model's own encoding
+        if normalization is not None:
+            raise DataError(
+                f"{source.name}: {split} inputs are named tensors ({', '.join(inputs)}), and --normalize applies "
+                "to one tensor of intensities",
+                hint="drop --normalize (or pass --normalize none)",
+            )
+        x_named = {k: _model_input(v).contiguous() for k, v in inputs.items()}
+        return Split(split, x_named, _targets(source, split, y, class_targets), _indices(idx))
+    x = _model_input(inputs)
     if normalization is not None:
         if not x.is_floating_point():
             raise DataError(
@@ -184,6 +190,34 @@ def load_split(
                 hint="drop --normalize (or pass --normalize none)",
             )
         x = _normalize(x, normalization, f"{source.name} {split}")
+    return Split(split, x.contiguous(), _targets(source, split, y, class_targets), _indices(idx))
+
+
+def _take(inputs: Inputs, idx: torch.Tensor) -> Inputs:
+    return inputs[idx] if isinstance(inputs, torch.Tensor) else {k: v[idx] for k, v in inputs.items()}
+
+
+def _indices(idx: torch.Tensor | None) -> tuple[int, ...] | None:
+    return None if idx is None else tuple(int(i) for i in idx)
+
+
+def _model_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images become float32 in [0, 1], other floating (and bool) inputs float32; other integer inputs
+    (token ids, indices, attention masks) are kept as they are: an embedding needs them so."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)  # images: [0, 255] -> [0, 1]
+    if x.is_floating_point() or x.dtype == torch.bool:
+        return x.float()
+    return x
+
+
+def _targets(source: DataSource, split: str, y: torch.Tensor, class_targets: bool) -> torch.Tensor:
+    """Class labels (N,) as int64 when ``class_targets``; else floating targets as float32, integer ones (token
+    labels (N, T) of a language model) as int64.
+
+    Raises:
+        DataError: targets that are not class labels when ``class_targets``.
+    """
     if class_targets:
         if y.is_floating_point() or y.dtype == torch.bool:
             raise DataError(
@@ -196,10 +230,8 @@ def load_split(
                 f"{source.name}: {split} targets have shape {list(y.shape)}; class labels have shape (N,)",
                 hint="for regression targets use --loss mse",
             )
-        y = y.long()
-    else:
-        y = y.float() if y.is_floating_point() or y.dtype == torch.bool else y.long()
-    return Split(split, x.contiguous(), y.contiguous(), None if idx is None else tuple(int(i) for i in idx))
+        return y.long().contiguous()
+    return (y.float() if y.is_floating_point() or y.dtype == torch.bool else y.long()).contiguous()
 
 
 def subset(split: Split, samples: int | None, seed: int) -> Split:
@@ -208,7 +240,4 @@ def subset(split: Split, samples: int | None, seed: int) -> Split:
     idx = subset_indices(len(split), samples, seed)
     if idx is None:
         return split
-    inputs = (
-        split.inputs[idx] if isinstance(split.inputs, torch.Tensor) else {k: v[idx] for k, v in split.inputs.items()}
-    )
-    return Split(split.name, inputs, split.targets[idx], tuple(int(i) for i in idx))
+    return Split(split.name, _take(split.inputs, idx), split.targets[idx], tuple(int(i) for i in idx))

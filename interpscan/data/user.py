@@ -16,9 +16,12 @@ from ..errors import DataError
 from ..files import check_expansion, check_regular
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
+from .batches import Inputs
 from .source import DataSource, Reader
 
-INPUT_KEYS = ("inputs", "x", "data", "images", "features")
+INPUT_KEYS = ("inputs", "x", "data", "images", "features", "pixel_values")
+# Named inputs of a text model, passed as model(**inputs): what a tokenizer returns (input_ids first: it must be there).
+TEXT_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 TARGET_KEYS = ("targets", "y", "labels", "target", "label")
 TENSOR_FILE_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
 SPLIT_NAMES = ("train", "test")
@@ -55,7 +58,41 @@ def _check_kind(label: str, split: str, what: str, t: torch.Tensor) -> None:
         raise DataError(f"{label}: {split} {what} are {problem[0]}", hint=problem[1])
 
 
-def _check_pair(label: str, split: str, x: torch.Tensor, y: torch.Tensor) -> None:
+def _pick_inputs(
+    label: str, entries: Mapping[str, Any], keys: Sequence[str], suffix: str, keyed: bool
+) -> Inputs | None:
+    """One tensor of inputs under ``keys``; else (without --data-keys) a text model's named inputs, input_ids
+    with attention_mask and token_type_ids where present."""
+    x = _pick(label, entries, keys, suffix)
+    if x is not None or keyed:
+        return x
+    named = {
+        key: t
+        for key in TEXT_INPUT_KEYS
+        if (t := _as_tensor(entries.get(key + suffix), f"{label}: entry {key + suffix!r}")) is not None
+    }
+    return named if TEXT_INPUT_KEYS[0] in named else None
+
+
+def _masked_labels(x: Inputs, y: torch.Tensor) -> torch.Tensor:
+    """Token labels (N, T) with -100 (cross-entropy's ignore_index) where the attention mask is 0: padding is
+    never scored, whatever the labels there hold (a tokenizer pads input_ids; labels copied from them keep it)."""
+    mask = x.get("attention_mask") if isinstance(x, Mapping) else None
+    if mask is None or y.shape != mask.shape or y.is_floating_point():
+        return y
+    return y.masked_fill(mask == 0, -100)
+
+
+def _check_pair(label: str, split: str, x: Inputs, y: torch.Tensor) -> None:
+    if isinstance(x, Mapping):
+        for key, t in x.items():
+            _check_pair(label, split, t, y)
+            if t.shape != x[TEXT_INPUT_KEYS[0]].shape:
+                raise DataError(
+                    f"{label}: {split} {key} has shape {list(t.shape)}, input_ids {list(x[TEXT_INPUT_KEYS[0]].shape)}",
+                    hint="a tokenizer's outputs (padding=True) share one shape (N, T)",
+                )
+        return
     _check_kind(label, split, "inputs", x)
     _check_kind(label, split, "targets", y)
     if y.is_complex():  # cross-entropy and mse would keep the real part only
@@ -75,23 +112,22 @@ def _check_pair(label: str, split: str, x: torch.Tensor, y: torch.Tensor) -> Non
 
 def _tensor_splits(
     label: str, entries: Mapping[str, Any], keys: tuple[str, str] | None = None
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Find (inputs, targets) per split: nested {"train": {...}}, suffixed x_train/y_train, or flat x/y.
+) -> dict[str, tuple[Inputs, torch.Tensor]]:
+    """Find (inputs, targets) per split: nested {"train": {...}}, suffixed x_train/y_train, or flat x/y. Inputs
+    are one tensor, or a text model's input_ids (with attention_mask, token_type_ids) beside labels.
 
     ``keys`` (from --data-keys) replaces the usual names for inputs and targets.
     """
     input_keys, target_keys = ((keys[0],), (keys[1],)) if keys else (INPUT_KEYS, TARGET_KEYS)
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    splits: dict[str, tuple[Inputs, torch.Tensor]] = {}
     for split in SPLIT_NAMES:
         nested = entries.get(split)
-        if isinstance(nested, Mapping):
-            x, y = _pick(label, nested, input_keys), _pick(label, nested, target_keys)
-        else:
-            x, y = _pick(label, entries, input_keys, f"_{split}"), _pick(label, entries, target_keys, f"_{split}")
+        where, suffix = (nested, "") if isinstance(nested, Mapping) else (entries, f"_{split}")
+        x, y = _pick_inputs(label, where, input_keys, suffix, bool(keys)), _pick(label, where, target_keys, suffix)
         if x is not None and y is not None:
             splits[split] = (x, y)
     if not splits:
-        x, y = _pick(label, entries, input_keys), _pick(label, entries, target_keys)
+        x, y = _pick_inputs(label, entries, input_keys, "", bool(keys)), _pick(label, entries, target_keys)
         if x is not None and y is not None:
             splits["test"] = (x, y)
     if not splits:
@@ -102,13 +138,14 @@ def _tensor_splits(
             )
         else:
             hint = (
-                f"name them one of {'/'.join(INPUT_KEYS)} and {'/'.join(TARGET_KEYS)}, optionally per split "
-                "(x_train, y_test, or nested under train/test), or pass --data-keys INPUTS,TARGETS"
+                f"name them one of {'/'.join(INPUT_KEYS)} and {'/'.join(TARGET_KEYS)} (text: input_ids, "
+                "attention_mask and labels), optionally per split (x_train, y_test, or nested under train/test), "
+                "or pass --data-keys INPUTS,TARGETS"
             )
         raise DataError(f"{label}: no inputs/targets found (keys: {', '.join(sorted(map(str, entries)))})", hint=hint)
     for split, (x, y) in splits.items():
         _check_pair(label, split, x, y)
-    return splits
+    return {split: (x, _masked_labels(x, y)) for split, (x, y) in splits.items()}
 
 
 def open_tensor_file(path: Path, keys: tuple[str, str] | None) -> DataSource:
@@ -152,7 +189,7 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (Mapping, str, bytes))
 
 
-def _pair(label: str, split: str, value: Any, keys: tuple[str, str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(label: str, split: str, value: Any, keys: tuple[str, str] | None) -> tuple[Inputs, torch.Tensor]:
     """One split as a factory returned it: (x, y), a Dataset, or a dict with inputs and targets."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         x, y = _as_tensor(value[0], f"{label}: {split} inputs"), _as_tensor(value[1], f"{label}: {split} targets")
@@ -180,9 +217,7 @@ def _pair(label: str, split: str, value: Any, keys: tuple[str, str] | None) -> t
     )
 
 
-def factory_splits(
-    label: str, obj: Any, keys: tuple[str, str] | None = None
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def factory_splits(label: str, obj: Any, keys: tuple[str, str] | None = None) -> dict[str, tuple[Inputs, torch.Tensor]]:
     """What a ``--data`` factory returned, as splits: (inputs, targets) or a Dataset (the ``test`` split), a dict
     of tensors laid out as in a tensor file, or a dict of splits (any names) holding either.
 

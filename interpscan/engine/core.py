@@ -158,10 +158,11 @@ def _evaluate(
     copies: list[SplitSums] = []  # of the finished splits, for the snapshots
     for si, split in enumerate(splits):
         sums = saved[si].copy() if si < len(saved) else SplitSums.zeros(points)
-        for b, (inputs, targets) in enumerate(split.batches(options.batch_size, options.device)):
+        for b, (inputs, given) in enumerate(split.batches(options.batch_size, options.device)):
             if b < sums.batches:
                 continue  # finished before the interruption
             ignored = None
+            targets = objective.examples_of_targets(given)  # (B, …), or (B·(T−1),) tokens for next_token
             size = batch_len(targets)
             kept = (
                 (torch.zeros(points, size), torch.zeros(points, size, dtype=torch.bool))
@@ -170,8 +171,9 @@ def _evaluate(
             )
             for chunk, outputs in runner.evaluate(inputs):
                 if not sums.checked:  # the shapes, once per split, before anything is accumulated
-                    objective.check(outputs[0], targets)
+                    objective.check(outputs[0], given)
                     sums.checked = True
+                outputs = objective.examples_of_outputs(outputs)
                 if ignored is None:  # the labels, on every batch
                     ignored = objective.labels(outputs[0], targets)
                 _accumulate(sums, chunk, outputs, targets, objective, kept)

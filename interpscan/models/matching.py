@@ -22,6 +22,11 @@ def tied_names(model: nn.Module) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(g) for g in groups.values() if len(g) > 1)
 
 
+# --no-strict refuses to fill more than this share of the model's elements with its own (random) initial values:
+# beyond it the scan would measure mostly a random network, and exit 0 with a wrong curve.
+MAX_FILLED_SHARE = 0.05
+
+
 def _kind(t: torch.Tensor) -> str:
     return "floating" if t.is_floating_point() else "complex" if t.is_complex() else "integer"
 
@@ -136,11 +141,20 @@ def match_states(
     if problems:
         shown = problems[:40]
         more = f"; … and {len(problems) - 40} more" if len(problems) > 40 else ""
-        only_names = strict and tolerable == len(problems)
+        renamed = _renamed(expected, states)
+        only_names = strict and tolerable == len(problems) and not renamed
+        hint = "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans)"
+        if renamed:
+            # --no-strict would fill these from the model's random init: never suggest it for renamed tensors
+            old, new = renamed[0]
+            hint += (
+                f"; {len(renamed)} tensors look renamed (the same shape under another name, e.g. {old} in the file, "
+                f"{new} in the model): saved by other code than the model's? A Hugging Face model is read right "
+                "from its save_pretrained folder (with config.json)"
+            )
         raise ModelError(
             f"the model does not match the checkpoints ({len(problems)} problems): " + "; ".join(shown) + more,
-            hint="check --model and --model-arg (e.g. width, num_classes, in_channels)"
-            + ("; --no-strict tolerates missing and unexpected tensors" if only_names else ""),
+            hint=hint + ("; --no-strict tolerates missing and unexpected tensors" if only_names else ""),
         )
     ignored: dict[str, tuple[str, ...]] = {}
     for label, tensors in states.items():
@@ -155,7 +169,47 @@ def match_states(
             else:
                 tensors[k] = expected[k].detach().clone()
                 filled[label][k] = "the model's own value"
+    _check_filled_share(expected, filled)
     return StateMatch(states, tied, filled, ignored, dtype_counts(expected))
+
+
+def _renamed(
+    expected: Mapping[str, torch.Tensor], states: Mapping[str, Mapping[str, torch.Tensor]]
+) -> list[tuple[str, str]]:
+    """(name in the file, name in the model) for each missing tensor that an unexpected one of the same shape
+    (and the nearest name among those) could be: tensors stored under other names, not absent."""
+    pairs: list[tuple[str, str]] = []
+    for tensors in states.values():
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        for k in missing:
+            same = [u for u in unexpected if tensors[u].shape == expected[k].shape]
+            if same:
+                close = difflib.get_close_matches(k, same, n=1, cutoff=0.0)
+                pairs.append((close[0] if close else same[0], k))
+        if pairs:
+            break
+    return pairs
+
+
+def _check_filled_share(expected: Mapping[str, torch.Tensor], filled: Mapping[str, Mapping[str, str]]) -> None:
+    """Refuse a --no-strict scan whose checkpoint would be more than MAX_FILLED_SHARE the model's own values.
+
+    Raises:
+        ModelError: listing the tensors that would be filled.
+    """
+    total = sum(t.numel() for t in expected.values() if t.is_floating_point()) or 1
+    for label, where in filled.items():
+        own = sorted(k for k, v in where.items() if v == "the model's own value")
+        share = sum(expected[k].numel() for k in own if expected[k].is_floating_point()) / total
+        if share > MAX_FILLED_SHARE:
+            shown = ", ".join(own[:12]) + (", …" if len(own) > 12 else "")
+            raise ModelError(
+                f"--no-strict would fill {len(own)} tensors of {label}, {share:.0%} of the model's values, from the "
+                f"model's random initialization, so the scan would measure mostly a random network: {shown}",
+                hint=f"--no-strict tolerates a few missing tensors (at most {MAX_FILLED_SHARE:.0%} of the values); "
+                "check that the checkpoint belongs to this model (`interpscan inspect` lists its tensors)",
+            )
 
 
 def check_against(model: nn.Module, checkpoints: Mapping[str, Mapping[str, torch.Tensor]]) -> None:

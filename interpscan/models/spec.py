@@ -30,7 +30,8 @@ from torch import nn
 
 from ..errors import ModelError, UsageError
 from ..usercode import load_callable
-from .zoo import ZOO, ZooCandidate, detect_zoo_model, find_tensor, infer_zoo_args, on_meta, zoo_candidates
+from .hubs import hub_args, suggestions, torchvision_model
+from .zoo import ZOO, ZooCandidate, detect_zoo_model, infer_zoo_args, on_meta, zoo_candidates
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
@@ -40,7 +41,12 @@ HUBS = ("torchvision", "timm")
 # these kinds is built only when the user names it with --model or passes --trust-recorded-code.
 CODE_KINDS = ("file", "module")
 # Kinds of ModelSpec for a checkpoint that brings its own forward pass (never parsed from user input).
-OWN_FORWARD = {"torchscript": "TorchScript archive", "torch-export": "torch.export program", "pickle": "pickled module"}
+OWN_FORWARD = {
+    "torchscript": "TorchScript archive",
+    "torch-export": "torch.export program",
+    "pickle": "pickled module",
+    "transformers": "transformers model built from config.json",
+}
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,13 @@ def _hub_factory(spec: ModelSpec) -> Callable[..., Any]:
             f"model {spec.text!r} needs the {package} package, which is not installed ({exc})",
             hint=f"pip install {package} (optional: interpscan itself never needs it)",
         ) from exc
+    except Exception as exc:  # a broken install (a wheel built for another torch) raises anything: one line
+        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise ModelError(
+            f"model {spec.text!r} needs the {package} package, which is installed but fails to import: "
+            f"{type(exc).__name__}: {text}",
+            hint=f"reinstall {package} in a version built for this torch ({torch.__version__})",
+        ) from exc
     names = [str(n) for n in module.list_models()]
     if spec.factory.split(".")[0] not in names:  # timm names may carry a ".tag" for pretrained variants
         close = difflib.get_close_matches(spec.factory, names, n=3, cutoff=0.5)
@@ -131,7 +144,7 @@ def _hub_factory(spec: ModelSpec) -> Callable[..., Any]:
             hint=f"{package}'s list_models() names them",
         )
     if package == "torchvision":
-        return functools.partial(module.get_model, spec.factory, weights=None)
+        return functools.partial(torchvision_model, module.get_model, spec.factory)
     return functools.partial(module.create_model, spec.factory, pretrained=False)
 
 
@@ -264,22 +277,19 @@ def _check_size(spec: ModelSpec, factory: Callable[..., Any]) -> None:
 
 def inferred_args(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Architecture arguments a checkpoint's shapes imply for ``spec``: all of a zoo model's (widths, input
-    channels, class count), the class count for torchvision and timm models, nothing for user factories."""
+    channels, class count), the class count and input channels for torchvision and timm models (hubs.hub_args),
+    nothing for user factories."""
     if spec.kind == "zoo":
         return infer_zoo_args(spec.target, tensors)
     if spec.kind not in HUBS:
         return {}
     try:
         model = on_meta(_hub_factory(spec), {})
+    except ModelError:
+        raise
     except Exception:  # the factory itself reports its problems when the model is built for real
         return {}
-    heads = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if heads:
-        name, head = heads[-1]
-        weight = find_tensor(tensors, f"{name}.weight")
-        if weight is not None and weight.dim() == 2 and int(weight.shape[0]) != head.out_features:
-            return {"num_classes": int(weight.shape[0])}
-    return {}
+    return hub_args(spec.kind, model, tensors)
 
 
 def _same_model(given: ModelSpec, recorded: ModelSpec) -> bool:
@@ -453,12 +463,36 @@ def resolve_model(
             if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
                 module = copy.deepcopy(module).float()  # evaluated in float32, like every other model
             spec = ModelSpec(kind, ckpt.info.path, None, {})
-            return ResolvedModel(module.eval(), spec, f"the forward the {OWN_FORWARD[kind]} carries", "checkpoint")
+            origin = f"the forward the {OWN_FORWARD[kind]} carries"
+            if kind == "transformers":
+                architecture = ckpt.info.metadata[kind]["architecture"]
+                origin = f"transformers' {architecture}, built from {ckpt.info.path}'s config.json"
+            return ResolvedModel(module.eval(), spec, origin, "checkpoint")
     if final.model_spec is not None or init.model_spec is not None:
         spec, origin = model_spec_for(None, model_args, final, init, trust_recorded_code=trust_recorded_code)
         return ResolvedModel(build_model(spec), spec, origin, "recorded")
+    if not any(c.exact for c in zoo_candidates(final.tensors)):
+        _refuse_with_suggestion(final)
     match = detect_zoo_model(final.tensors, f"the final checkpoint {final.info.path}")
     return _detected(match, model_args)
+
+
+def _refuse_with_suggestion(ckpt: Checkpoint) -> None:
+    """No zoo model fits: name the timm or torchvision model the checkpoint is, when one is (hubs.suggestions).
+
+    Raises:
+        ModelError: with ``--model timm:ARCH`` / ``torchvision:NAME`` as the hint, when there is a suggestion.
+    """
+    found = suggestions(ckpt.tensors, ckpt.info.metadata)
+    if not found:
+        return
+    why = "records timm's architecture" if found[0].startswith("timm:") else "has exactly the layout of"
+    raise ModelError(
+        f"no --model given; the final checkpoint {ckpt.info.path} {why} {found[0].partition(':')[2]}",
+        hint=f"pass --model {found[0]}"
+        + (f" (or {', '.join(found[1:])})" if found[1:] else "")
+        + "; classes and input channels are read off the checkpoint",
+    )
 
 
 def _detected(match: ZooCandidate, model_args: Mapping[str, Any]) -> ResolvedModel:
@@ -516,6 +550,7 @@ def identify(ckpt: Checkpoint) -> dict[str, Any]:
         "args": {},
         "code": False,
         "closest": [c.describe() for c in candidates[:3] if c.matching],
+        "suggested": suggestions(ckpt.tensors, ckpt.info.metadata),  # --model values: timm:ARCH, torchvision:NAME
     }
 
 
