@@ -25,6 +25,7 @@ from torch import nn
 from . import __version__
 from .data import Split, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
+from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, has_running_stats, scan_points
 from .errors import DataError, UsageError
@@ -122,7 +123,8 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a caller is told while a scan runs, where it resumes from, and the command line for run.json."""
+    """What a caller is told while a scan runs, where it resumes from, the command line for run.json, and the
+    process's rank among the processes of one scan (torchrun; distributed.py)."""
 
     progress: Progress | None = None  # (point, batch) evaluations as they finish
     log: Log | None = None  # one-line messages: what was chosen, downloaded, filled
@@ -130,6 +132,7 @@ class Hooks:
     resume: ScanSnapshot | None = None
     on_batch: Callable[[ScanSnapshot], None] | None = None
     command: Sequence[str] | None = None
+    world: World = field(default_factory=World)
 
 
 def scan(
@@ -232,17 +235,19 @@ def run_scan(
     resume: ScanSnapshot | None = None,
     on_batch: Callable[[ScanSnapshot], None] | None = None,
     command: Sequence[str] | None = None,
+    world: World | None = None,
 ) -> ScanResult:
     """``scan`` from the command line's names (ScanConfig): what ``interpscan run`` does, minus the files.
 
     ``on_batch`` receives a resumable snapshot after every finished batch; ``resume`` continues from one (it must
     come from the same scan: same inputs, points and options, checked by fingerprint). ``command`` is recorded in
-    run.json.
+    run.json. ``world``: this process's rank when several run the scan (torchrun, with the process group
+    joined: distributed.joined); each evaluates its share, and every rank returns the whole result.
 
     Raises:
         InterpscanError: any problem with the inputs, before compute starts where it can be known.
     """
-    hooks = Hooks(progress, log, download_progress, resume, on_batch, command)
+    hooks = Hooks(progress, log, download_progress, resume, on_batch, command, world or World())
     return _scan(config.model, config.init, config.final, config.data, config, config.read, hooks)
 
 
@@ -326,7 +331,7 @@ def _plan(
     model (no data is read before they are known to fit together), the groups and the strategy, then the data,
     the BN policy and its calibration data."""
     say = hooks.log or (lambda _msg: None)
-    device = resolve_device(options.device)
+    device = rank_device(hooks.world, resolve_device(options.device))
     objective = parse_objective(options.loss)
     weights = resolve_weights(model, init, final, read)
     for note in weights.matched.notes():
@@ -441,7 +446,7 @@ def _model_digest(model: ResolvedModel) -> str | None:
     return _source_digest(type(model.model))
 
 
-def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
+def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Hooks) -> str:
     """Everything the numbers depend on, by content (the checkpoints' and the data's bytes, the source files of
     the model and the loss): a partial scan resumes only into the scan that saved it, even when a file was
     replaced by another of the same name and size."""
@@ -468,6 +473,8 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
                     options.loss,
                     str(plan.device),
                 ],
+                # each rank's partial scan holds its own share
+                "world": [hooks.world.rank, hooks.world.size] if hooks.world.size > 1 else None,
             },
             sort_keys=True,
             default=str,
@@ -490,7 +497,9 @@ def _scan(
     plan = _plan(model, init, final, data, options, read, hooks, calibration)
     if hooks.log is not None:
         hooks.log(_summary_line(plan, options))
-    fingerprint = _fingerprint(plan, options, read) if hooks.resume is not None or hooks.on_batch is not None else ""
+    fingerprint = (
+        _fingerprint(plan, options, read, hooks) if hooks.resume is not None or hooks.on_batch is not None else ""
+    )
     if hooks.resume is not None and hooks.resume.fingerprint != fingerprint:
         raise UsageError(
             "the partial scan saved in the output directory was made with other inputs or options",
@@ -509,6 +518,7 @@ def _scan(
         objective=plan.objective,
         resume=hooks.resume.engine if hooks.resume is not None else None,
         on_batch=None if on_batch is None else lambda snap: on_batch(ScanSnapshot(fingerprint, snap)),
+        world=hooks.world,
     )
     for name, count in report.ignored.items():
         w = (
@@ -636,6 +646,7 @@ def _manifest(
             "dtype": report.dtype,
             "unique_points": report.unique_points,
             "calibration_batches": report.calibration_batches,
+            "processes": hooks.world.size,
         },
         "warnings": plan.warnings,
         "timings": {
