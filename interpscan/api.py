@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data import Split, check_normalize
+from .data import Split, Transform, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
 from .distributed import World, rank_device
 from .download import DownloadProgress
@@ -73,9 +73,14 @@ class ScanConfig(ScanOptions):
     unsafe_pickle: bool = False
     strict: bool = True
     trust_recorded_code: bool = False
+    workers: int | None = None
+    resize: int | None = None
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        Transform(self.resize, self.crop)  # checked here, with the rest, before any file is read
+        _ = self.read
         object.__setattr__(self, "init", check_path(self.init, "INIT"))
         object.__setattr__(self, "final", check_path(self.final, "FINAL"))
         check_path(self.data, "--data")  # a name, or a file or folder
@@ -361,6 +366,8 @@ def _plan(
         download=read.download,
         keys=read.data_keys,
         normalize=read.normalize,
+        transform=Transform(read.resize, read.crop),
+        workers=read.workers,
         calibration=calibration,
         progress=hooks.download,
         log=say,
@@ -461,7 +468,7 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Ho
                 "model": [plan.weights.model.spec.to_json(), _model_digest(plan.weights.model)],
                 "loss": _source_digest(inspect.unwrap(plan.objective.per_sample)),
                 "calibration": _split_digest(calib),
-                "data": [plan.data.name, plan.data.normalization, data],
+                "data": [plan.data.name, plan.data.normalization, data, read.resize, read.crop],
                 "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
                 "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
                 "engine": [
@@ -607,6 +614,7 @@ def _manifest(
             "name": plan.data.name,
             "kind": plan.data.kind,
             "location": plan.data.location,
+            "transform": {"resize": read.resize, "crop": read.crop} if read.resize or read.crop else None,
             "normalization": plan.data.normalization,
             "seed": options.seed,
             "splits": {

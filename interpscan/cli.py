@@ -327,7 +327,8 @@ def run(
         typer.Option(
             "--data",
             "-d",
-            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled), a "
+            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled; imagenet "
+            "is found under --data-root, never downloaded), a "
             "tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one sub-folder "
             "per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
             rich_help_panel=_DATA,
@@ -374,6 +375,26 @@ def run(
             rich_help_panel=_DATA,
         ),
     ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="DataLoader worker processes decoding a streamed image folder \\[default: the cores less one, at "
+            "most 8, shared among torchrun's processes on a node].",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    resize: Annotated[
+        int | None,
+        typer.Option(
+            help="Image folders: resize the shorter side to this many pixels, then --crop; the folder streams "
+            "(--data imagenet: 256).",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(help="Image folders: centre crop to N × N pixels (--data imagenet: 224).", rich_help_panel=_DATA),
+    ] = None,
     loss: Annotated[
         str,
         typer.Option(
@@ -528,6 +549,9 @@ def run(
         unsafe_pickle=unsafe_pickle,
         strict=strict,
         trust_recorded_code=trust_recorded_code,
+        workers=workers,
+        resize=resize,
+        crop=crop,
     )
     world = world_from_env()
     quiet = quiet or not world.leader  # rank 0 alone shows progress and the summary
