@@ -196,6 +196,11 @@ class ImageStream:
         chosen = range(n) if select is None else range(select.start * batch_size, min(select.stop * batch_size, n))
         if not len(chosen):
             return
+        for b in range(chosen.start, chosen.stop, batch_size):  # before any worker decodes them
+            part = [p for p, _ in self.files.files[b : min(b + batch_size, n)]]
+            whole = len(part) == n
+            where = f"{len(part)} images in the {self.name} split" + ("" if whole else f", batch {b // batch_size}")
+            check_batch(part, f"{self.where} ({where})")
         loader = DataLoader(
             Subset(self.files, chosen),
             batch_size=batch_size,
@@ -226,23 +231,29 @@ def stream_choice(count: int, first_size: tuple[int, int], grey: bool, transform
     return None
 
 
-def is_grey(files: Sequence[Path]) -> bool:
-    """Whether a folder's images are grey, from the headers of its first HEADERS_SAMPLED images."""
+def _headers(files: Sequence[Path]) -> list[tuple[str, tuple[int, int]]]:
+    """(mode, (width, height)) of each image, from its header, with the resident path's checks (a regular file,
+    not a decompression bomb, pixels of a known range)."""
+    from .user import image_header
+
     image = _pillow()
-    modes = []
-    for path in files[:HEADERS_SAMPLED]:
-        try:
-            with image.open(path) as im:
-                modes.append(str(im.mode))
-        except Exception as exc:
-            raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
-    return bool(modes) and all(m in GREY_MODES for m in modes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", image.DecompressionBombWarning)
+        return [image_header(image, path) for path in files]
 
 
-def first_size(path: Path) -> tuple[int, int]:
-    """(width, height) of one image, from its header."""
-    with _pillow().open(path) as im:
-        return int(im.size[0]), int(im.size[1])
+def check_batch(files: Sequence[Path], what: str) -> None:
+    """Refuse a batch whose images declare more pixels than their files' sizes allow (files.check_expansion):
+    the bound the resident path sets on a whole split, set here on what is decoded at once.
+
+    Raises:
+        DataError: too many pixels, or an image the header check refuses.
+    """
+    from ..files import check_expansion
+
+    headers = _headers(files)
+    declared = sum(w * h * (1 if mode in GREY_MODES else 3) for mode, (w, h) in headers)
+    check_expansion(what, declared, sum(p.stat().st_size for p in files), DataError)
 
 
 def open_imagenet(root: Path | None) -> DataSource:
@@ -294,8 +305,9 @@ def stream_split(
     transform = transform or source.transform or Transform()
     if not files:
         return None
-    grey = is_grey([p for p, _ in files])
-    reason = stream_choice(len(files), first_size(files[0][0]), grey, transform)
+    sampled = _headers([p for p, _ in files[:HEADERS_SAMPLED]])
+    grey = all(mode in GREY_MODES for mode, _ in sampled)
+    reason = stream_choice(len(files), sampled[0][1], grey, transform)
     if reason is None:
         return None
     idx = subset_indices(len(files), samples, seed)
@@ -303,5 +315,5 @@ def stream_split(
     if indices is not None:
         files = [files[i] for i in indices]
     workers = default_workers() if workers is None else workers
-    stream = ImageStream(split, ImageFiles(files, grey, transform), normalization, workers, indices, f"{source.name}")
+    stream = ImageStream(split, ImageFiles(files, grey, transform), normalization, workers, indices, source.location)
     return stream, reason

@@ -232,7 +232,7 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La"})
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})  # 16-bit grey, read as values / 65535
 
 
-def _image_header(image: Any, path: Path) -> tuple[str, tuple[int, int]]:
+def image_header(image: Any, path: Path) -> tuple[str, tuple[int, int]]:
     """(mode, (width, height)) from an image file's header, without decoding its pixels."""
     check_regular(path, DataError, what="image")
     try:
@@ -289,7 +289,7 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
         with warnings.catch_warnings():
             # Pillow warns per image past 89M pixels; the bound over the whole split below replaces that
             warnings.simplefilter("ignore", image.DecompressionBombWarning)
-            opened = [_image_header(image, path) for path, _ in files]
+            opened = [image_header(image, path) for path, _ in files]
         grey = all(mode in _GREY_MODES or mode in _DEEP_MODES for mode, _ in opened)
         deep = any(mode in _DEEP_MODES for mode, _ in opened)
         sizes = sorted({size for _, size in opened})
