@@ -4,7 +4,7 @@
 #     bash benchmarks/gpu_check.sh                  # from the repository root; writes into ${OUT:-.}
 #
 # as the device call's command, e.g. run(command="PYTHONUNBUFFERED=1 bash benchmarks/gpu_check.sh",
-# timeout_s=560): the steps' limits add up to 530 s; on an H200 (2026-11-30) steps 1-4 ran in 165 s
+# timeout_s=590): the steps' limits add up to 560 s; on an H200 (2026-11-30) steps 1-4 ran in 165 s
 # (benchmarks/README.md has the numbers); step 5 has not run on a GPU yet (estimated at 2-3 minutes from the
 # FLOPs; its limit is 200 s). It installs nothing: the device image's python3 has
 # torch, numpy and pytest, and interpscan is imported from this checkout (PYTHONPATH). Steps, each under its own
@@ -18,10 +18,13 @@
 #      strategy -> $OUT/results-cuda-60k.csv;
 #   5. paper: the seed paper's figure at full size (bench.py --preset paper: ResNet-18, vary-all + 5 groups,
 #      21 α, recompute), batched and prefix-batched against the floor and the naive loop
-#      -> $OUT/results-cuda-paper.csv.
+#      -> $OUT/results-cuda-paper.csv;
+#   6. torchrun: `interpscan run` under `torchrun --standalone --nproc-per-node 1` on the GPU (the rank's device
+#      from LOCAL_RANK) against the plain run, results.csv equal to 1e-6 -> $OUT/torchrun/. One GPU runs one
+#      rank: NCCL's reductions need two GPUs (tests/test_distributed.py checks the reductions with gloo on CPU).
 # Everything printed is also in $OUT/gpu_check.log. Exit status: 0 when every step passed, else 1.
 # Environment: PYTHON (default python3), OUT (default .), BENCH_ARGS (extra options for every benchmark run),
-# STEPS (default tests,cuda,60k,paper: the steps to run), REPEAT (default 2: best of, in step 3).
+# STEPS (default tests,cuda,60k,paper,torchrun: the steps to run), REPEAT (default 2: best of, in step 3).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +35,7 @@ py="${PYTHON:-python3}"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 read -r -a extra <<<"${BENCH_ARGS:-}"
-steps="${STEPS:-tests,cuda,60k,paper}"
+steps="${STEPS:-tests,cuda,60k,paper,torchrun}"
 repeat="${REPEAT:-2}"
 exec > >(tee "$out/gpu_check.log") 2>&1
 tee_pid=$!
@@ -76,7 +79,7 @@ elif [ "${#gpu_files[@]}" -eq 0 ]; then
     echo "== tests marked gpu: no test file has a gpu marker yet"
 else
     # exit 5 is pytest's 'no tests collected'
-    ALLOW=5 step "tests marked gpu" 60 "$py" -m pytest -m gpu -q -p no:cacheprovider "${gpu_files[@]}"
+    ALLOW=5 step "tests marked gpu" 45 "$py" -m pytest -m gpu -q -p no:cacheprovider "${gpu_files[@]}"
 fi
 
 if wanted cuda; then
@@ -97,6 +100,20 @@ if wanted paper; then
     step "benchmark, the paper's figure" 200 \
         "$py" benchmarks/bench.py --device cuda --preset paper --strategies batched,prefix-batched \
         --csv "$out/results-cuda-paper.csv" "${extra[@]}"
+fi
+
+# the demo's checkpoints on the bundled data, groups and recompute: once plainly, once under torchrun
+if wanted torchrun; then
+    scan=(run tests/golden/init.pt tests/golden/final.pt --device cuda --bn recompute --groups @top --alphas 11 --no-html
+        -q --force)
+    compare='import sys, pandas as pd
+a, b = (pd.read_csv(f"{sys.argv[1]}/{d}/results.csv") for d in ("one", "torchrun"))
+worst = float(((a["loss"] - b["loss"]).abs() / a["loss"].abs()).max())
+print(f"largest relative difference of a loss: {worst:.1e}")
+sys.exit(0 if worst <= 1e-6 and len(a) == len(b) else 1)'
+    step "torchrun, one GPU" 45 bash -c '"$1" -m interpscan "${@:4}" --out "$2/one" &&
+        "$1" -m torch.distributed.run --standalone --nproc-per-node 1 -m interpscan "${@:4}" --out "$2/torchrun" &&
+        "$1" -c "$3" "$2"' _ "$py" "$out/torchrun" "$compare" "${scan[@]}"
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data import Split, check_normalize
+from .data import Split, Transform, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
+from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import (
     EngineOptions,
@@ -85,9 +86,14 @@ class ScanConfig(ScanOptions):
     unsafe_pickle: bool = False
     strict: bool = True
     trust_recorded_code: bool = False
+    workers: int | None = None
+    resize: int | None = None
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        Transform(self.resize, self.crop)  # checked here, with the rest, before any file is read
+        _ = self.read
         object.__setattr__(self, "init", check_path(self.init, "INIT"))
         object.__setattr__(self, "final", check_path(self.final, "FINAL"))
         object.__setattr__(self, "onward", tuple(check_path(c, "CHECKPOINT") for c in self.onward))
@@ -136,7 +142,8 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a caller is told while a scan runs, where it resumes from, and the command line for run.json."""
+    """What a caller is told while a scan runs, where it resumes from, the command line for run.json, and the
+    process's rank among the processes of one scan (torchrun; distributed.py)."""
 
     progress: Progress | None = None  # (point, batch) evaluations as they finish
     log: Log | None = None  # one-line messages: what was chosen, downloaded, filled
@@ -144,6 +151,7 @@ class Hooks:
     resume: ScanSnapshot | None = None
     on_batch: Callable[[ScanSnapshot], None] | None = None
     command: Sequence[str] | None = None
+    world: World = field(default_factory=World)
 
 
 def scan(
@@ -279,17 +287,19 @@ def run_scan(
     resume: ScanSnapshot | None = None,
     on_batch: Callable[[ScanSnapshot], None] | None = None,
     command: Sequence[str] | None = None,
+    world: World | None = None,
 ) -> ScanResult:
     """``scan`` from the command line's names (ScanConfig): what ``interpscan run`` does, minus the files.
 
     ``on_batch`` receives a resumable snapshot after every finished batch; ``resume`` continues from one (it must
     come from the same scan: same inputs, points and options, checked by fingerprint). ``command`` is recorded in
-    run.json.
+    run.json. ``world``: this process's rank when several run the scan (torchrun, with the process group
+    joined: distributed.joined); each evaluates its share, and every rank returns the whole result.
 
     Raises:
         InterpscanError: any problem with the inputs, before compute starts where it can be known.
     """
-    hooks = Hooks(progress, log, download_progress, resume, on_batch, command)
+    hooks = Hooks(progress, log, download_progress, resume, on_batch, command, world or World())
     path = [config.init, config.final, *config.onward]
     return _scan(config.model, path, config.data, config, config.read, hooks)
 
@@ -382,7 +392,7 @@ def _plan(
     model (no data is read before they are known to fit together), the groups and the strategy, then the data,
     the BN policy and its calibration data."""
     say = hooks.log or (lambda _msg: None)
-    device = resolve_device(options.device)
+    device = rank_device(hooks.world, resolve_device(options.device))
     objective = parse_objective(options.loss)
     weights = resolve_weights(model, path[0], path[1], read, onward=path[2:], random_seed=options.random_init)
     if objective is CROSS_ENTROPY and model_task(weights.model.model) == Task.CAUSAL_LM:
@@ -413,6 +423,8 @@ def _plan(
         download=read.download,
         keys=read.data_keys,
         normalize=read.normalize,
+        transform=Transform(read.resize, read.crop),
+        workers=read.workers,
         calibration=calibration,
         progress=hooks.download,
         log=say,
@@ -498,7 +510,7 @@ def _model_digest(model: ResolvedModel) -> str | None:
     return _source_digest(type(model.model))
 
 
-def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
+def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Hooks) -> str:
     """Everything the numbers depend on, by content (the checkpoints' and the data's bytes, the source files of
     the model and the loss): a partial scan resumes only into the scan that saved it, even when a file was
     replaced by another of the same name and size."""
@@ -513,7 +525,7 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
                 "model": [plan.weights.model.spec.to_json(), _model_digest(plan.weights.model)],
                 "loss": _source_digest(inspect.unwrap(plan.objective.per_sample)),
                 "calibration": _split_digest(calib),
-                "data": [plan.data.name, plan.data.normalization, data],
+                "data": [plan.data.name, plan.data.normalization, data, read.resize, read.crop],
                 "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
                 "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
                 "refine": options.refine,
@@ -526,6 +538,8 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
                     options.loss,
                     str(plan.device),
                 ],
+                # each rank's partial scan holds its own share
+                "world": [hooks.world.rank, hooks.world.size] if hooks.world.size > 1 else None,
             },
             sort_keys=True,
             default=str,
@@ -547,7 +561,9 @@ def _scan(
     plan = _plan(model, path, data, options, read, hooks, calibration)
     if hooks.log is not None:
         hooks.log(_summary_line(plan, options))
-    fingerprint = _fingerprint(plan, options, read) if hooks.resume is not None or hooks.on_batch is not None else ""
+    fingerprint = (
+        _fingerprint(plan, options, read, hooks) if hooks.resume is not None or hooks.on_batch is not None else ""
+    )
     if hooks.resume is not None and hooks.resume.fingerprint != fingerprint:
         raise UsageError(
             "the partial scan saved in the output directory was made with other inputs or options",
@@ -665,6 +681,7 @@ class _Stages:
             objective=plan.objective,
             resume=resume,
             on_batch=keep if on_batch is not None else None,
+            world=self.hooks.world,
         )
         if latest:
             self.finished.append(latest[0])
@@ -756,6 +773,7 @@ def _manifest(
             "name": plan.data.name,
             "kind": plan.data.kind,
             "location": plan.data.location,
+            "transform": {"resize": read.resize, "crop": read.crop} if read.resize or read.crop else None,
             "normalization": plan.data.normalization,
             "seed": options.seed,
             "splits": {
@@ -804,6 +822,7 @@ def _manifest(
             "dtype": report.dtype,
             "unique_points": report.unique_points,
             "calibration_batches": report.calibration_batches,
+            "processes": hooks.world.size,
         },
         "warnings": plan.warnings,
         "timings": {

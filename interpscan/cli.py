@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import InterpscanError, Interrupted, UsageError
+from .errors import InterpscanError, Interrupted, Stopped, UsageError
 from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, Mode, Strategy
 
 if TYPE_CHECKING:
@@ -369,7 +369,8 @@ def run(
         typer.Option(
             "--data",
             "-d",
-            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled), a "
+            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled; imagenet "
+            "is found under --data-root, never downloaded), a "
             "tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one sub-folder "
             "per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
             rich_help_panel=_DATA,
@@ -416,6 +417,26 @@ def run(
             rich_help_panel=_DATA,
         ),
     ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="DataLoader worker processes decoding a streamed image folder \\[default: the cores less one, at "
+            "most 8, shared among torchrun's processes on a node].",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    resize: Annotated[
+        int | None,
+        typer.Option(
+            help="Image folders: resize the shorter side to this many pixels, then --crop; the folder streams "
+            "(--data imagenet: 256).",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(help="Image folders: centre crop to N × N pixels (--data imagenet: 224).", rich_help_panel=_DATA),
+    ] = None,
     loss: Annotated[
         str,
         typer.Option(
@@ -548,9 +569,12 @@ def run(
     ] = False,
 ) -> None:
     """Scan the straight line between two checkpoints (or the path through several, segment by segment); write
-    results.csv, summary.csv, run.json, results.html."""
+    results.csv, summary.csv, run.json, results.html.
+
+    Under torchrun every process evaluates a share of the data; rank 0 alone prints and writes."""
     from .api import ScanConfig, run_scan
     from .data import parse_data_keys, parse_samples
+    from .distributed import joined, world_from_env
     from .models import parse_model_args
     from .options import check_path
     from .rundir import RunDirectory
@@ -596,27 +620,40 @@ def run(
         unsafe_pickle=unsafe_pickle,
         strict=strict,
         trust_recorded_code=trust_recorded_code,
+        workers=workers,
+        resize=resize,
+        crop=crop,
     )
-    with RunDirectory(out, force=force, resume=resume) as run_dir, _sigterm_as_interrupt():
-        _warm_up(page=html)
+    world = world_from_env()
+    quiet = quiet or not world.leader  # rank 0 alone shows progress and the summary
+    with (
+        _sigterm_as_interrupt(),
+        joined(world, config.device),
+        RunDirectory(out, force=force, resume=resume, world=world) as run_dir,
+    ):
+        if world.leader:
+            _warm_up(page=html)
         try:
             with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
                 result = run_scan(
                     config,
                     progress=progress,
-                    log=_say_warning if quiet else _say,
+                    log=(_say_warning if quiet else _say) if world.leader else None,
                     download_progress=fetching,
                     resume=run_dir.partial,
                     on_batch=run_dir.keep,
                     command=sys.argv,
+                    world=world,
                 )
         except KeyboardInterrupt:
+            stopped = "interrupted" if world.size == 1 else "stopped (interrupted, or torchrun ended the processes)"
             if run_dir.flush():
+                where = run_dir.saver.path if world.size == 1 else run_dir.path
                 raise Interrupted(
-                    f"interrupted; the finished batches are saved in {run_dir.saver.path}",
+                    f"{stopped}; the finished batches are saved in {where}",
                     hint="continue with the same command plus --resume",
                 ) from None
-            raise Interrupted("interrupted before any batch finished; nothing to save") from None
+            raise Interrupted(f"{stopped} before any batch finished; nothing to save") from None
         paths = run_dir.write(result, html=html)
     if not quiet:
         _summary_table(
@@ -1032,6 +1069,12 @@ def _unforeseen(exc: BaseException) -> tuple[str, str]:
     )
 
 
+def _follower_rank() -> str | None:
+    """This process's rank under torchrun, when it is not rank 0 (which reports as a single process does)."""
+    rank = os.environ.get("RANK", "0")
+    return None if rank in ("", "0") or "WORLD_SIZE" not in os.environ else rank
+
+
 def main() -> None:
     """Console entry point: the one place where InterpscanError and the parser's usage errors become one line
     (plus a hint) and an exit code."""
@@ -1045,9 +1088,13 @@ def main() -> None:
     except InterpscanError as exc:
         if os.environ.get("INTERPSCAN_DEBUG"):
             raise
-        err.print(Text.assemble(("error: ", "bold red"), exc.message), soft_wrap=True)
-        if exc.hint:
-            err.print(Text.assemble(("hint: ", "dim"), exc.hint), soft_wrap=True)
+        rank = _follower_rank()
+        # under torchrun rank 0 reports; another rank only its own failure, not that it stopped for another's
+        if rank is None or not isinstance(exc, (Stopped, Interrupted)):
+            prefix = "" if rank is None else f"rank {rank}: "
+            err.print(Text.assemble((f"{prefix}error: ", "bold red"), exc.message), soft_wrap=True)
+            if exc.hint and rank is None:
+                err.print(Text.assemble(("hint: ", "dim"), exc.hint), soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if type(exc).__name__ == "Abort":  # Ctrl-C while the parser ran

@@ -59,6 +59,16 @@ class RunError(InterpscanError, RuntimeError):
     exit_code = 1
 
 
+class LostContact(RunError):
+    """A process of a distributed scan (torchrun) lost its peers: one died, or a collective timed out. Whatever
+    each process had finished stays saved for --resume."""
+
+
+class Stopped(RunError):
+    """A process of a distributed scan stopped because another one failed, which reports the cause: this one
+    says nothing more."""
+
+
 class Interrupted(InterpscanError):
     """The user stopped the run (Ctrl-C, SIGTERM); what was finished is saved. Exit code 130, as for SIGINT."""
 

@@ -18,6 +18,7 @@ from torch import nn
 from .checkpoints import Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
 from .data import Batches, DataSource, Split, as_splits, load_split, open_data, parse_normalize, subset
 from .data.batches import Take, as_split, default_splits
+from .data.images import ImageStream, Transform, stream_split
 from .download import DownloadProgress
 from .errors import DataError, UsageError
 from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
@@ -231,20 +232,42 @@ def data_from_source(
     seed: int = 0,
     normalize: str = "auto",
     class_targets: bool = True,
+    transform: Transform | None = None,
+    workers: int | None = None,
+    log: Log | None = None,
 ) -> Data:
-    """Splits of a dataset read into memory (load_split), optionally seeded subsets, normalized."""
+    """Splits of a dataset read into memory (load_split), optionally seeded subsets, normalized; an image
+    folder's split streams instead when it is large or ``transform`` is given (data/images.py), decoded by
+    ``workers`` DataLoader processes."""
     normalization = parse_normalize(normalize, source)
     chosen = _pick(source.splits, splits, source.name)
-    loaded: list[Batches] = [
-        load_split(source, s, samples=samples, seed=seed, normalization=normalization, class_targets=class_targets)
-        for s in chosen
-    ]
+
+    def read(split: str, samples: int | None, seed: int) -> Split | ImageStream:
+        streamed = stream_split(
+            source,
+            split,
+            samples=samples,
+            seed=seed,
+            normalization=normalization,
+            transform=transform or Transform(),
+            workers=workers,
+        )
+        if streamed is not None:
+            if log is not None:
+                log(f"the {split} split of {source.name} streams ({streamed[1]}), {streamed[0].workers} workers")
+            return streamed[0]
+        return load_split(
+            source, split, samples=samples, seed=seed, normalization=normalization, class_targets=class_targets
+        )
+
+    loaded: list[Batches] = [read(s, samples, seed) for s in chosen]
 
     def calibration(n: int, seed: int) -> Batches:
         # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
-        train = load_split(
-            source, "train", samples=n, seed=seed + 1, normalization=normalization, class_targets=class_targets
-        )
+        train = read("train", n, seed + 1)
+        if isinstance(train, ImageStream):
+            train.indices = train.indices if train.indices is not None else tuple(range(len(train)))
+            return train
         return train if train.indices is not None else replace(train, indices=tuple(range(len(train))))
 
     return Data(
@@ -306,6 +329,8 @@ def resolve_data(
     calibration: Any = None,
     progress: DownloadProgress | None = None,
     log: Log | None = None,
+    transform: Transform | None = None,
+    workers: int | None = None,
 ) -> Data:
     """``data`` as a scan reads it: a dataset name, file, folder or factory (``--data``; found, downloaded and
     read into memory), a DataSource, or data in memory (tensors, Datasets, DataLoaders, iterables of batches, or
@@ -318,6 +343,14 @@ def resolve_data(
         data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
     if isinstance(data, DataSource):
         return data_from_source(
-            data, splits, samples=samples, seed=seed, normalize=normalize, class_targets=class_targets
+            data,
+            splits,
+            samples=samples,
+            seed=seed,
+            normalize=normalize,
+            class_targets=class_targets,
+            transform=transform,
+            workers=workers,
+            log=log,
         )
     return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration)

@@ -371,7 +371,7 @@ class ScanOptions:
 class ReadOptions:
     """How the inputs are read when they are named rather than given: the command line's ``--model-arg``,
     ``--key``, ``--unsafe-pickle``, ``--strict``, ``--trust-recorded-code``, ``--data-root``, ``--download``,
-    ``--data-keys`` and ``--normalize``."""
+    ``--data-keys``, ``--normalize``, and how image folders stream: ``--workers``, ``--resize``, ``--crop``."""
 
     model_args: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None  # dotted path to the tensors inside both checkpoint files (e.g. EMA weights)
@@ -382,8 +382,15 @@ class ReadOptions:
     download: bool = True  # fetch a named dataset that is not under data_root
     data_keys: tuple[str, str] | None = None  # INPUTS,TARGETS for tensor files and factories
     normalize: str = "auto"
+    workers: int | None = None  # DataLoader worker processes of a streamed image folder (None: from the cores)
+    resize: int | None = None  # the evaluation transform of image folders: shorter side, then centre crop
+    crop: int | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 256
+        ):
+            raise UsageError(f"--workers must be a whole number from 0 to 256, got {self.workers!r}")
         if self.key is not None and not (isinstance(self.key, str) and self.key.strip(". ")):
             raise UsageError(
                 f"--key {self.key!r} names no entry", hint="give a dotted path such as model_ema, or leave --key out"

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path, write_atomic
+from .distributed import World
 from .engine.snapshot import ScanSnapshot
-from .errors import Interrupted, OutputError
+from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped
 from .results import LoadedRun, json_safe
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
@@ -38,7 +39,7 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
         raise OutputError(f"output path {out} exists and is not a directory", hint="choose another --out")
     ours = (LOCK_NAME, STAGING_PREFIX)
     if out.is_dir() and any(not p.name.startswith(ours) for p in out.iterdir()) and not force:
-        if (out / PARTIAL_NAME).exists():
+        if any(out.glob(PARTIAL_NAME.removesuffix(".pt") + "*")):
             raise OutputError(
                 f"output directory {out} holds an interrupted scan",
                 hint="add --resume to finish it, or --force to start afresh",
@@ -265,12 +266,17 @@ def _write_error(out: Path, exc: OSError) -> OutputError:
 PARTIAL_NAME = ".interpscan-partial.pt"
 
 
+def partial_name(world: World) -> str:
+    """The partial scan's file name: one per rank when several processes scan (each keeps its own share)."""
+    return PARTIAL_NAME if world.size == 1 else f".interpscan-partial-rank{world.rank}-of-{world.size}.pt"
+
+
 class PartialSaver:
     """Keeps the latest resumable snapshot of a scan and writes it to ``out/.interpscan-partial.pt`` at most every
     ``every`` seconds (and on ``flush``), atomically, so an interrupted scan loses at most that much work."""
 
-    def __init__(self, out: Path, every: float | None = None) -> None:
-        self.path = out / PARTIAL_NAME
+    def __init__(self, out: Path, every: float | None = None, name: str = PARTIAL_NAME) -> None:
+        self.path = out / name
         self.every = float(os.environ.get("INTERPSCAN_SAVE_EVERY", "2")) if every is None else every
         self.latest: ScanSnapshot | dict[str, Any] | None = None
         self.written: ScanSnapshot | dict[str, Any] | None = None
@@ -304,17 +310,22 @@ class PartialSaver:
         self.path.unlink(missing_ok=True)
 
 
-def load_partial(out: Path) -> dict[str, Any]:
-    """The snapshot an interrupted scan left in ``out``.
+def load_partial(out: Path, name: str = PARTIAL_NAME) -> dict[str, Any]:
+    """The snapshot an interrupted scan left in ``out`` (``name``: the rank's own, under torchrun).
 
     Raises:
         OutputError: there is none, or it cannot be read.
     """
     import torch
 
-    path = out / PARTIAL_NAME
+    path = out / name
     if not path.is_file():
-        raise OutputError(f"nothing to resume in {out} (no {PARTIAL_NAME})", hint="run without --resume")
+        raise OutputError(
+            f"nothing to resume in {out} (no {name})",
+            hint="run without --resume"
+            if name == PARTIAL_NAME
+            else "resume with the number of processes of the interrupted run, or run without --resume",
+        )
     try:
         snapshot = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: torch raises several kinds
@@ -331,35 +342,57 @@ class RunDirectory:
     created and left empty is removed. ``keep`` and ``flush`` store the partial scan an interrupted run resumes
     from; ``write`` writes the run's files and drops the partial scan.
 
+    Under torchrun (``world`` of several ranks) rank 0 alone prepares, locks and writes the run's files; each
+    rank keeps its own partial scan there; every step one rank can fail is agreed on, so that the others stop
+    (``Stopped``) instead of waiting for it.
+
     Raises (on entry):
         OutputError: ``path`` is not a directory, is not empty (without ``force``), holds an interrupted scan
             (without ``resume`` or ``force``), or nothing to resume (with ``resume``); another run holds it.
     """
 
-    def __init__(self, path: Path, *, force: bool = False, resume: bool = False) -> None:
+    def __init__(self, path: Path, *, force: bool = False, resume: bool = False, world: World | None = None) -> None:
         self.path, self.force, self.resume = Path(path), force, resume
+        self.world = world or World()
         self.partial: ScanSnapshot | None = None
-        self.saver = PartialSaver(self.path)
+        self.saver = PartialSaver(self.path, name=partial_name(self.world))
         self._stack = ExitStack()
         self._created = False
 
     def __enter__(self) -> RunDirectory:
-        if self.resume:
-            self.partial = ScanSnapshot.from_state(load_partial(self.path))
-        self._created = not self.path.exists()
+        failed: InterpscanError | None = None
         try:
-            prepare_output_dir(self.path, force=self.force or self.resume)
-            self._stack.enter_context(output_lock(self.path))
-            for stale in self.path.glob(STAGING_PREFIX + "*"):  # a writer killed mid-write left it
-                shutil.rmtree(stale, ignore_errors=True)
+            if self.world.leader:
+                self._prepare()
+            if self.resume:
+                self.partial = ScanSnapshot.from_state(load_partial(self.path, self.saver.path.name))
+        except InterpscanError as exc:
+            failed = exc
         except BaseException:
-            self._remove_if_empty()
+            self._release()
             raise
+        if not self.world.all_ok(failed is None):
+            self._release()
+            raise failed or Stopped("another rank could not use the output directory")
         return self
 
+    def _prepare(self) -> None:
+        self._created = not self.path.exists()
+        prepare_output_dir(self.path, force=self.force or self.resume)
+        self._stack.enter_context(output_lock(self.path))
+        for stale in self.path.glob(STAGING_PREFIX + "*"):  # a writer killed mid-write left it
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def _release(self) -> None:
+        self._stack.close()
+        self._remove_if_empty()
+
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if kind is not None and not self.resume and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
-            self.saver.clear()  # a run that failed (bad data found mid-scan, ...) leaves nothing to resume
+        # a run that failed (bad data found mid-scan, ...) leaves nothing to resume; one that was interrupted or
+        # lost its peers keeps what it finished
+        kept = (Interrupted, KeyboardInterrupt, LostContact, Stopped)
+        if kind is not None and not self.resume and not isinstance(exc, kept):
+            self.saver.clear()
         self._stack.close()
         if kind is not None:
             self._remove_if_empty()
@@ -377,7 +410,16 @@ class RunDirectory:
         return self.saver.flush()
 
     def write(self, result: Any, *, html: bool = True) -> dict[str, Path]:
-        """results.csv, summary.csv, run.json (and results.html) of ``result``; the partial scan is removed."""
-        paths = write_outputs(result, self.path, html=html)
+        """results.csv, summary.csv, run.json (and results.html) of ``result``, by rank 0; then every rank's
+        partial scan is removed (kept when the files could not be written). Returns name -> path (rank 0's)."""
+        paths: dict[str, Path] = {}
+        failed: InterpscanError | None = None
+        if self.world.leader:
+            try:
+                paths = write_outputs(result, self.path, html=html)
+            except InterpscanError as exc:
+                failed = exc
+        if not self.world.all_ok(failed is None):
+            raise failed or Stopped("rank 0 could not write the run's files")
         self.saver.clear()
         return paths

@@ -170,3 +170,21 @@ def run_engine(model, start, end, points, splits, **kw):  # type: ignore[no-unty
 
     options = EngineOptions(**{k: kw.pop(k) for k in ENGINE_OPTIONS if k in kw})
     return scan_points(model, start, end, points, splits, options, **kw)
+
+
+def slow_main(seconds: float) -> str:
+    """A script running the real CLI (arguments after ``-c SCRIPT``) with every (point, batch) slowed by
+    ``seconds``, so that a signal always lands mid-scan however fast the machine is: a test never races the
+    scan's end."""
+    return f"""
+import sys, time
+import interpscan.engine.core as engine
+accumulate = engine._accumulate
+def slow(*args, **kwargs):
+    time.sleep({seconds})
+    return accumulate(*args, **kwargs)
+engine._accumulate = slow
+from interpscan.cli import main
+sys.argv = ["interpscan", *sys.argv[1:]]
+main()
+"""

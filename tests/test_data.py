@@ -662,7 +662,7 @@ def test_missing_tensor_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "suggestion"),
-    [("cifar-10", "cifar10"), ("fashion_mnist", "fashion-mnist"), ("imagenet", None), ("data.csv", None)],
+    [("cifar-10", "cifar10"), ("fashion_mnist", "fashion-mnist"), ("svhn", None), ("data.csv", None)],
 )
 def test_unknown_dataset(spec: str, suggestion: str | None) -> None:
     with pytest.raises(DataError) as exc:

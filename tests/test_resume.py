@@ -11,22 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, slow_main
 
-# The real CLI in a subprocess, with every (point, batch) slowed by 10 ms so that the signal always lands
-# mid-scan however fast the machine is: the test never races the scan's end.
-SLOW_MAIN = """
-import sys, time
-import interpscan.engine.core as engine
-accumulate = engine._accumulate
-def slow(*args, **kwargs):
-    time.sleep(0.01)
-    return accumulate(*args, **kwargs)
-engine._accumulate = slow
-from interpscan.cli import main
-sys.argv = ["interpscan", *sys.argv[1:]]
-main()
-"""
+SLOW_MAIN = slow_main(0.01)
 
 
 def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:

@@ -15,6 +15,7 @@ from ..errors import DataError, UsageError
 from ..usercode import is_callable_spec
 from .batches import Batches, Split, Stream, as_splits
 from .decoders import read_cifar_batch, read_idx
+from .images import ImageStream, Transform, open_imagenet
 from .named import (
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_FILES,
@@ -49,9 +50,11 @@ __all__ = [
     "STANDARD_NORMALIZATION",
     "Batches",
     "DataSource",
+    "ImageStream",
     "Normalization",
     "Split",
     "Stream",
+    "Transform",
     "as_splits",
     "check_normalize",
     "dataset_dirs",
@@ -80,8 +83,9 @@ def open_data(
     progress: DownloadProgress | None = None,
     log: Log | None = None,
 ) -> DataSource:
-    """Resolve ``--data``: a named dataset (NAMED_DATASETS), a tensor file (.pt, .pth, .npz, .safetensors), a
-    factory (``path/to/file.py:fn`` or ``package.module:fn``), or an image folder.
+    """Resolve ``--data``: a named dataset (NAMED_DATASETS; imagenet is found, never downloaded), a tensor file
+    (.pt, .pth, .npz, .safetensors), a factory (``path/to/file.py:fn`` or ``package.module:fn``), or an image
+    folder.
 
     Args:
         root: ``--data-root`` for named datasets; None for the default cache root.
@@ -97,6 +101,10 @@ def open_data(
         raise UsageError(
             "--data is empty", hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory"
         )
+    if spec == "imagenet":
+        if keys is not None:
+            raise UsageError(f"--data-keys applies to tensor files and factories, not to --data {spec}")
+        return open_imagenet(root)
     if spec in NAMED or spec == "fashion-mnist-small":
         if keys is not None:
             raise UsageError(f"--data-keys applies to tensor files and factories, not to --data {spec}")

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,10 @@ class Batches(Protocol):
         """The split's name (train, test, …)."""
         ...
 
-    def batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]: ...
+    def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
+        """The batches, or only those whose indices are in ``select`` (a range: a process's share, or what a
+        resumed scan has left)."""
+        ...
 
     def num_batches(self, batch_size: int) -> int | None:
         """How many batches ``batches`` yields, when known without reading them."""
@@ -82,10 +86,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+    def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
         x, y = to_device(self.inputs, device), self.targets.to(device)
-        for lo in range(0, len(self), batch_size):
-            sl = slice(lo, min(lo + batch_size, len(self)))
+        for b in select if select is not None else range(math.ceil(len(self) / batch_size)):
+            sl = slice(b * batch_size, min((b + 1) * batch_size, len(self)))
             yield slice_inputs(x, sl), y[sl]
 
     def num_batches(self, batch_size: int) -> int | None:
@@ -152,14 +156,21 @@ class Stream:
     def __repr__(self) -> str:
         return f"Stream({self.name!r}, {type(self.source).__name__})"
 
-    def _loader(self, batch_size: int) -> Iterable[Any]:
+    def _loader(self, batch_size: int, select: range | None) -> Iterable[Any]:
+        """The batches ``select`` names: a dataset's are read alone (a DataLoader over those examples); a loader's
+        or an iterable's are read in order, the others skipped."""
         if not _is_dataset(self.source):
-            return self.source  # type: ignore[no-any-return]
-        from torch.utils.data import DataLoader
+            if select is None:
+                return self.source  # type: ignore[no-any-return]
+            return itertools.islice(self.source, select.start, select.stop)
+        from torch.utils.data import DataLoader, Subset
 
-        return DataLoader(self.source, batch_size=batch_size, shuffle=False)
+        dataset = self.source
+        if select is not None:
+            dataset = Subset(dataset, range(select.start * batch_size, min(select.stop * batch_size, len(dataset))))
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
-    def batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+    def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
         if self.one_shot and self._read:
             raise UsageError(
                 f"data[{self.name!r}] is a one-shot iterator and was read already (the scan reads each split once, "
@@ -167,7 +178,8 @@ class Stream:
                 hint="pass a DataLoader, a Dataset or a list of batches, which can be read again",
             )
         self._read = True
-        for i, item in enumerate(self._loader(batch_size)):
+        first = select.start if select is not None else 0
+        for i, item in enumerate(self._loader(batch_size, select), first):
             inputs, targets = as_batch(item, f"data[{self.name!r}] batch {i}")
             yield to_device(inputs, device), targets.to(device, non_blocking=True)
 
@@ -186,17 +198,18 @@ class Take:
     def __init__(self, split: Batches, limit: int) -> None:
         self.split, self.limit, self.name = split, limit, split.name
 
-    def batches(self, batch_size: int, device: torch.device) -> Iterator[Batch]:
+    def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
         left = self.limit
-        for inputs, targets in self.split.batches(batch_size, device):
-            if left <= 0:
+        for b, (inputs, targets) in enumerate(self.split.batches(batch_size, device)):
+            if left <= 0 or (select is not None and b >= select.stop):
                 return
             n = batch_len(targets)
             if n > left:
                 inputs, targets = slice_inputs(inputs, slice(0, left)), targets[:left]
                 n = left
             left -= n
-            yield inputs, targets
+            if select is None or b in select:
+                yield inputs, targets
 
     def num_batches(self, batch_size: int) -> int | None:
         return None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +32,9 @@ class DataSource:
     reader: Reader = field(repr=False, compare=False)
     kind: str = "named"  # named, bundled, tensor file, factory, image folder
     classes: tuple[str, ...] | None = None  # class names, where the source has them (image folders)
+    # image folders: a split's (image file, class index) pairs, for streaming (data/images.py); else None
+    files: Callable[[str], list[tuple[Path, int]]] | None = field(default=None, repr=False, compare=False)
+    transform: Any = None  # the evaluation transform a named image dataset implies (ImageNet's), else None
 
     def read(self, split: str) -> tuple[Inputs, torch.Tensor]:
         if split not in self.splits:

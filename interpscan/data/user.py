@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +267,7 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La"})
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})  # 16-bit grey, read as values / 65535
 
 
-def _image_header(image: Any, path: Path) -> tuple[str, tuple[int, int]]:
+def image_header(image: Any, path: Path) -> tuple[str, tuple[int, int]]:
     """(mode, (width, height)) from an image file's header, without decoding its pixels."""
     check_regular(path, DataError, what="image")
     try:
@@ -301,19 +301,30 @@ def _decode(image: Any, path: Path, grey: bool, deep: bool) -> np.ndarray[Any, A
     return pixels.astype(np.float32) / 255.0 if deep else pixels
 
 
-def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Reader:
-    def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        image = importlib.import_module("PIL.Image")  # optional: checked by _open_image_folder
-
-        files: list[tuple[Path, int]] = []
+def _split_files(split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Callable[[str], list[tuple[Path, int]]]:
+    def files(split: str) -> list[tuple[Path, int]]:
+        """A split's images and their class indices, class by class, each class's images sorted."""
+        found: list[tuple[Path, int]] = []
         for index, name in enumerate(classes):
             folder = split_dirs[split] / name
             if folder.is_dir():
-                files += [(p, index) for p in _images(folder)]
+                found += [(p, index) for p in _images(folder)]
+        return found
+
+    return files
+
+
+def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Reader:
+    list_files = _split_files(split_dirs, classes)
+
+    def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        image = importlib.import_module("PIL.Image")  # optional: checked by _open_image_folder
+
+        files = list_files(split)
         with warnings.catch_warnings():
             # Pillow warns per image past 89M pixels; the bound over the whole split below replaces that
             warnings.simplefilter("ignore", image.DecompressionBombWarning)
-            opened = [_image_header(image, path) for path, _ in files]
+            opened = [image_header(image, path) for path, _ in files]
         grey = all(mode in _GREY_MODES or mode in _DEEP_MODES for mode, _ in opened)
         deep = any(mode in _DEEP_MODES for mode, _ in opened)
         sizes = sorted({size for _, size in opened})
@@ -321,7 +332,7 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
             shown = ", ".join(f"{w}×{h}" for w, h in sizes[:4]) + (", …" if len(sizes) > 4 else "")
             raise DataError(
                 f"{root}: images of {len(sizes)} sizes in the {split} split ({shown})",
-                hint="resize them to one size first",
+                hint="stream them through the evaluation transform: --resize M --crop N (e.g. 256 and 224)",
             )
         (width, height), channels = sizes[0], 1 if grey else 3
         check_expansion(
@@ -366,6 +377,12 @@ def open_image_folder(path: Path) -> DataSource:
         split_dirs = {d.name: d for d in subdirs}
     else:
         split_dirs = {"test": path}
+    return image_folder_source(path, split_dirs)
+
+
+def image_folder_source(path: Path, split_dirs: Mapping[str, Path], name: str | None = None) -> DataSource:
+    """The DataSource of ``split_dirs`` (split -> folder of class folders), as open_image_folder describes it;
+    its ``files`` lists a split's images for streaming (data/images.py)."""
     classes = sorted({c.name for d in split_dirs.values() for c in _subdirs(d) if _images(c)})
     counts = {s: sum(len(_images(d / c)) for c in classes if (d / c).is_dir()) for s, d in split_dirs.items()}
     if not classes or not any(counts.values()):
@@ -390,11 +407,12 @@ def open_image_folder(path: Path) -> DataSource:
         ) from None
     splits = tuple(s for s in sorted(split_dirs, key=lambda s: (s != "train", s)) if counts[s])
     return DataSource(
-        path.name or str(path),
+        name or path.name or str(path),
         str(path),
         splits,
         None,
         _image_reader(path, split_dirs, classes),
         kind="image folder",
         classes=tuple(classes),
+        files=_split_files(split_dirs, classes),
     )

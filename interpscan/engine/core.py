@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.batches import Batches, Split, batch_len
+from ..distributed import World
 from ..errors import DataError, RunError, UsageError
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
 from ..options import BNPolicy, DType, Strategy
@@ -135,11 +136,35 @@ def _as_calibration(calibration: Batches | torch.Tensor | None) -> Batches | Non
     return calibration
 
 
-def _total(points: int, splits: Sequence[Batches], batch_size: int, calibration: Batches | None, cb: int) -> int | None:
-    counts = [s.num_batches(batch_size) for s in splits]
+def _total(
+    points: int, splits: Sequence[Batches], batch_size: int, calibration: Batches | None, cb: int, world: World
+) -> int | None:
+    """(point, batch) evaluations this rank will make, when known."""
+    counts = [None if (n := s.num_batches(batch_size)) is None else len(world.share(n)) for s in splits]
     if calibration is not None:
-        counts.append(calibration.num_batches(cb))
+        n = calibration.num_batches(cb)
+        counts.append(None if n is None else sum(world.owns_calibration(k) for k in range(n)))
     return None if any(c is None for c in counts) else points * sum(c for c in counts if c is not None)
+
+
+def _share(split: Batches, batch_size: int, done: int, world: World) -> range | None:
+    """The batches of ``split`` this rank evaluates, less the ``done`` first ones (a resumed scan's); None for a
+    stream of unknown length in a single process (read whole, finished batches skipped).
+
+    Raises:
+        UsageError: a stream of unknown length under torchrun, which cannot be shared out.
+    """
+    n = split.num_batches(batch_size)
+    if n is None:
+        if world.size > 1:
+            raise UsageError(
+                f"the {split.name} split is a stream of unknown length, which cannot be shared among "
+                f"{world.size} processes",
+                hint="pass a Dataset or a DataLoader with a length, or run one process",
+            )
+        return None
+    share = world.share(n)
+    return range(max(share.start, done), share.stop)
 
 
 def _evaluate(
@@ -151,16 +176,20 @@ def _evaluate(
     stats: Statistics | None,
     meter: _Meter,
     on_batch: Callable[[Snapshot], None] | None,
+    world: World,
 ) -> list[SplitSums]:
-    """Every point on every batch of every split; a snapshot after each batch when ``on_batch`` is given."""
+    """Every point on every batch of this rank's share of every split; a snapshot after each batch when
+    ``on_batch`` is given. The sums are this rank's: reduced over the ranks by the caller."""
     points = len(runner.points)
     done: list[SplitSums] = []
     copies: list[SplitSums] = []  # of the finished splits, for the snapshots
     for si, split in enumerate(splits):
         sums = saved[si].copy() if si < len(saved) else SplitSums.zeros(points)
-        for b, (inputs, given) in enumerate(split.batches(options.batch_size, options.device)):
+        share = _share(split, options.batch_size, sums.batches, world)
+        stream = split.batches(options.batch_size, options.device, share)
+        for b, (inputs, given) in enumerate(stream, share.start if share is not None else 0):
             if b < sums.batches:
-                continue  # finished before the interruption
+                continue  # finished before the interruption (a stream of unknown length is read from its start)
             ignored = None
             targets = objective.examples_of_targets(given)  # (B, …), or (B·(T−1),) tokens for next_token
             size = batch_len(targets)
@@ -186,15 +215,28 @@ def _evaluate(
             sums.batches = b + 1
             if on_batch is not None:
                 on_batch(Snapshot(points, stats, (*copies, sums.copy()), meter.done))
-        if not sums.n:
-            what = f"all {sums.ignored} of its examples are labelled {IGNORE_INDEX}" if sums.ignored else "it is empty"
-            raise DataError(
-                f"nothing to evaluate on the {split.name} split: {what}", hint="check the data passed with --data"
-            )
+        if share is not None:
+            sums.batches = max(sums.batches, share.stop)  # this rank's share is finished, even an empty one
         done.append(sums)
         if on_batch is not None:
             copies.append(sums.copy())
     return done
+
+
+def _reduce(splits: Sequence[Batches], sums: list[SplitSums], world: World) -> list[SplitSums]:
+    """Every rank's sums combined (the single process's as they are); a split with nothing counted is an error.
+
+    Raises:
+        DataError: a split with no example to evaluate.
+    """
+    for split, s in zip(splits, sums, strict=True):
+        world.reduce_sums(s)
+        if not s.n:
+            what = f"all {s.ignored} of its examples are labelled {IGNORE_INDEX}" if s.ignored else "it is empty"
+            raise DataError(
+                f"nothing to evaluate on the {split.name} split: {what}", hint="check the data passed with --data"
+            )
+    return sums
 
 
 def _results(
@@ -231,6 +273,7 @@ def scan_points(
     progress: Progress | None = None,
     resume: Snapshot | None = None,
     on_batch: Callable[[Snapshot], None] | None = None,
+    world: World | None = None,
 ) -> tuple[list[PointResult], EngineReport]:
     """Evaluate the model at every point on every split.
 
@@ -248,6 +291,9 @@ def scan_points(
         resume: such a snapshot, from a scan of the same points, data and options: the re-estimation and the
             finished batches are not run again, and the sums continue from there, so the result is the same
             as an uninterrupted scan's.
+        world: this process's rank among the processes of one scan (distributed.py): it evaluates its share of
+            each split's batches and of the calibration batches, and the sums and statistics are reduced over
+            the ranks, so every rank returns the single process's result. A snapshot is the rank's own.
 
     Returns:
         One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
@@ -258,6 +304,7 @@ def scan_points(
         RunError: the model's forward pass raised, or a single point does not fit in memory.
     """
     options = options or EngineOptions()
+    world = world or World()
     device = options.device
     plan = prepare(model, start, end, options.policy, device)
     recompute = options.policy is BNPolicy.RECOMPUTE and bool(plan.bn_stats)
@@ -276,21 +323,26 @@ def scan_points(
     stats = resume.stats if resume is not None and recompute else None
     cb = options.calibration_batch_size or options.batch_size
     need_calibration = recompute and stats is None
-    total = _total(len(evaluated), splits, options.batch_size, calib if need_calibration else None, cb)
+    total = _total(len(evaluated), splits, options.batch_size, calib if need_calibration else None, cb, world)
     meter = _Meter(progress, total, resume.units if resume is not None else 0)
     calibration_batches = calibration_examples = 0
     t0 = time.perf_counter()
     try:
         with torch.inference_mode(), precision(device, options.dtype):
             if need_calibration and calib is not None:
-                batches = (inputs for inputs, _ in calib.batches(cb, device))
+                batches = (
+                    inputs for k, (inputs, _) in enumerate(calib.batches(cb, device)) if world.owns_calibration(k)
+                )
                 stats, calibration_batches, calibration_examples = recompute_statistics(
                     runner, plan, batches, meter.advance
                 )
+                (calibration_examples,) = world.sum_ints(calibration_examples)
+                stats, calibration_batches = world.reduce_statistics(stats, calibration_batches)
             runner.use_statistics(stats if recompute else None)
             t1 = time.perf_counter()
             saved = resume.splits if resume is not None else ()
-            sums = _evaluate(runner, splits, options, objective, saved, stats, meter, on_batch)
+            sums = _evaluate(runner, splits, options, objective, saved, stats, meter, on_batch, world)
+            sums = _reduce(splits, sums, world)
             t2 = time.perf_counter()
     except torch.OutOfMemoryError as exc:
         raise RunError(

@@ -1,0 +1,319 @@
+"""Image folders read lazily, for datasets larger than memory: DataLoader workers decode each image and apply
+the evaluation transform (shorter side resized, centre crop), the pixels stay uint8 until they reach the device,
+and are normalized there. Peak memory is bounded by the batch size and the workers, not the dataset.
+
+``stream_choice`` decides between this and the resident fast path (data/user.py reads a small folder into
+memory once); ``ImageStream`` is the streamed split, a ``Batches`` of the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError, UsageError
+from .batches import Batch
+from .source import DataSource
+
+# A resident float32 copy larger than this streams instead: the fast path is for what fits comfortably.
+RESIDENT_BYTES = 2 * 2**30
+IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+GREY_MODES = frozenset({"1", "L", "LA", "La"})
+HEADERS_SAMPLED = 16  # a streamed folder is grey when its first images all are (reading every header is slow)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """The evaluation transform: the shorter side resized to ``resize`` pixels (bilinear, aspect kept), then a
+    centre crop of ``crop`` × ``crop``; either may be None (left out). ``IMAGENET`` is the convention."""
+
+    resize: int | None = None
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        for value, flag in ((self.resize, "--resize"), (self.crop, "--crop")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192):
+                raise UsageError(f"{flag} must be a whole number of pixels from 1 to 8192, got {value!r}")
+
+    def __bool__(self) -> bool:
+        return self.resize is not None or self.crop is not None
+
+    def apply(self, image: Any) -> Any:
+        """A PIL image through the transform (torchvision's Resize(resize) then CenterCrop(crop) rules).
+
+        Raises:
+            DataError: an image smaller than the crop.
+        """
+        if self.resize is not None:
+            w, h = image.size
+            short, long = (w, h) if w <= h else (h, w)
+            if short != self.resize:
+                other = int(self.resize * long / short)
+                size = (self.resize, other) if w <= h else (other, self.resize)
+                image = image.resize(size, resample=2)  # 2: Image.BILINEAR (antialiased in Pillow, as torchvision)
+        if self.crop is not None:
+            w, h = image.size
+            if w < self.crop or h < self.crop:
+                raise ValueError(f"{w}×{h} is smaller than --crop {self.crop}; add --resize {self.crop} or more")
+            top, left = round((h - self.crop) / 2.0), round((w - self.crop) / 2.0)
+            image = image.crop((left, top, left + self.crop, top + self.crop))
+        return image
+
+
+IMAGENET = Transform(256, 224)
+
+
+def default_workers(env: Mapping[str, str] | None = None) -> int:
+    """DataLoader workers per process when --workers is not given: the cores this process may use, shared with
+    the other processes torchrun started on the node (LOCAL_WORLD_SIZE), less one for the process itself;
+    at most 8."""
+    env = os.environ if env is None else env
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, min(8, cores // local - 1))
+
+
+def _pillow() -> Any:
+    return importlib.import_module("PIL.Image")
+
+
+def _read(path: Path, grey: bool, transform: Transform) -> torch.Tensor | str:
+    """One image as uint8 (C, H, W), or the reason it cannot be read (raised in the main process: an exception
+    from a worker would reach the user wrapped in the worker's traceback)."""
+    image = _pillow()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", image.DecompressionBombWarning)
+            with image.open(path) as im:
+                if str(im.mode) in ("I", "F") or str(im.mode).startswith("I;16"):
+                    return (
+                        f"{path}: an image of {im.mode} pixels, which is read only into memory (drop --resize/--crop)"
+                    )
+                pixels = np.asarray(transform.apply(im.convert("L" if grey else "RGB")), dtype=np.uint8)
+    except ValueError as exc:
+        return f"{path}: {exc}"
+    except Exception as exc:  # a damaged image raises anything from OSError ("truncated") to SyntaxError
+        return f"{path}: the image cannot be decoded ({type(exc).__name__}: {exc})"
+    x = torch.from_numpy(pixels.copy())
+    return x.unsqueeze(0) if grey else x.permute(2, 0, 1).contiguous()
+
+
+class ImageFiles(torch.utils.data.Dataset[tuple[torch.Tensor | str, int]]):
+    """Image files and their labels, read one at a time (in a DataLoader worker)."""
+
+    def __init__(self, files: Sequence[tuple[Path, int]], grey: bool, transform: Transform) -> None:
+        self.files, self.grey, self.transform = list(files), grey, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | str, int]:
+        path, label = self.files[i]
+        return _read(path, self.grey, self.transform), label
+
+
+def _as_list(items: list[Any]) -> list[Any]:
+    """The DataLoader's collate: the items as they are, stacked in the main process (see ImageStream)."""
+    return items
+
+
+def _stack(items: list[tuple[torch.Tensor | str, int]], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of decoded images as (B, C, H, W) uint8 and their labels.
+
+    Raises:
+        DataError: an image that could not be read, or images of several sizes in one batch.
+    """
+    for pixels, _ in items:
+        if isinstance(pixels, str):
+            raise DataError(pixels)
+    images = [p for p, _ in items if isinstance(p, torch.Tensor)]
+    sizes = sorted({tuple(p.shape[1:]) for p in images})
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}×{h}" for h, w in sizes[:4])
+        raise DataError(
+            f"{where}: images of {len(sizes)} sizes in one batch ({shown})",
+            hint="add --crop N (and --resize M ≥ N) to bring them to one size",
+        )
+    return torch.stack(images), torch.tensor([label for _, label in items], dtype=torch.int64)
+
+
+def normalize_on_device(x: torch.Tensor, normalization: Any) -> torch.Tensor:
+    """uint8 pixels (on their device) as float32 in [0, 1], then (x − mean) / std per channel (dim 1)."""
+    x = x.float().div_(255.0)
+    if normalization is None:
+        return x
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=x.device).reshape(-1) for v in normalization)
+    channels = x.shape[1]
+    shape = (1, -1, 1, 1)
+    if max(mean.numel(), std.numel()) not in (1, channels):
+        raise DataError(
+            f"--normalize has {max(mean.numel(), std.numel())} values per channel but the images have {channels} "
+            "channels",
+            hint="give one mean and std, or one per channel",
+        )
+    return (x - mean.reshape(shape)) / std.reshape(shape)
+
+
+class ImageStream:
+    """One split of an image folder, streamed: a ``Batches`` whose batches a DataLoader with ``workers``
+    processes reads (``select``: only those batches' images are decoded). ``indices``: the --samples subset's,
+    for run.json."""
+
+    def __init__(
+        self,
+        name: str,
+        files: ImageFiles,
+        normalization: Any,
+        workers: int,
+        indices: tuple[int, ...] | None = None,
+        where: str = "",
+    ) -> None:
+        self.name, self.files, self.normalization, self.workers = name, files, normalization, workers
+        self.indices, self.where = indices, where or name
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return f"ImageStream({self.name!r}, {len(self)} images, workers={self.workers})"
+
+    def num_batches(self, batch_size: int) -> int | None:
+        return math.ceil(len(self) / batch_size)
+
+    def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
+        from torch.utils.data import DataLoader, Subset
+
+        n = len(self)
+        chosen = range(n) if select is None else range(select.start * batch_size, min(select.stop * batch_size, n))
+        if not len(chosen):
+            return
+        for b in range(chosen.start, chosen.stop, batch_size):  # before any worker decodes them
+            part = [p for p, _ in self.files.files[b : min(b + batch_size, n)]]
+            whole = len(part) == n
+            where = f"{len(part)} images in the {self.name} split" + ("" if whole else f", batch {b // batch_size}")
+            check_batch(part, f"{self.where} ({where})")
+        loader = DataLoader(
+            Subset(self.files, chosen),
+            batch_size=batch_size,
+            num_workers=self.workers,
+            collate_fn=_as_list,
+            pin_memory=device.type == "cuda",
+        )
+        for items in loader:
+            x, y = _stack(items, self.where)
+            if device.type == "cuda":
+                x = x.pin_memory()
+            yield normalize_on_device(x.to(device, non_blocking=True), self.normalization), y.to(device)
+
+
+def resident_bytes(count: int, size: tuple[int, int], grey: bool) -> int:
+    """Bytes of a resident float32 copy of ``count`` images of ``size`` (width, height)."""
+    return count * size[0] * size[1] * (1 if grey else 3) * 4
+
+
+def stream_choice(count: int, first_size: tuple[int, int], grey: bool, transform: Transform) -> str | None:
+    """Why an image folder's split streams, or None for the resident fast path: a transform was asked for (the
+    resident path reads images as they are), or its float32 copy would exceed RESIDENT_BYTES."""
+    if transform:
+        return "a resize or crop was asked for"
+    need = resident_bytes(count, first_size, grey)
+    if need > RESIDENT_BYTES:
+        return f"its float32 copy would take {need / 2**30:.1f} GiB (more than {RESIDENT_BYTES / 2**30:.0f} GiB)"
+    return None
+
+
+def _headers(files: Sequence[Path]) -> list[tuple[str, tuple[int, int]]]:
+    """(mode, (width, height)) of each image, from its header, with the resident path's checks (a regular file,
+    not a decompression bomb, pixels of a known range)."""
+    from .user import image_header
+
+    image = _pillow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", image.DecompressionBombWarning)
+        return [image_header(image, path) for path in files]
+
+
+def check_batch(files: Sequence[Path], what: str) -> None:
+    """Refuse a batch whose images declare more pixels than their files' sizes allow (files.check_expansion):
+    the bound the resident path sets on a whole split, set here on what is decoded at once.
+
+    Raises:
+        DataError: too many pixels, or an image the header check refuses.
+    """
+    from ..files import check_expansion
+
+    headers = _headers(files)
+    declared = sum(w * h * (1 if mode in GREY_MODES else 3) for mode, (w, h) in headers)
+    check_expansion(what, declared, sum(p.stat().st_size for p in files), DataError)
+
+
+def open_imagenet(root: Path | None) -> DataSource:
+    """ImageNet (ILSVRC2012) as it lies under ``root`` (--data-root, else the cache root): class folders of the
+    validation images, ``val/<wnid>/*.JPEG`` (torchvision's layout), in ``root/imagenet``, ``root/ILSVRC2012`` or
+    ``root`` itself; a ``train/`` beside it serves --bn recompute. Never downloaded (its licence). Its transform
+    and normalization are ImageNet's convention (resize 256, crop 224, the mean and std of its training set).
+
+    Raises:
+        DataError: no such folder; the message says where to put it.
+    """
+    from dataclasses import replace
+
+    from .named import default_root
+    from .user import image_folder_source
+
+    base = root if root is not None else default_root()
+    for folder in (base / "imagenet", base / "ILSVRC2012", base):
+        val = folder / "val"
+        if val.is_dir() and any(d.is_dir() for d in val.iterdir()):
+            dirs = {"test": val, **({"train": folder / "train"} if (folder / "train").is_dir() else {})}
+            source = image_folder_source(folder, dirs, name="imagenet")
+            return replace(source, normalization=IMAGENET_NORMALIZATION, transform=IMAGENET, kind="named")
+    raise DataError(
+        f"ImageNet is not under {base}: put its validation images in class folders, {base}/imagenet/val/<wnid>/"
+        "*.JPEG (torchvision's layout; a train/ beside val/ serves --bn recompute)",
+        hint="ImageNet is never downloaded (its licence): get ILSVRC2012 from image-net.org; --data-root says "
+        "where it is",
+    )
+
+
+def stream_split(
+    source: Any,
+    split: str,
+    *,
+    samples: int | None,
+    seed: int,
+    normalization: Any,
+    transform: Transform,
+    workers: int | None,
+) -> tuple[ImageStream, str] | None:
+    """A split of an image folder as an ImageStream (its --samples subset drawn as load_split draws it), and
+    why it streams; None when the source has no image files or the split is read into memory (stream_choice)."""
+    from .source import subset_indices
+
+    if source.files is None:
+        return None
+    files = source.files(split)
+    transform = transform or source.transform or Transform()
+    if not files:
+        return None
+    sampled = _headers([p for p, _ in files[:HEADERS_SAMPLED]])
+    grey = all(mode in GREY_MODES for mode, _ in sampled)
+    reason = stream_choice(len(files), sampled[0][1], grey, transform)
+    if reason is None:
+        return None
+    idx = subset_indices(len(files), samples, seed)
+    indices = None if idx is None else tuple(int(i) for i in idx)
+    if indices is not None:
+        files = [files[i] for i in indices]
+    workers = default_workers() if workers is None else workers
+    stream = ImageStream(split, ImageFiles(files, grey, transform), normalization, workers, indices, source.location)
+    return stream, reason

@@ -1,0 +1,188 @@
+"""Several processes (torchrun, gloo on CPU) give the single process's files: the whole path and groups, BN
+statistics re-estimated (their sums reduced), the bootstrap's intervals (examples gathered in order); rank 0
+alone writes; a rank that dies stops the others with one line and leaves what it finished for --resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import run_cli, slow_main
+
+from interpscan.distributed import World, world_from_env
+from interpscan.engine.snapshot import SplitSums
+from interpscan.errors import UsageError
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the torchrun script runs
+OUTPUTS = {"results.csv", "summary.csv", "run.json"}
+
+
+@pytest.mark.parametrize("batches", [0, 1, 2, 3, 7, 10])
+@pytest.mark.parametrize("size", [1, 2, 3, 8])
+def test_shares_are_contiguous_disjoint_and_cover_every_batch(batches: int, size: int) -> None:
+    shares = [World(r, size).share(batches) for r in range(size)]
+    assert [b for s in shares for b in s] == list(range(batches))  # in rank order: example order
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    owners = [[r for r in range(size) if World(r, size).owns_calibration(k)] for k in range(batches)]
+    assert all(len(o) == 1 for o in owners)
+
+
+def test_world_from_torchruns_environment() -> None:
+    assert world_from_env({}) == World()
+    assert world_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == World(3, 4, 1)
+    for bad in ({"RANK": "4", "WORLD_SIZE": "4"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"WORLD_SIZE": "0"}):
+        with pytest.raises(UsageError):
+            world_from_env(bad)
+
+
+def test_a_single_process_reduces_nothing() -> None:
+    sums = SplitSums.zeros(2)
+    sums.loss += 1.5
+    sums.n = 3
+    assert World().reduce_sums(sums) is sums
+    assert sums.n == 3
+    assert sums.loss.tolist() == [1.5, 1.5]
+    stats = {"bn.running_mean": torch.ones(2, 3)}
+    assert World().reduce_statistics(stats, 4) == (stats, 4)
+
+
+def _args(ckpts: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    # 300 test images in 5 batches (3 + 2 per rank) and 150 calibration images in 3 batches (2 + 1: unequal
+    # counts, so a mean of means would be wrong); groups; the bootstrap on (its default)
+    return [
+        "run",
+        str(ckpts[0]),
+        str(ckpts[1]),
+        "--model",
+        "cnn",
+        "--samples",
+        "300",
+        "--batch-size",
+        "64",
+        "--bn",
+        "recompute",
+        "--bn-samples",
+        "150",
+        "--alphas",
+        "5",
+        "--groups",
+        "@top",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(out),
+        "--no-html",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    # one thread per process: the two ranks share this machine's cores
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "INTERPSCAN_DIST_TIMEOUT": "60"}
+
+
+def _assert_same_numbers(a: Path, b: Path) -> None:
+    """Losses equal to 1e-6 relative; summary's metrics, differences of losses (Δ, barriers), to 1e-6 of the
+    losses' scale (a float32 forward pass on other threads differs in its last bits)."""
+    scale = float(pd.read_csv(a / "results.csv")["loss"].abs().max())
+    for name in ("results.csv", "summary.csv"):
+        x, y = pd.read_csv(a / name), pd.read_csv(b / name)
+        assert list(x.columns) == list(y.columns), name
+        assert x.shape == y.shape, name
+        atol = 1e-9 if name == "results.csv" else 1e-6 * scale
+        for col in x.columns:
+            if pd.api.types.is_float_dtype(x[col]):
+                pd.testing.assert_series_equal(x[col], y[col], rtol=1e-6, atol=atol, obj=f"{name}:{col}")
+            else:
+                assert x[col].tolist() == y[col].tolist(), f"{name}:{col}"
+
+
+def test_torchrun_two_processes_equal_one(ckpts, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    one = tmp_path / "one"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, one))
+    assert code == 0, err
+
+    two = tmp_path / "two"
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "interpscan", *_args(ckpts, two)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_numbers(one, two)
+    assert {p.name for p in two.iterdir()} == OUTPUTS  # no partial scan, lock or staging left, no html
+    assert proc.stderr.count("wrote ") == 1  # rank 0 alone prints (the summary and where it wrote)
+    assert proc.stdout.count("path summary") <= 1
+    run = pd.read_json(two / "run.json", typ="series")
+    assert run["engine"]["processes"] == 2
+    assert run["bn"]["calibration_samples"] == 150
+    assert run["engine"]["calibration_batches"] == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SLOW_MAIN = slow_main(0.02)
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_stops_the_other_with_one_line_then_resume(ckpts, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):  # launched by hand, as torchrun would, so that the test can kill rank 1 alone
+        env = {
+            **_env(),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "INTERPSCAN_SAVE_EVERY": "0",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", SLOW_MAIN, *_args(ckpts, out, "-q")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    partial = out / ".interpscan-partial-rank1-of-2.pt"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and procs[1].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert partial.exists()
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].communicate()
+    t0 = time.monotonic()
+    _, stderr = procs[0].communicate(timeout=120)
+    assert time.monotonic() - t0 < 90
+    assert procs[0].returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[0].startswith("error: rank 0 of 2 lost contact with the other processes"), stderr
+    assert len(lines) == 2
+    assert lines[1].startswith("hint:")
+    assert "--resume" in lines[1]
+    assert not (out / "results.csv").exists()
+    assert not (out / ".interpscan.lock").exists()
+    assert (out / ".interpscan-partial-rank0-of-2.pt").exists()
+    assert partial.exists()
+
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "interpscan", *_args(ckpts, out, "--resume")]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    whole = tmp_path / "whole"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, whole))
+    assert code == 0, err
+    _assert_same_numbers(whole, out)
