@@ -23,7 +23,10 @@ import argparse
 import math
 import os
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,10 +42,10 @@ import interpscan
 from interpscan.api import ScanConfig, ScanResult, run_scan
 from interpscan.compare import Comparison, compare_runs
 from interpscan.data import DataSource, load_split, open_data
-from interpscan.errors import DataError, InterpscanError
+from interpscan.errors import DataError, InterpscanError, OutputError, UsageError
 from interpscan.models import ModelSpec, build_model, parse_model_spec
 from interpscan.plots import compare_figure, path_figure
-from interpscan.report import Section, render_report, table_html, write_page
+from interpscan.report import Section, render_page, render_report, table_html, write_page
 from interpscan.results import load_runs
 from interpscan.rundir import prepare_output_dir, write_csv, write_json
 from interpscan.train import TrainConfig, config_dict, save_checkpoint, train
@@ -60,6 +63,7 @@ SHAPE_METRICS = (  # (c): the whole network's summary.csv columns set against fi
 )
 RANDOM_INIT_SEED = 1  # the fresh initialization at the end of (d)'s path (the run's own init used seed 0)
 
+TITLE = "Vlaar & Frankle (2022) at small scale: Fashion-MNIST on a CPU"
 DATA_HINT = (
     "the real Fashion-MNIST (60,000 + 10,000 images) is needed: on Debian/Ubuntu `apt-get install "
     "dataset-fashion-mnist` (it lands in /usr/share/datasets/fashion-mnist, found without flags); or put "
@@ -637,8 +641,8 @@ class Reproduction:
     seconds: float
 
 
-def report_page(rep: Reproduction) -> str:
-    """report.html: the findings first, then one section per part with its figures and tables."""
+def report_sections(rep: Reproduction) -> list[Section]:
+    """report.html's sections: the findings first, then one per part with its figures and tables."""
     size = rep.size
     verdicts = findings_frame(rep.findings)
     sections = [
@@ -783,13 +787,75 @@ def report_page(rep: Reproduction) -> str:
             ],
         )
     )
+    return sections
+
+
+def report_page(rep: Reproduction, sections: Sequence[Section]) -> str:
     manifests = [(f"run.json of {s.name}, BN {s.policy}", s.result.manifest) for s in rep.sweep[PAPER_POLICY]]
     return render_report(
-        title="Vlaar & Frankle (2022) at small scale: Fashion-MNIST on a CPU",
+        title=TITLE,
         sections=sections,
-        notes=[f"interpscan {interpscan.__version__}; {len(rep.trained)} networks trained, data {size.data}"],
+        notes=[f"interpscan {interpscan.__version__}; {len(rep.trained)} networks trained, data {rep.size.data}"],
         manifests=manifests,
     )
+
+
+def find_browser() -> str | None:
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+def check_browser() -> str:
+    """The browser ``--png`` draws with.
+
+    Raises:
+        UsageError: no Chromium or Chrome is installed.
+    """
+    browser = find_browser()
+    if browser is None:
+        raise UsageError(
+            "--png needs a Chromium or Chrome to draw the figures, and none is installed",
+            hint="apt-get install chromium, or open report.html and use each figure's camera icon",
+        )
+    return browser
+
+
+def write_pngs(sections: Sequence[Section], directory: Path, steps: Steps) -> list[Path]:
+    """Each figure of the report as DIRECTORY/ID.png, drawn by a headless Chromium (for docs/paper.md).
+
+    Raises:
+        UsageError: no Chromium or Chrome is installed.
+        OutputError: the browser failed to draw a figure.
+    """
+    browser = check_browser()
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    figures = [(div_id, fig) for section in sections for div_id, fig in section.figures]
+    with tempfile.TemporaryDirectory() as scratch, steps.step("drawing the figures as PNG") as advance:
+        for div_id, fig in figures:
+            page = Path(scratch) / f"{div_id}.html"
+            title = str(fig.layout.title.text or div_id)
+            write_page(page, render_page(title=title, figures=[(div_id, fig)]))
+            height = int(fig.layout.height or 480) + 120  # the page's heading above the figure
+            target = directory / f"{div_id}.png"
+            command = [
+                browser,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--window-size=1400,{height}",
+                "--virtual-time-budget=10000",
+                f"--user-data-dir={scratch}/profile",
+                f"--screenshot={target}",
+                page.as_uri(),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+            if done.returncode != 0 or not target.is_file():
+                raise OutputError(f"{browser} could not draw {div_id}: {done.stderr.strip()[-300:]}")
+            written.append(target)
+            advance(1, len(figures))
+    return written
 
 
 # --- the whole reproduction ----------------------------------------------------------------------------------
@@ -820,87 +886,117 @@ def choose_threads(asked: int | None) -> int:
     return 1 if busy else torch.get_num_threads()
 
 
+class Timer:
+    """Wall time per step, for timings.json and the report."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    @contextmanager
+    def __call__(self, what: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.steps.append((what, round(time.perf_counter() - t0, 1)))
+
+
+def scan_all(
+    plan: Sequence[Recipe],
+    trained: Mapping[str, Trained],
+    size: Size,
+    data_root: Path | None,
+    steps: Steps,
+    timer: Timer,
+) -> dict[tuple[str, str], Scanned]:
+    """Every run's path under each of its policies: ``runs/NAME/scan-POLICY``."""
+    scans = {}
+    for recipe in plan:
+        run = trained[recipe.name]
+        for policy in recipe.policies:
+            with timer(f"scan {recipe.name}, BN {policy}"):
+                scans[recipe.name, policy] = scan_run(
+                    recipe.name,
+                    run.directory / "init.pt",
+                    run.directory / "final.pt",
+                    run.directory / f"scan-{policy}",
+                    size=size,
+                    policy=policy,
+                    data_root=data_root,
+                    steps=steps,
+                    groups=recipe.groups,
+                    alphas=size.group_alphas if recipe.groups else None,
+                )
+    return scans
+
+
+def compare_all(scans: Mapping[tuple[str, str], Scanned], names: Sequence[str], out: Path) -> dict[str, Comparison]:
+    """``interpscan compare`` over the CNN runs under each policy: ``compare-POLICY/compare.csv`` and
+    ``correlations.csv``."""
+    comparisons = {}
+    for policy in POLICIES:
+        runs = load_runs([scans[name, policy].directory for name in names], need_summary=True)
+        comparisons[policy] = compare_runs(runs, names)
+        (out / f"compare-{policy}").mkdir(exist_ok=True)
+        write_csv(comparisons[policy].table, out / f"compare-{policy}" / "compare.csv")
+        write_csv(comparisons[policy].correlations, out / f"compare-{policy}" / "correlations.csv")
+    return comparisons
+
+
 def reproduce(args: argparse.Namespace) -> Reproduction:
+    """Train, scan, compare; write findings.csv, timings.json and report.html (and figures/ with ``--png``)."""
     start = time.perf_counter()
     size = TINY if args.tiny else FULL
     torch.set_num_threads(choose_threads(args.threads))
     source = find_data(size, args.data_root, args.download)
+    if args.png:
+        check_browser()  # before anything is trained
     out = prepare_output_dir(args.out, force=args.force)
     train_split = load_split(source, "train", normalization=source.normalization)
     plan = recipes(size, len(train_split))
-    cnns = [r for r in plan if r.model == "cnn"]
-    sweep = [r.name for r in cnns[: len(SWEEP)]]
-    base = f"cnn-wd{wd_text(BASE_WD)}"
-    interventions = [r.name for r in cnns[len(SWEEP) :]]
-    total = len(plan) + sum(len(r.policies) for r in plan) + len(POLICIES)
-    steps = Steps(total, enabled=not args.quiet)
-    timings: list[tuple[str, float]] = []
-
-    @contextmanager
-    def timed(what: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        timings.append((what, round(time.perf_counter() - t0, 1)))
-
+    cnns = [r.name for r in plan if r.model == "cnn"]
+    sweep, interventions = cnns[: len(SWEEP)], cnns[len(SWEEP) :]
+    steps = Steps(len(plan) + sum(len(r.policies) for r in plan) + len(POLICIES) + args.png, enabled=not args.quiet)
+    timer = Timer()
     with steps.bar:
-        trained: dict[str, Trained] = {}
+        trained = {}
         for recipe in plan:
-            with timed(f"train {recipe.name}"):
+            with timer(f"train {recipe.name}"):
                 trained[recipe.name] = train_run(recipe, train_split, out / "runs" / recipe.name, steps)
         del train_split  # the scans read their own data, as `interpscan run` does
-        scans: dict[tuple[str, str], Scanned] = {}
-        for recipe in plan:
-            run = trained[recipe.name]
-            for policy in recipe.policies:
-                with timed(f"scan {recipe.name}, BN {policy}"):
-                    scans[recipe.name, policy] = scan_run(
-                        recipe.name,
-                        run.directory / "init.pt",
-                        run.directory / "final.pt",
-                        run.directory / f"scan-{policy}",
-                        size=size,
-                        policy=policy,
-                        data_root=args.data_root,
-                        steps=steps,
-                        groups=recipe.groups,
-                        alphas=size.group_alphas if recipe.groups else None,
-                    )
+        scans = scan_all(plan, trained, size, args.data_root, steps, timer)
         paths = []
         for policy in POLICIES:
-            with timed(f"scan {sweep[-1]} on to a random init, BN {policy}"):
+            with timer(f"scan {sweep[-1]} on to a random init, BN {policy}"):
                 paths.append(
                     three_point_path(trained[sweep[-1]], scans[sweep[-1], policy], size, args.data_root, steps)
                 )
-
-    comparisons = {}
-    for policy in POLICIES:
-        runs = load_runs([scans[name, policy].directory for name in [*sweep, *interventions]], need_summary=True)
-        comparisons[policy] = compare_runs(runs, [*sweep, *interventions])
-        (out / f"compare-{policy}").mkdir(exist_ok=True)
-        write_csv(comparisons[policy].table, out / f"compare-{policy}" / "compare.csv")
-        write_csv(comparisons[policy].correlations, out / f"compare-{policy}" / "correlations.csv")
-    layers = scans["resnet18", PAPER_POLICY]
-    findings = [
-        *sweep_findings(scans, sweep),
-        *layer_findings(layers),
-        *(f for p in POLICIES for f in compare_findings(comparisons[p], p, base, interventions, sweep)),
-        *three_point_findings(paths),
-    ]
-    rep = Reproduction(
-        size=size,
-        trained=list(trained.values()),
-        sweep={p: [scans[n, p] for n in sweep] for p in POLICIES},
-        interventions={p: [scans[n, p] for n in interventions] for p in POLICIES},
-        layers=layers,
-        comparisons=comparisons,
-        paths=paths,
-        findings=findings,
-        timings=timings,
-        seconds=time.perf_counter() - start,
-    )
-    write_csv(findings_frame(findings), out / "findings.csv")
-    write_json({"seconds": round(rep.seconds, 1), "steps": dict(timings), "size": vars(size)}, out / "timings.json")
-    write_page(out / "report.html", report_page(rep))
+        comparisons = compare_all(scans, cnns, out)
+        layers = scans["resnet18", PAPER_POLICY]
+        base = f"cnn-wd{wd_text(BASE_WD)}"
+        rep = Reproduction(
+            size=size,
+            trained=list(trained.values()),
+            sweep={p: [scans[n, p] for n in sweep] for p in POLICIES},
+            interventions={p: [scans[n, p] for n in interventions] for p in POLICIES},
+            layers=layers,
+            comparisons=comparisons,
+            paths=paths,
+            findings=[
+                *sweep_findings(scans, sweep),
+                *layer_findings(layers),
+                *(f for p in POLICIES for f in compare_findings(comparisons[p], p, base, interventions, sweep)),
+                *three_point_findings(paths),
+            ],
+            timings=timer.steps,
+            seconds=time.perf_counter() - start,
+        )
+        write_csv(findings_frame(rep.findings), out / "findings.csv")
+        sections = report_sections(rep)
+        write_page(out / "report.html", report_page(rep, sections))
+        if args.png:
+            with timer("figures as PNG"):
+                write_pngs(sections, out / "figures", steps)
+    rep.seconds = time.perf_counter() - start
+    write_json({"seconds": round(rep.seconds, 1), "steps": dict(timer.steps), "size": vars(size)}, out / "timings.json")
     return rep
 
 
@@ -919,6 +1015,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help="CPU threads for torch [default: 1 when the machine is busy (load average ≥ cores), else torch's]",
     )
+    p.add_argument("--png", action="store_true", help="also write each figure as figures/ID.png (needs Chromium)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
