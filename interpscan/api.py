@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,17 @@ from . import __version__
 from .data import Split, check_normalize
 from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
 from .download import DownloadProgress
-from .engine import EngineOptions, EngineReport, Point, Progress, ScanSnapshot, has_running_stats, scan_points
+from .engine import (
+    EngineOptions,
+    EngineReport,
+    Point,
+    PointResult,
+    Progress,
+    ScanSnapshot,
+    Snapshot,
+    has_running_stats,
+    scan_points,
+)
 from .errors import DataError, UsageError
 from .groups import Grouping, ModuleTree, resolve_groups
 from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights, tensors_digest
@@ -43,6 +53,7 @@ from .options import (
     Strategy,
     check_path,
 )
+from .refine import ROUNDS, next_alphas, round_sizes
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
 
@@ -60,6 +71,7 @@ class ScanConfig(ScanOptions):
 
     init: Path = field(kw_only=False)
     final: Path = field(kw_only=False)
+    onward: tuple[Path, ...] = ()  # checkpoints after final: the path goes on through them, in order
     data: str = "fashion-mnist-small"
     model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +89,7 @@ class ScanConfig(ScanOptions):
         super().__post_init__()
         object.__setattr__(self, "init", check_path(self.init, "INIT"))
         object.__setattr__(self, "final", check_path(self.final, "FINAL"))
+        object.__setattr__(self, "onward", tuple(check_path(c, "CHECKPOINT") for c in self.onward))
         check_path(self.data, "--data")  # a name, or a file or folder
         if self.data_root is not None:
             object.__setattr__(self, "data_root", check_path(self.data_root, "--data-root"))
@@ -134,8 +147,8 @@ class Hooks:
 
 def scan(
     model: nn.Module | str | None,
-    init: StateLike,
-    final: StateLike,
+    init: StateLike | Sequence[StateLike],
+    final: StateLike | None,
     data: Any,
     *,
     alphas: int | str | Sequence[float] = 21,
@@ -157,18 +170,23 @@ def scan(
     tol: float = 0.0,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     per_example: bool = False,
+    random_init: int | None = None,
+    refine: int = 0,
     calibration: Any = None,
     strict: bool = True,
     progress: Progress | None = None,
     log: Log | None = None,
 ) -> ScanResult:
     """Evaluate ``model`` along θ(α) = (1−α)·θ_init + α·θ_final: the whole network and, with ``groups``, one
-    curve per group (that group moving, the rest held at ``hold``).
+    curve per group (that group moving, the rest held at ``hold``). Given a list of checkpoints ``[c0, c1, …,
+    cm]`` as ``init`` (and None as ``final``), along the piecewise-linear path through them: each segment
+    c_{i−1} → c_i scanned as its own path (interpscan.paths).
 
     Args:
         model: an ``nn.Module`` (never modified), a ``--model`` spec (``"resnet18"``, ``"net.py:make"``), or None
             to use ``final`` when it is a module, else what the checkpoint files bring, record or match.
-        init, final: state dicts, modules, checkpoint paths, or loaded Checkpoints.
+        init, final: state dicts, modules, checkpoint paths, or loaded Checkpoints; or ``init`` a list or tuple
+            of two or more of them and ``final`` None.
         data: ``(inputs, targets)`` tensors (inputs may be a dict of tensors), a ``Dataset``, a ``DataLoader`` or
             any iterable of ``(inputs, targets)`` batches (or dicts with ``labels``), a mapping of split name to
             any of those, or a dataset name or file as ``--data`` takes it.
@@ -187,6 +205,10 @@ def scan(
             ``*_ci_high``, ``rise_significant``; see interpscan.uncertainty); 0 skips it.
         per_example: keep every example's loss at every point in ``ScanResult.examples`` (and ``save``'s
             per_example.npz).
+        random_init: append a fresh initialization of the model, its factory called after
+            ``torch.manual_seed(random_init)``, as the path's last checkpoint (init → final → random init).
+        refine: add this many points per curve and segment after the grid, in rounds, where the curve is least
+            resolved (interpscan.refine); results' ``refined`` column marks them, and the metrics use every point.
         calibration: data for ``recompute`` (any form ``data`` takes, one split), used whole.
         strict: checkpoint tensors the model lacks, or lacks in them, are errors (else filled and recorded).
         progress: told ``(done, total)`` as (point, batch) evaluations finish (total None while unknown).
@@ -219,9 +241,33 @@ def scan(
         tol=tol,
         bootstrap=bootstrap,
         per_example=per_example,
+        random_init=random_init,
+        refine=refine,
     )
     read = ReadOptions(strict=strict)
-    return _scan(model, init, final, data, options, read, Hooks(progress=progress, log=log), calibration=calibration)
+    path = _checkpoint_list(init, final)
+    hooks = Hooks(progress=progress, log=log)
+    return _scan(model, path, data, options, read, hooks, calibration=calibration)
+
+
+def _checkpoint_list(init: StateLike | Sequence[StateLike], final: StateLike | None) -> list[StateLike]:
+    """``scan``'s checkpoints: ``init`` and ``final``, or the list given as ``init``.
+
+    Raises:
+        UsageError: a list with ``final`` too, fewer than two checkpoints, or no ``final`` for one.
+    """
+    if isinstance(init, (list, tuple)):
+        if final is not None:
+            raise UsageError(
+                "init is a list of checkpoints and final is given too",
+                hint="pass the whole path as init=[c0, c1, …] with final=None, or two checkpoints",
+            )
+        if len(init) < 2:
+            raise UsageError(f"a path needs two or more checkpoints, got {len(init)}", hint="pass [init, final, …]")
+        return list(init)
+    if final is None:
+        raise UsageError("final is None", hint="pass the final checkpoint, or the whole path as a list as init")
+    return [init, final]  # type: ignore[list-item]  # a str is a Sequence too; lists and tuples were taken above
 
 
 def run_scan(
@@ -243,7 +289,8 @@ def run_scan(
         InterpscanError: any problem with the inputs, before compute starts where it can be known.
     """
     hooks = Hooks(progress, log, download_progress, resume, on_batch, command)
-    return _scan(config.model, config.init, config.final, config.data, config, config.read, hooks)
+    path = [config.init, config.final, *config.onward]
+    return _scan(config.model, path, config.data, config, config.read, hooks)
 
 
 def non_finite_warning(label: str, tensors: Mapping[str, torch.Tensor]) -> str | None:
@@ -278,19 +325,28 @@ def non_finite_inputs_warning(split: Any) -> str | None:
 
 def _check_path_length(weights: Weights) -> None:
     """A path from a network to itself has length zero: every point is the same network, every metric 0 or
-    undefined. Tensors the scan moves (floating point) are compared; buffers such as counters are not.
+    undefined; so has a segment between two equal consecutive checkpoints. Tensors the scan moves (floating
+    point) are compared; buffers such as counters are not.
 
     Raises:
-        UsageError: init and final are the same network.
+        UsageError: two consecutive checkpoints are the same network.
     """
-    init, final = weights.matched.states["init"], weights.matched.states["final"]
-    moving = [n for n, t in final.items() if t.is_floating_point() and n in init]
-    if moving and all(torch.equal(init[n], final[n]) for n in moving):
-        same = weights.init.info.path == weights.final.info.path
+    for i in range(1, len(weights.path)):
+        start, end = weights.path[i - 1], weights.path[i]
+        moving = [n for n, t in end.tensors.items() if t.is_floating_point() and n in start.tensors]
+        if not (moving and all(torch.equal(start.tensors[n], end.tensors[n]) for n in moving)):
+            continue
+        same = " (the same file)" if start.info.path == end.info.path else ""
+        if len(weights.path) == 2:
+            raise UsageError(
+                f"init and final are the same network{same}: every tensor is equal, so the path has length zero",
+                hint="pass the checkpoint from before training as init and the one after it as final",
+            )
+        a, b = weights.labels[i - 1], weights.labels[i]
         raise UsageError(
-            f"init and final are the same network{' (the same file)' if same else ''}: every tensor is equal, so "
-            "the path has length zero",
-            hint="pass the checkpoint from before training as init and the one after it as final",
+            f"checkpoints {i} and {i + 1} ({a} and {b}) are the same network{same}: segment {i} of the path has "
+            "length zero",
+            hint="give each checkpoint of the path once",
         )
 
 
@@ -314,8 +370,7 @@ class _Plan:
 
 def _plan(
     model: nn.Module | str | None,
-    init: StateLike,
-    final: StateLike,
+    path: Sequence[StateLike],
     data: Any,
     options: ScanOptions,
     read: ReadOptions,
@@ -328,13 +383,11 @@ def _plan(
     say = hooks.log or (lambda _msg: None)
     device = resolve_device(options.device)
     objective = parse_objective(options.loss)
-    weights = resolve_weights(model, init, final, read)
+    weights = resolve_weights(model, path[0], path[1], read, onward=path[2:], random_seed=options.random_init)
     for note in weights.matched.notes():
         say(note)
     warnings = [
-        w
-        for label, c in (("init", weights.init), ("final", weights.final))
-        if (w := non_finite_warning(label, c.tensors))
+        w for label, c in zip(weights.labels, weights.path, strict=True) if (w := non_finite_warning(label, c.tensors))
     ]
     for w in warnings:
         say(w)
@@ -452,13 +505,14 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
     return hashlib.sha256(
         json.dumps(
             {
-                "checkpoints": [content_digest(plan.weights.init), content_digest(plan.weights.final), read.key],
+                "checkpoints": [*(content_digest(c) for c in plan.weights.path), read.key],
                 "model": [plan.weights.model.spec.to_json(), _model_digest(plan.weights.model)],
                 "loss": _source_digest(inspect.unwrap(plan.objective.per_sample)),
                 "calibration": _split_digest(calib),
                 "data": [plan.data.name, plan.data.normalization, data],
                 "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
                 "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
+                "refine": options.refine,
                 "engine": [
                     str(plan.engine.strategy),
                     plan.engine.batch_size,
@@ -477,8 +531,7 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions) -> str:
 
 def _scan(
     model: nn.Module | str | None,
-    init: StateLike,
-    final: StateLike,
+    path: Sequence[StateLike],
     data: Any,
     options: ScanOptions,
     read: ReadOptions,
@@ -487,7 +540,7 @@ def _scan(
     calibration: Any = None,
 ) -> ScanResult:
     t_start = time.perf_counter()
-    plan = _plan(model, init, final, data, options, read, hooks, calibration)
+    plan = _plan(model, path, data, options, read, hooks, calibration)
     if hooks.log is not None:
         hooks.log(_summary_line(plan, options))
     fingerprint = _fingerprint(plan, options, read) if hooks.resume is not None or hooks.on_batch is not None else ""
@@ -496,20 +549,19 @@ def _scan(
             "the partial scan saved in the output directory was made with other inputs or options",
             hint="resume with exactly the command that was interrupted, or start afresh with --force",
         )
-    on_batch = hooks.on_batch
-    point_results, report = scan_points(
-        plan.weights.model.model,
-        plan.weights.init.tensors,
-        plan.weights.final.tensors,
-        plan.points,
-        plan.data.splits,
-        plan.engine,
-        calibration=plan.calibration,
-        progress=hooks.progress,
-        objective=plan.objective,
-        resume=hooks.resume.engine if hooks.resume is not None else None,
-        on_batch=None if on_batch is None else lambda snap: on_batch(ScanSnapshot(fingerprint, snap)),
-    )
+    stages = _Stages(plan, hooks, fingerprint, options.refine)
+    point_results: list[PointResult] = []
+    report: EngineReport | None = None
+    for segment in range(1, len(plan.weights.path)):
+        segment_results, report = stages.run(segment, [replace(p, segment=segment) for p in plan.points])
+        for size in round_sizes(options.refine):
+            points = _refinement(plan.points, segment_results, size)
+            if not points:
+                break
+            more, report = stages.run(segment, [replace(p, segment=segment) for p in points])
+            segment_results += more
+        point_results += segment_results
+    assert report is not None  # a path has at least one segment
     for name, count in report.ignored.items():
         w = (
             f"warning: {count} example{'s' if count != 1 else ''} of the {name} split "
@@ -526,13 +578,103 @@ def _scan(
         if options.bootstrap
         else None
     )
-    summary = summary_frame(
-        results, plan.curves, plan.weights.init.tensors, plan.weights.final.tensors, options.tol, intervals
-    )
+    summary = summary_frame(results, plan.curves, [c.tensors for c in plan.weights.path], options.tol, intervals)
     counts = {r.split: r.n for r in point_results}
+    report = stages.report(report)
     manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
     examples = per_example_arrays(point_results) if options.per_example else None
     return ScanResult(results, summary, manifest, examples)
+
+
+def _refinement(templates: Sequence[Point], results: Sequence[PointResult], size: int) -> list[Point]:
+    """One round of --refine for one segment: ``size`` new points per curve, each curve refined on its own
+    (refine.next_alphas over its points so far on every split)."""
+    points = []
+    for template in {p.curve: p for p in templates}.values():
+        mine = sorted((r for r in results if r.point.curve == template.curve), key=lambda r: r.point.alpha)
+        alphas = sorted({r.point.alpha for r in mine})
+        splits = list(dict.fromkeys(r.split for r in mine))
+        losses = [[r.loss for r in mine if r.split == split] for split in splits]
+        points += [replace(template, alpha=a, refined=True) for a in next_alphas(alphas, losses, size)]
+    return points
+
+
+class _Stages:
+    """The engine calls of one scan (per segment of the path: the grid, then each round of --refine), each
+    resumable: a call finished before an interruption is replayed from its saved Snapshot (no batch evaluated
+    again), the one under way continues, and every snapshot handed to ``hooks.on_batch`` carries the finished
+    calls with it. A refinement round's points follow from the results before it, which a replay reproduces
+    exactly. Progress is told for the whole scan: what is done, this call's total, and an estimate of the calls
+    to come from the (point, batch) evaluations per point so far."""
+
+    def __init__(self, plan: _Plan, hooks: Hooks, fingerprint: str, refine: int = 0) -> None:
+        self.plan, self.hooks, self.fingerprint = plan, hooks, fingerprint
+        resume = hooks.resume
+        self.saved: list[Snapshot] = [*resume.finished, resume.engine] if resume is not None else []
+        self.finished: list[Snapshot] = []  # the whole snapshot of each call done (with on_batch)
+        self.stage = 0  # calls made
+        segments = len(plan.weights.path) - 1
+        # points still to come, each counted as many times as the engine is told of (a point per curve)
+        self.remaining = segments * (len(plan.points) + refine * len(plan.curves))
+        self.done = 0  # (point, batch) evaluations of the finished calls
+        self.seconds = [0.0, 0.0]  # calibration, evaluation
+        self.calibration = [0, 0]  # batches, examples
+
+    def _progress(self, points: int) -> Progress | None:
+        progress = self.hooks.progress
+        self.remaining -= points
+        if progress is None:
+            return None
+        before, later = self.done, self.remaining
+
+        def tell(n: int, total: int | None) -> None:
+            self.done += n
+            progress(n, None if total is None else before + total + round(later * total / max(points, 1)))
+
+        return tell
+
+    def run(self, segment: int, points: Sequence[Point]) -> tuple[list[PointResult], EngineReport]:
+        """Evaluate ``points`` on the segment from checkpoint ``segment − 1`` to ``segment``."""
+        plan, on_batch = self.plan, self.hooks.on_batch
+        stage, self.stage = self.stage, self.stage + 1
+        resume = self.saved[stage] if stage < len(self.saved) else None
+        latest: list[Snapshot] = [resume] if resume is not None else []
+
+        def keep(snap: Snapshot) -> None:
+            latest[:] = [snap]
+            if on_batch is not None:
+                on_batch(ScanSnapshot(self.fingerprint, snap, tuple(self.finished)))
+
+        results, report = scan_points(
+            plan.weights.model.model,
+            plan.weights.path[segment - 1].tensors,
+            plan.weights.path[segment].tensors,
+            points,
+            plan.data.splits,
+            plan.engine,
+            calibration=plan.calibration,
+            progress=self._progress(len(points)),
+            objective=plan.objective,
+            resume=resume,
+            on_batch=keep if on_batch is not None else None,
+        )
+        if latest:
+            self.finished.append(latest[0])
+        self.seconds[0] += report.seconds_calibration
+        self.seconds[1] += report.seconds_evaluation
+        self.calibration[0] += report.calibration_batches
+        self.calibration[1] = max(self.calibration[1], report.calibration_examples)
+        return results, report
+
+    def report(self, last: EngineReport) -> EngineReport:
+        """The last call's report with the times and calibration batches of every call."""
+        return replace(
+            last,
+            seconds_calibration=self.seconds[0],
+            seconds_evaluation=self.seconds[1],
+            calibration_batches=self.calibration[0],
+            calibration_examples=self.calibration[1],
+        )
 
 
 def _summary_line(plan: _Plan, options: ScanOptions) -> str:
@@ -577,6 +719,15 @@ def _manifest(
         "strategy_reason": plan.strategy.reason,
         "strategy_note": report.note,
         "checkpoints": {"init": weights.init.info.to_json(), "final": weights.final.info.to_json()},
+        # every checkpoint of the path in order (segment i runs from entry i − 1 to entry i); init and final
+        # above are its first two
+        "path": {
+            "segments": len(weights.path) - 1,
+            "checkpoints": [
+                {"label": label, **c.info.to_json()} for label, c in zip(weights.labels, weights.path, strict=True)
+            ],
+            "random_init": options.random_init,
+        },
         "weights": {
             "key": read.key,
             "strict": read.strict,
@@ -615,6 +766,10 @@ def _manifest(
             "calibration_indices": [int(i) for i in (getattr(calib, "indices", None) or [])],
         },
         "grid": {"alphas": list(options.grid.alphas), "endpoints_added": list(options.grid.added)},
+        # --refine: points added per curve and segment, in rounds of these sizes (results.csv's refined rows)
+        "refine": {"points": options.refine, "rounds": round_sizes(options.refine), "max_rounds": ROUNDS}
+        if options.refine
+        else None,
         "groups": None
         if grouping is None
         else {

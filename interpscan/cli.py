@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import InterpscanError, Interrupted
+from .errors import InterpscanError, Interrupted, UsageError
 from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, Mode, Strategy
 
 if TYPE_CHECKING:
@@ -166,16 +166,21 @@ def _summary_table(summary: Any, title: str) -> None:
 
     grouped = bool((summary["curve"] != "all").any())
     intervals = "delta_ci_low" in summary and bool(summary["delta_ci_low"].notna().any())
+    # a path through several checkpoints: a block per segment, then the whole path (segment 0, α read as t)
+    segmented = "segment" in summary and bool((summary["segment"] != 1).any())
     table = Table(title=title, title_justify="left", header_style="bold")
     columns = ["curve", "split", "L(0)", "L(1)", "Δ", "monotone", "B_lin @α", "B_max @α"]
     if intervals:
         columns[5:5] = ["Δ 95% CI", "rises"]
+    if segmented:
+        columns[2:2] = ["segment"]
     if grouped:
         columns += ["rank L(0)", "rank Δ"]
     for col in columns:
         left = col in ("curve", "split", "monotone", "rises")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
-    for split, rows in summary.groupby("split", sort=False):
+    for key, rows in summary.groupby(["split", "segment"] if segmented else ["split"], sort=False):
+        split = key[0]
         whole = rows[rows["curve"] == "all"]
         groups = rows[rows["curve"] != "all"].sort_values("loss_start", ascending=False, na_position="last")
         by_delta = groups["delta"].rank(ascending=False, method="min")
@@ -193,6 +198,8 @@ def _summary_table(summary: Any, title: str) -> None:
             ]
             if intervals:  # whether the path rises beyond the examples' noise: Δ's interval above 0
                 cells[5:5] = [f"{_fmt(row.delta_ci_low)}–{_fmt(row.delta_ci_high)}", _yes_no(row.rise_significant)]
+            if segmented:
+                cells[2:2] = [str(row.segment) if row.segment else "whole"]
             if grouped:
                 is_group = row.curve != "all"
                 rank_delta = by_delta.iloc[i - len(whole)] if is_group else float("nan")
@@ -239,13 +246,6 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 _MODEL, _DATA, _PATH, _HOW, _OUT = "Checkpoints and model", "Data", "The path", "How it runs", "Output"
 
-InitArg = Annotated[
-    Path,
-    typer.Argument(
-        help="Checkpoint at α=0 (θ_init): a PyTorch, safetensors (or sharded: its index or directory), "
-        "TorchScript, torch.export or .npz file. See `interpscan inspect`."
-    ),
-]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -308,8 +308,16 @@ GroupsOpt = Annotated[
 
 @app.command()
 def run(
-    init: InitArg,
-    final: Annotated[Path, typer.Argument(help="Checkpoint at α=1 (θ_final).")],
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoints of the path: INIT (α=0, θ_init) and FINAL (α=1, θ_final), each a PyTorch, "
+            "safetensors (or sharded: its index or directory), TorchScript, torch.export or .npz file (see "
+            "`interpscan inspect`); more after them continue the path, one segment per pair (t = segment − 1 + α).",
+            show_default=False,
+            metavar="INIT FINAL [CHECKPOINT]...",
+        ),
+    ],
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     key: KeyOpt = None,
@@ -393,6 +401,25 @@ def run(
     ] = "21",
     alpha_range: Annotated[
         str | None, typer.Option(help="LO,HI to extend a counted grid, e.g. -0.5,1.5.", rich_help_panel=_PATH)
+    ] = None,
+    refine: Annotated[
+        int,
+        typer.Option(
+            help="Add N points per curve (and segment) after the grid, in rounds, where the curve is least resolved: "
+            "the largest change between neighbours, around the largest rise, the barrier peak and the plateau's "
+            "foot. results.csv marks them (refined); metrics use every point.",
+            metavar="N",
+            rich_help_panel=_PATH,
+        ),
+    ] = 0,
+    random_init: Annotated[
+        int | None,
+        typer.Option(
+            help="Append a fresh initialization of the model (its factory after torch.manual_seed(SEED)) as the "
+            "path's last checkpoint: init → final → random init. Needs a model interpscan builds.",
+            metavar="SEED",
+            rich_help_panel=_PATH,
+        ),
     ] = None,
     groups: GroupsOpt = None,
     hold: Annotated[
@@ -485,7 +512,8 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Scan the straight line between two checkpoints; write results.csv, summary.csv, run.json, results.html."""
+    """Scan the straight line between two checkpoints (or the path through several, segment by segment); write
+    results.csv, summary.csv, run.json, results.html."""
     from .api import ScanConfig, run_scan
     from .data import parse_data_keys, parse_samples
     from .models import parse_model_args
@@ -493,9 +521,15 @@ def run(
     from .rundir import RunDirectory
 
     out = check_path(out, "--out")
+    if len(checkpoints) < 2:
+        raise UsageError(
+            f"a path needs two or more checkpoints, got {len(checkpoints)}",
+            hint="interpscan run INIT FINAL [CHECKPOINT]... (e.g. init.pt final.pt)",
+        )
     config = ScanConfig(  # every option checked here, before any file is read
-        init=init,
-        final=final,
+        init=checkpoints[0],
+        final=checkpoints[1],
+        onward=tuple(checkpoints[2:]),
         data=data,
         model=model,
         model_args=parse_model_args(model_arg or []),
@@ -515,6 +549,8 @@ def run(
         tol=tol,
         bootstrap=bootstrap,
         per_example=save_per_example,
+        random_init=random_init,
+        refine=refine,
         groups=tuple(groups or ()),
         hold=hold,
         mode=mode,

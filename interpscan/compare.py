@@ -142,8 +142,16 @@ def _group_column(curve: str, hold: Any, mode: Any) -> str:
     return f"{GROUP_PREFIX}{curve}{suffix}"
 
 
+def _first_segment(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the path's first segment, init → final (all rows of a run without segments): on a path
+    through several checkpoints, compare judges the trained network at the end of the first segment."""
+    if "segment" not in frame.columns:
+        return frame
+    return frame[pd.to_numeric(frame["segment"], errors="coerce") == 1]
+
+
 def _run_row(run: LoadedRun, label: str, split: str) -> dict[str, Any]:
-    results = run.results
+    results = _first_segment(run.results)
     whole = results[(results["curve"].astype(str) == "all") & (results["split"].astype(str) == split)]
     alphas = pd.to_numeric(whole["alpha"], errors="coerce")
     at_end = whole[(alphas - 1.0).abs() < 1e-9]
@@ -154,7 +162,7 @@ def _run_row(run: LoadedRun, label: str, split: str) -> dict[str, Any]:
         "final_loss": float(at_end["loss"].iloc[0]) if len(at_end) else math.nan,
         "final_accuracy": float(at_end["accuracy"].iloc[0]) if len(at_end) else math.nan,
     }
-    summary = run.summary if run.summary is not None else pd.DataFrame(columns=["curve", "split"])
+    summary = _first_segment(run.summary) if run.summary is not None else pd.DataFrame(columns=["curve", "split"])
     of_split = summary[summary["split"].astype(str) == split]
     mine = of_split[of_split["curve"].astype(str) == "all"]
     for column in SHAPE_METRICS:
@@ -174,7 +182,8 @@ def compare_runs(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, split
 
     The shape metrics are the whole-network row of each run's summary.csv on the compared split (plus each
     group's L(0)); the outcomes are the α=1 point of that split in its results.csv — the final weights,
-    evaluated under the run's own BN policy.
+    evaluated under the run's own BN policy. On a path through several checkpoints both come from its first
+    segment, init → final.
 
     Args:
         runs: The runs, each with a summary (see ``results.load_runs(..., need_summary=True)``).

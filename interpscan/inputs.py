@@ -20,7 +20,7 @@ from .data import Batches, DataSource, Split, as_splits, load_split, open_data, 
 from .data.batches import Take, as_split, default_splits
 from .download import DownloadProgress
 from .errors import DataError, UsageError
-from .models import ModelSpec, ResolvedModel, StateMatch, match_states, resolve_model
+from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
 from .models.matching import dtype_counts
 from .options import ReadOptions
 
@@ -84,12 +84,20 @@ def content_digest(ckpt: Checkpoint) -> str:
 
 @dataclass(frozen=True)
 class Weights:
-    """The model a scan evaluates and its two endpoint states, renamed and completed to the model's names."""
+    """The model a scan evaluates and the checkpoints of its path, renamed and completed to the model's names:
+    ``init`` and ``final`` are the first two, ``path`` all of them (more than two for a path through several
+    checkpoints), ``labels`` what messages and run.json call each."""
 
     model: ResolvedModel
     init: Checkpoint
     final: Checkpoint
     matched: StateMatch
+    path: tuple[Checkpoint, ...] = ()
+    labels: tuple[str, ...] = ("init", "final")
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            object.__setattr__(self, "path", (self.init, self.final))
 
 
 def given_model(model: nn.Module) -> ResolvedModel:
@@ -98,21 +106,58 @@ def given_model(model: nn.Module) -> ResolvedModel:
     return ResolvedModel(model, ModelSpec("in-memory", kind, None, {}), "the model passed in", "given")
 
 
+def path_labels(count: int) -> tuple[str, ...]:
+    """What the checkpoints of a path are called: init and final, then c2, c3, … for those beyond final."""
+    return ("init", "final", *(f"c{i}" for i in range(2, count)))
+
+
+def random_init(resolved: ResolvedModel, seed: int) -> Checkpoint:
+    """A fresh initialization of the scan's model: its factory called again after ``torch.manual_seed(seed)``
+    (the global generator's state is restored afterwards), as a Checkpoint in memory.
+
+    Raises:
+        UsageError: a model interpscan did not build (passed in, or brought by a checkpoint), so has no factory.
+        ModelError: the factory fails.
+    """
+    if resolved.spec.kind in ("in-memory", *OWN_FORWARD):
+        raise UsageError(
+            f"--random-init builds a fresh model from its factory, and {resolved.origin} has none",
+            hint="name the model with --model (a zoo name or path/to/file.py:factory), or pass the random "
+            "initialization as one more checkpoint",
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = build_model(resolved.spec)
+    ckpt = in_memory(fresh.state_dict(), f"random init, seed {seed}")
+    return replace(ckpt, info=replace(ckpt.info, path=f"<random init: {resolved.spec.text}, seed {seed}>"))
+
+
 def resolve_weights(
-    model: nn.Module | str | None, init: StateLike, final: StateLike, read: ReadOptions | None = None
+    model: nn.Module | str | None,
+    init: StateLike,
+    final: StateLike,
+    read: ReadOptions | None = None,
+    *,
+    onward: Sequence[StateLike] = (),
+    random_seed: int | None = None,
 ) -> Weights:
-    """The model and both endpoints, checked against each other (every problem at once).
+    """The model and the checkpoints of the path (init, final, then ``onward``, then with ``random_seed`` a
+    fresh initialization of the model), checked against each other (every problem at once).
 
     ``model`` is a module, a ``--model`` spec, or None: then the final endpoint's module when it is one, else the
     forward a file brings, the spec a checkpoint records (code only with ``read.trust_recorded_code``), or the one
     matching zoo model (models.resolve_model). ``read`` says how named files are read (defaults when None).
 
     Raises:
-        CheckpointError, ModelError, UsageError: unreadable endpoints, no model, or a model that does not match.
+        CheckpointError, ModelError, UsageError: unreadable checkpoints, no model, a model that does not match,
+            or ``random_seed`` for a model interpscan cannot build.
     """
     read = read or ReadOptions()
-    init_ck = as_checkpoint(init, "init", key=read.key, unsafe_pickle=read.unsafe_pickle)
-    final_ck = as_checkpoint(final, "final", key=read.key, unsafe_pickle=read.unsafe_pickle)
+    labels = path_labels(2 + len(onward))
+    given = [as_checkpoint(v, label, key=read.key, unsafe_pickle=read.unsafe_pickle) for v, label in zip(
+        (init, final, *onward), labels, strict=True
+    )]  # fmt: skip
+    init_ck, final_ck = given[0], given[-1]  # the model is found as for a path from the first to the last given
     if model is None and isinstance(final, nn.Module):
         model = final
     if isinstance(model, nn.Module):
@@ -123,15 +168,16 @@ def resolve_weights(
         # a recorded spec that names code is refused in models.model_spec_for unless trusted, before any data
         trust = read.trust_recorded_code
         resolved = resolve_model(model, read.model_args, final_ck, init_ck, trust_recorded_code=trust)
+    if random_seed is not None:
+        given.append(random_init(resolved, random_seed))
+        labels = (*labels, "random-init")
     names = list(resolved.model.state_dict())
-    init_ck, final_ck = align_to_model(init_ck, names), align_to_model(final_ck, names)
-    matched = match_states(resolved.model, {"init": init_ck.tensors, "final": final_ck.tensors}, strict=read.strict)
-    return Weights(
-        resolved,
-        replace(init_ck, tensors=matched.states["init"]),
-        replace(final_ck, tensors=matched.states["final"]),
-        matched,
+    aligned = [align_to_model(c, names) for c in given]
+    matched = match_states(
+        resolved.model, {label: c.tensors for label, c in zip(labels, aligned, strict=True)}, strict=read.strict
     )
+    path = tuple(replace(c, tensors=matched.states[label]) for label, c in zip(labels, aligned, strict=True))
+    return Weights(resolved, path[0], path[1], matched, path, labels)
 
 
 # ------------------------------------------------------------------------------------------------ the data

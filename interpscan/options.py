@@ -291,6 +291,8 @@ class ScanOptions:
     tol: float = 0.0  # a path is monotone when its largest rise Δ ≤ tol
     bootstrap: int = DEFAULT_BOOTSTRAP  # resamples of the examples for the metrics' 95% intervals; 0: none
     per_example: bool = False  # keep every example's loss at every point (ScanResult.examples, per_example.npz)
+    random_init: int | None = None  # seed of a fresh initialization appended as the path's last checkpoint
+    refine: int = 0  # points added per curve and segment after the grid, where the curve is least resolved
     grid: Grid = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -325,6 +327,15 @@ class ScanOptions:
             raise UsageError(f"--seed must be a whole number, got {self.seed!r}", hint="e.g. --seed 0")
         if not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be from 0 to 2**63 − 1, got {self.seed}", hint="e.g. --seed 0")
+        if self.random_init is not None and (
+            isinstance(self.random_init, bool)
+            or not isinstance(self.random_init, int)
+            or not 0 <= self.random_init <= MAX_SEED
+        ):
+            raise UsageError(
+                f"--random-init must be a seed from 0 to 2**63 − 1, got {self.random_init!r}",
+                hint="e.g. --random-init 0",
+            )
         device = str(self.device).strip().lower()
         if not _DEVICE.fullmatch(device):
             raise UsageError(f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N")
@@ -347,6 +358,11 @@ class ScanOptions:
             raise UsageError(
                 f"--bootstrap must be a whole number from 0 to {MAX_BOOTSTRAP:,}, got {self.bootstrap!r}",
                 hint=f"{DEFAULT_BOOTSTRAP} resamples give stable 95% intervals; 0 turns them off",
+            )
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or not 0 <= self.refine <= MAX_ALPHAS:
+            raise UsageError(
+                f"--refine must be a whole number from 0 to {MAX_ALPHAS:,}, got {self.refine!r}",
+                hint="e.g. --refine 10: ten more points per curve where it changes fastest",
             )
         _check_loss(self.loss)
 

@@ -23,13 +23,15 @@ from plotly.subplots import make_subplots
 
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
-from .metrics import largest_rise
-from .results import RESULT_REQUIRED
+from .metrics import Rise, largest_rise
+from .paths import to_position
+from .results import RESULT_REQUIRED, WHOLE_PATH
 
 ALL = "all"
 """The ``curve`` value of the whole-network ("vary all") path."""
 
 RUN = "run"
+_SPAN = "_segments"  # a helper column: the number of segments of the row's run
 """The optional column of ``results``/``summary`` that tells overlaid runs apart."""
 
 REQUIRED_COLUMNS = RESULT_REQUIRED
@@ -133,6 +135,9 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
     several = len(runs) > 1
     if summary is not None:
         summary = _normalised_summary(summary, several)
+    segments = int(results[_SPAN].max())
+    if segments > 1:
+        results, summary = _along_path(results, summary)
 
     splits = _split_order(results["split"])
     variants = _variants(results)
@@ -209,12 +214,19 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
                 _add_heatmap(fig, results, variant, run=run, row=row, visible=run == shown)
 
     alphas = pd.to_numeric(results["alpha"], errors="coerce")
-    if alphas.min() < 0.0 or alphas.max() > 1.0:
+    if segments > 1:
+        # A path through several checkpoints: checkpoint i sits at t = i.
+        for i in range(segments + 1):
+            fig.add_vline(x=i, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
+            fig.add_annotation(
+                x=i, y=1.0, yref="paper", text=f"c{i}", showarrow=False, yshift=8, font={"color": "grey"}
+            )
+    elif alphas.min() < 0.0 or alphas.max() > 1.0:
         # The checkpoints themselves sit at α=0 and α=1; outside them the path is extrapolated.
         for x in (0.0, 1.0):
             fig.add_vline(x=x, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
 
-    fig.update_xaxes(title_text="α")
+    fig.update_xaxes(title_text="t (checkpoint i at t = i; segment − 1 + α)" if segments > 1 else "α")
     # Zoom into the cliff in one panel and every panel follows.
     fig.update_xaxes(matches="x")
     fig.layout.xaxis.matches = None
@@ -457,14 +469,35 @@ def _labels(values: pd.Series[Any] | None, index: pd.Index[Any]) -> list[str]:
 
 
 def _normalised(results: pd.DataFrame) -> pd.DataFrame:
-    """A copy with ``curve``/``split`` as strings and ``hold``/``mode``/``run`` as strings, "" where empty."""
+    """A copy with ``curve``/``split`` as strings and ``hold``/``mode``/``run`` as strings, "" where empty, and
+    each row's run's number of segments (1 without a ``segment`` column) in ``_SPAN``."""
     out = results.copy()
     for column in ("curve", "split"):
         out[column] = out[column].astype(str)
     for column in ("hold", "mode", RUN):
         # Older results lack hold/mode; results of one run need no run column.
         out[column] = _labels(out[column] if column in out.columns else None, out.index)
+    if "segment" in out.columns:
+        segment = pd.to_numeric(out["segment"], errors="coerce").fillna(1).astype(int)
+        out[_SPAN] = segment.groupby(out[RUN]).transform("max")
+    else:
+        out[_SPAN] = 1
     return out
+
+
+def _along_path(results: pd.DataFrame, summary: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Results drawn against t, the position along a path through several checkpoints (``alpha`` := t; points
+    extrapolated beyond a segment's checkpoints left out, as the whole path's metrics leave them), and of the
+    summary the rows that describe each run's whole path: segment WHOLE_PATH where a run has it (its α columns
+    hold t), else its only segment."""
+    alpha = pd.to_numeric(results["alpha"], errors="coerce")
+    results = results[(alpha >= 0.0) & (alpha <= 1.0)].copy()
+    results["alpha"] = pd.to_numeric(results["t"], errors="coerce")
+    if summary is not None and "segment" in summary.columns:
+        segment = pd.to_numeric(summary["segment"], errors="coerce")
+        whole = (segment == WHOLE_PATH).groupby(summary[RUN]).transform("any")
+        summary = summary[(segment == WHOLE_PATH) | ~whole]
+    return results, summary
 
 
 def _normalised_summary(summary: pd.DataFrame, several: bool) -> pd.DataFrame:
@@ -768,10 +801,12 @@ def _add_rise(
     """A dotted bar over the largest rise Δ of one split's vary-all path: from the lowest loss before it (at the
     top's α) up to the top, a triangle at the top. None when the path never rises within [0, 1]. The hover text
     gives Δ's bootstrap interval and whether the rise is significant, when ``summary`` has them."""
-    try:
-        rise = largest_rise(_floats(points["alpha"]), _floats(points["loss"]))
+    span = int(points[_SPAN].iloc[0]) if _SPAN in points.columns and len(points) else 1
+    try:  # on a path through several checkpoints Δ is the whole path's, found on u = t/m (paths.py)
+        rise = largest_rise([t / span for t in _floats(points["alpha"])], _floats(points["loss"]))
     except ValueError:  # a grid without α=0 or α=1 (a filtered CSV): Δ is not defined
         return
+    rise = Rise(rise.height, to_position(rise.start_alpha, span), to_position(rise.end_alpha, span))
     if not (math.isfinite(rise.height) and rise.height > 0):
         return
     low, top = _loss_at(points, rise.start_alpha), _loss_at(points, rise.end_alpha)

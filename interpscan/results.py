@@ -17,7 +17,14 @@ from typing import Any
 from .errors import OutputError, UsageError
 from .options import check_label, check_path
 
-RESULT_COLUMNS = ["curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"]
+# segment, t and refined are appended (column order is part of the contract): a path through checkpoints
+# c0 → c1 → … → cm has segments 1…m, α local to its segment and t = segment − 1 + α the position along the whole
+# path; refined marks the points --refine added to the grid.
+RESULT_COLUMNS = [
+    *("curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"),
+    *("segment", "t", "refined"),
+]
+WHOLE_PATH = 0  # summary.csv's segment of the rows that describe the whole path of a multi-segment run
 # The shape metrics with a 95% bootstrap interval (uncertainty.py), and their summary.csv columns.
 CI_METRICS = ("delta", "barrier_linear", "barrier_max", "error_barrier_linear", "error_barrier_max", "plateau_alpha")
 CI_COLUMNS = [*(f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high")), "rise_significant"]
@@ -42,18 +49,31 @@ SUMMARY_COLUMNS = [
     "plateau_alpha",  # appended, not inserted: column order is part of the contract
     "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
     *CI_COLUMNS,  # 95% bootstrap intervals over examples; NaN / NA without --bootstrap
+    "segment",  # 1…m; WHOLE_PATH (0) for the whole path through three or more checkpoints (its α columns hold t)
 ]
 # Numeric columns and their dtypes (text columns are strings; ``monotone`` a nullable boolean).
-RESULT_DTYPES = {"alpha": "float64", "loss": "float64", "loss_se": "float64", "accuracy": "float64", "n": "int64"}
+RESULT_DTYPES = {
+    "alpha": "float64",
+    "loss": "float64",
+    "loss_se": "float64",
+    "accuracy": "float64",
+    "n": "int64",
+    "segment": "int64",
+    "t": "float64",
+    "refined": "boolean",
+}
 SUMMARY_DTYPES = {
     **{c: "float64" for c in SUMMARY_COLUMNS if c not in ("curve", "split", "monotone", "hold", "mode")},
     "monotone": "boolean",
     "nonfinite_points": "int64",
     "rise_significant": "boolean",
+    "segment": "int64",
 }
 # Columns a file may lack: hold and mode came with layer groups, plateau_alpha and nonfinite_points later still,
-# then the bootstrap's intervals.
-OPTIONAL_COLUMNS = frozenset({"hold", "mode", "plateau_alpha", "nonfinite_points", *CI_COLUMNS})
+# then the bootstrap's intervals, then paths through several checkpoints (segment, t) and refinement.
+OPTIONAL_COLUMNS = frozenset(
+    {"hold", "mode", "plateau_alpha", "nonfinite_points", *CI_COLUMNS, "segment", "t", "refined"}
+)
 RESULT_REQUIRED = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
 SUMMARY_REQUIRED = tuple(c for c in SUMMARY_COLUMNS if c not in OPTIONAL_COLUMNS)
 RUN_FILES = ("results.csv", "summary.csv", "run.json")  # what makes a run; results.html is drawn from them
@@ -263,9 +283,24 @@ def _column(path: Path, name: str, dtype: str | None, cells: Sequence[tuple[int,
     return pd.array([c for _, c in cells], dtype=object)
 
 
+def segment_keys(frame: Any) -> list[str]:
+    """The columns that name one curve of a table: curve and split, and segment when the table has it."""
+    return ["curve", "split", *(["segment"] if "segment" in frame.columns else [])]
+
+
+def _where(key: Sequence[Any]) -> str:
+    """'curve C on S', and ' (segment K)' or ' (whole path)' for a path through several checkpoints."""
+    curve, split, *rest = key
+    segment = int(rest[0]) if rest else 1
+    return f"curve {curve} on {split}" + (
+        "" if segment == 1 else " (whole path)" if segment == WHOLE_PATH else f" (segment {segment})"
+    )
+
+
 def _check_results(path: Path, frame: Any, lines: Sequence[int], manifest: Mapping[str, Any] | None) -> None:
-    """One whole run: a row per (curve, split, α) once, every curve on the same α grid, one n per split, and,
-    when run.json says, the grid, the splits and the curves it lists."""
+    """One whole run: a row per (curve, split, segment, α) once, every curve on the same α grid (points that
+    --refine added aside), one n per split, and, when run.json says, the grid, the segments, the splits and the
+    curves it lists."""
     import numpy as np
 
     if frame.empty:
@@ -273,31 +308,32 @@ def _check_results(path: Path, frame: Any, lines: Sequence[int], manifest: Mappi
     bad_alpha = frame.index[~np.isfinite(frame["alpha"].to_numpy(dtype=float))]
     if len(bad_alpha):
         raise _problem(path, f"line {lines[bad_alpha[0]]}: α must be a finite number")
-    reference: tuple[str, str, list[float]] | None = None
-    for (curve, split), g in frame.groupby(["curve", "split"], sort=False):
+    if "segment" in frame.columns and bool((frame["segment"] < 1).any()):
+        raise _problem(path, f"line {lines[frame.index[frame['segment'] < 1][0]]}: segments count from 1")
+    reference: tuple[str, list[float]] | None = None
+    for key, g in frame.groupby(segment_keys(frame), sort=False):
         alphas = g["alpha"]
         twice = alphas[alphas.duplicated()]
         if len(twice):
             first = lines[alphas.index[alphas == twice.iloc[0]][0]]
             again = lines[twice.index[0]]
-            raise _problem(
-                path, f"α={twice.iloc[0]:g} of curve {curve} on {split} appears twice (lines {first}, {again})"
-            )
-        grid = sorted(alphas.tolist())
+            raise _problem(path, f"α={twice.iloc[0]:g} of {_where(key)} appears twice (lines {first}, {again})")
+        on_grid = alphas[~g["refined"].fillna(False).astype(bool)] if "refined" in g.columns else alphas
+        grid = sorted(on_grid.tolist())
         if reference is None:
-            reference = (str(curve), str(split), grid)
-        elif not _same_grid(grid, reference[2]):
+            reference = (_where(key), grid)
+        elif not _same_grid(grid, reference[1]):
             raise _problem(
                 path,
-                f"curve {curve} on {split} has {len(grid)} α values, curve {reference[0]} on {reference[1]} "
-                f"{len(reference[2])}: the file is incomplete or mixes runs",
+                f"{_where(key)} has {len(grid)} α values, {reference[0]} {len(reference[1])}: the file is "
+                "incomplete or mixes runs",
             )
     for split, g in frame.groupby("split", sort=False):
         counts = g["n"].unique()
         if len(counts) > 1:
             raise _problem(path, f"split {split} has rows of {counts[0]} and of {counts[1]} examples (column n)")
     if manifest is not None:
-        _check_against_manifest(path, frame, reference[2] if reference else [], manifest)
+        _check_against_manifest(path, frame, reference[1] if reference else [], manifest)
 
 
 def _same_grid(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -314,6 +350,15 @@ def _check_against_manifest(path: Path, frame: Any, grid: Sequence[float], manif
                 path,
                 f"{len(grid)} α values per curve where run.json lists {len(listed)}: the file is incomplete "
                 "or belongs to another run",
+            )
+    segments = get(manifest, "path", "segments")
+    if isinstance(segments, int) and "segment" in frame.columns:
+        found = sorted({int(s) for s in frame["segment"]})
+        if found != list(range(1, segments + 1)):
+            raise _problem(
+                path,
+                f"rows for segment(s) {', '.join(map(str, found))} where run.json has {segments}: the file is "
+                "incomplete or belongs to another run",
             )
     splits = get(manifest, "data", "splits")
     if isinstance(splits, Mapping) and splits:
@@ -333,20 +378,20 @@ def _check_against_manifest(path: Path, frame: Any, grid: Sequence[float], manif
 
 
 def _check_summary(path: Path, summary: Any, results: Any) -> None:
-    """A row per (curve, split) of the results, once."""
-    pairs = list(zip(summary["curve"], summary["split"], strict=True))
+    """A row per (curve, split, segment) of the results, once, and for a path through three or more checkpoints
+    one per (curve, split) for the whole path (segment WHOLE_PATH)."""
+    keys = segment_keys(summary) if "segment" in results.columns else ["curve", "split"]
+    pairs = [tuple(k) for k in summary[keys].itertuples(index=False)]
     twice = [p for p in pairs if pairs.count(p) > 1]
     if twice:
-        raise _problem(path, f"curve {twice[0][0]} on {twice[0][1]} has more than one row")
-    mine = list(dict.fromkeys(zip(results["curve"], results["split"], strict=True)))
+        raise _problem(path, f"{_where(twice[0])} has more than one row")
+    mine = [tuple(k) for k in results[keys].drop_duplicates().itertuples(index=False)]
+    if len(keys) == 3 and results["segment"].max() > 1:
+        mine += [(c, s, WHOLE_PATH) for c, s in dict.fromkeys(zip(results["curve"], results["split"], strict=True))]
     extra = [p for p in pairs if p not in mine]
     lacking = [p for p in mine if p not in pairs]
     if extra or lacking:
-        what = (
-            f"curve {extra[0][0]} on {extra[0][1]}, which results.csv lacks"
-            if extra
-            else (f"no row for curve {lacking[0][0]} on {lacking[0][1]}")
-        )
+        what = f"{_where(extra[0])}, which results.csv lacks" if extra else f"no row for {_where(lacking[0])}"
         raise _problem(path, f"{what}: the summary belongs to another run, or is incomplete")
 
 

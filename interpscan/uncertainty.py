@@ -20,7 +20,8 @@ import torch
 
 from .engine import PointResult
 from .metrics import PLATEAU_FRACTION, curve_metrics
-from .results import CI_COLUMNS, CI_METRICS
+from .paths import position, whole_path_axis
+from .results import CI_COLUMNS, CI_METRICS, WHOLE_PATH
 
 __all__ = ["CI_COLUMNS", "CI_METRICS", "LEVEL", "bootstrap_intervals", "per_example_arrays", "resamples"]
 
@@ -40,14 +41,15 @@ def resamples(n: int, replicates: int, seed: int) -> Iterator[torch.Tensor]:
         yield torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, drawn, torch.ones(b, n, dtype=torch.float64))
 
 
-def _curves(
-    results: Sequence[PointResult],
-) -> dict[tuple[str, str], tuple[list[float], torch.Tensor, torch.Tensor | None]]:
-    """(curve, split) -> the kept examples of its points, rows in the order of α: (alphas, losses (P, N) float32,
-    hits (P, N) bool or None without accuracy). Curves whose points kept no examples are left out."""
-    grouped: dict[tuple[str, str], list[PointResult]] = {}
+Key = tuple[str, str, int]  # (curve, split, segment); segment WHOLE_PATH for a multi-segment path as a whole
+
+
+def _curves(results: Sequence[PointResult]) -> dict[Key, tuple[list[float], torch.Tensor, torch.Tensor | None]]:
+    """(curve, split, segment) -> the kept examples of its points, rows in the order of α: (alphas, losses (P, N)
+    float32, hits (P, N) bool or None without accuracy). Curves whose points kept no examples are left out."""
+    grouped: dict[Key, list[PointResult]] = {}
     for r in results:
-        grouped.setdefault((r.point.curve, r.split), []).append(r)
+        grouped.setdefault((r.point.curve, r.split, r.point.segment), []).append(r)
     curves = {}
     for key, rows in grouped.items():
         rows = sorted(rows, key=lambda r: r.point.alpha)
@@ -63,33 +65,60 @@ def _curves(
     return curves
 
 
+def _with_whole_paths(
+    curves: Mapping[Key, tuple[list[float], torch.Tensor, torch.Tensor | None]],
+) -> dict[Key, tuple[list[float], torch.Tensor, torch.Tensor | None, int]]:
+    """The curves, each with its scale (1), and for a path of m ≥ 2 segments its whole path as one more curve
+    (segment WHOLE_PATH) on u = t/m, with scale m (paths.whole_path_axis)."""
+    out = {key: (*value, 1) for key, value in curves.items()}
+    segments: dict[tuple[str, str], list[int]] = {}
+    for curve, split, segment in curves:
+        segments.setdefault((curve, split), []).append(segment)
+    for (curve, split), present in segments.items():
+        m = max(present)
+        if m < 2 or sorted(present) != list(range(1, m + 1)):
+            continue
+        parts = [curves[(curve, split, s)] for s in range(1, m + 1)]
+        seg = [s for s, part in enumerate(parts, 1) for _ in part[0]]
+        alphas = [a for part in parts for a in part[0]]
+        keep, u = whole_path_axis(seg, alphas, m)
+        rows = torch.from_numpy(keep)
+        losses = torch.cat([part[1] for part in parts])[rows]
+        hit_parts = [part[2] for part in parts]
+        hits = None if any(h is None for h in hit_parts) else torch.cat([h for h in hit_parts if h is not None])[rows]
+        out[(curve, split, WHOLE_PATH)] = (u, losses, hits, m)
+    return out
+
+
 def bootstrap_intervals(
     results: Sequence[PointResult],
     *,
     replicates: int,
     seed: int,
     plateau_fraction: float = PLATEAU_FRACTION,
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """The 95% bootstrap interval of every shape metric of every (curve, split), from the per-example losses the
-    engine kept (EngineOptions.keep_examples), and whether the path rises for sure (``rise_significant``: the
-    interval of Δ lies above 0). NaN (and NA) where a metric is undefined: non-finite losses, or no accuracy.
+) -> dict[Key, dict[str, Any]]:
+    """The 95% bootstrap interval of every shape metric of every (curve, split, segment), from the per-example
+    losses the engine kept (EngineOptions.keep_examples), and whether the path rises for sure
+    (``rise_significant``: the interval of Δ lies above 0). NaN (and NA) where a metric is undefined: non-finite
+    losses, or no accuracy. A path through three or more checkpoints also gets its whole path (segment
+    WHOLE_PATH, plateau α as t), resampled with the same draws as its segments.
 
     Raises:
         ValueError: a result without per-example losses.
     """
     if any(r.losses is None for r in results):
         raise ValueError("the engine did not keep per-example losses (EngineOptions.keep_examples)")
-    curves = _curves(results)
-    splits = list(dict.fromkeys(split for _, split in curves))
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    curves = _with_whole_paths(_curves(results))
+    splits = list(dict.fromkeys(key[1] for key in curves))
+    out: dict[Key, dict[str, Any]] = {}
     for si, split in enumerate(splits):
         keys = [k for k in curves if k[1] == split]
         stacked = {}
         for key in keys:
-            alphas, losses, hits = curves[key]
+            alphas, losses, hits, _ = curves[key]
             stacked[key] = (alphas, losses.double(), None if hits is None else 1.0 - hits.double())
         n = int(next(iter(stacked.values()))[1].shape[1])
-        draws: dict[tuple[str, str], dict[str, list[Any]]] = {k: {} for k in keys}
+        draws: dict[Key, dict[str, list[Any]]] = {k: {} for k in keys}
         if n:
             for weights in resamples(n, replicates, seed + si):
                 for key, (alphas, losses, errors) in stacked.items():
@@ -98,7 +127,11 @@ def bootstrap_intervals(
                     for name, values in curve_metrics(alphas, loss, error, plateau_fraction=plateau_fraction).items():
                         draws[key].setdefault(name, []).append(values)
         for key in keys:
-            out[key] = _interval({name: np.concatenate(parts) for name, parts in draws[key].items()})
+            row = _interval({name: np.concatenate(parts) for name, parts in draws[key].items()})
+            scale = curves[key][3]
+            for side in ("low", "high"):  # plateau α of a whole path: u = t/m back to t
+                row[f"plateau_alpha_ci_{side}"] *= scale
+            out[key] = row
     return out
 
 
@@ -119,13 +152,21 @@ def _interval(draws: Mapping[str, Any]) -> dict[str, Any]:
 
 def per_example_arrays(results: Sequence[PointResult]) -> dict[str, np.ndarray[Any, Any]]:
     """Every kept per-example loss as arrays, for per_example.npz: ``CURVE/SPLIT/alpha`` (P,) float64,
-    ``CURVE/SPLIT/loss`` (P, N) float32 and, for classification, ``CURVE/SPLIT/correct`` (P, N) bool, rows in
-    the order of alpha, columns the split's examples in the order the scan read them (those labelled -100 left
-    out). Empty when the engine kept none."""
+    ``CURVE/SPLIT/segment`` (P,) int64, ``CURVE/SPLIT/t`` (P,) float64, ``CURVE/SPLIT/loss`` (P, N) float32 and,
+    for classification, ``CURVE/SPLIT/correct`` (P, N) bool, rows in the order of (segment, α), columns the
+    split's examples in the order the scan read them (those labelled -100 left out). Empty when the engine kept
+    none."""
+    grouped: dict[tuple[str, str], list[tuple[int, list[float], torch.Tensor, torch.Tensor | None]]] = {}
+    for (curve, split, segment), (alphas, losses, hits) in sorted(_curves(results).items(), key=lambda kv: kv[0][2]):
+        grouped.setdefault((curve, split), []).append((segment, alphas, losses, hits))
     arrays: dict[str, np.ndarray[Any, Any]] = {}
-    for (curve, split), (alphas, losses, hits) in _curves(results).items():
+    for (curve, split), parts in grouped.items():
+        segments = [s for s, alphas, _, _ in parts for _ in alphas]
+        alphas = [a for _, part, _, _ in parts for a in part]
         arrays[f"{curve}/{split}/alpha"] = np.array(alphas, dtype=np.float64)
-        arrays[f"{curve}/{split}/loss"] = losses.numpy()
-        if hits is not None:
-            arrays[f"{curve}/{split}/correct"] = hits.numpy()
+        arrays[f"{curve}/{split}/segment"] = np.array(segments, dtype=np.int64)
+        arrays[f"{curve}/{split}/t"] = np.array([position(s, a) for s, a in zip(segments, alphas, strict=True)])
+        arrays[f"{curve}/{split}/loss"] = torch.cat([p[2] for p in parts]).numpy()
+        if all(p[3] is not None for p in parts):
+            arrays[f"{curve}/{split}/correct"] = torch.cat([p[3] for p in parts if p[3] is not None]).numpy()
     return arrays

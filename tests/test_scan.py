@@ -133,13 +133,13 @@ def test_non_finite_losses_are_kept_and_flagged(tmp_path: Path) -> None:
         }
     )
     state = {"w": torch.zeros(2)}
-    summary = summary_frame(results, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, state, state, 0.0)
+    summary = summary_frame(results, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, [state, state], 0.0)
     row = summary.iloc[0]
     assert row["nonfinite_points"] == 1
     assert row["delta"] == 0.0  # metrics use [0, 1], where the curve is finite
     assert results["loss"].iloc[-1] == float("inf")  # never clipped or replaced
     nan_inside = results.assign(loss=[2.0, float("nan"), 0.5, 0.4])
-    row = summary_frame(nan_inside, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, state, state, 0.0).iloc[0]
+    row = summary_frame(nan_inside, {"all": Curve("all", "", "", frozenset({"w"}), ["w"])}, [state, state], 0.0).iloc[0]
     assert row["nonfinite_points"] == 1
     assert pd.isna(row["delta"])
     assert pd.isna(row["monotone"])

@@ -50,7 +50,7 @@ def test_intervals_equal_a_plain_loop_over_the_same_resamples() -> None:
     gen = torch.Generator().manual_seed(1)
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
     losses = torch.rand(5, 40, generator=gen) * 2 + torch.tensor([2.0, 1.0, 1.2, 0.6, 0.5])[:, None]
-    got = bootstrap_intervals(_results(losses, alphas), replicates=300, seed=7)[("all", "test")]
+    got = bootstrap_intervals(_results(losses, alphas), replicates=300, seed=7)[("all", "test", 1)]
     draws: dict[str, list[float]] = {m: [] for m in CI_METRICS}
     for weights in resamples(40, 300, 7):  # split 0 of the scan resamples with seed + 0
         for w in weights:
@@ -78,11 +78,12 @@ def test_a_real_bump_is_significant_and_noise_is_not() -> None:
     res = bootstrap_intervals(_results(falling, alphas, "falling") + _results(bump, alphas, "bump"), replicates=200,
                               seed=0)  # fmt: skip
     true_delta = summarize_curve(alphas, bump.double().mean(1).tolist()).delta  # ≈ 0.10
-    assert res[("bump", "test")]["rise_significant"] is True
-    assert 0.05 < res[("bump", "test")]["delta_ci_low"] <= true_delta <= res[("bump", "test")]["delta_ci_high"]
-    assert res[("falling", "test")]["rise_significant"] is False
-    assert res[("falling", "test")]["delta_ci_high"] == 0.0
-    assert res[("falling", "test")]["plateau_alpha_ci_low"] <= 0.9 <= res[("falling", "test")]["plateau_alpha_ci_high"]
+    assert res[("bump", "test", 1)]["rise_significant"] is True
+    assert 0.05 < res[("bump", "test", 1)]["delta_ci_low"] <= true_delta <= res[("bump", "test", 1)]["delta_ci_high"]
+    assert res[("falling", "test", 1)]["rise_significant"] is False
+    assert res[("falling", "test", 1)]["delta_ci_high"] == 0.0
+    falling = res[("falling", "test", 1)]
+    assert falling["plateau_alpha_ci_low"] <= 0.9 <= falling["plateau_alpha_ci_high"]
 
 
 def test_seeded_and_nan_safe() -> None:
@@ -94,7 +95,7 @@ def test_seeded_and_nan_safe() -> None:
     assert a == b
     assert a != c
     losses[1, 4] = math.nan
-    nan = bootstrap_intervals(_results(losses, alphas), replicates=100, seed=3)[("all", "test")]
+    nan = bootstrap_intervals(_results(losses, alphas), replicates=100, seed=3)[("all", "test", 1)]
     assert all(math.isnan(nan[f"{m}_ci_low"]) for m in ("delta", "barrier_linear", "barrier_max", "plateau_alpha"))
     assert nan["rise_significant"] is None
 
@@ -163,7 +164,8 @@ def test_per_example_losses_are_saved_for_the_users_own_statistics(monkeypatch, 
     assert code == 0, err
     results = pd.read_csv(out / "results.csv")
     with np.load(out / "per_example.npz") as npz:
-        assert sorted(npz.files) == [f"{c}/test/{k}" for c in ("all", "fc") for k in ("alpha", "correct", "loss")]
+        keys = ("alpha", "correct", "loss", "segment", "t")
+        assert sorted(npz.files) == [f"{c}/test/{k}" for c in ("all", "fc") for k in keys]
         for curve in ("all", "fc"):
             rows = results[results["curve"] == curve]
             assert npz[f"{curve}/test/loss"].shape == (3, 30)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -13,13 +13,18 @@ class Point:
     """One network on the path: tensors in ``moving`` (all when None) sit at ``alpha``; the others at ``hold``.
 
     ``hold`` is an interpolation coefficient too: 1.0 keeps a tensor at its final value (the seed paper's
-    layer-wise scan), 0.0 at its initial value.
+    layer-wise scan), 0.0 at its initial value. ``segment`` says which segment of a path through several
+    checkpoints the point lies on (1 for a path between two); the engine evaluates one segment at a time, so
+    "initial" and "final" are that segment's two checkpoints. ``refined`` marks a point added by adaptive
+    refinement (api.py), not on the grid.
     """
 
     curve: str
     alpha: float
     moving: frozenset[str] | None = None
     hold: float = 1.0
+    segment: int = 1
+    refined: bool = False
 
     def coefficient(self, name: str) -> float:
         return self.alpha if self.moving is None or name in self.moving else self.hold
@@ -44,7 +49,7 @@ def untie(point: Point, aliases: Mapping[str, str]) -> Point:
     if point.moving is None or not aliases or not (point.moving & aliases.keys()):
         return point
     moving = point.moving | {aliases[n] for n in point.moving if n in aliases}
-    return Point(point.curve, point.alpha, frozenset(moving), point.hold)
+    return replace(point, moving=frozenset(moving))
 
 
 def dedupe(points: Sequence[Point], names: Sequence[str]) -> tuple[list[Point], list[int]]:

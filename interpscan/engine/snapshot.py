@@ -134,17 +134,31 @@ class Snapshot:
 @dataclass(frozen=True)
 class ScanSnapshot:
     """A scan's Snapshot with the fingerprint of what it was made from (inputs, points, options): a scan resumes
-    only from a snapshot of itself."""
+    only from a snapshot of itself. A scan that calls the engine more than once (a path through several
+    checkpoints, one call per segment; refinement rounds) keeps the whole Snapshot of every call it finished in
+    ``finished``, in order, and ``engine`` is the call under way."""
 
     fingerprint: str
     engine: Snapshot
+    finished: tuple[Snapshot, ...] = ()
 
     def to_state(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "engine": self.engine.to_state()}
+        return {
+            "fingerprint": self.fingerprint,
+            "engine": self.engine.to_state(),
+            "finished": [s.to_state() for s in self.finished],
+        }
 
     @classmethod
     def from_state(cls, state: Any) -> ScanSnapshot:
         """Raises: UsageError: not a scan's snapshot, or a damaged one."""
         if not isinstance(state, Mapping) or not isinstance(state.get("fingerprint"), str) or "engine" not in state:
             raise UsageError("the saved partial scan is not one interpscan wrote", hint="start afresh with --force")
-        return cls(state["fingerprint"], Snapshot.from_state(state["engine"]))
+        finished = state.get("finished", [])
+        if not isinstance(finished, list):
+            raise UsageError("the saved partial scan is damaged (finished)", hint="start afresh with --force")
+        return cls(
+            state["fingerprint"],
+            Snapshot.from_state(state["engine"]),
+            tuple(Snapshot.from_state(s) for s in finished),
+        )
