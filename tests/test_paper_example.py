@@ -115,18 +115,18 @@ def test_compare_reads_the_scans(out: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["interpolate", "recompute"])
-def test_the_path_on_to_a_random_init_continues_where_the_first_segment_ends(out: Path, policy: str) -> None:
-    """(d): segment 2 starts at the final checkpoint, the point segment 1 ends at: the same network on the same
-    examples (and, under recompute, the same calibration images)."""
+def test_the_path_on_to_a_random_init_is_two_segments(out: Path, policy: str) -> None:
+    """(d): segment 1 is the run's own two-checkpoint scan, point for point, and segment 2 starts where it ends
+    (the final checkpoint, on the same examples; under recompute, the same calibration images)."""
     run = out / "runs" / "cnn-wd0.02"
-    first = load_run(run / f"scan-{policy}").results
-    second = load_run(run / f"onward-{policy}").results
-    assert float(second[second["alpha"] == 0.0]["loss"].iloc[0]) == pytest.approx(
-        float(first[first["alpha"] == 1.0]["loss"].iloc[0]), abs=1e-6
-    )
-    random_init = load_checkpoint(run / "random-init.pt").tensors
-    init = load_checkpoint(run / "init.pt").tensors
-    assert not torch.equal(random_init["conv1.weight"], init["conv1.weight"])  # another seed
+    path = load_run(run / f"path3-{policy}").results
+    own = load_run(run / f"scan-{policy}").results
+    one, two = (path[path["segment"] == k].sort_values("alpha") for k in (1, 2))
+    assert one["loss"].tolist() == pytest.approx(own.sort_values("alpha")["loss"].tolist(), abs=1e-6)
+    assert two["loss"].iloc[0] == pytest.approx(one["loss"].iloc[-1], abs=1e-6)
+    assert two["t"].tolist() == pytest.approx((1 + two["alpha"]).tolist())
+    manifest = json.loads((run / f"path3-{policy}" / "run.json").read_text())
+    assert "--random-init" in manifest["argv"]
 
 
 def test_permutation_p_matches_the_exact_count(script: ModuleType) -> None:

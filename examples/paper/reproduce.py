@@ -267,6 +267,8 @@ def scan_command(config: ScanConfig, out: Path) -> list[str]:
         words += ["--bn-samples", str(config.bn_samples)]
     for group in config.groups:
         words += ["--groups", group]
+    if config.random_init is not None:
+        words += ["--random-init", str(config.random_init)]
     words += ["--bootstrap", str(config.bootstrap), "--out", str(out)]
     return words
 
@@ -292,8 +294,10 @@ def scan_run(
     steps: Steps,
     groups: Sequence[str] = (),
     alphas: int | None = None,
+    random_init: int | None = None,
 ) -> Scanned:
-    """``interpscan run INIT FINAL`` on ``size.samples`` test images under ``policy``, saved in ``out``."""
+    """``interpscan run INIT FINAL`` on ``size.samples`` test images under ``policy``, saved in ``out``; with
+    ``random_init``, on through a fresh initialization seeded so (``--random-init``)."""
     config = ScanConfig(
         init=init,
         final=final,
@@ -306,11 +310,13 @@ def scan_run(
         bn=policy,  # type: ignore[arg-type]  # parsed into the enum
         bn_samples=size.bn_samples,
         groups=tuple(groups),
+        random_init=random_init,
         bootstrap=size.bootstrap,
         device="cpu",
     )
     command = scan_command(config, out)
-    with steps.step(f"scanning {name}{' by group' if groups else ''}, BN {policy}") as advance:
+    what = " by group" if groups else (" on to a random init" if random_init is not None else "")
+    with steps.step(f"scanning {name}{what}, BN {policy}") as advance:
         result = run_scan(config, progress=advance, command=command)
     result.save(out, force=True, html=False)  # one HTML page in all: the report
     return Scanned(name, policy, out, result, shlex.join(command))
@@ -319,14 +325,15 @@ def scan_run(
 # --- what the scans show -------------------------------------------------------------------------------------
 
 
-def curve(result: ScanResult, name: str = "all") -> pd.DataFrame:
+def curve(result: ScanResult, name: str = "all", segment: int = 1) -> pd.DataFrame:
+    """One curve's test points of one segment (a two-checkpoint run has one, segment 1), in α order."""
     rows = result.results
-    return rows[(rows["curve"] == name) & (rows["split"] == "test")].sort_values("alpha")
+    return rows[(rows["curve"] == name) & (rows["split"] == "test") & (rows["segment"] == segment)].sort_values("alpha")
 
 
-def summary_row(result: ScanResult, name: str = "all") -> pd.Series[Any]:
+def summary_row(result: ScanResult, name: str = "all", segment: int = 1) -> pd.Series[Any]:
     rows = result.summary
-    return rows[(rows["curve"] == name) & (rows["split"] == "test")].iloc[0]
+    return rows[(rows["curve"] == name) & (rows["split"] == "test") & (rows["segment"] == segment)].iloc[0]
 
 
 def loss_at(result: ScanResult, alpha: float, name: str = "all") -> float:
@@ -518,41 +525,19 @@ def compare_findings(
     return found
 
 
-@dataclass(frozen=True)
-class ThreePoint:
-    """(d)'s path init → final → random init under one policy: the whole path's rows (``segment``, ``t``)."""
-
-    name: str
-    policy: str
-    results: pd.DataFrame  # results.csv rows of both segments, with segment (1, 2) and t = segment − 1 + α
-    scans: tuple[Scanned, ...]
-
-
-def random_init_checkpoint(trained: Trained) -> Path:
-    """A fresh initialization of the run's architecture (seed ``RANDOM_INIT_SEED``), saved beside its init.pt."""
-    torch.manual_seed(RANDOM_INIT_SEED)
-    path = trained.directory / "random-init.pt"
-    save_checkpoint(build_model(trained.spec), path, trained.spec, {"seed": RANDOM_INIT_SEED})
-    return path
-
-
-def three_point_path(trained: Trained, first: Scanned, size: Size, data_root: Path | None, steps: Steps) -> ThreePoint:
-    """init → final → random init: the first segment is the run's own scan, the second final → random init."""
-    second = scan_run(
+def three_point_path(trained: Trained, size: Size, data_root: Path | None, policy: str, steps: Steps) -> Scanned:
+    """init → final → random init (``--random-init``): ``runs/NAME/path3-POLICY``, segments 1 and 2."""
+    return scan_run(
         trained.recipe.name,
+        trained.directory / "init.pt",
         trained.directory / "final.pt",
-        random_init_checkpoint(trained),
-        trained.directory / f"onward-{first.policy}",
+        trained.directory / f"path3-{policy}",
         size=size,
-        policy=first.policy,
+        policy=policy,
         data_root=data_root,
         steps=steps,
+        random_init=RANDOM_INIT_SEED,
     )
-    parts = [
-        scan.result.results.assign(segment=k, t=scan.result.results["alpha"] + (k - 1))
-        for k, scan in enumerate((first, second), start=1)
-    ]
-    return ThreePoint(trained.recipe.name, first.policy, pd.concat(parts, ignore_index=True), (first, second))
 
 
 def rise_alpha(alphas: Sequence[float], losses: Sequence[float]) -> float:
@@ -562,23 +547,22 @@ def rise_alpha(alphas: Sequence[float], losses: Sequence[float]) -> float:
     return next((a for a, v in zip(alphas, losses, strict=True) if v >= target), math.nan)
 
 
-def three_point_findings(paths: Sequence[ThreePoint]) -> list[Finding]:
+def three_point_findings(paths: Sequence[Scanned]) -> list[Finding]:
     """(d): the trained network's neighbourhood towards its own init and towards a stranger's."""
     found = []
     for path in paths:
-        rows = path.results[path.results["curve"] == "all"]
-        one, two = (rows[rows["segment"] == k].sort_values("alpha") for k in (1, 2))
-        p1 = float(summary_row(path.scans[0].result)["plateau_alpha"])
+        one, two = curve(path.result, segment=1), curve(path.result, segment=2)
+        p1 = float(summary_row(path.result, segment=1)["plateau_alpha"])
         r2 = rise_alpha(two["alpha"].tolist(), two["loss"].tolist())
         l0, l1, l2 = float(one["loss"].iloc[0]), float(one["loss"].iloc[-1]), float(two["loss"].iloc[-1])
         mirror = math.isfinite(r2) and abs((1 - r2) - p1) <= 0.1
         found.append(
             Finding(
                 "d",
-                f"[BN {path.policy}] going on from the trained network to a fresh random initialization mirrors the "
-                "way in: back to about chance, with the same plateau and cliff",
+                f"[BN {path.policy}] going on from the trained network to a fresh random initialization looks like "
+                "the way back to its own: up to about chance, with the plateau and cliff mirrored",
                 f"L(init) {l0:.2f}, L(final) {l1:.2f}, L(random init) {l2:.2f}; way in: plateau α {p1:.2f}; "
-                f"way out: 90% of the rise by α {r2:.2f} (mirror: 1 − α = {1 - r2:.2f})",
+                f"way out: 90% of the rise by α {r2:.2f} (mirrored: 1 − α = {1 - r2:.2f})",
                 "reproduced" if mirror and abs(l2 - l0) <= 0.3 else "not reproduced",
             )
         )
@@ -635,7 +619,7 @@ class Reproduction:
     interventions: dict[str, list[Scanned]]
     layers: Scanned
     comparisons: dict[str, Comparison]
-    paths: list[ThreePoint]
+    paths: list[Scanned]
     findings: list[Finding]
     timings: list[tuple[str, float]]
     seconds: float
@@ -743,20 +727,22 @@ def report_sections(rep: Reproduction) -> list[Section]:
             tables=compare_tables,
         )
     )
-    path_figures = []
-    for path in rep.paths:
-        # x is t = segment − 1 + α: 0 the run's init, 1 its final weights, 2 the fresh random init
-        along = path.results.assign(alpha=path.results["t"])
-        path_figures.append(
-            (f"path3-{path.policy}", path_figure(along, None, title=f"init → final → random init, BN {path.policy}"))
+    path_figures = [
+        (
+            f"path3-{path.policy}",
+            path_figure(
+                path.result.results, path.result.summary, title=f"init → final → random init, BN {path.policy}"
+            ),
         )
+        for path in rep.paths
+    ]
     sections.append(
         Section(
             "(d) init → final → random init",
             notes=[
                 f"The weight decay {wd_text(SWEEP[-1])} CNN's path from its initial weights (t=0) to its final weights "
-                f"(t=1), then on to a fresh initialization of the same architecture (seed {RANDOM_INIT_SEED}, t=2); "
-                f"{size.alphas} points per segment. The α axis of these figures is t.",
+                f"(t=1), then on to a fresh initialization of the same architecture (--random-init "
+                f"{RANDOM_INIT_SEED}, t=2); {size.alphas} points per segment.",
             ],
             figures=path_figures,
         )
@@ -769,7 +755,7 @@ def report_sections(rep: Reproduction) -> list[Section]:
                 *(x for v in rep.sweep.values() for x in v),
                 *(x for v in rep.interventions.values() for x in v),
                 rep.layers,
-                *(x for p in rep.paths for x in p.scans[1:]),
+                *rep.paths,
             ]
         ]
     )
@@ -966,9 +952,7 @@ def reproduce(args: argparse.Namespace) -> Reproduction:
         paths = []
         for policy in POLICIES:
             with timer(f"scan {sweep[-1]} on to a random init, BN {policy}"):
-                paths.append(
-                    three_point_path(trained[sweep[-1]], scans[sweep[-1], policy], size, args.data_root, steps)
-                )
+                paths.append(three_point_path(trained[sweep[-1]], size, args.data_root, policy, steps))
         comparisons = compare_all(scans, cnns, out)
         layers = scans["resnet18", PAPER_POLICY]
         base = f"cnn-wd{wd_text(BASE_WD)}"
