@@ -99,7 +99,7 @@ FULL = Size(
     resnet_examples=10_000,
     resnet_epochs=3,
     resnet_width=8,
-    samples=2000,
+    samples=1000,
     alphas=51,
     group_alphas=21,
     bn_samples=512,
@@ -396,6 +396,28 @@ def sweep_findings(scans: Mapping[tuple[str, str], Scanned], sweep: Sequence[str
             )
         )
     return found
+
+
+def plateau_end(result: ScanResult, name: str = "all") -> float:
+    """The last α at which the loss is still within 10% of chance (≥ 0.9·ln 10): where the plateau ends (0 when
+    the path never sits there)."""
+    points = curve(result, name)
+    on = points[points["loss"] >= 0.9 * CHANCE]
+    return float(on["alpha"].max()) if len(on) else 0.0
+
+
+def vary_all_finding(scan: Scanned) -> Finding:
+    """(b): the ResNet-18's whole-network curve, the paper's "vary all"."""
+    row = summary_row(scan.result)
+    end = plateau_end(scan.result)
+    return Finding(
+        "b",
+        f"[BN {scan.policy}] vary all (ResNet-18, weight decay 5e-4): a plateau at chance (ln 10 = 2.30) until "
+        "α≈0.98, then a cliff to the trained loss",
+        f"L(0) {row['loss_start']:.2f}, L(0.5) {loss_at(scan.result, 0.5):.2f}, L(1) {row['loss_end']:.2f}; within "
+        f"10% of chance until α {end:.2f}; plateau α {row['plateau_alpha']:.2f}; Δ {interval(row, 'delta')}",
+        "reproduced" if end >= 0.9 else ("partly" if end >= 0.5 else "not reproduced"),
+    )
 
 
 def layer_findings(scan: Scanned) -> list[Finding]:
@@ -859,6 +881,11 @@ def find_data(size: Size, data_root: Path | None, download: bool) -> DataSource:
         raise DataError(exc.message, hint=DATA_HINT) from exc
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def choose_threads(asked: int | None) -> int:
     """torch's CPU threads: ``asked``, else 1 on a busy machine and torch's default otherwise.
 
@@ -867,8 +894,8 @@ def choose_threads(asked: int | None) -> int:
     """
     if asked is not None:
         return max(1, asked)
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
+    load = load_average()
+    busy = load is not None and load >= (os.cpu_count() or 1)
     return 1 if busy else torch.get_num_threads()
 
 
@@ -930,6 +957,7 @@ def compare_all(scans: Mapping[tuple[str, str], Scanned], names: Sequence[str], 
 def reproduce(args: argparse.Namespace) -> Reproduction:
     """Train, scan, compare; write findings.csv, timings.json and report.html (and figures/ with ``--png``)."""
     start = time.perf_counter()
+    load_at_start = load_average()
     size = TINY if args.tiny else FULL
     torch.set_num_threads(choose_threads(args.threads))
     source = find_data(size, args.data_root, args.download)
@@ -966,6 +994,7 @@ def reproduce(args: argparse.Namespace) -> Reproduction:
             paths=paths,
             findings=[
                 *sweep_findings(scans, sweep),
+                vary_all_finding(layers),
                 *layer_findings(layers),
                 *(f for p in POLICIES for f in compare_findings(comparisons[p], p, base, interventions, sweep)),
                 *three_point_findings(paths),
@@ -980,7 +1009,19 @@ def reproduce(args: argparse.Namespace) -> Reproduction:
             with timer("figures as PNG"):
                 write_pngs(sections, out / "figures", steps)
     rep.seconds = time.perf_counter() - start
-    write_json({"seconds": round(rep.seconds, 1), "steps": dict(timer.steps), "size": vars(size)}, out / "timings.json")
+    write_json(
+        {
+            "seconds": round(rep.seconds, 1),
+            "steps": dict(timer.steps),
+            "size": vars(size),
+            "threads": torch.get_num_threads(),
+            "cores": os.cpu_count(),
+            # how busy the machine was: other work on its cores slows every step
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": load_average(),
+        },
+        out / "timings.json",
+    )
     return rep
 
 
