@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ _PAGE_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em 2em; color: #222; }
 h1 { font-size: 1.3em; font-weight: 600; }
 h2 { font-size: 1.1em; font-weight: 600; margin-top: 2em; }
+h3 { font-size: 1em; font-weight: 600; margin-top: 1.5em; }
 p.note { color: #555; font-size: 0.9em; margin: 0.3em 0; }
 table.sortable { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
 table.sortable caption { caption-side: top; text-align: left; color: #555; padding-bottom: 0.4em; }
@@ -180,7 +182,6 @@ def render_page(
     """
     from html import escape
 
-    from . import __version__
     from .plots import figure_html, plotlyjs_html
 
     loader = plotlyjs_html(plotlyjs)
@@ -192,7 +193,17 @@ def render_page(
     if manifests:
         body.append("<h2>How these numbers were made</h2>")
         body += [manifest_html(m, label=label) for label, m in manifests]
-    body.append(f"<footer>written by interpscan {escape(__version__)}</footer>")
+    return _page(title, body, loader)
+
+
+def _page(title: str, body: list[str], loader: str) -> str:
+    """The HTML document around ``body`` (its parts joined by newlines): head, style, plotly.js, footer,
+    and the script that sorts tables."""
+    from html import escape
+
+    from . import __version__
+
+    body = [*body, f"<footer>written by interpscan {escape(__version__)}</footer>"]
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -201,6 +212,53 @@ def render_page(
         + "\n".join(body)
         + f"\n<script>{_SORT_SCRIPT}</script>\n</body>\n</html>\n"
     )
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of a report page (``render_report``): a heading, then short paragraphs, figures and tables."""
+
+    heading: str
+    notes: Sequence[str] = ()  # paragraphs of plain text
+    figures: Sequence[tuple[str, Any]] = ()  # (div id, Plotly figure); ids unique on the page
+    tables: Sequence[tuple[str, str]] = ()  # (heading, ``table_html`` output)
+
+
+def render_report(
+    *,
+    title: str,
+    sections: Sequence[Section],
+    notes: Sequence[str] = (),
+    manifests: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    plotlyjs: str = "inline",
+) -> str:
+    """One self-contained HTML page of several sections, each with its own text, figures and tables (the page
+    ``render_page`` writes has one of each kind); the manifests come last, collapsed.
+
+    Raises:
+        UsageError: an unknown ``plotlyjs`` mode, or two figures with one div id.
+    """
+    from html import escape
+
+    from .plots import figure_html, plotlyjs_html
+
+    loader = plotlyjs_html(plotlyjs)
+    ids = [div_id for section in sections for div_id, _ in section.figures]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise UsageError(f"figure ids used twice on one page: {', '.join(repeated)}")
+    body = [f"<h1>{escape(title)}</h1>"]
+    body += [f'<p class="note">{escape(note)}</p>' for note in notes]
+    for section in sections:
+        body.append(f"<h2>{escape(section.heading)}</h2>")
+        body += [f"<p>{escape(text)}</p>" for text in section.notes]
+        body += [figure_html(fig, div_id) for div_id, fig in section.figures]
+        for heading, table in section.tables:
+            body += [f"<h3>{escape(heading)}</h3>", f'<div class="table">{table}</div>']
+    if manifests:
+        body.append("<h2>How these numbers were made</h2>")
+        body += [manifest_html(m, label=label) for label, m in manifests]
+    return _page(title, body, loader)
 
 
 def write_page(path: Path, page: str) -> list[Path]:

@@ -50,9 +50,16 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train(
-    model: nn.Module, data: Split, config: TrainConfig, log: Callable[[str], None] | None = None
+    model: nn.Module,
+    data: Split,
+    config: TrainConfig,
+    log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on ``data`` with cross-entropy; returns per-epoch mean loss and accuracy.
+
+    ``log`` gets one line per epoch; ``on_step`` gets (steps done, total steps) after every optimizer step, for
+    a progress bar.
 
     Raises:
         UsageError: an unknown optimizer or a data fraction outside (0, 1].
@@ -79,6 +86,7 @@ def train(
         opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / max(steps, 1))).item())
     )
     history = []
+    done = 0
     model.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(x), generator=gen)
@@ -96,6 +104,9 @@ def train(
             sched.step()
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
+            done += 1
+            if on_step:
+                on_step(done, steps)
         history.append({"epoch": epoch + 1, "loss": total_loss / len(x), "accuracy": correct / len(x)})
         if log:
             log(
