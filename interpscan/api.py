@@ -68,8 +68,9 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True, kw_only=True)
 class ScanConfig(ScanOptions):
-    """A scan from files: the two checkpoints, the data and the model as the command line names them, how to
-    read them, and the ScanOptions. Checked when built, like ScanOptions; paths are as the user gave them."""
+    """A scan from files: the checkpoints (init, final, and ``onward`` for a path through several), the data and
+    the model as the command line names them, how to read them, and the ScanOptions. Checked when built, like
+    ScanOptions; paths are as the user gave them."""
 
     init: Path = field(kw_only=False)
     final: Path = field(kw_only=False)
@@ -574,10 +575,13 @@ def _scan(
     report: EngineReport | None = None
     for segment in range(1, len(plan.weights.path)):
         segment_results, report = stages.run(segment, [replace(p, segment=segment) for p in plan.points])
-        for size in round_sizes(options.refine):
+        sizes = round_sizes(options.refine)
+        for k, size in enumerate(sizes):
             points = _refinement(plan.points, segment_results, size)
-            if not points:
+            if not points:  # no curve has anything left to resolve: no more rounds
+                stages.fewer(sum(sizes[k:]) * len(plan.curves))
                 break
+            stages.fewer(size * len(plan.curves) - len(points))  # a curve with nothing left takes fewer
             more, report = stages.run(segment, [replace(p, segment=segment) for p in points])
             segment_results += more
         point_results += segment_results
@@ -644,6 +648,10 @@ class _Stages:
         self.seconds = [0.0, 0.0]  # calibration, evaluation
         self.calibration = [0, 0]  # batches, examples
 
+    def fewer(self, points: int) -> None:
+        """Points the progress estimate counted on that will not be evaluated."""
+        self.remaining -= points
+
     def _progress(self, points: int) -> Progress | None:
         progress = self.hooks.progress
         self.remaining -= points
@@ -706,9 +714,12 @@ def _summary_line(plan: _Plan, options: ScanOptions) -> str:
     resolved = plan.weights.model
     sizes = ", ".join(f"{s.name}={n}" if (n := _size(s)) is not None else s.name for s in plan.data.splits)
     curves = f" × {len(plan.grouping) + 1} curves (all + {len(plan.grouping)} groups)" if plan.grouping else ""
+    refine = f" (+ {options.refine} refined)" if options.refine else ""
+    segments = len(plan.weights.path) - 1
+    path = f" × {segments} segments ({' → '.join(plan.weights.labels)})" if segments > 1 else ""
     return (
         f"model {resolved.spec.text} ({resolved.origin}); data {plan.data.name} {sizes}; "
-        f"BN policy {plan.policy.value} ({plan.policy.reason}); {len(options.grid.alphas)} α{curves}; "
+        f"BN policy {plan.policy.value} ({plan.policy.reason}); {len(options.grid.alphas)} α{refine}{curves}{path}; "
         f"{plan.strategy.value} on {plan.device}"
     )
 

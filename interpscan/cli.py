@@ -349,7 +349,7 @@ def run(
             "safetensors (or sharded: its index or directory), TorchScript, torch.export or .npz file (see "
             "`interpscan inspect`); more after them continue the path, one segment per pair (t = segment − 1 + α).",
             show_default=False,
-            metavar="INIT FINAL [CHECKPOINT]...",
+            metavar="CHECKPOINT",
         ),
     ],
     model: ModelOpt = None,

@@ -610,15 +610,28 @@ def _hover_texts(points: pd.DataFrame, curve: str, split: str, label: str = "") 
     alphas, losses = _floats(points["alpha"]), _floats(points["loss"])
     ses, accs = _floats(points["loss_se"]), _floats(points["accuracy"])
     ns = points["n"].tolist()
+    axis = "t" if _span(points) > 1 else "α"
     texts = []
-    for a, loss, se, acc, n in zip(alphas, losses, ses, accs, ns, strict=True):
-        parts = [f"{label}{curve} · {split}", f"α={_fmt(a)}"]
+    for a, loss, se, acc, n, refined in zip(alphas, losses, ses, accs, ns, _refined(points), strict=True):
+        parts = [f"{label}{curve} · {split}", f"{axis}={_fmt(a)}" + (" (refined)" if refined else "")]
         parts.append(f"loss={_fmt(loss)} ± {_fmt(se, '.2g')}" if math.isfinite(se) else f"loss={_fmt(loss)}")
         if not math.isnan(acc):
             parts.append(f"accuracy={acc:.2%}")
         parts.append(f"n={n}")
         texts.append("<br>".join(parts))
     return texts
+
+
+def _span(points: pd.DataFrame) -> int:
+    """The number of segments of the path these points lie on (1 without a segment column)."""
+    return int(points[_SPAN].iloc[0]) if _SPAN in points.columns and len(points) else 1
+
+
+def _refined(points: pd.DataFrame) -> list[bool]:
+    """Which points --refine added (none in results from before the column)."""
+    if "refined" not in points.columns:
+        return [False] * len(points)
+    return [value is True or (isinstance(value, (bool, np.bool_)) and bool(value)) for value in points["refined"]]
 
 
 def _rgba(colour: str, opacity: float) -> str:
@@ -671,7 +684,8 @@ def _add_path(fig: go.Figure, points: pd.DataFrame, *, split: str, style: _Style
             y=_plottable(ys),
             mode="lines+markers",
             line={"color": style.colour, "dash": style.dash},
-            marker={"size": 5},
+            # points --refine added are hollow
+            marker={"size": 5, "symbol": ["circle-open" if r else "circle" for r in _refined(points)]},
             name=style.name,
             legendgroup=group,
             showlegend=legend,
@@ -801,7 +815,7 @@ def _add_rise(
     """A dotted bar over the largest rise Δ of one split's vary-all path: from the lowest loss before it (at the
     top's α) up to the top, a triangle at the top. None when the path never rises within [0, 1]. The hover text
     gives Δ's bootstrap interval and whether the rise is significant, when ``summary`` has them."""
-    span = int(points[_SPAN].iloc[0]) if _SPAN in points.columns and len(points) else 1
+    span = _span(points)
     try:  # on a path through several checkpoints Δ is the whole path's, found on u = t/m (paths.py)
         rise = largest_rise([t / span for t in _floats(points["alpha"])], _floats(points["loss"]))
     except ValueError:  # a grid without α=0 or α=1 (a filtered CSV): Δ is not defined

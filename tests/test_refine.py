@@ -75,6 +75,9 @@ def test_refined_points_equal_a_plain_loop_at_the_same_alpha(cliff) -> None:  # 
     refined = result.results[result.results["refined"]]
     assert len(refined) == 5
     assert len(result.results) == 11
+    line = next(t for t in result.figure().data if t.meta["role"] == "line" and t.meta["panel"] == "loss")
+    assert list(line.marker.symbol).count("circle-open") == 5  # drawn hollow
+    assert sum("(refined)" in text for text in line.hovertext) == 5
     want = reference_curve(model, init, final, [dict.fromkeys(init, a) for a in refined["alpha"]], x, y,
                            policy="interpolate")  # fmt: skip
     for (loss, _, acc), got_loss, got_acc in zip(want, refined["loss"], refined["accuracy"], strict=True):
@@ -106,3 +109,14 @@ def test_each_group_is_refined_where_its_own_curve_falls(cliff) -> None:  # type
     summary = result.summary.set_index("curve")
     curve = result.results[result.results["curve"] == "b"]
     assert summary.loc["b", "plateau_alpha"] == plateau_alpha(curve["alpha"].tolist(), curve["loss"].tolist())
+
+
+def test_progress_ends_at_the_total_it_announced(cliff) -> None:  # type: ignore[no-untyped-def]
+    """The total is estimated ahead of the rounds and segments, shrinks where a curve takes fewer points than
+    asked (nothing left to resolve), and ends exact."""
+    model, init, final, x, y = cliff
+    told: list[tuple[int, int | None]] = []
+    scan(model, [init, final, init], None, (x, y), alphas=11, refine=4, groups="b", bootstrap=0, bn="interpolate",
+         batch_size=50, progress=lambda n, total: told.append((n, total)))  # fmt: skip
+    assert told[-1][1] == sum(n for n, _ in told)
+    assert all(total is not None and total >= n for n, total in told)
