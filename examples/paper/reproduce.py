@@ -94,7 +94,7 @@ class Size:
 FULL = Size(
     data="fashion-mnist",
     cnn_examples=12_000,
-    cnn_epochs=4,  # 375 steps of 128 images
+    cnn_epochs=4,  # 376 steps of 128 images
     cnn_width=16,
     resnet_examples=10_000,
     resnet_epochs=3,
