@@ -628,7 +628,8 @@ def shape_table(scans: Sequence[Scanned]) -> pd.DataFrame:
 
 
 def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
-    return pd.DataFrame([vars(f) for f in findings], columns=["part", "claim", "measured", "verdict"])
+    # the verdict before the long texts: the report's table scrolls sideways
+    return pd.DataFrame([vars(f) for f in findings], columns=["part", "verdict", "claim", "measured"])
 
 
 @dataclass
