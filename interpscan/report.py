@@ -232,8 +232,8 @@ def render_report(
     manifests: Sequence[tuple[str, Mapping[str, Any]]] = (),
     plotlyjs: str = "inline",
 ) -> str:
-    """One self-contained HTML page of several sections, each with its own text, figures and tables (the page
-    ``render_page`` writes has one of each kind); the manifests come last, collapsed.
+    """One self-contained HTML page of several sections, each with its own text, figures (under their titles)
+    and tables (the page ``render_page`` writes has one of each kind); the manifests come last, collapsed.
 
     Raises:
         UsageError: an unknown ``plotlyjs`` mode, or two figures with one div id.
@@ -252,7 +252,10 @@ def render_report(
     for section in sections:
         body.append(f"<h2>{escape(section.heading)}</h2>")
         body += [f"<p>{escape(text)}</p>" for text in section.notes]
-        body += [figure_html(fig, div_id) for div_id, fig in section.figures]
+        for div_id, fig in section.figures:
+            if fig.layout.title.text:  # figure_html leaves the title to the page: it becomes the figure's heading
+                body.append(f"<h3>{escape(fig.layout.title.text)}</h3>")
+            body.append(figure_html(fig, div_id))
         for heading, table in section.tables:
             body += [f"<h3>{escape(heading)}</h3>", f'<div class="table">{table}</div>']
     if manifests:

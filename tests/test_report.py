@@ -19,7 +19,7 @@ def test_sections_come_in_order_each_with_its_text_figures_and_tables() -> None:
     page = render_report(
         title="T <1>",
         sections=[
-            Section("first", notes=["why & how"], figures=[("f1", _figure())]),
+            Section("first", notes=["why & how"], figures=[("f1", _figure().update_layout(title_text="F <1>"))]),
             Section("second", figures=[("f2", _figure())], tables=[("numbers", table)]),
         ],
         notes=["top note"],
@@ -33,6 +33,7 @@ def test_sections_come_in_order_each_with_its_text_figures_and_tables() -> None:
             "top note",
             "<h2>first</h2>",
             "why &amp; how",
+            "<h3>F &lt;1&gt;</h3>",
             'id="f1"',
             "<h2>second</h2>",
             'id="f2"',
@@ -44,6 +45,7 @@ def test_sections_come_in_order_each_with_its_text_figures_and_tables() -> None:
     ]
     assert order == sorted(order)
     assert page.count("<footer>") == 1
+    assert page.count("<h3>") == 2  # the titled figure's and the table's; f2 has no title
     assert "cdn.plot.ly" in page
 
 
