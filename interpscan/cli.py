@@ -30,29 +30,44 @@ if TYPE_CHECKING:
 err = Console(stderr=True, highlight=False, markup=False)
 
 
-class _DeferredMarkdown(types.ModuleType):
-    """A stand-in for ``rich.markdown`` until something uses it. typer's help renderer imports it, and with it
-    markdown-it, for the markdown markup mode, which interpscan does not use (``rich_markup_mode="rich"``): that
-    import was a quarter of ``interpscan --help``'s time (70 of 300 ms). Any use — building a ``Markdown``,
-    reading any other name — imports the real module, which then replaces this one."""
+def _real_module(name: str) -> types.ModuleType:
+    if isinstance(sys.modules.get(name), _Deferred):
+        del sys.modules[name]
+    return importlib.import_module(name)
 
-    class Markdown:
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            return _DeferredMarkdown.real().Markdown(*args, **kwargs)
+
+class _Forward(type):
+    """The class of a placeholder: building one, or reading any attribute of it, uses the real class."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return getattr(_real_module(cls.__module__), cls.__name__)(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(getattr(_real_module(cls.__module__), cls.__name__), name)
+
+
+class _Deferred(types.ModuleType):
+    """A stand-in for a module until something uses it. typer's help renderer imports ``rich.markdown`` (and
+    markdown-it) for a markup mode interpscan does not use (``rich_markup_mode="rich"``), and ``rich.traceback``
+    (with pygments, and attrs where installed) for pretty exceptions, which interpscan turns off: together
+    100-130 ms of ``interpscan --help``'s ~400. Each is a placeholder module holding placeholder classes for the
+    names typer imports; any use — building one, reading any other name — imports the real module, which then
+    replaces the stand-in."""
+
+    def __init__(self, name: str, classes: tuple[str, ...]) -> None:
+        super().__init__(name)
+        for cls in classes:
+            setattr(self, cls, _Forward(cls, (), {"__module__": name}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # the import system's questions (__path__, …) are not uses
             raise AttributeError(name)
-        return getattr(_DeferredMarkdown.real(), name)
-
-    @staticmethod
-    def real() -> types.ModuleType:
-        if isinstance(sys.modules.get("rich.markdown"), _DeferredMarkdown):
-            del sys.modules["rich.markdown"]
-        return importlib.import_module("rich.markdown")
+        return getattr(_real_module(self.__name__), name)
 
 
-sys.modules.setdefault("rich.markdown", _DeferredMarkdown("rich.markdown"))
+for _module, _classes in (("rich.markdown", ("Markdown",)), ("rich.traceback", ("Traceback",))):
+    if _module not in sys.modules:
+        sys.modules[_module] = _Deferred(_module, _classes)
 
 app = typer.Typer(
     name="interpscan",

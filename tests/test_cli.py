@@ -217,18 +217,24 @@ def test_help_and_version_start_without_torch() -> None:
     assert "--bn" in done.stdout
 
 
-def test_help_renders_without_markdown_which_still_works_when_used() -> None:
-    """typer's help renderer imports rich.markdown (markdown-it: a quarter of `--help`'s time) for a markup mode
-    interpscan does not use; the CLI defers it, and the real module takes over at its first use."""
+def test_help_renders_without_markdown_or_tracebacks_which_still_work_when_used() -> None:
+    """typer's help renderer imports rich.markdown and rich.traceback (markdown-it, pygments, attrs: a third of
+    `--help`'s time) for features interpscan turns off; the CLI defers them, and the real modules take over at
+    their first use."""
     code = (
         "import sys; from interpscan.cli import main; sys.argv = ['interpscan', 'run', '--help']\n"
         "try: main()\n"
         "except SystemExit as exc: assert exc.code in (0, None), exc.code\n"
-        "assert 'markdown_it' not in sys.modules, 'markdown-it imported'\n"
+        "slow = {'markdown_it', 'pygments', 'rich.pretty'} & set(sys.modules)\n"
+        "assert not slow, slow\n"
         "from rich.markdown import Heading, Markdown\n"
         "import rich.markdown\n"
         "assert type(Markdown('# x')).__module__ == 'rich.markdown' and Heading is rich.markdown.Heading\n"
-        "assert 'markdown_it' in sys.modules"
+        "from rich.traceback import Traceback\n"
+        "try: 1 / 0\n"
+        "except ZeroDivisionError as exc: tb = Traceback.from_exception(type(exc), exc, exc.__traceback__)\n"
+        "import rich.traceback\n"
+        "assert type(tb) is rich.traceback.Traceback and 'markdown_it' in sys.modules and 'pygments' in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
