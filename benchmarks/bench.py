@@ -30,11 +30,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from interpscan.allocator import tune_allocator
 from interpscan.data import Split
+from interpscan.decisions import choose_memory_format
 from interpscan.engine import EngineOptions, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
 from interpscan.models import MLP, resnet18, resnet20
-from interpscan.options import BNPolicy, DType, Hold, Strategy, parse_grid
+from interpscan.options import BNPolicy, DType, Hold, MemoryFormat, Strategy, parse_grid
 from interpscan.tables import group_curves
 
 HERE = Path(__file__).resolve().parent
@@ -277,15 +278,22 @@ def naive_runner(p: Problem) -> Runner:
     return run
 
 
-def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Problem], Runner]:
-    """``scan_points`` with one strategy and the problem's BN policy; the data is already on the device, as the
-    floor's is (``scan_points`` then moves nothing)."""
+def interpscan_runner(
+    strategy: str, chunk_size: int | None, memory_format: str = "auto"
+) -> Callable[[Problem], Runner]:
+    """``scan_points`` with one strategy, the problem's BN policy, and ``memory_format`` (``auto``: what the CLI
+    would choose for this strategy, device and model); the data is already on the device, as the floor's is
+    (``scan_points`` then moves nothing)."""
 
     def make(p: Problem) -> Runner:
         split = Split("bench", p.x_dev, p.y_dev, None)
         calib = p.calib_dev if p.bn == "recompute" else None
 
         def run() -> tuple[list[float], str]:
+            concrete = Strategy.parse(strategy, "--strategies")
+            layout = choose_memory_format(
+                MemoryFormat.parse(memory_format, "--memory-format"), device=p.device, strategy=concrete, model=p.model
+            ).value
             results, report = scan_points(
                 p.model,
                 p.start,
@@ -294,7 +302,8 @@ def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Proble
                 [split],
                 EngineOptions(
                     policy=BNPolicy.parse(p.bn, "--bn"),
-                    strategy=Strategy.parse(strategy, "--strategies"),
+                    strategy=concrete,
+                    memory_format=layout,
                     device=p.device,
                     batch_size=p.batch_size,
                     chunk_size=chunk_size,
@@ -302,19 +311,22 @@ def interpscan_runner(strategy: str, chunk_size: int | None) -> Callable[[Proble
                 ),
                 calibration=calib,
             )
-            note = f"{report.unique_points} distinct" if report.unique_points != len(p.points) else ""
-            return [r.loss for r in results], note
+            notes = [f"{report.unique_points} distinct"] if report.unique_points != len(p.points) else []
+            notes += [report.memory_format] if report.memory_format != "contiguous" else []
+            return [r.loss for r in results], "; ".join(notes)
 
         return run
 
     return make
 
 
-def methods(strategies: Sequence[str], chunk_size: int | None) -> dict[str, Callable[[Problem], Runner]]:
+def methods(
+    strategies: Sequence[str], chunk_size: int | None, memory_format: str = "auto"
+) -> dict[str, Callable[[Problem], Runner]]:
     return {
         "floor": floor_runner,
         "naive": naive_runner,
-        **{s: interpscan_runner(s, chunk_size) for s in strategies},
+        **{s: interpscan_runner(s, chunk_size, memory_format) for s in strategies},
     }
 
 
@@ -572,6 +584,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=None, help="examples per forward pass, for every method")
     ap.add_argument("--alphas", type=int, default=None, help="K: evenly spaced α in [0, 1] (default 11; paper 21)")
     ap.add_argument("--chunk-size", type=int, default=None, help="points per vmap chunk (default: the engine's)")
+    ap.add_argument(
+        "--memory-format",
+        choices=[m.value for m in MemoryFormat],
+        default="auto",
+        help="interpscan's layout of 4-D tensors (default auto: as the CLI chooses; the floor and the naive loop "
+        "stay contiguous, as a plain script is)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="time each method R times, keep the best (default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument(
@@ -686,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows: list[Row] = []
     context: dict[str, dict[str, str]] = {}
-    makers = methods(strategies, args.chunk_size)
+    makers = methods(strategies, args.chunk_size, args.memory_format)
     for model_name in args.models:
         workload = WORKLOADS[model_name]
         samples = args.samples if workload.input_shape == (3, 32, 32) else args.mlp_samples

@@ -17,6 +17,7 @@ _API = {
     "run_scan": "api",
     "ScanOptions": "options",
     "Strategy": "options",
+    "MemoryFormat": "options",
     "BNPolicy": "options",
     "DType": "options",
     "Hold": "options",

@@ -24,7 +24,15 @@ from torch import nn
 
 from . import __version__
 from .data import Split, Transform, check_normalize
-from .decisions import Decision, batched_obstacle, choose_bn_policy, choose_strategy, default_batch_size, resolve_device
+from .decisions import (
+    Decision,
+    batched_obstacle,
+    choose_bn_policy,
+    choose_memory_format,
+    choose_strategy,
+    default_batch_size,
+    resolve_device,
+)
 from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import (
@@ -49,6 +57,7 @@ from .options import (
     BNPolicy,
     DType,
     Hold,
+    MemoryFormat,
     Mode,
     ReadOptions,
     ScanOptions,
@@ -176,6 +185,7 @@ def scan(
     chunk_size: int | None = None,
     dtype: DType | str = DType.FLOAT32,
     strategy: Strategy | str = Strategy.AUTO,
+    memory_format: MemoryFormat | str = MemoryFormat.AUTO,
     loss: str = "cross_entropy",
     tol: float = 0.0,
     bootstrap: int = DEFAULT_BOOTSTRAP,
@@ -209,6 +219,8 @@ def scan(
         splits: the splits to evaluate (default: ``test`` when the data has one, else all).
         samples, seed: a seeded subset of ``samples`` examples per split (data in memory or read from files).
         device, batch_size, chunk_size, dtype, strategy: where and how (every strategy gives the same numbers).
+        memory_format: ``auto`` (channels-last for conv nets on CPU, where it is 2–3× faster), ``contiguous``, or
+            ``channels-last``; the layouts agree to float32 rounding.
         loss: ``cross_entropy`` (with accuracy), ``mse``, or ``path/to/file.py:fn``.
         tol: a path is monotone when its largest rise Δ ≤ tol.
         bootstrap: resamples of the examples behind each shape metric's 95% interval (summary's ``*_ci_low``,
@@ -247,6 +259,7 @@ def scan(
         chunk_size=chunk_size,
         dtype=dtype,  # type: ignore[arg-type]
         strategy=strategy,  # type: ignore[arg-type]
+        memory_format=memory_format,  # type: ignore[arg-type]
         loss=loss,
         tol=tol,
         bootstrap=bootstrap,
@@ -374,6 +387,7 @@ class _Plan:
     curves: dict[str, Curve]
     points: list[Point]
     strategy: Decision[Strategy]
+    layout: Decision[MemoryFormat]
     policy: Decision[BNPolicy]
     calibration: Any  # the Batches of recompute's re-estimation, or None
     engine: EngineOptions
@@ -414,6 +428,7 @@ def _plan(
         if split := split_ties({g.name: g.tensors for g in grouping.groups}, weights.matched.tied):
             raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
     strategy = choose_strategy(options.strategy, device=device, grouped=grouping is not None, model=net)
+    layout = choose_memory_format(options.memory_format, device=device, strategy=strategy.value, model=net)
     resolved = resolve_data(
         data,
         options.splits,
@@ -456,6 +471,7 @@ def _plan(
     engine = EngineOptions(
         policy=policy.value,
         strategy=strategy.value,
+        memory_format=layout.value,
         device=device,
         batch_size=options.batch_size or default_batch_size(device),
         chunk_size=options.chunk_size,
@@ -463,7 +479,19 @@ def _plan(
         keep_examples=options.bootstrap > 0 or options.per_example,
     )
     return _Plan(
-        weights, resolved, objective, device, grouping, curves, points, strategy, policy, calib, engine, warnings
+        weights,
+        resolved,
+        objective,
+        device,
+        grouping,
+        curves,
+        points,
+        strategy,
+        layout,
+        policy,
+        calib,
+        engine,
+        warnings,
     )
 
 
@@ -532,6 +560,7 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Ho
                 "refine": options.refine,
                 "engine": [
                     str(plan.engine.strategy),
+                    str(plan.engine.memory_format),
                     plan.engine.batch_size,
                     plan.engine.keep_examples,
                     options.chunk_size,
@@ -754,6 +783,9 @@ def _manifest(
         "strategy": report.strategy,
         "strategy_reason": plan.strategy.reason,
         "strategy_note": report.note,
+        "memory_format": report.memory_format,
+        "memory_format_reason": plan.layout.reason,
+        "memory_format_note": report.memory_format_note,
         "checkpoints": {"init": weights.init.info.to_json(), "final": weights.final.info.to_json()},
         # every checkpoint of the path in order (segment i runs from entry i − 1 to entry i); init and final
         # above are its first two

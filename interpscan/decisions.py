@@ -1,5 +1,6 @@
-"""The two choices a scan makes on the user's behalf, each in one function that returns the choice and the
-reason run.json records: which strategy evaluates the points, and which batch-norm policy defines them."""
+"""The choices a scan makes on the user's behalf, each in one function that returns the choice and the reason
+run.json records: which strategy evaluates the points, how their 4-D tensors are laid out, and which batch-norm
+policy defines them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from .engine import has_running_stats
 from .errors import UsageError
-from .options import BNPolicy, Strategy
+from .options import BNPolicy, MemoryFormat, Strategy
 
 T = TypeVar("T")
 
@@ -76,6 +77,40 @@ def choose_strategy(
             Strategy.PREFIX, "auto on CPU with groups: each group's points share the forward pass before it"
         )
     return Decision(Strategy.SEQUENTIAL, "auto on CPU: a loop over points is faster than vmap there")
+
+
+def choose_memory_format(
+    requested: MemoryFormat, *, device: torch.device, strategy: Strategy, model: nn.Module
+) -> Decision[MemoryFormat]:
+    """The layout of 4-D tensors: the one requested, or for ``auto`` channels-last where it was measured to pay
+    (a CPU, a model with 2-D convolutions, a loop over points: oneDNN's convolutions and max-pooling run 2–3×
+    faster on NHWC tensors there, benchmarks/README.md), else contiguous. The engine still tries the layout on
+    one example first and falls back to contiguous when the model's forward pass cannot take it (a ``.view`` of
+    a convolution's output, say: engine.plan.try_channels_last).
+
+    Raises:
+        UsageError: channels-last requested with a strategy that vmaps the points.
+    """
+    if requested is MemoryFormat.CHANNELS_LAST and strategy in (Strategy.BATCHED, Strategy.PREFIX_BATCHED):
+        raise UsageError(
+            f"--memory-format channels-last applies to the strategies that loop over points, not {strategy}",
+            hint="use --strategy sequential or prefix with it, or --memory-format auto",
+        )
+    if requested is not MemoryFormat.AUTO:
+        return Decision(requested, "requested")
+    contiguous = MemoryFormat.CONTIGUOUS
+    if device.type != "cpu":
+        return Decision(contiguous, f"auto on {device.type.upper()}: channels-last is measured on CPUs only")
+    if strategy not in (Strategy.SEQUENTIAL, Strategy.PREFIX):
+        return Decision(contiguous, f"auto with {strategy}: vmap's stacked weights have no 4-D layout to choose")
+    if program := _fixed_forward(model):
+        return Decision(contiguous, f"auto: a {program} keeps the layout it was compiled for")
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return Decision(contiguous, "auto: the model has no 2-D convolution")
+    return Decision(
+        MemoryFormat.CHANNELS_LAST,
+        "auto on CPU with 2-D convolutions: oneDNN's convolutions and max-pooling run 2–3× faster channels-last",
+    )
 
 
 def choose_bn_policy(requested: BNPolicy, *, model: nn.Module, has_train: bool, data_name: str) -> Decision[BNPolicy]:

@@ -161,7 +161,16 @@ def image_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, calib
 
 
-ENGINE_OPTIONS = ("policy", "strategy", "device", "batch_size", "calibration_batch_size", "chunk_size", "dtype")
+ENGINE_OPTIONS = (
+    "policy",
+    "strategy",
+    "device",
+    "batch_size",
+    "calibration_batch_size",
+    "chunk_size",
+    "dtype",
+    "memory_format",
+)
 
 
 def run_engine(model, start, end, points, splits, **kw):  # type: ignore[no-untyped-def]

@@ -58,6 +58,9 @@ def test_the_api_in_memory_equals_run_on_files(
     out = tmp_path / "out"
     flags = ["--model", "cnn", "--model-arg", "width=4", "--data", str(data_file), "--split", "train,test"]
     flags += ["--alphas", "5", "-g", "conv*", "-g", "fc", "--bn", "recompute", "--batch-size", str(BATCH)]
+    # DataLoaders stream, and streamed data runs contiguous (tests/test_memory_format.py): the same layout on
+    # both sides compares the same computation, to the last bits
+    flags += ["--memory-format", "contiguous"]
     code, err = run_cli(monkeypatch, capsys, "run", str(a), str(b), *flags, "--strategy", strategy, "-o", str(out))
     assert code == 0, err
     cli_results = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])

@@ -67,8 +67,9 @@ def test_measure_rows_and_ratios(bench, image_data) -> None:  # type: ignore[no-
         assert r.seconds > 0
         assert r.max_rel_diff < 1e-5
         assert math.isclose(r.vs_floor * by_name["floor"].seconds, r.seconds)
-    # hold final: every group's α=1 is the final network, which the engine evaluates once
-    assert by_name["sequential"].note == "7 distinct"
+    # hold final: every group's α=1 is the final network, which the engine evaluates once; a conv net on CPU
+    # runs channels-last, as the CLI's auto would
+    assert by_name["sequential"].note == "7 distinct; channels-last"
 
 
 def test_measure_reports_a_failing_strategy(bench, image_data) -> None:  # type: ignore[no-untyped-def]

@@ -29,16 +29,33 @@ def _run(model: nn.Module, start, end, points, x, y, **kw):  # type: ignore[no-u
     return run_engine(model, start, end, points, [_split(x, y)], **kw)
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "batched", "prefix", "prefix-batched"])
+@pytest.mark.parametrize(
+    ("strategy", "memory_format"),
+    [
+        *((s, "contiguous") for s in ("sequential", "batched", "prefix", "prefix-batched")),
+        ("sequential", "channels-last"),  # the strategies that loop over points also take channels-last
+        ("prefix", "channels-last"),
+    ],
+)
 @pytest.mark.parametrize("policy", ["interpolate", "recompute", "batch"])
 @pytest.mark.parametrize("model_cls", [TinyMLP, TinyConvBN])
-def test_engine_equals_reference_loop(model_cls, policy, strategy, image_data) -> None:  # type: ignore[no-untyped-def]
+def test_engine_equals_reference_loop(model_cls, policy, strategy, memory_format, image_data) -> None:  # type: ignore[no-untyped-def]
     x, y, calib = image_data
     model = model_cls().eval()
     start, end = make_state(model, 1), make_state(model, 2)
     points = [Point("all", a) for a in ALPHAS]
     results, report = _run(
-        model, start, end, points, x, y, policy=policy, calibration=calib, strategy=strategy, chunk_size=3
+        model,
+        start,
+        end,
+        points,
+        x,
+        y,
+        policy=policy,
+        calibration=calib,
+        strategy=strategy,
+        chunk_size=3,
+        memory_format=memory_format,
     )
     expected = reference_curve(
         model, start, end, [dict.fromkeys(start, a) for a in ALPHAS], x, y, policy=policy, calibration=calib
@@ -51,6 +68,8 @@ def test_engine_equals_reference_loop(model_cls, policy, strategy, image_data) -
         assert r.n == 70
     assert report.strategy == strategy
     assert report.policy == policy
+    assert report.memory_format == memory_format
+    assert report.memory_format_note is None
     # the three policies really differ on a BN net (a test that could not fail would not prove anything)
     if model_cls is TinyConvBN and policy != "interpolate":
         interp = reference_curve(model, start, end, [dict.fromkeys(start, 0.5)], x, y, policy="interpolate")

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..data.batches import Batches, Split, batch_len
+from ..data.batches import Batches, Split, batch_len, slice_inputs, to_device
 from ..distributed import World
 from ..errors import DataError, RunError, UsageError
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
-from ..options import BNPolicy, DType, Strategy
+from ..options import BNPolicy, DType, MemoryFormat, Strategy
 from .calibration import recompute_statistics
-from .plan import precision, prepare
+from .plan import Plan, precision, prepare, try_channels_last
 from .points import Point, PointResult, dedupe, untie
 from .runners import Runner, Statistics, make_runner
 from .snapshot import Snapshot, SplitSums
@@ -34,6 +34,9 @@ Progress = Callable[[int, int | None], None]
 def _positive(value: int | None, what: str) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise UsageError(f"{what} must be a whole number ≥ 1, got {value!r}")
+
+
+_VMAPPED = (Strategy.BATCHED, Strategy.PREFIX_BATCHED)
 
 
 @dataclass(frozen=True)
@@ -55,16 +58,27 @@ class EngineOptions:
     chunk_size: int | None = None
     dtype: DType = DType.FLOAT32
     keep_examples: bool = False
+    memory_format: MemoryFormat = MemoryFormat.CONTIGUOUS
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "policy", BNPolicy.parse(self.policy, "--bn"))
         set_(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
         set_(self, "dtype", DType.parse(self.dtype, "--dtype"))
+        set_(self, "memory_format", MemoryFormat.parse(self.memory_format, "--memory-format"))
         set_(self, "device", torch.device(self.device))
-        for concrete, flag in ((self.policy, "--bn"), (self.strategy, "--strategy")):
+        for concrete, flag in (
+            (self.policy, "--bn"),
+            (self.strategy, "--strategy"),
+            (self.memory_format, "--memory-format"),
+        ):
             if concrete.value == "auto":
                 raise UsageError(f"the engine needs a concrete {flag}, not auto", hint="see interpscan.decisions")
+        if self.memory_format is MemoryFormat.CHANNELS_LAST and self.strategy in _VMAPPED:
+            raise UsageError(
+                f"--memory-format channels-last applies to the strategies that loop over points, not {self.strategy}",
+                hint="use --strategy sequential or prefix with it (vmap's stacked weights have no 4-D layout)",
+            )
         _positive(self.batch_size, "--batch-size")
         _positive(self.calibration_batch_size, "the calibration batch size")
         _positive(self.chunk_size, "--chunk-size")
@@ -89,6 +103,8 @@ class EngineReport:
     chunk_shrinks: int = 0  # times an out-of-memory error halved the batched strategy's chunk
     dtype: str = "float32"
     ignored: dict[str, int] = field(default_factory=dict)  # split -> examples left out (label -100)
+    memory_format: str = "contiguous"  # the layout the points ran in
+    memory_format_note: str | None = None  # why channels-last was asked for and not used
 
 
 class _Meter:
@@ -165,6 +181,17 @@ def _share(split: Batches, batch_size: int, done: int, world: World) -> range | 
         return None
     share = world.share(n)
     return range(max(share.start, done), share.stop)
+
+
+def _channels_last(plan: Plan, sources: Sequence[Batches], device: torch.device) -> str | None:
+    """Lay the plan out channels-last, tried first on two examples of the first split held in memory
+    (plan.try_channels_last); None when it is, else why not. Data that only streams is not read for a trial (a
+    one-shot stream could not be read again): it runs contiguous."""
+    split = next((s for s in sources if isinstance(s, Split) and len(s)), None)
+    if split is None:
+        return "ran contiguous: channels-last is tried on an example held in memory, and the data streams"
+    with torch.inference_mode():
+        return try_channels_last(plan, to_device(slice_inputs(split.inputs, slice(0, 2)), device))
 
 
 def _evaluate(
@@ -309,6 +336,9 @@ def scan_points(
     plan = prepare(model, start, end, options.policy, device)
     recompute = options.policy is BNPolicy.RECOMPUTE and bool(plan.bn_stats)
     calib = _as_calibration(calibration)
+    layout_note = None
+    if options.memory_format is MemoryFormat.CHANNELS_LAST:
+        layout_note = _channels_last(plan, [*splits, *([calib] if calib is not None else [])], device)
     if recompute and calib is None:
         raise UsageError(
             "BN policy 'recompute' needs training data to re-estimate statistics",
@@ -365,5 +395,7 @@ def scan_points(
         bn_modules=len(plan.bn_modules),
         note=runner.note,
         ignored={split.name: s.ignored for split, s in zip(splits, sums, strict=True) if s.ignored},
+        memory_format=str(MemoryFormat.CONTIGUOUS if layout_note else options.memory_format),
+        memory_format_note=layout_note,
     )
     return _results(points, index, splits, sums, objective), report
