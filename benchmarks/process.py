@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--only", choices=("whole", "groups"), help="one workload only")
+    parser.add_argument(
+        "--memory-format", help="passed to every interpscan command (default: the CLI's, auto; e.g. contiguous)"
+    )
     args = parser.parse_args()
     if not (FASHION / "t10k-images-idx3-ubyte.gz").is_file():
         sys.exit("needs the real Fashion-MNIST: apt-get install dataset-fashion-mnist")
@@ -83,6 +86,7 @@ def main() -> None:
 
         def run(*extra: str) -> list[str]:
             scan = ["--data", "fashion-mnist", "--samples", str(args.samples), "--device", "cpu", "-q"]
+            scan += ["--memory-format", args.memory_format] if args.memory_format else []
             return [py, "-m", "interpscan", "run", init, final, *scan, *extra, "--out", f"{tmp}/o", "--force"]
 
         n, images = str(args.samples), str(FASHION / "t10k-images-idx3-ubyte.gz")

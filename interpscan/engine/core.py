@@ -190,8 +190,7 @@ def _channels_last(plan: Plan, sources: Sequence[Batches], device: torch.device)
     split = next((s for s in sources if isinstance(s, Split) and len(s)), None)
     if split is None:
         return "ran contiguous: channels-last is tried on an example held in memory, and the data streams"
-    with torch.inference_mode():
-        return try_channels_last(plan, to_device(slice_inputs(split.inputs, slice(0, 2)), device))
+    return try_channels_last(plan, to_device(slice_inputs(split.inputs, slice(0, 2)), device))
 
 
 def _evaluate(

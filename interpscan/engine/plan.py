@@ -145,13 +145,13 @@ def try_channels_last(plan: Plan, example: Inputs) -> str | None:
     from .forward import call, scores, users_code
 
     try:
-        with users_code(example):
+        with torch.inference_mode(), users_code(example):
             reference = scores(call(plan.model, example)).float()
     except InterpscanError:
         return "channels-last not tried: the forward pass failed on one example"  # the scan reports it
     relayout(plan, torch.channels_last)
     try:
-        with users_code(example):
+        with torch.inference_mode(), users_code(example):
             got = scores(call(plan.model, example)).float()
     except InterpscanError as exc:
         relayout(plan, torch.contiguous_format)
