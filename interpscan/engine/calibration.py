@@ -89,7 +89,8 @@ def recompute_statistics(
     if first is None:
         return stats, 0, 0
     last = last_statistics_layer(plan, first)
-    hook = last.register_forward_hook(_end) if last is not None else None
+    # first among the module's forward hooks: a channels-last plan's hook would copy the output for nothing
+    hook = last.register_forward_hook(_end, prepend=True) if last is not None else None
     try:
         with calibrating(plan):
             for k, inputs in enumerate(itertools.chain([first], stream)):
