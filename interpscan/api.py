@@ -473,10 +473,11 @@ def _size(split: Any) -> int | None:
 
 
 def _split_digest(split: Any) -> str | None:
-    """A sha256 of a split's contents (inputs and targets, as the scan sees them), for one held in memory; None
-    for a stream, which cannot be read ahead: a stream's resume trusts its name and length."""
+    """A sha256 of a split's contents (inputs and targets, as the scan sees them), for one held in memory; for a
+    stream, which cannot be read ahead, its own fingerprint where it has one (a mapped file's size and time), else
+    None: a stream's resume trusts its name and length."""
     if not isinstance(split, Split):
-        return None
+        return getattr(split, "fingerprint", None)
     inputs = split.inputs if isinstance(split.inputs, Mapping) else {"": split.inputs}
     return tensors_digest({**inputs, " targets": split.targets})
 
