@@ -349,6 +349,11 @@ def resolve_data(
     """
     if isinstance(data, (str, os.PathLike)):
         data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
+    elif not isinstance(data, DataSource) and (transform or workers is not None):
+        raise UsageError(
+            "workers, resize and crop say how an image folder streams; this data is in memory",
+            hint="name the folder (data='path/to/images'), or transform the data before passing it",
+        )
     if isinstance(data, DataSource):
         return data_from_source(
             data,
