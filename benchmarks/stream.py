@@ -39,6 +39,22 @@ def _generate(folder: Path, count: int, size: int = 256) -> None:
         image.save(d / f"{i:05d}.jpg", quality=90)
 
 
+def checkpoints(folder: Path, model: str, model_args: dict[str, int]) -> list[str]:
+    """Two seeded initializations of a zoo model saved as init.pt and final.pt in ``folder``: their paths."""
+    import torch
+
+    from interpscan.models import build_model, parse_model_spec
+
+    spec = parse_model_spec(model, model_args)
+    torch.manual_seed(0)
+    paths = []
+    for name in ("init", "final"):
+        path = folder / f"{name}.pt"
+        torch.save(build_model(spec).state_dict(), path)
+        paths.append(str(path))
+    return paths
+
+
 def _rss_tree(pid: int) -> int:
     """Resident bytes of ``pid`` and its descendants (the DataLoader workers)."""
     children: dict[int, list[int]] = {}
@@ -62,8 +78,9 @@ def _rss_tree(pid: int) -> int:
     return total
 
 
-def _measure(cmd: list[str]) -> tuple[float, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _measure(cmd: list[str], env_extra: dict[str, str] | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS of the process tree in bytes) of ``cmd``, run from the repository's code."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -82,21 +99,12 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "interpscan-bench-images")
     args = parser.parse_args()
-    import torch
-
     from interpscan.data.images import default_workers, resident_bytes
-    from interpscan.models import build_model, parse_model_spec
 
     large, small = args.dir / f"large-{args.images}", args.dir / f"small-{args.small}"
     _generate(large, args.images)
     _generate(small, args.small)
-    spec = parse_model_spec("cnn", {"in_channels": 3, "width": 4})
-    torch.manual_seed(0)
-    ckpts = []
-    for name in ("init", "final"):
-        path = args.dir / f"{name}.pt"
-        torch.save(build_model(spec).state_dict(), path)
-        ckpts.append(str(path))
+    ckpts = checkpoints(args.dir, "cnn", {"in_channels": 3, "width": 4})
     with tempfile.TemporaryDirectory() as out:
         base = [sys.executable, "-m", "interpscan", "run", *ckpts, "--model", "cnn", "--model-arg", "in_channels=3"]
         base += ["--model-arg", "width=4", "--alphas", "2", "--bn", "interpolate", "--bootstrap", "0", "--no-html"]

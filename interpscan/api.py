@@ -194,6 +194,9 @@ def scan(
     refine: int = 0,
     calibration: Any = None,
     strict: bool = True,
+    workers: int | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
 ) -> ScanResult:
@@ -233,6 +236,10 @@ def scan(
             resolved (interpscan.refine); results' ``refined`` column marks them, and the metrics use every point.
         calibration: data for ``recompute`` (any form ``data`` takes, one split), used whole.
         strict: checkpoint tensors the model lacks, or lacks in them, are errors (else filled and recorded).
+        workers, resize, crop: how an image folder named as ``data`` (or ``"imagenet"``) streams, as ``--workers``,
+            ``--resize`` and ``--crop``: DataLoader worker processes decoding it (None: the cores less one, at most
+            8); the shorter side resized to ``resize`` pixels, then the centre ``crop`` × ``crop`` (either None:
+            left out; either given: the folder streams). Only for data named by path or name.
         progress: told ``(done, total)`` as (point, batch) evaluations finish (total None while unknown).
         log: told one-line messages (what was chosen and why).
 
@@ -267,7 +274,8 @@ def scan(
         random_init=random_init,
         refine=refine,
     )
-    read = ReadOptions(strict=strict)
+    read = ReadOptions(strict=strict, workers=workers, resize=resize, crop=crop)
+    Transform(resize, crop)  # checked with the rest, before anything is read
     path = _checkpoint_list(init, final)
     hooks = Hooks(progress=progress, log=log)
     return _scan(model, path, data, options, read, hooks, calibration=calibration)
@@ -501,10 +509,11 @@ def _size(split: Any) -> int | None:
 
 
 def _split_digest(split: Any) -> str | None:
-    """A sha256 of a split's contents (inputs and targets, as the scan sees them), for one held in memory; None
-    for a stream, which cannot be read ahead: a stream's resume trusts its name and length."""
+    """A sha256 of a split's contents (inputs and targets, as the scan sees them), for one held in memory; for a
+    stream, which cannot be read ahead, its own fingerprint where it has one (a mapped file's size and time), else
+    None: a stream's resume trusts its name and length."""
     if not isinstance(split, Split):
-        return None
+        return getattr(split, "fingerprint", None)
     inputs = split.inputs if isinstance(split.inputs, Mapping) else {"": split.inputs}
     return tensors_digest({**inputs, " targets": split.targets})
 

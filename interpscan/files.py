@@ -90,24 +90,34 @@ def describe_size(n: int) -> str:
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
-def decompression_budget() -> int:
-    """Bytes decompression may add beyond a file's own size: ``INTERPSCAN_MAX_DECOMPRESSED`` (bytes, or with a
-    binary suffix: ``512M``, ``2G``, ``2GiB``), else DEFAULT_BUDGET.
+def env_size(name: str, default: int) -> int:
+    """A size in bytes from the environment variable ``name`` (bytes, or with a binary suffix: ``512M``, ``2G``,
+    ``2GiB``), else ``default``.
 
     Raises:
         UsageError: the variable is set to something that is not a size.
     """
-    text = os.environ.get(BUDGET_ENV)
+    text = os.environ.get(name)
     if text is None or not text.strip():
-        return DEFAULT_BUDGET
+        return default
     match = _SIZE.match(text)
     if match is None:
         raise UsageError(
-            f"{BUDGET_ENV}={text!r} is not a size",
-            hint=f"give bytes, or a number with K, M, G or T (powers of 1024), e.g. {BUDGET_ENV}=2G",
+            f"{name}={text!r} is not a size",
+            hint=f"give bytes, or a number with K, M, G or T (powers of 1024), e.g. {name}=2G",
         )
     scale = 1 << (10 * " kmgtp".index(match.group(2).lower() or " "))
     return int(float(match.group(1)) * scale)
+
+
+def decompression_budget() -> int:
+    """Bytes decompression may add beyond a file's own size: ``INTERPSCAN_MAX_DECOMPRESSED`` (env_size), else
+    DEFAULT_BUDGET.
+
+    Raises:
+        UsageError: the variable is set to something that is not a size.
+    """
+    return env_size(BUDGET_ENV, DEFAULT_BUDGET)
 
 
 def check_expansion(what: str, declared: int, on_disk: int, error: type[InterpscanError]) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoints import Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
-from .data import Batches, DataSource, Split, as_splits, load_split, open_data, parse_normalize, subset
+from .data import Batches, DataSource, Split, as_splits, load_split, mapped, open_data, parse_normalize, subset
 from .data.batches import Take, as_split, default_splits
 from .data.images import ImageStream, Transform, stream_split
 from .download import DownloadProgress
@@ -238,11 +238,12 @@ def data_from_source(
 ) -> Data:
     """Splits of a dataset read into memory (load_split), optionally seeded subsets, normalized; an image
     folder's split streams instead when it is large or ``transform`` is given (data/images.py), decoded by
-    ``workers`` DataLoader processes."""
+    ``workers`` DataLoader processes, and a large tensor file's split streams from a memory map
+    (data/mapped.py)."""
     normalization = parse_normalize(normalize, source)
     chosen = _pick(source.splits, splits, source.name)
 
-    def read(split: str, samples: int | None, seed: int) -> Split | ImageStream:
+    def read(split: str, samples: int | None, seed: int) -> Split | ImageStream | mapped.TensorStream:
         streamed = stream_split(
             source,
             split,
@@ -256,6 +257,13 @@ def data_from_source(
             if log is not None:
                 log(f"the {split} split of {source.name} streams ({streamed[1]}), {streamed[0].workers} workers")
             return streamed[0]
+        from_map = mapped.stream_split(
+            source, split, samples=samples, seed=seed, normalization=normalization, class_targets=class_targets
+        )
+        if from_map is not None:
+            if log is not None:
+                log(f"the {split} split of {source.name} streams from a memory map ({from_map[1]})")
+            return from_map[0]
         return load_split(
             source, split, samples=samples, seed=seed, normalization=normalization, class_targets=class_targets
         )
@@ -265,7 +273,7 @@ def data_from_source(
     def calibration(n: int, seed: int) -> Batches:
         # seed + 1: the calibration subset is drawn independently of an evaluated --samples subset
         train = read("train", n, seed + 1)
-        if isinstance(train, ImageStream):
+        if isinstance(train, (ImageStream, mapped.TensorStream)):
             train.indices = train.indices if train.indices is not None else tuple(range(len(train)))
             return train
         return train if train.indices is not None else replace(train, indices=tuple(range(len(train))))
@@ -341,6 +349,11 @@ def resolve_data(
     """
     if isinstance(data, (str, os.PathLike)):
         data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
+    elif not isinstance(data, DataSource) and (transform or workers is not None):
+        raise UsageError(
+            "workers, resize and crop say how an image folder streams; this data is in memory",
+            hint="name the folder (data='path/to/images'), or transform the data before passing it",
+        )
     if isinstance(data, DataSource):
         return data_from_source(
             data,

@@ -18,6 +18,8 @@ import struct
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -194,12 +196,13 @@ def _torch_text(exc: BaseException) -> str:
 SAFE_GLOBALS = (argparse.Namespace,)
 
 
-def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = CheckpointError) -> Any:
+def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = CheckpointError, mmap: bool = False) -> Any:
     """``torch.load`` of a file on the CPU, with ``weights_only`` unless ``unsafe_pickle``.
 
-    A zip's declared sizes are checked first (check_zip_sizes). Not memory-mapped (``mmap=True``): torch maps only
-    a path, and its offsets are meaningless for a re-zipped (deflated) file; and what interpscan keeps would stay
-    backed by the file, so a training run that rewrites it mid-scan would end the process with SIGBUS.
+    A zip's declared sizes are checked first (check_zip_sizes). Memory-mapped only with ``mmap`` (data files too
+    large for memory, data/mapped.py, which guards against the file changing): torch maps only a path, its offsets
+    are meaningless for a re-zipped (deflated) file, and what a caller keeps stays backed by the file, so a
+    training run that rewrites it mid-scan would end the process with SIGBUS. Checkpoints are never mapped.
 
     Raises:
         error: not a regular file, refused sizes, not readable by torch, or (without ``unsafe_pickle``) a file that
@@ -213,11 +216,13 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
     elif head[:1] == bytes([_PICKLE_PROTO]) and not _is_legacy_torch(head):
         raise _plain_pickle(path, error)
     try:
-        # A file object, not the path: torch.load treats any path ending in .safetensors as one.
-        with path.open("rb") as fh, warnings.catch_warnings(), torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        # A file object, not the path: torch.load treats any path ending in .safetensors as one (torch maps a path
+        # only; data/mapped.py does not map a file so named).
+        opened = contextlib.nullcontext(str(path)) if mmap else path.open("rb")
+        with opened as fh, warnings.catch_warnings(), torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             # e.g. "Detected pickle protocol 4": noise for the user; a real problem raises below
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
+            return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle, mmap=mmap)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = _torch_text(exc)
         if not unsafe_pickle and ("GLOBAL " in str(exc) or "Unsupported global" in str(exc)):
@@ -353,28 +358,41 @@ def tensor_from_array(array: np.ndarray[Any, Any], where: str, error: Error = Da
     return torch.from_numpy(array)
 
 
-def _npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """(shape, dtype) from a .npy header, reading nothing past it."""
+def _npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, Fortran order, dtype) from a .npy header, reading nothing past it."""
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
     elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
     else:  # 3.0 only adds utf-8 field names, which records interpscan refuses anyway
         raise ValueError(f".npy format version {version[0]}.{version[1]}")
-    return tuple(shape), dtype
+    return tuple(shape), bool(fortran), dtype
 
 
-def _check_npz_entries(path: Path, zf: zipfile.ZipFile, error: Error) -> None:
+@dataclass(frozen=True)
+class NpyEntry:
+    """One array of an .npz archive, from its header: the zip entry, its shape, order and dtype, and the bytes
+    its .npy header takes before the data."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype[Any]
+    header: int
+
+
+def _check_npz_entries(path: Path, zf: zipfile.ZipFile, error: Error) -> dict[str, NpyEntry]:
     """Each entry must be a .npy array of numbers whose header declares exactly the bytes the entry holds:
-    numpy allocates the declared shape before it reads the data."""
+    numpy allocates the declared shape before it reads the data. The entries by name."""
+    found = {}
     for e in zf.infolist():
         key = e.filename.removesuffix(".npy")
         with zf.open(e) as fh:
             try:
                 if not e.filename.endswith(".npy"):
                     raise ValueError("not named .npy")  # np.load would hand back its raw bytes
-                shape, dtype = _npy_header(fh)
+                shape, fortran, dtype = _npy_header(fh)
             except ValueError as exc:
                 detail = " ".join(str(exc).split())  # numpy quotes the whole padded header
                 raise error(
@@ -395,6 +413,30 @@ def _check_npz_entries(path: Path, zf: zipfile.ZipFile, error: Error) -> None:
                 f"holds {describe_size(max(e.file_size - header, 0))} of data",
                 hint="the file is truncated, corrupt or crafted; re-save it with np.savez",
             )
+        found[key] = NpyEntry(e, shape, fortran, dtype, header)
+    return found
+
+
+@contextlib.contextmanager
+def _checked_npz(path: Path, error: Error) -> Iterator[tuple[IO[bytes], dict[str, NpyEntry]]]:
+    """An .npz archive opened (our own handle: np.load leaks its one when the zip is corrupt) once its sizes
+    (check_zip_sizes) and every entry's header (_check_npz_entries) passed; a file numpy or zipfile cannot read
+    becomes ``error``."""
+    check_regular(path, error, what=_what(error))
+    try:
+        with path.open("rb") as fh:
+            if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                raise error(f"{path}: a single array, not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as zf:
+                check_zip_sizes(path, zf.infolist(), error)
+                entries = _check_npz_entries(path, zf, error)
+            fh.seek(0)
+            yield fh, entries
+    except InterpscanError:
+        raise
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, zlib.error) as exc:
+        raise error(f"{path}: unreadable .npz archive ({exc})") from exc
 
 
 def read_npz(path: Path, *, error: Error = CheckpointError) -> dict[str, torch.Tensor]:
@@ -405,25 +447,36 @@ def read_npz(path: Path, *, error: Error = CheckpointError) -> dict[str, torch.T
         error: not a regular file, not an .npz archive (a single .npy array included), a header that does not
             match its data, arrays of non-numbers (see array_problem), or unreadable.
     """
-    check_regular(path, error, what=_what(error))
-    try:
-        with path.open("rb") as fh:  # our own handle: np.load leaks its one when the zip is corrupt
-            if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
-                raise error(f"{path}: a single array, not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
-            fh.seek(0)
-            with zipfile.ZipFile(fh) as zf:
-                check_zip_sizes(path, zf.infolist(), error)
-                _check_npz_entries(path, zf, error)
-            fh.seek(0)
-            npz = np.load(fh, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise error(f"{path}: not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
-            with npz:
-                return {k: tensor_from_array(npz[k], f"{path}: entry {k!r}", error) for k in npz.files}
-    except InterpscanError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise error(f"{path}: unreadable .npz archive ({exc})") from exc
+    with _checked_npz(path, error) as (fh, _):
+        npz = np.load(fh, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise error(f"{path}: not an .npz archive", hint="save with np.savez(path, x=x, y=y)")
+        with npz:
+            return {k: tensor_from_array(npz[k], f"{path}: entry {k!r}", error) for k in npz.files}
+
+
+def npz_layout(path: Path, *, error: Error = DataError) -> dict[str, tuple[int, np.dtype[Any], tuple[int, ...]]] | str:
+    """Where each array of an uncompressed .npz archive (np.savez) lies in the file, for mapping it: name ->
+    (byte offset of its data, dtype, shape), every entry checked as read_npz checks it; or why the archive cannot
+    be mapped (compressed entries, a big-endian or Fortran-ordered array).
+
+    Raises:
+        error: see read_npz.
+    """
+    with _checked_npz(path, error) as (fh, entries):
+        found = {}
+        for key, e in entries.items():
+            if e.info.compress_type != zipfile.ZIP_STORED:
+                return "its entries are compressed (np.savez_compressed), which cannot be mapped"
+            if e.fortran and len(e.shape) > 1:
+                return f"entry {key!r} is stored in Fortran order, which is read only into memory"
+            if not e.dtype.isnative:
+                return f"entry {key!r} is stored {e.dtype.str[0]}-endian, which is read only into memory"
+            fh.seek(e.info.header_offset)
+            local = fh.read(30)  # the local header: its name and extra field lengths may differ from the directory's
+            names, extra = struct.unpack("<HH", local[26:30])
+            found[key] = (e.info.header_offset + 30 + names + extra + e.header, e.dtype, e.shape)
+        return found
 
 
 def read_tensor_dict(path: Path, *, error: Error = DataError) -> dict[str, Any]:

@@ -4,6 +4,7 @@ streamed batches equal to the resident ones, --workers, --data imagenet's layout
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,3 +137,39 @@ def test_imagenet_is_found_in_torchvisions_layout_and_never_downloaded(tmp_path:
     assert x.shape == (2, 3, 224, 224)  # the preset: resize 256, crop 224
     assert y.tolist() == [0, 1]
     assert data.normalization == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_the_library_scan_takes_the_streaming_knobs(tmp_path: Path) -> None:
+    from interpscan import scan
+    from interpscan.models import build_model, parse_model_spec
+
+    # 12 grey images of shorter side 30 (no-op resize) and two sizes: only resize + crop brings them to one
+    folder = _folder(tmp_path / "f", [(30, 40), (44, 30)] * 6, classes=3, mode="L")
+    spec = parse_model_spec("cnn", {"width": 4, "num_classes": 3})
+    torch.manual_seed(0)
+    a, b = build_model(spec), build_model(spec)
+    said: list[str] = []
+    kw: dict[str, Any] = {"bn": "interpolate", "alphas": 3, "bootstrap": 0, "batch_size": 5}
+    with pytest.raises(DataError, match="images of 2 sizes"):
+        scan(a, a.state_dict(), b.state_dict(), str(folder), **kw)
+    streamed = scan(
+        a, a.state_dict(), b.state_dict(), str(folder), resize=30, crop=28, workers=0, log=said.append, **kw
+    )
+    assert any("streams (a resize or crop was asked for), 0 workers" in line for line in said)
+    # the reference: each image's centre 28 × 28, cut out by hand, scanned as tensors
+    files = sorted(folder.rglob("*.png"), key=lambda p: (p.parent.name, p.name))
+    crops = []
+    for path in files:
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255
+        h, w = pixels.shape
+        top, left = round((h - 28) / 2), round((w - 28) / 2)
+        crops.append(torch.from_numpy(pixels[top : top + 28, left : left + 28].copy()))
+    x = torch.stack(crops).unsqueeze(1)
+    y = torch.tensor([int(p.parent.name.removeprefix("c")) for p in files])
+    reference = scan(a, a.state_dict(), b.state_dict(), (x, y), **kw)
+    for column in ("loss", "accuracy"):
+        np.testing.assert_allclose(streamed.results[column], reference.results[column], rtol=1e-6, atol=1e-7)
+    with pytest.raises(UsageError, match="this data is in memory"):
+        scan(a, a.state_dict(), b.state_dict(), (x, y), crop=28, **kw)
+    with pytest.raises(UsageError, match="--crop must be a whole number"):
+        scan(a, a.state_dict(), b.state_dict(), str(folder), crop=0, **kw)

@@ -16,6 +16,7 @@ from ..usercode import is_callable_spec
 from .batches import Batches, Split, Stream, as_splits
 from .decoders import read_cifar_batch, read_idx
 from .images import ImageStream, Transform, open_imagenet
+from .mapped import TensorStream
 from .named import (
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST_FILES,
@@ -54,6 +55,7 @@ __all__ = [
     "Normalization",
     "Split",
     "Stream",
+    "TensorStream",
     "Transform",
     "as_splits",
     "check_normalize",
@@ -84,8 +86,8 @@ def open_data(
     log: Log | None = None,
 ) -> DataSource:
     """Resolve ``--data``: a named dataset (NAMED_DATASETS; imagenet is found, never downloaded), a tensor file
-    (.pt, .pth, .npz, .safetensors), a factory (``path/to/file.py:fn`` or ``package.module:fn``), or an image
-    folder.
+    (.pt, .pth, .npz, .safetensors; memory-mapped when large, data/mapped.py), a factory (``path/to/file.py:fn``
+    or ``package.module:fn``), or an image folder.
 
     Args:
         root: ``--data-root`` for named datasets; None for the default cache root.
@@ -126,7 +128,7 @@ def open_data(
     if is_callable_spec(spec):
         return open_factory(spec, keys)
     if path.suffix in TENSOR_FILE_SUFFIXES or path.exists() or path.is_symlink():
-        return open_tensor_file(path, keys)
+        return open_tensor_file(path, keys, log)
     close = difflib.get_close_matches(spec.lower(), NAMED_DATASETS, n=1, cutoff=0.6)
     raise DataError(
         f"unknown dataset {spec!r}" + (f"; did you mean {close[0]}?" if close else ""),

@@ -22,10 +22,8 @@ import torch
 
 from ..errors import DataError, UsageError
 from .batches import Batch
-from .source import DataSource
+from .source import DataSource, stream_reason
 
-# A resident float32 copy larger than this streams instead: the fast path is for what fits comfortably.
-RESIDENT_BYTES = 2 * 2**30
 IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 GREY_MODES = frozenset({"1", "L", "LA", "La"})
 HEADERS_SAMPLED = 16  # a streamed folder is grey when its first images all are (reading every header is slow)
@@ -222,13 +220,10 @@ def resident_bytes(count: int, size: tuple[int, int], grey: bool) -> int:
 
 def stream_choice(count: int, first_size: tuple[int, int], grey: bool, transform: Transform) -> str | None:
     """Why an image folder's split streams, or None for the resident fast path: a transform was asked for (the
-    resident path reads images as they are), or its float32 copy would exceed RESIDENT_BYTES."""
+    resident path reads images as they are), or its float32 copy is too large (source.stream_reason)."""
     if transform:
         return "a resize or crop was asked for"
-    need = resident_bytes(count, first_size, grey)
-    if need > RESIDENT_BYTES:
-        return f"its float32 copy would take {need / 2**30:.1f} GiB (more than {RESIDENT_BYTES / 2**30:.0f} GiB)"
-    return None
+    return stream_reason(resident_bytes(count, first_size, grey))
 
 
 def _headers(files: Sequence[Path]) -> list[tuple[str, tuple[int, int]]]:

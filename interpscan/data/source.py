@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import DataError, UsageError
+from ..files import describe_size, env_size
 from .batches import Inputs, Split
 
 # (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
@@ -19,6 +20,30 @@ Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 MIN_STD = 1e-12  # below this, inputs in [0, 1] divided by std leave float32's range or precision
 Reader = Callable[[str], tuple[Inputs, torch.Tensor]]
 Log = Callable[[str], None]
+# A split whose resident copy (float32 inputs) would take more than this streams instead (image folders:
+# data/images.py; tensor files: data/mapped.py): the fast path is for what fits comfortably.
+RESIDENT_BYTES = 2 * 2**30
+RESIDENT_ENV = "INTERPSCAN_RESIDENT_BYTES"  # overrides RESIDENT_BYTES (bytes, or e.g. 512M, 8G)
+
+
+def stream_reason(need: int) -> str | None:
+    """Why a split whose resident copy takes ``need`` bytes streams, or None when it is read into memory: the
+    one rule for every source, RESIDENT_BYTES or ``INTERPSCAN_RESIDENT_BYTES``.
+
+    Raises:
+        UsageError: the variable is set to something that is not a size.
+    """
+    limit = env_size(RESIDENT_ENV, RESIDENT_BYTES)
+    if need <= limit:
+        return None
+    return f"its float32 copy would take {describe_size(need)}, more than {describe_size(limit)}"
+
+
+def resident_bytes(t: torch.Tensor) -> int:
+    """Bytes ``t`` takes once read into memory as load_split keeps it: images, floats and booleans as float32,
+    integers (token ids) as they are."""
+    keeps = not (t.is_floating_point() or t.dtype in (torch.uint8, torch.bool))
+    return t.numel() * (t.element_size() if keeps else 4)
 
 
 @dataclass(frozen=True)
@@ -35,6 +60,8 @@ class DataSource:
     # image folders: a split's (image file, class index) pairs, for streaming (data/images.py); else None
     files: Callable[[str], list[tuple[Path, int]]] | None = field(default=None, repr=False, compare=False)
     transform: Any = None  # the evaluation transform a named image dataset implies (ImageNet's), else None
+    # a tensor file too large to be sure it fits: split -> its mapped.MappedSplit, for streaming; else None
+    mapped: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def read(self, split: str) -> tuple[Inputs, torch.Tensor]:
         if split not in self.splits:
@@ -134,7 +161,7 @@ def subset_indices(n: int, samples: int | None, seed: int) -> torch.Tensor | Non
 
 
 def _normalize(x: torch.Tensor, normalization: Normalization, where: str) -> torch.Tensor:
-    mean, std = (torch.tensor(v, dtype=torch.float32).reshape(-1) for v in normalization)
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=x.device).reshape(-1) for v in normalization)
     channels = max(mean.numel(), std.numel())
     if channels > 1:
         if x.dim() < 2 or x.shape[1] != channels:
@@ -177,25 +204,47 @@ def load_split(
     idx = subset_indices(int(y.shape[0]), samples, seed)
     if idx is not None:
         inputs, y = _take(inputs, idx), y[idx]
+    x, y = prepare(source.name, split, inputs, y, normalization, class_targets)
+    return Split(split, x, y, _indices(idx))
+
+
+def prepare(
+    name: str, split: str, inputs: Inputs, y: torch.Tensor, normalization: Normalization | None, class_targets: bool
+) -> tuple[Inputs, torch.Tensor]:
+    """Raw inputs and targets (a whole split, or one streamed batch on its device) as the engine reads them:
+    see load_split, whose conversions these are; ``name`` is the dataset's, for messages.
+
+    Raises:
+        DataError: see load_split.
+    """
     if isinstance(inputs, Mapping):  # named inputs (input_ids, attention_mask, …): the model's own encoding
         if normalization is not None:
             raise DataError(
-                f"{source.name}: {split} inputs are named tensors ({', '.join(inputs)}), and --normalize applies "
+                f"{name}: {split} inputs are named tensors ({', '.join(inputs)}), and --normalize applies "
                 "to one tensor of intensities",
                 hint="drop --normalize (or pass --normalize none)",
             )
         x_named = {k: _model_input(v).contiguous() for k, v in inputs.items()}
-        return Split(split, x_named, _targets(source, split, y, class_targets), _indices(idx))
+        return x_named, _targets(name, split, y, class_targets)
     x = _model_input(inputs)
     if normalization is not None:
         if not x.is_floating_point():
             raise DataError(
-                f"{source.name}: {split} inputs are {str(x.dtype).removeprefix('torch.')} (ids, not intensities), "
+                f"{name}: {split} inputs are {str(x.dtype).removeprefix('torch.')} (ids, not intensities), "
                 "and --normalize applies to floating-point inputs",
                 hint="drop --normalize (or pass --normalize none)",
             )
-        x = _normalize(x, normalization, f"{source.name} {split}")
-    return Split(split, x.contiguous(), _targets(source, split, y, class_targets), _indices(idx))
+        x = _normalize(x, normalization, f"{name} {split}")
+    return x.contiguous(), _targets(name, split, y, class_targets)
+
+
+def masked_labels(x: Inputs, y: torch.Tensor) -> torch.Tensor:
+    """Token labels (N, T) with -100 (cross-entropy's ignore_index) where the attention mask is 0: padding is
+    never scored, whatever the labels there hold (a tokenizer pads input_ids; labels copied from them keep it)."""
+    mask = x.get("attention_mask") if isinstance(x, Mapping) else None
+    if mask is None or y.shape != mask.shape or y.is_floating_point():
+        return y
+    return y.masked_fill(mask == 0, -100)
 
 
 def _take(inputs: Inputs, idx: torch.Tensor) -> Inputs:
@@ -216,7 +265,7 @@ def _model_input(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _targets(source: DataSource, split: str, y: torch.Tensor, class_targets: bool) -> torch.Tensor:
+def _targets(name: str, split: str, y: torch.Tensor, class_targets: bool) -> torch.Tensor:
     """Class labels (N,) as int64 when ``class_targets``; else floating targets as float32, integer ones (token
     labels (N, T) of a language model) as int64.
 
@@ -226,13 +275,12 @@ def _targets(source: DataSource, split: str, y: torch.Tensor, class_targets: boo
     if class_targets:
         if y.is_floating_point() or y.dtype == torch.bool:
             raise DataError(
-                f"{source.name}: {split} targets are {str(y.dtype).removeprefix('torch.')}, "
-                "expected integer class labels",
+                f"{name}: {split} targets are {str(y.dtype).removeprefix('torch.')}, expected integer class labels",
                 hint="for regression targets use --loss mse",
             )
         if y.dim() != 1:
             raise DataError(
-                f"{source.name}: {split} targets have shape {list(y.shape)}; class labels have shape (N,)",
+                f"{name}: {split} targets have shape {list(y.shape)}; class labels have shape (N,)",
                 hint="for regression targets use --loss mse",
             )
         return y.long().contiguous()

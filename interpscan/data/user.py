@@ -17,7 +17,8 @@ from ..files import check_expansion, check_regular
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
 from .batches import Inputs
-from .source import DataSource, Reader
+from .mapped import map_tensor_file
+from .source import DataSource, Log, Reader, masked_labels
 
 INPUT_KEYS = ("inputs", "x", "data", "images", "features", "pixel_values")
 # Named inputs of a text model, passed as model(**inputs): what a tokenizer returns (input_ids first: it must be there).
@@ -74,15 +75,6 @@ def _pick_inputs(
     return named if TEXT_INPUT_KEYS[0] in named else None
 
 
-def _masked_labels(x: Inputs, y: torch.Tensor) -> torch.Tensor:
-    """Token labels (N, T) with -100 (cross-entropy's ignore_index) where the attention mask is 0: padding is
-    never scored, whatever the labels there hold (a tokenizer pads input_ids; labels copied from them keep it)."""
-    mask = x.get("attention_mask") if isinstance(x, Mapping) else None
-    if mask is None or y.shape != mask.shape or y.is_floating_point():
-        return y
-    return y.masked_fill(mask == 0, -100)
-
-
 def _check_pair(label: str, split: str, x: Inputs, y: torch.Tensor) -> None:
     if isinstance(x, Mapping):
         for key, t in x.items():
@@ -111,12 +103,13 @@ def _check_pair(label: str, split: str, x: Inputs, y: torch.Tensor) -> None:
 
 
 def _tensor_splits(
-    label: str, entries: Mapping[str, Any], keys: tuple[str, str] | None = None
+    label: str, entries: Mapping[str, Any], keys: tuple[str, str] | None = None, *, mask: bool = True
 ) -> dict[str, tuple[Inputs, torch.Tensor]]:
     """Find (inputs, targets) per split: nested {"train": {...}}, suffixed x_train/y_train, or flat x/y. Inputs
     are one tensor, or a text model's input_ids (with attention_mask, token_type_ids) beside labels.
 
-    ``keys`` (from --data-keys) replaces the usual names for inputs and targets.
+    ``keys`` (from --data-keys) replaces the usual names for inputs and targets. ``mask``: token labels masked
+    where the attention mask is 0 (source.masked_labels); without it, the entries' own tensors are returned.
     """
     input_keys, target_keys = ((keys[0],), (keys[1],)) if keys else (INPUT_KEYS, TARGET_KEYS)
     splits: dict[str, tuple[Inputs, torch.Tensor]] = {}
@@ -145,14 +138,29 @@ def _tensor_splits(
         raise DataError(f"{label}: no inputs/targets found (keys: {', '.join(sorted(map(str, entries)))})", hint=hint)
     for split, (x, y) in splits.items():
         _check_pair(label, split, x, y)
-    return {split: (x, _masked_labels(x, y)) for split, (x, y) in splits.items()}
+    return {split: (x, masked_labels(x, y) if mask else y) for split, (x, y) in splits.items()}
 
 
-def open_tensor_file(path: Path, keys: tuple[str, str] | None) -> DataSource:
+def open_tensor_file(path: Path, keys: tuple[str, str] | None, log: Log | None = None) -> DataSource:
+    """A tensor file's splits: read into memory, or, when their resident copy could be too large, found in a
+    memory map (data/mapped.py) for the splits that are to stream (a split that fits is copied out whole)."""
     if not path.exists() and not path.is_symlink():  # a broken or looping link is named as such when read
         raise DataError(f"data file not found: {path}", hint="check the path given to --data")
-    splits = _tensor_splits(str(path), read_tensor_dict(path), keys)
-    return DataSource(path.name, str(path), tuple(splits), None, lambda split: splits[split], kind="tensor file")
+    mapped = map_tensor_file(path, log)
+    if mapped is None:
+        splits = _tensor_splits(str(path), read_tensor_dict(path), keys)
+        return DataSource(path.name, str(path), tuple(splits), None, lambda split: splits[split], kind="tensor file")
+    pairs = _tensor_splits(str(path), mapped.stand_ins, keys, mask=False)  # the stand-ins themselves, unmasked
+    found = {split: mapped.split(x, y) for split, (x, y) in pairs.items()}
+    return DataSource(
+        path.name,
+        str(path),
+        tuple(found),
+        None,
+        lambda split: found[split].read(slice(None)),
+        kind="tensor file",
+        mapped=found,
+    )
 
 
 # ---------------------------------------------------------------------------------------- factories
