@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from interpscan.allocator import tune_allocator
 from interpscan.data import Split
-from interpscan.decisions import choose_memory_format
+from interpscan.decisions import batch_statistics, choose_memory_format
 from interpscan.engine import EngineOptions, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
@@ -292,7 +292,11 @@ def interpscan_runner(
         def run() -> tuple[list[float], str]:
             concrete = Strategy.parse(strategy, "--strategies")
             layout = choose_memory_format(
-                MemoryFormat.parse(memory_format, "--memory-format"), device=p.device, strategy=concrete, model=p.model
+                MemoryFormat.parse(memory_format, "--memory-format"),
+                device=p.device,
+                strategy=concrete,
+                model=p.model,
+                batch_stats=batch_statistics(p.model, BNPolicy.parse(p.bn, "--bn")),
             ).value
             results, report = scan_points(
                 p.model,

@@ -26,6 +26,7 @@ from . import __version__
 from .data import Split, Transform, check_normalize
 from .decisions import (
     Decision,
+    batch_statistics,
     batched_obstacle,
     choose_bn_policy,
     choose_memory_format,
@@ -436,7 +437,6 @@ def _plan(
         if split := split_ties({g.name: g.tensors for g in grouping.groups}, weights.matched.tied):
             raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
     strategy = choose_strategy(options.strategy, device=device, grouped=grouping is not None, model=net)
-    layout = choose_memory_format(options.memory_format, device=device, strategy=strategy.value, model=net)
     resolved = resolve_data(
         data,
         options.splits,
@@ -463,6 +463,13 @@ def _plan(
             say(w)
             warnings.append(w)
     policy = choose_bn_policy(options.bn, model=net, has_train=resolved.has_train, data_name=resolved.name)
+    layout = choose_memory_format(
+        options.memory_format,
+        device=device,
+        strategy=strategy.value,
+        model=net,
+        batch_stats=batch_statistics(net, policy.value),
+    )
     calib = None
     if policy.value is BNPolicy.RECOMPUTE and has_running_stats(net):
         calib = resolved.calibration(options.bn_samples, options.seed)

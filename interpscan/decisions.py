@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .engine import has_running_stats
 from .errors import UsageError
@@ -79,14 +80,23 @@ def choose_strategy(
     return Decision(Strategy.SEQUENTIAL, "auto on CPU: a loop over points is faster than vmap there")
 
 
+def batch_statistics(model: nn.Module, policy: BNPolicy) -> bool:
+    """Whether evaluating a point computes batch-norm statistics from each batch: ``--bn batch``, or a BN module
+    that keeps no running statistics."""
+    return policy is BNPolicy.BATCH or any(
+        isinstance(m, _BatchNorm) and m.running_mean is None for m in model.modules()
+    )
+
+
 def choose_memory_format(
-    requested: MemoryFormat, *, device: torch.device, strategy: Strategy, model: nn.Module
+    requested: MemoryFormat, *, device: torch.device, strategy: Strategy, model: nn.Module, batch_stats: bool = False
 ) -> Decision[MemoryFormat]:
     """The layout of 4-D tensors: the one requested, or for ``auto`` channels-last where it was measured to pay
-    (a CPU, a model with 2-D convolutions, a loop over points: oneDNN's convolutions and max-pooling run 2–3×
-    faster on NHWC tensors there, benchmarks/README.md), else contiguous. The engine still tries the layout on
-    one example first and falls back to contiguous when the model's forward pass cannot take it (a ``.view`` of
-    a convolution's output, say: engine.plan.try_channels_last).
+    (a CPU, a model with 2-D convolutions, a loop over points, no batch statistics in evaluation (``batch_stats``,
+    see batch_statistics): oneDNN's convolutions and max-pooling run 2–3× faster on NHWC tensors there,
+    benchmarks/README.md), else contiguous. The engine still tries the layout on one example first and falls
+    back to contiguous when the model's forward pass cannot take it (a ``.view`` of a convolution's output, say:
+    engine.plan.try_channels_last).
 
     Raises:
         UsageError: channels-last requested with a strategy that vmaps the points.
@@ -107,6 +117,12 @@ def choose_memory_format(
         return Decision(contiguous, f"auto: a {program} keeps the layout it was compiled for")
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         return Decision(contiguous, "auto: the model has no 2-D convolution")
+    if batch_stats:
+        return Decision(
+            contiguous,
+            "auto: batch norm computes batch statistics in every forward pass, which only contiguous tensors give "
+            "precisely on CPU",
+        )
     return Decision(
         MemoryFormat.CHANNELS_LAST,
         "auto on CPU with 2-D convolutions: oneDNN's convolutions and max-pooling run 2–3× faster channels-last",

@@ -21,7 +21,7 @@ from ..errors import DataError, RunError, UsageError
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
 from ..options import BNPolicy, DType, MemoryFormat, Strategy
 from .calibration import recompute_statistics
-from .plan import Plan, precision, prepare, try_channels_last
+from .plan import Plan, laid_out, precision, prepare, try_channels_last
 from .points import Point, PointResult, dedupe, untie
 from .runners import Runner, Statistics, make_runner
 from .snapshot import Snapshot, SplitSums
@@ -362,9 +362,12 @@ def scan_points(
                 batches = (
                     inputs for k, (inputs, _) in enumerate(calib.batches(cb, device)) if world.owns_calibration(k)
                 )
-                stats, calibration_batches, calibration_examples = recompute_statistics(
-                    runner, plan, batches, meter.advance
-                )
+                # every calibration pass computes batch statistics, which a channels-last batch gives less
+                # precisely (plan._nchw_statistics) and, relaid per BN layer, more slowly than a contiguous one
+                with laid_out(plan, torch.contiguous_format):
+                    stats, calibration_batches, calibration_examples = recompute_statistics(
+                        runner, plan, batches, meter.advance
+                    )
                 (calibration_examples,) = world.sum_ints(calibration_examples)
                 stats, calibration_batches = world.reduce_statistics(stats, calibration_batches)
             runner.use_statistics(stats if recompute else None)

@@ -48,6 +48,7 @@ class Plan:
     # Only the first is interpolated and written; the model's tying carries the value to the others.
     aliases: dict[str, str] = field(default_factory=dict)
     hooks: list[RemovableHandle] = field(default_factory=list)  # the layout's hooks on the working model
+    layout: torch.memory_format = torch.contiguous_format  # of the 4-D tensors (relayout)
 
     @property
     def names(self) -> list[str]:
@@ -126,6 +127,7 @@ def relayout(plan: Plan, memory_format: torch.memory_format) -> None:
         for name, t in tensors.items():
             if t.dim() == 4:
                 tensors[name] = t.contiguous(memory_format=memory_format)
+    plan.layout = memory_format
     for handle in plan.hooks:
         handle.remove()
     plan.hooks.clear()
@@ -134,6 +136,20 @@ def relayout(plan: Plan, memory_format: torch.memory_format) -> None:
             if isinstance(m, _BatchNorm):
                 plan.hooks.append(m.register_forward_pre_hook(_nchw_statistics))
                 plan.hooks.append(m.register_forward_hook(_channels_last_again))
+
+
+@contextmanager
+def laid_out(plan: Plan, memory_format: torch.memory_format) -> Iterator[None]:
+    """The plan in ``memory_format`` for the duration, in its own layout again after."""
+    own = plan.layout
+    if own is memory_format:
+        yield
+        return
+    relayout(plan, memory_format)
+    try:
+        yield
+    finally:
+        relayout(plan, own)
 
 
 def try_channels_last(plan: Plan, example: Inputs) -> str | None:
