@@ -15,7 +15,7 @@ from conftest import TinyConvBN, TinyMLP, make_state, run_cli, run_engine
 from torch import nn
 
 from interpscan.data import Split, Stream
-from interpscan.decisions import choose_memory_format
+from interpscan.decisions import batch_statistics, choose_memory_format
 from interpscan.engine import Point
 from interpscan.engine.plan import prepare, relayout
 from interpscan.errors import UsageError
@@ -68,6 +68,17 @@ def test_auto_picks_channels_last_for_conv_nets_looped_on_cpu(model, device, str
     decision = choose_memory_format(AUTO, device=torch.device(device), strategy=strategy, model=model)
     assert decision.value is expected
     assert decision.reason.startswith("auto")
+
+
+def test_auto_stays_contiguous_where_evaluation_computes_batch_statistics() -> None:
+    model = TinyConvBN()
+    assert not batch_statistics(model, BNPolicy.RECOMPUTE)
+    assert batch_statistics(model, BNPolicy.BATCH)
+    untracked = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False))
+    assert batch_statistics(untracked, BNPolicy.INTERPOLATE)
+    decision = choose_memory_format(AUTO, device=CPU, strategy=Strategy.SEQUENTIAL, model=model, batch_stats=True)
+    assert decision.value is MemoryFormat.CONTIGUOUS
+    assert "batch statistics" in decision.reason
 
 
 def test_auto_leaves_torchscript_contiguous() -> None:
