@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .engine import has_running_stats
 from .errors import UsageError
-from .options import BNPolicy, MemoryFormat, Strategy
+from .options import BNPolicy, MemoryFormat, Strategy, check_memory_format
 
 T = TypeVar("T")
 
@@ -101,11 +101,7 @@ def choose_memory_format(
     Raises:
         UsageError: channels-last requested with a strategy that vmaps the points.
     """
-    if requested is MemoryFormat.CHANNELS_LAST and strategy in (Strategy.BATCHED, Strategy.PREFIX_BATCHED):
-        raise UsageError(
-            f"--memory-format channels-last applies to the strategies that loop over points, not {strategy}",
-            hint="use --strategy sequential or prefix with it, or --memory-format auto",
-        )
+    check_memory_format(requested, strategy)
     if requested is not MemoryFormat.AUTO:
         return Decision(requested, "requested")
     contiguous = MemoryFormat.CONTIGUOUS

@@ -73,6 +73,19 @@ class MemoryFormat(Choice):
     CHANNELS_LAST = "channels-last"  # NHWC: on CPU, oneDNN's convolutions and max-pooling run 1.3–2.8× faster
 
 
+def check_memory_format(memory_format: MemoryFormat, strategy: Strategy) -> None:
+    """Channels-last goes with the strategies that loop over points; vmap's stacked weights have no 4-D layout.
+
+    Raises:
+        UsageError: channels-last with ``batched`` or ``prefix-batched``.
+    """
+    if memory_format is MemoryFormat.CHANNELS_LAST and strategy in (Strategy.BATCHED, Strategy.PREFIX_BATCHED):
+        raise UsageError(
+            f"--memory-format channels-last applies to the strategies that loop over points, not {strategy}",
+            hint="use --strategy sequential or prefix with it, or --memory-format auto",
+        )
+
+
 class BNPolicy(Choice):
     """What a point's batch-norm running statistics are (DOMAIN.md, "the trap")."""
 
@@ -313,6 +326,7 @@ class ScanOptions:
         _set(self, "dtype", DType.parse(self.dtype, "--dtype"))
         _set(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
         _set(self, "memory_format", MemoryFormat.parse(self.memory_format, "--memory-format"))
+        check_memory_format(self.memory_format, self.strategy)
         groups = check_groups(self.groups)
         _set(self, "groups", groups)
         if not groups:

@@ -19,7 +19,7 @@ from ..data.batches import Batches, Split, batch_len, slice_inputs, to_device
 from ..distributed import World
 from ..errors import DataError, RunError, UsageError
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
-from ..options import BNPolicy, DType, MemoryFormat, Strategy
+from ..options import BNPolicy, DType, MemoryFormat, Strategy, check_memory_format
 from .calibration import recompute_statistics
 from .plan import Plan, laid_out, precision, prepare, try_channels_last
 from .points import Point, PointResult, dedupe, untie
@@ -34,9 +34,6 @@ Progress = Callable[[int, int | None], None]
 def _positive(value: int | None, what: str) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise UsageError(f"{what} must be a whole number ≥ 1, got {value!r}")
-
-
-_VMAPPED = (Strategy.BATCHED, Strategy.PREFIX_BATCHED)
 
 
 @dataclass(frozen=True)
@@ -74,11 +71,7 @@ class EngineOptions:
         ):
             if concrete.value == "auto":
                 raise UsageError(f"the engine needs a concrete {flag}, not auto", hint="see interpscan.decisions")
-        if self.memory_format is MemoryFormat.CHANNELS_LAST and self.strategy in _VMAPPED:
-            raise UsageError(
-                f"--memory-format channels-last applies to the strategies that loop over points, not {self.strategy}",
-                hint="use --strategy sequential or prefix with it (vmap's stacked weights have no 4-D layout)",
-            )
+        check_memory_format(self.memory_format, self.strategy)
         _positive(self.batch_size, "--batch-size")
         _positive(self.calibration_batch_size, "the calibration batch size")
         _positive(self.chunk_size, "--chunk-size")
@@ -397,7 +390,9 @@ def scan_points(
         bn_modules=len(plan.bn_modules),
         note=runner.note,
         ignored={split.name: s.ignored for split, s in zip(splits, sums, strict=True) if s.ignored},
-        memory_format=str(MemoryFormat.CONTIGUOUS if layout_note else options.memory_format),
+        memory_format=str(
+            MemoryFormat.CHANNELS_LAST if plan.layout is torch.channels_last else MemoryFormat.CONTIGUOUS
+        ),
         memory_format_note=layout_note,
     )
     return _results(points, index, splits, sums, objective), report
