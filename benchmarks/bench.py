@@ -35,8 +35,9 @@ from interpscan.engine import EngineOptions, Point, scan_points
 from interpscan.errors import InterpscanError
 from interpscan.groups import ModuleTree, resolve_groups
 from interpscan.models import MLP, resnet18, resnet20
-from interpscan.options import BNPolicy, DType, Hold, MemoryFormat, Strategy, parse_grid
+from interpscan.options import BNPolicy, DType, Hold, MemoryFormat, Strategy
 from interpscan.tables import group_curves
+from interpscan.values import parse_grid
 
 HERE = Path(__file__).resolve().parent
 # benchmarked when interpscan.options.Strategy has them

@@ -27,9 +27,10 @@ from torch import nn
 import interpscan
 from interpscan.data import DataSource, Split, load_split, open_data
 from interpscan.errors import InterpscanError, UsageError
-from interpscan.models import ModelSpec, build_model, factory_parameters, parse_model_args, parse_model_spec
+from interpscan.models import ModelSpec, build_model, factory_parameters, parse_model_spec
 from interpscan.rundir import prepare_output_dir, write_json
 from interpscan.train import TrainConfig, config_dict, save_checkpoint, train
+from interpscan.values import parse_model_args
 
 # Peak learning rates that train the zoo CNN on Fashion-MNIST in a few epochs (cosine-decayed to 0).
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}

@@ -1,10 +1,11 @@
 """The library's entry points: one scan as a call.
 
 ``scan(model, init, final, data, …)`` takes what a notebook holds — a module, two state dicts, tensors or a
-DataLoader — or files and dataset names; ``run_scan(ScanConfig)`` is the same from the command line's names.
-Both check the options first (options.py), resolve the inputs (inputs.py), make the two decisions
-(decisions.py), run the engine, and return a ScanResult: the tidy tables, run.json as a dict, ``figure()`` and
-``save(directory)``. Nothing here needs an argv or an output directory.
+DataLoader — or files and dataset names, and every option as a keyword; ``interpscan run`` builds the same
+ScanConfig from its flags. ``run_scan`` checks the options first (options.py), takes the output directory (with
+``out``: its lock, the partial scan an interruption leaves, ``resume``), resolves the inputs (inputs.py), makes
+the decisions (decisions.py), runs the engine, and returns a ScanResult: the tidy tables, run.json as a dict,
+``figure()`` and ``save(directory)``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import platform
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from . import __version__
-from .data import Split, Transform, check_normalize
+from .data import Split, Transform
 from .decisions import (
     Decision,
     batch_statistics,
@@ -47,27 +49,51 @@ from .engine import (
     has_running_stats,
     scan_points,
 )
-from .errors import DataError, UsageError
+from .errors import DataError, Interrupted, UsageError, opt, render
 from .groups import Grouping, ModuleTree, resolve_groups
 from .huggingface import Task, model_task
-from .inputs import Data, StateLike, Weights, content_digest, resolve_data, resolve_weights, tensors_digest
+from .inputs import (
+    Data,
+    DataLike,
+    ModelLike,
+    StateLike,
+    Weights,
+    content_digest,
+    recorded_data,
+    resolve_data,
+    resolve_weights,
+    tensors_digest,
+)
 from .models import CODE_KINDS, ResolvedModel, split_ties
 from .objectives import CROSS_ENTROPY, IGNORE_INDEX, NEXT_TOKEN, Objective, parse_objective
 from .options import (
     DEFAULT_BOOTSTRAP,
+    AlphaRange,
+    Alphas,
     BNPolicy,
+    BNPolicyName,
     DType,
+    DTypeName,
     Hold,
+    HoldName,
     MemoryFormat,
+    MemoryFormatName,
     Mode,
+    ModeName,
+    OutputOptions,
     ReadOptions,
     ScanOptions,
     Strategy,
-    check_path,
+    StrategyName,
 )
+from .options import describe as describe_options
+from .options import params as option_params
+from .options import split as split_options
 from .refine import ROUNDS, next_alphas, round_sizes
+from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
+from .values import DEFAULT_ALPHAS, check_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,59 +102,57 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScanConfig(ScanOptions):
-    """A scan from files: the checkpoints (init, final, and ``onward`` for a path through several), the data and
-    the model as the command line names them, how to read them, and the ScanOptions. Checked when built, like
-    ScanOptions; paths are as the user gave them."""
+@dataclass(frozen=True)
+class ScanConfig:
+    """One scan, decided: the checkpoints of the path, the model and the data (as named on the command line, or
+    as objects from the library), and the options. ``scan`` and ``interpscan run`` both build one and hand it to
+    ``run_scan``; building it checks every option before any file is read."""
 
-    init: Path = field(kw_only=False)
-    final: Path = field(kw_only=False)
-    onward: tuple[Path, ...] = ()  # checkpoints after final: the path goes on through them, in order
-    data: str = "fashion-mnist-small"
-    model: str | None = None
-    model_args: dict[str, Any] = field(default_factory=dict)
-    data_root: Path | None = None
-    splits: tuple[str, ...] | None = ("test",)
-    normalize: str = "auto"
-    download: bool = True
-    data_keys: tuple[str, str] | None = None
-    key: str | None = None
-    unsafe_pickle: bool = False
-    strict: bool = True
-    trust_recorded_code: bool = False
-    workers: int | None = None
-    resize: int | None = None
-    crop: int | None = None
+    checkpoints: tuple[StateLike, ...]  # two or more: init, final, and the checkpoints the path goes on through
+    model: ModelLike = None
+    data: DataLike | None = None  # a dataset name, file or folder, or data in memory; None: what the checkpoints record
+    options: ScanOptions = field(default_factory=ScanOptions)
+    read: ReadOptions = field(default_factory=ReadOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    calibration: Any = None  # data for recompute (library only), used whole
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        Transform(self.resize, self.crop)  # checked here, with the rest, before any file is read
-        _ = self.read
-        object.__setattr__(self, "init", check_path(self.init, "INIT"))
-        object.__setattr__(self, "final", check_path(self.final, "FINAL"))
-        object.__setattr__(self, "onward", tuple(check_path(c, "CHECKPOINT") for c in self.onward))
-        check_path(self.data, "--data")  # a name, or a file or folder
-        if self.data_root is not None:
-            object.__setattr__(self, "data_root", check_path(self.data_root, "--data-root"))
-        check_normalize(self.normalize)
+        if len(self.checkpoints) < 2:
+            raise UsageError(
+                f"a path needs two or more checkpoints, got {len(self.checkpoints)}",
+                hint=f"give {opt('init')} and {opt('final')} (e.g. init.pt final.pt), then any checkpoints after them",
+            )
+        names = ("init", "final", *["checkpoints"] * (len(self.checkpoints) - 2))
+        checked = tuple(
+            check_path(c, name) if isinstance(c, (str, os.PathLike)) else c
+            for c, name in zip(self.checkpoints, names, strict=True)
+        )
+        object.__setattr__(self, "checkpoints", checked)
+        if isinstance(self.data, (str, os.PathLike)):
+            check_path(self.data, "data")  # a name, or a file or folder
 
-    @property
-    def read(self) -> ReadOptions:
-        """The ReadOptions among these fields."""
-        return ReadOptions(**{f.name: getattr(self, f.name) for f in fields(ReadOptions)})
+    @classmethod
+    def from_values(cls, checkpoints: Sequence[StateLike], values: Mapping[str, Any]) -> ScanConfig:
+        """A config from option values by name (what the command line parsed); the rest keep their defaults.
+
+        Raises:
+            UsageError: a name that is no option, or a value its option refuses.
+        """
+        inputs, read, options, output = split_options(values)
+        return cls(tuple(checkpoints), inputs.model, inputs.data, options, read, output)
 
 
 @dataclass(frozen=True)
 class ScanResult:
     """A scan's outputs as data: results.csv and summary.csv as DataFrames (their columns and dtypes: see
-    tables.py), and run.json as a dict."""
+    docs/outputs.md), and run.json as a dict."""
 
     results: pd.DataFrame
     summary: pd.DataFrame
     manifest: dict[str, Any]
     # with per_example: name -> array, as per_example.npz holds them (uncertainty.per_example_arrays)
     examples: dict[str, Any] | None = field(default=None, repr=False)
+    files: dict[str, Path] = field(default_factory=dict)  # file name -> path, where the scan wrote its files
 
     def figure(self) -> go.Figure:
         """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
@@ -153,133 +177,127 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a caller is told while a scan runs, where it resumes from, the command line for run.json, and the
-    process's rank among the processes of one scan (torchrun; distributed.py)."""
+    """What a caller is told while a scan runs, the command line for run.json, and the process's rank among the
+    processes of one scan (torchrun; distributed.py)."""
 
-    progress: Progress | None = None  # (point, batch) evaluations as they finish
-    log: Log | None = None  # one-line messages: what was chosen, downloaded, filled
+    progress: Progress | None = None  # (evaluations just finished, the total so far estimated) as they finish
+    log: Log | None = None  # one-line messages: what was chosen, downloaded, filled, warned about
     download: DownloadProgress | None = None
-    resume: ScanSnapshot | None = None
-    on_batch: Callable[[ScanSnapshot], None] | None = None
     command: Sequence[str] | None = None
     world: World = field(default_factory=World)
+    # how messages (the log, run.json's warnings) name options: parameter -> flag (the CLI's), or None: as the
+    # library names them
+    flags: Mapping[str, str] | None = None
+
+    def say(self, message: str) -> None:
+        """``message`` to the log, its options named as this caller names them."""
+        if self.log is not None:
+            self.log(render(message, self.flags))
 
 
 def scan(
-    model: nn.Module | str | None,
+    model: ModelLike,
     init: StateLike | Sequence[StateLike],
-    final: StateLike | None,
-    data: Any,
+    final: StateLike | None = None,
+    data: DataLike | None = None,
     *,
-    alphas: int | str | Sequence[float] = 21,
-    alpha_range: str | Sequence[float] | None = None,
-    groups: str | Sequence[str] | None = None,
-    hold: Hold | str = Hold.FINAL,
-    mode: Mode | str = Mode.ONLY,
-    bn: BNPolicy | str = BNPolicy.AUTO,
-    bn_samples: int = 2048,
     splits: str | Sequence[str] | None = None,
-    samples: int | None = None,
+    samples: int | str | None = None,
     seed: int = 0,
+    loss: str = "cross_entropy",
+    alphas: Alphas = DEFAULT_ALPHAS,
+    alpha_range: AlphaRange | None = None,
+    refine: int = 0,
+    random_init: int | None = None,
+    groups: str | Sequence[str] = (),
+    hold: Hold | HoldName = Hold.FINAL,
+    mode: Mode | ModeName = Mode.ONLY,
+    bn: BNPolicy | BNPolicyName = BNPolicy.AUTO,
+    bn_samples: int = 2048,
+    tol: float = 0.0,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    strategy: Strategy | StrategyName = Strategy.AUTO,
+    memory_format: MemoryFormat | MemoryFormatName = MemoryFormat.AUTO,
     device: str = "auto",
     batch_size: int | None = None,
     chunk_size: int | None = None,
-    dtype: DType | str = DType.FLOAT32,
-    strategy: Strategy | str = Strategy.AUTO,
-    memory_format: MemoryFormat | str = MemoryFormat.AUTO,
-    loss: str = "cross_entropy",
-    tol: float = 0.0,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
+    dtype: DType | DTypeName = DType.FLOAT32,
     per_example: bool = False,
-    random_init: int | None = None,
-    refine: int = 0,
-    calibration: Any = None,
+    model_args: Mapping[str, Any] | Sequence[str] | None = None,
+    key: str | None = None,
+    unsafe_pickle: bool = False,
     strict: bool = True,
+    trust_recorded_code: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    data_keys: str | Sequence[str] | None = None,
+    normalize: str = "auto",
     workers: int | None = None,
     resize: int | None = None,
     crop: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    html: bool = True,
+    calibration: Any = None,
     progress: Progress | None = None,
     log: Log | None = None,
 ) -> ScanResult:
     """Evaluate ``model`` along θ(α) = (1−α)·θ_init + α·θ_final: the whole network and, with ``groups``, one
     curve per group (that group moving, the rest held at ``hold``). Given a list of checkpoints ``[c0, c1, …,
-    cm]`` as ``init`` (and None as ``final``), along the piecewise-linear path through them: each segment
-    c_{i−1} → c_i scanned as its own path (interpscan.paths).
+    cm]`` as ``init`` (and no ``final``), along the piecewise-linear path through them, segment by segment.
+
+    With ``out``, the scan also writes its files there as ``interpscan run`` does, saving its finished batches as
+    it goes: an interrupted scan (Ctrl-C; ``InterpscanError`` Interrupted) continues from them when called again
+    with ``resume=True``.
 
     Args:
-        model: an ``nn.Module`` (never modified), a ``--model`` spec (``"resnet18"``, ``"net.py:make"``), or None
-            to use ``final`` when it is a module, else what the checkpoint files bring, record or match.
+        model: an ``nn.Module`` (never modified), a model spec as ``interpscan run --model`` takes it
+            (``"resnet18"``, ``"net.py:make"``), or None to use ``final`` when it is a module, else what the
+            checkpoint files bring, record or match.
         init, final: state dicts, modules, checkpoint paths, or loaded Checkpoints; or ``init`` a list or tuple
             of two or more of them and ``final`` None.
         data: ``(inputs, targets)`` tensors (inputs may be a dict of tensors), a ``Dataset``, a ``DataLoader`` or
             any iterable of ``(inputs, targets)`` batches (or dicts with ``labels``), a mapping of split name to
-            any of those, or a dataset name or file as ``--data`` takes it.
-        alphas: a count of evenly spaced α in [0, 1] (or ``alpha_range``), or the α values themselves.
-        groups: ``--groups`` patterns (``"layer*"``, ``"head=fc,!fc.bias"``, ``"@top"``).
-        hold, mode: where the other tensors stay (``final``/``init``), and whether the group moves (``only``) or
-            everything else does (``all-but``); for groups only.
-        bn: batch-norm policy: ``auto``, ``interpolate``, ``recompute`` (from ``bn_samples`` examples of the
-            ``train`` split, or from ``calibration``), ``batch``.
-        splits: the splits to evaluate (default: ``test`` when the data has one, else all).
-        samples, seed: a seeded subset of ``samples`` examples per split (data in memory or read from files).
-        device, batch_size, chunk_size, dtype, strategy: where and how (every strategy gives the same numbers).
-        memory_format: ``auto`` (channels-last for conv nets on CPU, where it is 1.3–2.8× faster), ``contiguous``, or
-            ``channels-last``; the layouts agree to float32 rounding.
-        loss: ``cross_entropy`` (with accuracy), ``mse``, or ``path/to/file.py:fn``.
-        tol: a path is monotone when its largest rise Δ ≤ tol.
-        bootstrap: resamples of the examples behind each shape metric's 95% interval (summary's ``*_ci_low``,
-            ``*_ci_high``, ``rise_significant``; see interpscan.uncertainty); 0 skips it.
-        per_example: keep every example's loss at every point in ``ScanResult.examples`` (and ``save``'s
-            per_example.npz).
-        random_init: append a fresh initialization of the model, its factory called after
-            ``torch.manual_seed(random_init)``, as the path's last checkpoint (init → final → random init).
-        refine: add this many points per curve and segment after the grid, in rounds, where the curve is least
-            resolved (interpscan.refine); results' ``refined`` column marks them, and the metrics use every point.
-        calibration: data for ``recompute`` (any form ``data`` takes, one split), used whole.
-        strict: checkpoint tensors the model lacks, or lacks in them, are errors (else filled and recorded).
-        workers, resize, crop: how an image folder named as ``data`` (or ``"imagenet"``) streams, as ``--workers``,
-            ``--resize`` and ``--crop``: DataLoader worker processes decoding it (None: the cores less one, at most
-            8); the shorter side resized to ``resize`` pixels, then the centre ``crop`` × ``crop`` (either None:
-            left out; either given: the folder streams). Only for data named by path or name.
-        progress: told ``(done, total)`` as (point, batch) evaluations finish (total None while unknown).
-        log: told one-line messages (what was chosen and why).
+            any of those, or a dataset name, file or folder; None: the dataset the checkpoints record.
+        calibration: data for ``bn="recompute"`` (any form ``data`` takes, one split), used whole; default: a
+            seeded subset of ``bn_samples`` examples of the data's train split.
+        progress: called ``(n, total)`` each time ``n`` more (point, batch) evaluations finish; ``total`` is the
+            whole scan's, estimated (None while unknown).
+        log: told one-line messages (what was chosen and why, warnings).
+    {options}
 
     Returns:
-        A ScanResult (``.results``, ``.summary``, ``.manifest``, ``.figure()``, ``.save(dir)``).
+        A ScanResult (``.results``, ``.summary``, ``.manifest``, ``.figure()``, ``.save(dir)``; ``.files`` with
+        ``out``).
 
     Raises:
-        InterpscanError: bad options (before anything is read), unreadable or mismatched inputs, or a model
-            that fails on the data.
+        InterpscanError: bad options (before anything is read), unreadable or mismatched inputs, a model that
+            fails on the data, an output directory that cannot be used; Interrupted when stopped, with ``out``.
     """
-    options = ScanOptions(
-        alphas=alphas,
-        alpha_range=alpha_range,
-        groups=(groups,) if isinstance(groups, str) else tuple(groups or ()),
-        hold=hold,  # type: ignore[arg-type]  # a string is parsed into the enum
-        mode=mode,  # type: ignore[arg-type]
-        bn=bn,  # type: ignore[arg-type]
-        bn_samples=bn_samples,
-        splits=(splits,) if isinstance(splits, str) else (tuple(splits) if splits is not None else None),
-        samples=samples,
-        seed=seed,
-        device=device,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        dtype=dtype,  # type: ignore[arg-type]
-        strategy=strategy,  # type: ignore[arg-type]
-        memory_format=memory_format,  # type: ignore[arg-type]
-        loss=loss,
-        tol=tol,
-        bootstrap=bootstrap,
-        per_example=per_example,
-        random_init=random_init,
-        refine=refine,
+    given = locals()
+    values = {name: given[name] for name in _LIBRARY_OPTIONS}
+    config = ScanConfig(tuple(_checkpoint_list(init, final)), model, data, calibration=calibration, **_options(values))
+    return run_scan(config, Hooks(progress=progress, log=log))
+
+
+# scan()'s keyword arguments that are options (Inputs' model and data are its positional arguments)
+_LIBRARY_OPTIONS = [p.name for cls in (ReadOptions, ScanOptions, OutputOptions) for p in option_params(cls)]
+
+
+def _options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Option values by name -> ScanConfig's ``options``, ``read`` and ``output``, each checked."""
+    _, read, options, output = split_options(values)
+    return {"options": options, "read": read, "output": output}
+
+
+if scan.__doc__:  # the options' own help texts, in the library's words (python -OO strips docstrings)
+    scan.__doc__ = re.sub(
+        r"^ *\{options\}$",
+        lambda _: describe_options(ReadOptions, ScanOptions, OutputOptions),
+        scan.__doc__,
+        flags=re.M,
     )
-    read = ReadOptions(strict=strict, workers=workers, resize=resize, crop=crop)
-    Transform(resize, crop)  # checked with the rest, before anything is read
-    path = _checkpoint_list(init, final)
-    hooks = Hooks(progress=progress, log=log)
-    return _scan(model, path, data, options, read, hooks, calibration=calibration)
 
 
 def _checkpoint_list(init: StateLike | Sequence[StateLike], final: StateLike | None) -> list[StateLike]:
@@ -304,27 +322,53 @@ def _checkpoint_list(init: StateLike | Sequence[StateLike], final: StateLike | N
 
 def run_scan(
     config: ScanConfig,
-    progress: Progress | None = None,
-    log: Log | None = None,
-    download_progress: DownloadProgress | None = None,
+    hooks: Hooks | None = None,
+    *,
     resume: ScanSnapshot | None = None,
     on_batch: Callable[[ScanSnapshot], None] | None = None,
-    command: Sequence[str] | None = None,
-    world: World | None = None,
 ) -> ScanResult:
-    """``scan`` from the command line's names (ScanConfig): what ``interpscan run`` does, minus the files.
+    """Run the scan ``config`` describes: what ``scan`` and ``interpscan run`` both do.
 
-    ``on_batch`` receives a resumable snapshot after every finished batch; ``resume`` continues from one (it must
-    come from the same scan: same inputs, points and options, checked by fingerprint). ``command`` is recorded in
-    run.json. ``world``: this process's rank when several run the scan (torchrun, with the process group
-    joined: distributed.joined); each evaluates its share, and every rank returns the whole result.
+    With ``config.output.out`` the run directory is checked, created and locked before any input is read; every
+    finished batch is kept there (a few seconds apart) so that an interruption (KeyboardInterrupt, or SIGTERM
+    where the caller turns it into one) loses little, and ``output.resume`` continues from it (the same scan
+    only: same inputs, points and options, checked by fingerprint). Under torchrun (``hooks.world``, with the
+    process group joined: distributed.joined) each rank evaluates its share, and every rank returns the whole
+    result; rank 0 alone writes.
+
+    Without ``out``, a caller may keep the snapshots itself: ``on_batch`` receives a resumable ScanSnapshot after
+    every finished batch, and ``resume`` continues from one.
 
     Raises:
-        InterpscanError: any problem with the inputs, before compute starts where it can be known.
+        InterpscanError: any problem with the inputs or the output directory, before compute starts where it can
+            be known; Interrupted when stopped (what finished is saved, with ``out``).
     """
-    hooks = Hooks(progress, log, download_progress, resume, on_batch, command, world or World())
-    path = [config.init, config.final, *config.onward]
-    return _scan(config.model, path, config.data, config, config.read, hooks)
+    hooks = hooks or Hooks()
+    out = config.output.out
+    if out is None:
+        return _scan(config, hooks, resume=resume, on_batch=on_batch)
+    if resume is not None or on_batch is not None:
+        raise UsageError(
+            f"with {opt('out')}, the scan keeps its snapshots in the output directory itself",
+            hint=f"pass {opt('resume', True)} to continue from them, or leave {opt('out')} out",
+        )
+    from .rundir import RunDirectory
+
+    world = hooks.world
+    with RunDirectory(out, force=config.output.force, resume=config.output.resume, world=world) as run_dir:
+        try:
+            result = _scan(config, hooks, resume=run_dir.partial, on_batch=run_dir.keep)
+        except KeyboardInterrupt:
+            stopped = "interrupted" if world.size == 1 else "stopped (interrupted, or torchrun ended the processes)"
+            if run_dir.flush():
+                where = run_dir.saver.path if world.size == 1 else run_dir.path
+                raise Interrupted(
+                    f"{stopped}; the finished batches are saved in {where}",
+                    hint=f"continue with the same command plus {opt('resume', True)}",
+                ) from None
+            raise Interrupted(f"{stopped} before any batch finished; nothing to save") from None
+        files = run_dir.write(result, html=config.output.html)
+    return replace(result, files=files)
 
 
 def non_finite_warning(label: str, tensors: Mapping[str, torch.Tensor]) -> str | None:
@@ -403,22 +447,15 @@ class _Plan:
     warnings: list[str]
 
 
-def _plan(
-    model: nn.Module | str | None,
-    path: Sequence[StateLike],
-    data: Any,
-    options: ScanOptions,
-    read: ReadOptions,
-    hooks: Hooks,
-    calibration: Any,
-) -> _Plan:
+def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
     """Resolve and decide, in an order that fails early: the device and the loss, then the checkpoints and the
     model (no data is read before they are known to fit together), the groups and the strategy, then the data,
     the BN policy and its calibration data."""
-    say = hooks.log or (lambda _msg: None)
+    say = hooks.say
+    options, read, path = config.options, config.read, config.checkpoints
     device = rank_device(hooks.world, resolve_device(options.device))
     objective = parse_objective(options.loss)
-    weights = resolve_weights(model, path[0], path[1], read, onward=path[2:], random_seed=options.random_init)
+    weights = resolve_weights(config.model, path[0], path[1], read, onward=path[2:], random_seed=options.random_init)
     if objective is CROSS_ENTROPY and model_task(weights.model.model) == Task.CAUSAL_LM:
         objective = NEXT_TOKEN  # a language model's logits are per token: its loss is each next token's
         say("loss next_token: per-token cross-entropy of a causal language model (labels -100 left out)")
@@ -438,7 +475,7 @@ def _plan(
             raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
     strategy = choose_strategy(options.strategy, device=device, grouped=grouping is not None, model=net)
     resolved = resolve_data(
-        data,
+        config.data if config.data is not None else recorded_data(weights),
         options.splits,
         samples=options.samples,
         seed=options.seed,
@@ -449,7 +486,7 @@ def _plan(
         normalize=read.normalize,
         transform=Transform(read.resize, read.crop),
         workers=read.workers,
-        calibration=calibration,
+        calibration=config.calibration,
         progress=hooks.download,
         log=say,
     )
@@ -594,28 +631,23 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Ho
 
 
 def _scan(
-    model: nn.Module | str | None,
-    path: Sequence[StateLike],
-    data: Any,
-    options: ScanOptions,
-    read: ReadOptions,
+    config: ScanConfig,
     hooks: Hooks,
     *,
-    calibration: Any = None,
+    resume: ScanSnapshot | None = None,
+    on_batch: Callable[[ScanSnapshot], None] | None = None,
 ) -> ScanResult:
     t_start = time.perf_counter()
-    plan = _plan(model, path, data, options, read, hooks, calibration)
-    if hooks.log is not None:
-        hooks.log(_summary_line(plan, options))
-    fingerprint = (
-        _fingerprint(plan, options, read, hooks) if hooks.resume is not None or hooks.on_batch is not None else ""
-    )
-    if hooks.resume is not None and hooks.resume.fingerprint != fingerprint:
+    options, read = config.options, config.read
+    plan = _plan(config, hooks)
+    hooks.say(_summary_line(plan, options))
+    fingerprint = _fingerprint(plan, options, read, hooks) if resume is not None or on_batch is not None else ""
+    if resume is not None and resume.fingerprint != fingerprint:
         raise UsageError(
             "the partial scan saved in the output directory was made with other inputs or options",
-            hint="resume with exactly the command that was interrupted, or start afresh with --force",
+            hint=f"resume with exactly the command that was interrupted, or start afresh with {opt('force', True)}",
         )
-    stages = _Stages(plan, hooks, fingerprint, options.refine)
+    stages = _Stages(plan, hooks, fingerprint, options.refine, resume, on_batch)
     point_results: list[PointResult] = []
     report: EngineReport | None = None
     for segment in range(1, len(plan.weights.path)):
@@ -633,8 +665,7 @@ def _scan(
     assert report is not None  # a path has at least one segment
     for name, count in report.ignored.items():
         if plan.objective.per_token:  # padding and prompts a user masked: expected, so said, not warned about
-            if hooks.log is not None:
-                hooks.log(f"{name}: {count} tokens labelled {IGNORE_INDEX} (padding) are not scored")
+            hooks.say(f"{name}: {count} tokens labelled {IGNORE_INDEX} (padding) are not scored")
             continue
         w = (
             f"warning: {count} example{'s' if count != 1 else ''} of the {name} split "
@@ -642,10 +673,12 @@ def _scan(
             "of every mean"
         )
         plan.warnings.append(w)
-        if hooks.log is not None:
-            hooks.log(w)
+        hooks.say(w)
     split_names = [s.name for s in plan.data.splits]
     results = results_frame(point_results, split_names, plan.curves)
+    for w in chance_warnings(results, _base_rates(plan)):
+        plan.warnings.append(w)
+        hooks.say(w)
     intervals = (
         bootstrap_intervals(point_results, replicates=options.bootstrap, seed=options.seed)
         if options.bootstrap
@@ -657,6 +690,19 @@ def _scan(
     manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
     examples = per_example_arrays(point_results) if options.per_example else None
     return ScanResult(results, summary, manifest, examples)
+
+
+def _base_rates(plan: _Plan) -> dict[str, float | None]:
+    """Per split in memory with class targets, the share of its most common class (the accuracy of always
+    guessing it); None where not known (a streamed split, a loss without accuracy, tokens)."""
+    rates: dict[str, float | None] = {}
+    for split in plan.data.splits:
+        rates[split.name] = None
+        if isinstance(split, Split) and plan.objective.classification and not plan.objective.per_token:
+            labels = split.targets[split.targets >= 0]  # -100: left out of every mean
+            if labels.numel() and not labels.is_floating_point():
+                rates[split.name] = float(torch.bincount(labels.long().flatten()).max()) / labels.numel()
+    return rates
 
 
 def _refinement(templates: Sequence[Point], results: Sequence[PointResult], size: int) -> list[Point]:
@@ -680,9 +726,16 @@ class _Stages:
     exactly. Progress is told for the whole scan: what is done, this call's total, and an estimate of the calls
     to come from the (point, batch) evaluations per point so far."""
 
-    def __init__(self, plan: _Plan, hooks: Hooks, fingerprint: str, refine: int = 0) -> None:
-        self.plan, self.hooks, self.fingerprint = plan, hooks, fingerprint
-        resume = hooks.resume
+    def __init__(
+        self,
+        plan: _Plan,
+        hooks: Hooks,
+        fingerprint: str,
+        refine: int,
+        resume: ScanSnapshot | None,
+        on_batch: Callable[[ScanSnapshot], None] | None,
+    ) -> None:
+        self.plan, self.hooks, self.fingerprint, self.on_batch = plan, hooks, fingerprint, on_batch
         self.saved: list[Snapshot] = [*resume.finished, resume.engine] if resume is not None else []
         self.finished: list[Snapshot] = []  # the whole snapshot of each call done (with on_batch)
         self.stage = 0  # calls made
@@ -712,7 +765,7 @@ class _Stages:
 
     def run(self, segment: int, points: Sequence[Point]) -> tuple[list[PointResult], EngineReport]:
         """Evaluate ``points`` on the segment from checkpoint ``segment − 1`` to ``segment``."""
-        plan, on_batch = self.plan, self.hooks.on_batch
+        plan, on_batch = self.plan, self.on_batch
         stage, self.stage = self.stage, self.stage + 1
         resume = self.saved[stage] if stage < len(self.saved) else None
         latest: list[Snapshot] = [resume] if resume is not None else []
@@ -883,7 +936,7 @@ def _manifest(
             "calibration_batches": report.calibration_batches,
             "processes": hooks.world.size,
         },
-        "warnings": plan.warnings,
+        "warnings": [render(w, hooks.flags) for w in plan.warnings],
         "timings": {
             "calibration_s": round(report.seconds_calibration, 4),
             "evaluation_s": round(report.seconds_evaluation, 4),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import importlib
+import inspect as inspect_
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,14 +21,16 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import InterpscanError, Interrupted, Stopped, UsageError
-from .options import DEFAULT_BOOTSTRAP, BNPolicy, DType, Hold, MemoryFormat, Mode, Strategy
+from .errors import InterpscanError, Interrupted, Stopped, UsageError, render
+from .options import OUTPUT_PANEL, Inputs, OutputOptions, Param, ReadOptions, ScanOptions, all_params, flags
+from .options import params as option_params
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
     from .engine import Progress
 
 err = Console(stderr=True, highlight=False, markup=False)
+FLAGS = flags()  # how the command line spells each option the library names (errors.render)
 
 
 def _real_module(name: str) -> types.ModuleType:
@@ -49,8 +52,9 @@ class _Forward(type):
 class _Deferred(types.ModuleType):
     """A stand-in for a module until something uses it. typer's help renderer imports ``rich.markdown`` (and
     markdown-it) for a markup mode interpscan does not use (``rich_markup_mode="rich"``), and ``rich.traceback``
-    (with pygments, and attrs where installed) for pretty exceptions, which interpscan turns off: together
-    100-130 ms of ``interpscan --help``'s ~400. Each is a placeholder module holding placeholder classes for the
+    (with pygments, and attrs where installed) for pretty exceptions, which interpscan turns off: together a
+    good part of ``interpscan --help``'s start-up (see benchmarks). Each is a placeholder module holding placeholder
+    classes for the
     names typer imports; any use — building one, reading any other name — imports the real module, which then
     replaces the stand-in."""
 
@@ -285,77 +289,68 @@ def _warm_up(*, page: bool) -> None:
     threading.Thread(target=warm, name="interpscan-warm-up", daemon=True).start()
 
 
-def _split_list(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+# ------------------------------------------------------------------------------ options from the registry
+# Every option of a scan is a field of interpscan.options (its type, default, help text and flag, defined once);
+# a command names the ones it takes and gets them as keyword arguments, with their flags in `--help`.
 
 
-# ------------------------------------------------------------------------------ options shared by commands
-# One declaration per option, used by every command that takes it (hf's habit): `run`, `layers` and `inspect`
-# read checkpoints and find models with the same flags. The panels group `run --help`.
+def _typer_param(p: Param) -> inspect_.Parameter:
+    """The typer parameter for option ``p``: its flag (and short form), help in flag words, and default."""
+    meta = p.meta
+    names = [f"{p.flag}/--no-{p.flag.removeprefix('--')}" if meta.negatable else p.flag]
+    if meta.short:
+        names.append(meta.short)
+    info = typer.Option(
+        *names,
+        help=render(meta.help, FLAGS),
+        rich_help_panel=meta.panel,
+        metavar=meta.metavar,
+        show_default=meta.default_text or True,
+    )
+    kind = meta.cli_type if meta.cli_type is not None else p.type
+    return inspect_.Parameter(
+        p.name, inspect_.Parameter.KEYWORD_ONLY, default=p.cli_default, annotation=Annotated[kind, info]
+    )
 
-_MODEL, _DATA, _PATH, _HOW, _OUT = "Checkpoints and model", "Data", "The path", "How it runs", "Output"
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Zoo name (`interpscan models`), path/to/file.py:factory, package.module:factory, torchvision:NAME or "
-        "timm:NAME. Optional when the checkpoint records its model, brings its own forward (TorchScript, "
-        "torch.export), or matches exactly one zoo model.",
-        rich_help_panel=_MODEL,
-    ),
-]
-ModelArgOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--model-arg",
-        "-a",
-        help="KEY=VALUE passed to the model factory (repeatable); values are Python literals.",
-        rich_help_panel=_MODEL,
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        help="Dotted path to the weights inside the checkpoint files, e.g. model_ema for averaged weights "
-        "\\[default: the state dict itself, or under state_dict, model_state_dict, model, module, net].",
-        rich_help_panel=_MODEL,
-    ),
-]
-UnsafePickleOpt = Annotated[
-    bool,
-    typer.Option(
-        "--unsafe-pickle",
-        help="Load pickles that name Python objects (torch.save(model)). Unpickling runs code the file names: "
-        "only for files you trust.",
-        rich_help_panel=_MODEL,
-    ),
-]
-TrustRecordedCodeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trust-recorded-code",
-        help="Build the model a checkpoint records even when it names Python code (path.py:factory, "
-        "module:factory), which is then imported and called: only for checkpoints you trust. Zoo models need no "
-        "flag.",
-        rich_help_panel=_MODEL,
-    ),
-]
-GroupsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--groups",
-        "-g",
-        help="Layer groups (repeatable; comma-separated): a glob such as 'layer*' (one group per matched module), "
-        "NAME=PAT[,PAT,!PAT] (one named group), or @top, @leaves, @depth:N. See `interpscan layers`.",
-        rich_help_panel=_PATH,
-    ),
-]
+def _is_option(p: inspect_.Parameter) -> bool:
+    return any(isinstance(a, typer.models.OptionInfo) for a in getattr(p.annotation, "__metadata__", ()))
+
+
+def _with_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command that takes the options ``names`` besides its own parameters: they reach its ``**values``."""
+    registry = all_params()
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        own = [
+            p
+            for p in inspect_.signature(fn, eval_str=True).parameters.values()
+            if p.kind is not inspect_.Parameter.VAR_KEYWORD
+        ]
+        extra = [_typer_param(registry[name]) for name in names]
+        # the command's arguments first, then the shared options (their panels in order), then its own options
+        first = [p for p in own if p.kind is not inspect_.Parameter.KEYWORD_ONLY and not _is_option(p)]
+        last = [p.replace(kind=inspect_.Parameter.KEYWORD_ONLY) for p in own if p not in first]
+        fn.__signature__ = inspect_.Signature([*first, *extra, *last], return_annotation=None)  # type: ignore[attr-defined]
+        fn.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "values"}
+        return fn
+
+    return wrap
+
+
+def _option_names(*classes: type) -> tuple[str, ...]:
+    return tuple(p.name for cls in classes for p in option_params(cls))
+
+
+# The options `run` takes: every option of a scan (the model, the data and how they are read, the path and the
+# engine, and where the files go).
+RUN_OPTIONS = _option_names(Inputs, ReadOptions, ScanOptions, OutputOptions)
+# What reading checkpoints and finding a model takes (layers, inspect)
+MODEL_OPTIONS = ("model", "model_args", "key", "unsafe_pickle", "trust_recorded_code")
 
 
 @app.command()
+@_with_options(*RUN_OPTIONS)
 def run(
     checkpoints: Annotated[
         list[Path],
@@ -367,364 +362,76 @@ def run(
             metavar="CHECKPOINT",
         ),
     ],
-    model: ModelOpt = None,
-    model_arg: ModelArgOpt = None,
-    key: KeyOpt = None,
-    unsafe_pickle: UnsafePickleOpt = False,
-    trust_recorded_code: TrustRecordedCodeOpt = False,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            help="Missing and unexpected tensors are errors; --no-strict fills and ignores them instead.",
-            rich_help_panel=_MODEL,
-        ),
-    ] = True,
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            "-d",
-            help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled; imagenet "
-            "is found under --data-root, never downloaded), a "
-            "tensor file (.pt, .npz, .safetensors) with inputs and targets, a folder of images with one sub-folder "
-            "per class (needs Pillow), or path/to/file.py:factory / package.module:factory.",
-            rich_help_panel=_DATA,
-        ),
-    ] = "fashion-mnist-small",
-    data_root: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where named datasets live \\[default: $XDG_CACHE_HOME/interpscan or ~/.cache/interpscan].",
-            rich_help_panel=_DATA,
-        ),
-    ] = None,
-    split: Annotated[
-        str, typer.Option("--split", help="Splits to evaluate: train, test or train,test.", rich_help_panel=_DATA)
-    ] = "test",
-    download: Annotated[
-        bool,
-        typer.Option(
-            help="Download a named dataset into --data-root when it is not there (size and md5 checked).",
-            rich_help_panel=_DATA,
-        ),
-    ] = True,
-    data_keys: Annotated[
-        str | None,
-        typer.Option(
-            help="INPUTS,TARGETS: the names of inputs and targets in a tensor file or factory dict.",
-            rich_help_panel=_DATA,
-        ),
-    ] = None,
-    samples: Annotated[
-        str | None,
-        typer.Option(
-            help="Evaluate a seeded subset of N examples per split, or all (the default).", rich_help_panel=_DATA
-        ),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed for --samples and the BN calibration subset.", rich_help_panel=_DATA)
-    ] = 0,
-    normalize: Annotated[
-        str,
-        typer.Option(
-            help="auto (the dataset's standard mean/std), none, or MEAN,STD; per channel, separate values by / "
-            "(0.4914/0.4822/0.4465,0.2470/0.2435/0.2616).",
-            rich_help_panel=_DATA,
-        ),
-    ] = "auto",
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="DataLoader worker processes decoding a streamed image folder \\[default: the cores less one, at "
-            "most 8, shared among torchrun's processes on a node].",
-            rich_help_panel=_DATA,
-        ),
-    ] = None,
-    resize: Annotated[
-        int | None,
-        typer.Option(
-            help="Image folders: resize the shorter side to this many pixels, then --crop; the folder streams "
-            "(--data imagenet: 256).",
-            rich_help_panel=_DATA,
-        ),
-    ] = None,
-    crop: Annotated[
-        int | None,
-        typer.Option(help="Image folders: centre crop to N × N pixels (--data imagenet: 224).", rich_help_panel=_DATA),
-    ] = None,
-    loss: Annotated[
-        str,
-        typer.Option(
-            help="cross_entropy (with accuracy), mse (regression), next_token (a causal language model, per "
-            "token; chosen on its own for a transformers causal LM), or a per-sample loss path/to/file.py:fn or "
-            "package.module:fn, fn(outputs, targets) -> (batch,).",
-            rich_help_panel=_DATA,
-        ),
-    ] = "cross_entropy",
-    alphas: Annotated[
-        str,
-        typer.Option(
-            "--alphas",
-            help="Number of evenly spaced points, or an explicit list such as 0,0.5,0.9,1. α=0 and α=1 are always "
-            "included.",
-            rich_help_panel=_PATH,
-        ),
-    ] = "21",
-    alpha_range: Annotated[
-        str | None, typer.Option(help="LO,HI to extend a counted grid, e.g. -0.5,1.5.", rich_help_panel=_PATH)
-    ] = None,
-    refine: Annotated[
-        int,
-        typer.Option(
-            help="Add N points per curve (and segment) after the grid, in rounds, where the curve is least resolved: "
-            "the largest change between neighbours, around the largest rise, the barrier peak and the plateau's "
-            "foot. results.csv marks them (refined); metrics use every point.",
-            metavar="N",
-            rich_help_panel=_PATH,
-        ),
-    ] = 0,
-    random_init: Annotated[
-        int | None,
-        typer.Option(
-            help="Append a fresh initialization of the model (its factory after torch.manual_seed(SEED)) as the "
-            "path's last checkpoint: init → final → random init. Needs a model interpscan builds.",
-            metavar="SEED",
-            rich_help_panel=_PATH,
-        ),
-    ] = None,
-    groups: GroupsOpt = None,
-    hold: Annotated[
-        Hold,
-        typer.Option(
-            help="With --groups: where tensors outside the moving set stay (final: the seed paper).",
-            rich_help_panel=_PATH,
-        ),
-    ] = Hold.FINAL,
-    mode: Annotated[
-        Mode,
-        typer.Option(
-            help="With --groups: only (just the group moves) or all-but (everything except the group).",
-            rich_help_panel=_PATH,
-        ),
-    ] = Mode.ONLY,
-    bn: Annotated[
-        BNPolicy,
-        typer.Option(
-            "--bn",
-            help="Batch-norm policy: interpolate, recompute, batch, or auto (recompute when the model has BN and "
-            "the data a train split).",
-            rich_help_panel=_PATH,
-        ),
-    ] = BNPolicy.AUTO,
-    bn_samples: Annotated[
-        int,
-        typer.Option(
-            help="Training examples used to re-estimate BN statistics per point (--bn recompute).",
-            rich_help_panel=_PATH,
-        ),
-    ] = 2048,
-    tol: Annotated[
-        float, typer.Option(help="A path is monotone when its largest rise Δ ≤ tol.", rich_help_panel=_PATH)
-    ] = 0.0,
-    bootstrap: Annotated[
-        int,
-        typer.Option(
-            help="Resamples of the examples behind each shape metric's 95% interval (summary.csv's *_ci_low, "
-            "*_ci_high, rise_significant); 0 skips them.",
-            rich_help_panel=_PATH,
-        ),
-    ] = DEFAULT_BOOTSTRAP,
-    strategy: Annotated[
-        Strategy,
-        typer.Option(
-            help="auto (with --groups: prefix-batched on CUDA, prefix on CPU; else batched on CUDA, sequential on "
-            "CPU), sequential, batched (vmap over chunks of points), prefix (sequential, sharing the forward pass "
-            "up to each group), or prefix-batched (that sharing, the rest vmapped over a group's points).",
-            rich_help_panel=_HOW,
-        ),
-    ] = Strategy.AUTO,
-    memory_format: Annotated[
-        MemoryFormat,
-        typer.Option(
-            help="Layout of 4-D tensors: auto (channels-last for conv nets on CPU, 1.3–2.8× faster there; else "
-            "contiguous), contiguous, or channels-last. Both agree to float32 rounding.",
-            rich_help_panel=_HOW,
-        ),
-    ] = MemoryFormat.AUTO,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HOW)] = "auto",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Examples per forward pass \\[default: 256 on CPU, 1024 on CUDA].", rich_help_panel=_HOW),
-    ] = None,
-    dtype: Annotated[
-        DType,
-        typer.Option(
-            help="Precision of the forward pass (autocast; interpolation and the loss stay float32).",
-            rich_help_panel=_HOW,
-        ),
-    ] = DType.FLOAT32,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.", rich_help_panel=_OUT)] = Path(
-        "interpscan-out"
-    ),
-    force: Annotated[
-        bool, typer.Option("--force", help="Write into a non-empty output directory.", rich_help_panel=_OUT)
-    ] = False,
-    html: Annotated[bool, typer.Option(help="Write results.html.", rich_help_panel=_OUT)] = True,
-    save_per_example: Annotated[
-        bool,
-        typer.Option(
-            "--save-per-example",
-            help="Also write per_example.npz: every example's loss (and correctness) at every point, for your own "
-            "statistics (np.load; keys CURVE/SPLIT/alpha, /loss, /correct).",
-            rich_help_panel=_OUT,
-        ),
-    ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=_OUT)
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
     ] = False,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Finish a scan that was interrupted (Ctrl-C, SIGTERM) in --out: same command, plus --resume.",
-            rich_help_panel=_OUT,
-        ),
-    ] = False,
+    **values: Any,
 ) -> None:
     """Scan the straight line between two checkpoints (or the path through several, segment by segment); write
     results.csv, summary.csv, run.json, results.html.
 
     Under torchrun every process evaluates a share of the data; rank 0 alone prints and writes."""
-    from .api import ScanConfig, run_scan
-    from .data import parse_data_keys, parse_samples
+    from .api import Hooks, ScanConfig, run_scan
     from .distributed import joined, world_from_env
-    from .models import parse_model_args
-    from .options import check_path
-    from .rundir import RunDirectory
 
-    out = check_path(out, "--out")
-    if len(checkpoints) < 2:
-        raise UsageError(
-            f"a path needs two or more checkpoints, got {len(checkpoints)}",
-            hint="interpscan run INIT FINAL [CHECKPOINT]... (e.g. init.pt final.pt)",
-        )
-    config = ScanConfig(  # every option checked here, before any file is read
-        init=checkpoints[0],
-        final=checkpoints[1],
-        onward=tuple(checkpoints[2:]),
-        data=data,
-        model=model,
-        model_args=parse_model_args(model_arg or []),
-        data_root=data_root,
-        splits=_split_list(split),
-        samples=parse_samples(samples),
-        seed=seed,
-        normalize=normalize,
-        alphas=alphas,
-        alpha_range=alpha_range,
-        bn=bn,
-        bn_samples=bn_samples,
-        strategy=strategy,
-        memory_format=memory_format,
-        device=device,
-        batch_size=batch_size,
-        dtype=dtype,
-        tol=tol,
-        bootstrap=bootstrap,
-        per_example=save_per_example,
-        random_init=random_init,
-        refine=refine,
-        groups=tuple(groups or ()),
-        hold=hold,
-        mode=mode,
-        download=download,
-        data_keys=parse_data_keys(data_keys),
-        loss=loss,
-        key=key,
-        unsafe_pickle=unsafe_pickle,
-        strict=strict,
-        trust_recorded_code=trust_recorded_code,
-        workers=workers,
-        resize=resize,
-        crop=crop,
-    )
+    config = ScanConfig.from_values(checkpoints, values)  # every option checked here, before any file is read
     world = world_from_env()
     quiet = quiet or not world.leader  # rank 0 alone shows progress and the summary
-    with (
-        _sigterm_as_interrupt(),
-        joined(world, config.device),
-        RunDirectory(out, force=force, resume=resume, world=world) as run_dir,
-    ):
+    with _sigterm_as_interrupt(), joined(world, config.options.device):
         if world.leader:
-            _warm_up(page=html)
-        try:
-            with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-                result = run_scan(
-                    config,
-                    progress=progress,
-                    log=(_say_warning if quiet else _say) if world.leader else None,
-                    download_progress=fetching,
-                    resume=run_dir.partial,
-                    on_batch=run_dir.keep,
-                    command=sys.argv,
-                    world=world,
-                )
-        except KeyboardInterrupt:
-            stopped = "interrupted" if world.size == 1 else "stopped (interrupted, or torchrun ended the processes)"
-            if run_dir.flush():
-                where = run_dir.saver.path if world.size == 1 else run_dir.path
-                raise Interrupted(
-                    f"{stopped}; the finished batches are saved in {where}",
-                    hint="continue with the same command plus --resume",
-                ) from None
-            raise Interrupted(f"{stopped} before any batch finished; nothing to save") from None
-        paths = run_dir.write(result, html=html)
+            _warm_up(page=config.output.html)
+        with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+            hooks = Hooks(
+                progress=progress,
+                log=(_say_warning if quiet else _say) if world.leader else None,
+                download=fetching,
+                command=sys.argv,
+                world=world,
+                flags=FLAGS,
+            )
+            result = run_scan(config, hooks)
     if not quiet:
         _summary_table(
             result.summary,
             "path summary (loss; barriers relative to the line and to the higher end)",
             perplexity=bool(result.manifest["loss"].get("per_token")),
         )
-        err.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True)
+        err.print(f"wrote {', '.join(str(p) for p in result.files.values())}", soft_wrap=True)
 
 
 @app.command()
+@_with_options("groups", *MODEL_OPTIONS)
 def layers(
     init: Annotated[Path, typer.Argument(help="A checkpoint (θ_init).")],
     final: Annotated[Path | None, typer.Argument(help="Optional second checkpoint: adds distances per group.")] = None,
-    groups: GroupsOpt = None,
-    model: ModelOpt = None,
-    model_arg: ModelArgOpt = None,
-    key: KeyOpt = None,
-    unsafe_pickle: UnsafePickleOpt = False,
-    trust_recorded_code: TrustRecordedCodeOpt = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv (to stdout).")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every tensor of each group.")] = False,
+    **values: Any,
 ) -> None:
     """Show how group patterns resolve, before any scan (data-free, instant).
 
     Per group: its tensors, parameter count and share of the network; with FINAL also ‖θ_T−θ_0‖, the relative
     change and the cosine.
     """
-    from .errors import UsageError
     from .layers import layer_report
-    from .models import parse_model_args
-    from .options import check_groups, check_path
+    from .values import check_groups, check_path
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"--format {fmt!r} is not table, json or csv")
-    init = check_path(init, "INIT")
-    final = None if final is None else check_path(final, "FINAL")
-    groups = list(check_groups(groups))
+    init = check_path(init, "init")
+    final = None if final is None else check_path(final, "final")
+    groups = check_groups(values.pop("groups"))
+    model = values.pop("model")
+    read = ReadOptions(**values)
     report = layer_report(  # the model run would use (else the tensor names); groups default to @top
         init,
         final,
-        tuple(groups or ("@top",)),
+        groups or ("@top",),
         model,
-        parse_model_args(model_arg or []),
-        key=key,
-        unsafe_pickle=unsafe_pickle,
-        trust_recorded_code=trust_recorded_code,
+        read.model_args,
+        key=read.key,
+        unsafe_pickle=read.unsafe_pickle,
+        trust_recorded_code=read.trust_recorded_code,
     )
     rows = report.rows
     if fmt == "json":
@@ -766,11 +473,11 @@ def layers(
 
 
 @app.command()
+@_with_options("key", "unsafe_pickle")
 def inspect(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint file, a sharded checkpoint's index, or its directory.")],
-    key: KeyOpt = None,
-    unsafe_pickle: UnsafePickleOpt = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
+    **values: Any,
 ) -> None:
     """Show how a checkpoint is read (data-free, instant).
 
@@ -778,14 +485,14 @@ def inspect(
     (name, shape, dtype, count) with totals.
     """
     from .checkpoints import describe, load_checkpoint
-    from .errors import UsageError
     from .models import identify
-    from .options import check_path
+    from .values import check_path
 
     if fmt not in ("table", "json"):
         raise UsageError(f"--format {fmt!r} is not table or json")
-    ckpt = check_path(ckpt, "CKPT")
-    checkpoint = load_checkpoint(ckpt, key=key, unsafe_pickle=unsafe_pickle)
+    ckpt = check_path(ckpt, "ckpt")
+    read = ReadOptions(**values)
+    checkpoint = load_checkpoint(ckpt, key=read.key, unsafe_pickle=read.unsafe_pickle)
     report = {**describe(checkpoint), "model": identify(checkpoint)}
     if fmt == "json":
         import json
@@ -816,8 +523,8 @@ def inspect(
     ]
     averaged = set(report.get("averaged", ()))
     if averaged:
-        read = "averaged (EMA; picked with --key)" if report["container_key"] in averaged else "live (trained)"
-        lines.append(("weights read", read))
+        which = "averaged (EMA; picked with --key)" if report["container_key"] in averaged else "live (trained)"
+        lines.append(("weights read", which))
     if report.get("alternatives"):
         others = [f"{k} (averaged, EMA)" if k in averaged else k for k in report["alternatives"]]
         lines.append(("other weights", ", ".join(others) + " (pick with --key)"))
@@ -844,7 +551,6 @@ def models(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (to stdout).")] = "table",
 ) -> None:
     """List the model zoo: name, parameters at the default arguments, input, what it is."""
-    from .errors import UsageError
     from .models import optional_packages, zoo_table
 
     if fmt not in ("table", "json"):
@@ -880,13 +586,12 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
-    """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (under a minute on a CPU)."""
+    """Train a small CNN on bundled Fashion-MNIST images, then scan init → final (a minute or less on a CPU)."""
     from .demo import run_demo
-    from .errors import UsageError
-    from .options import check_path
     from .rundir import RunDirectory
+    from .values import check_path
 
-    out = check_path(out, "--out")
+    out = check_path(out, "out")
     if not 1 <= epochs <= MAX_DEMO_EPOCHS:
         raise UsageError(
             f"--epochs must be from 1 to {MAX_DEMO_EPOCHS}, got {epochs}",
@@ -965,7 +670,10 @@ def compare(
         typer.Option("--label", "-l", help="A label per run, in order (repeatable; default: from run.json)."),
     ] = None,
     split: Annotated[
-        str, typer.Option(help="The split to compare on: auto (test, else a split every run has), test or train.")
+        str,
+        typer.Option(
+            help="The split to compare on: auto (test, else a split every run has), or any split the runs share."
+        ),
     ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
@@ -976,10 +684,10 @@ def compare(
     and accuracy, with Spearman's ρ across runs.
     """
     from .compare import compare_runs, write_comparison
-    from .options import check_path
     from .results import load_runs
+    from .values import check_path
 
-    out = check_path(out, "--out")
+    out = check_path(out, "out")
     comparison = compare_runs(load_runs(runs, need_summary=True), label or (), split=split)
     with _output_dir(out, force) as directory:
         paths = write_comparison(comparison, directory, force=force, plotlyjs=plotlyjs)
@@ -1020,7 +728,7 @@ def _compare_tables(comparison: Any) -> None:
 
 
 def _say(message: str) -> None:
-    err.print(message, soft_wrap=True)
+    err.print(render(message, FLAGS), soft_wrap=True)  # the library's messages name options: here, by flag
 
 
 def _say_warning(message: str) -> None:
@@ -1106,7 +814,7 @@ def main() -> None:
 
     from .allocator import tune_allocator
 
-    tune_allocator()  # about 2x on CPU scans; see allocator.py
+    tune_allocator()  # faster CPU scans (see allocator.py and benchmarks)
     try:
         code = app(standalone_mode=False, prog_name="interpscan")
     except InterpscanError as exc:
@@ -1116,9 +824,10 @@ def main() -> None:
         # under torchrun rank 0 reports; another rank only its own failure, not that it stopped for another's
         if rank is None or not isinstance(exc, (Stopped, Interrupted)):
             prefix = "" if rank is None else f"rank {rank}: "
-            err.print(Text.assemble((f"{prefix}error: ", "bold red"), exc.message), soft_wrap=True)
-            if exc.hint and rank is None:
-                err.print(Text.assemble(("hint: ", "dim"), exc.hint), soft_wrap=True)
+            message, hint = exc.rendered(FLAGS)
+            err.print(Text.assemble((f"{prefix}error: ", "bold red"), message), soft_wrap=True)
+            if hint and rank is None:
+                err.print(Text.assemble(("hint: ", "dim"), hint), soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if type(exc).__name__ == "Abort":  # Ctrl-C while the parser ran

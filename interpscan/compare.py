@@ -15,10 +15,10 @@ import pandas as pd
 
 from .errors import OutputError, UsageError
 from .metrics import plateau_alpha
-from .options import check_label, check_path
 from .report import refuse_inputs, render_page, table_html, write_page
 from .results import RUN_FILES, LoadedRun, get, run_labels
 from .rundir import prepare_output_dir, write_csv
+from .values import check_label, check_path
 
 SHAPE_METRICS = {
     "delta": "Δ",
@@ -196,7 +196,7 @@ def compare_runs(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, split
     """
     if not runs:
         raise UsageError("nothing to compare: give at least one run directory")
-    split = check_label(split, "--split").strip()
+    split = check_label(split, "split").strip()
     names = run_labels(runs, labels)
     chosen, notes = _choose_split(runs, names, split)
     table = pd.DataFrame([_run_row(run, label, chosen) for run, label in zip(runs, names, strict=True)])
@@ -295,7 +295,7 @@ def write_comparison(
             not empty and ``force`` is not set, or cannot be written.
         UsageError: an unknown ``plotlyjs`` mode, or a path no file system can hold.
     """
-    out = check_path(out, "--out")
+    out = check_path(out, "out")
     refuse_inputs([out / name for name in (*COMPARE_FILES, "plotly.min.js")], comparison.runs)
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .api import ScanConfig, ScanResult, run_scan
+from .api import ScanResult, scan
 from .data import load_split, open_data
 from .engine import Progress
 from .models import build_model, parse_model_spec
@@ -62,16 +62,17 @@ def run_demo(
     config = TrainConfig(epochs=epochs, lr=0.05, weight_decay=5e-4, seed=0)
     check_replaceable(out)
     mark = {"train": config_dict(config), "written_by": WRITER}
-    save_checkpoint(model, out / "init.pt", spec, {**mark, "epoch": 0})
+    save_checkpoint(model, out / "init.pt", spec, {**mark, "epoch": 0}, data=DEMO_DATA)
     say(f"training {DEMO_MODEL} on {DEMO_DATA} ({len(train_split)} images, {epochs} epochs)")
     train(model, train_split, config, log=say)
-    save_checkpoint(model, out / "final.pt", spec, {**mark, "epoch": epochs})
-    scan = ScanConfig(
-        init=out / "init.pt",
-        final=out / "final.pt",
-        data=DEMO_DATA,
+    save_checkpoint(model, out / "final.pt", spec, {**mark, "epoch": epochs}, data=DEMO_DATA)
+    return scan(
+        None,
+        out / "init.pt",
+        out / "final.pt",
+        DEMO_DATA,
         splits=("train", "test"),
-        alphas="21",
         device="cpu",
+        progress=progress,
+        log=say,
     )
-    return run_scan(scan, progress=progress, log=say)

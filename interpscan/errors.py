@@ -3,9 +3,72 @@
 The CLI catches InterpscanError in exactly one place and prints ``message`` plus ``hint`` on one line each.
 Anything else that reaches that place is a failure no check foresaw (the system refusing a write, memory running
 out) or a bug: it too is one line and a hint, exit code 1, and INTERPSCAN_DEBUG=1 shows its traceback.
+
+A message names an option with ``opt("batch_size")`` (or ``opt("batch_size", 0)`` with the value given): the
+library's own words (``batch_size``, ``batch_size=0``) wherever the message is read, and the command line's
+(``--batch-size``, ``--batch-size 0``) where the CLI renders it with its table of flags (``render``).
 """
 
 from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+# An option named in a message: private-use characters no message of ours holds around a JSON payload
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_NAMED = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.DOTALL)
+_NO_VALUE = object()
+
+
+def opt(name: str, value: Any = _NO_VALUE) -> str:
+    """An option's name, and optionally the value it was given, for a message: rendered as ``name`` /
+    ``name=value`` by the library and as ``--flag`` / ``--flag value`` by the command line (``render``)."""
+    value = getattr(value, "value", value) if isinstance(value, Enum) else value  # a choice: its text
+    if value is _NO_VALUE:
+        payload: list[Any] = [name]
+    elif isinstance(value, bool) or value is None:
+        payload = [name, value]
+    else:
+        shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+        payload = [name, _clean(shown), _clean(repr(value))]
+    return f"{_OPEN}{json.dumps(payload, ensure_ascii=False)}{_CLOSE}"
+
+
+def _clean(text: str) -> str:
+    """A value's text without the characters that mark an option (a user's value may hold anything)."""
+    return text.replace(_OPEN, "\ufffd").replace(_CLOSE, "\ufffd")
+
+
+def _option(payload: list[Any], flags: Mapping[str, str] | None) -> str:
+    name = str(payload[0])
+    if flags is None:  # the library's words: the parameter, as Python would write it
+        if len(payload) == 1:
+            return name
+        return f"{name}={payload[1]!r}" if len(payload) == 2 else f"{name}={payload[2]}"
+    flag = flags.get(name, "--" + name.replace("_", "-"))
+    if len(payload) == 1:
+        return flag
+    if len(payload) == 2:  # a switch: --strict / --no-strict; None: the flag left out
+        value = payload[1]
+        return f"{flag}" if value else f"no {flag}" if value is None else f"--no-{flag.removeprefix('--')}"
+    return f"{flag} {payload[1]}"
+
+
+def render(text: str, flags: Mapping[str, str] | None = None) -> str:
+    """``text`` with every option named by ``opt`` in the library's words (``flags`` None) or as the command line
+    spells it (``flags``: parameter name -> flag; a name not in it is spelled --name-with-dashes)."""
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            payload = json.loads(match.group(1))
+        except ValueError:  # not ours after all: leave the text as it is
+            return match.group(0)
+        return _option(payload, flags) if isinstance(payload, list) and payload else match.group(0)
+
+    return _NAMED.sub(one, text) if _OPEN in text else text
 
 
 def _one_line(text: str) -> str:
@@ -20,10 +83,23 @@ class InterpscanError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        message = _one_line(message)
-        super().__init__(message)
-        self.message = message
-        self.hint = None if hint is None else _one_line(hint)
+        self.text = _one_line(message)  # with the options named by ``opt`` still marked
+        self.hint_text = None if hint is None else _one_line(hint)
+        super().__init__(render(self.text))
+
+    @property
+    def message(self) -> str:
+        """The message in the library's words."""
+        return render(self.text)
+
+    @property
+    def hint(self) -> str | None:
+        """How to fix it, in the library's words."""
+        return None if self.hint_text is None else render(self.hint_text)
+
+    def rendered(self, flags: Mapping[str, str]) -> tuple[str, str | None]:
+        """(message, hint) as the command line says them: options named by their flags."""
+        return render(self.text, flags), None if self.hint_text is None else render(self.hint_text, flags)
 
     def __str__(self) -> str:
         return self.message

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
@@ -15,19 +15,44 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .checkpoints import Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
-from .data import Batches, DataSource, Split, as_splits, load_split, mapped, open_data, parse_normalize, subset
+from .checkpoints import META_KEY, Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
+from .data import (
+    NAMED_DATASETS,
+    Batches,
+    DataSource,
+    Split,
+    as_splits,
+    load_split,
+    mapped,
+    open_data,
+    parse_normalize,
+    subset,
+)
 from .data.batches import Take, as_split, default_splits
 from .data.images import ImageStream, Transform, stream_split
 from .download import DownloadProgress
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, opt
 from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
 from .models.matching import dtype_counts
 from .options import ReadOptions
 
 # What a library user may pass as an endpoint: a state dict, a module (its state dict), a checkpoint's path, or
 # a Checkpoint already loaded.
+# What the library takes for a checkpoint: a state dict, a module, a file (or folder) name, or a loaded Checkpoint
 StateLike = Union[Mapping[str, torch.Tensor], nn.Module, str, os.PathLike[str], Checkpoint]  # noqa: UP007
+# ... for the model: a module, a model spec as --model takes it, or None (what the checkpoints bring or record)
+ModelLike = Union[nn.Module, str, None]  # noqa: UP007
+# ... for the data: a dataset name, file or folder; (inputs, targets) tensors (inputs a tensor or a dict of
+# them); a Dataset, a DataLoader or any iterable of batches; a mapping of split name to any of those
+DataLike = Union[  # noqa: UP007
+    str,
+    os.PathLike[str],
+    DataSource,
+    tuple[Any, torch.Tensor],
+    torch.utils.data.Dataset[Any],
+    Iterable[Any],
+    Mapping[str, Any],
+]
 Log = Callable[[str], None]
 
 
@@ -179,6 +204,36 @@ def resolve_weights(
     )
     path = tuple(replace(c, tensors=matched.states[label]) for label, c in zip(labels, aligned, strict=True))
     return Weights(resolved, path[0], path[1], matched, path, labels)
+
+
+def recorded_data(weights: Weights) -> str:
+    """The dataset the checkpoints record (interpscan's training code writes it: the demo, examples/), for a scan
+    given no data. Only a named dataset is taken: a file or code a checkpoint names is never read or run on its
+    word, and a scan never falls back to some default data (that would score the network on the wrong task).
+
+    Raises:
+        UsageError: the checkpoints record no dataset, two different ones, or one that is not a named dataset.
+    """
+    recorded: list[str] = []
+    for ckpt in weights.path:
+        meta = ckpt.info.metadata.get(META_KEY)
+        if isinstance(meta, Mapping) and isinstance(meta.get("data"), str):
+            recorded.append(meta["data"])
+    hint = (
+        f"name the data the network was trained on: {opt('data', 'cifar10')}, a tensor file, an image folder or a "
+        "factory"
+    )
+    if not recorded:
+        raise UsageError(f"no {opt('data')} given, and the checkpoints do not record their dataset", hint=hint)
+    if len(set(recorded)) > 1:
+        raise UsageError(f"the checkpoints record different datasets ({', '.join(sorted(set(recorded)))})", hint=hint)
+    if recorded[0] not in NAMED_DATASETS:
+        raise UsageError(
+            f"the checkpoints record the dataset {recorded[0]!r}, which is not a named dataset, and no {opt('data')} "
+            "was given",
+            hint=hint,
+        )
+    return recorded[0]
 
 
 # ------------------------------------------------------------------------------------------------ the data

@@ -1,32 +1,48 @@
-"""A scan's options as types: the closed choices as enums (the CLI's signatures list them in ``--help``, the
-library takes them or their strings), the α grid, and every range check, made once, when the options are
-built: before any file is read or any byte downloaded. Also the checks every command shares for the paths and
-names its flags give (``check_path``, ``check_label``, ``check_groups``).
+"""Every option of a scan, defined once: a typed field with its default, its help text and how the command line
+spells it. The CLI builds its flags from these fields (cli.py), ``interpscan.scan`` takes them as keyword arguments
+of the same names (checked against them by a test), and docs/cli.md is generated from the CLI's help.
+
+Values are checked and normalized when the options are built (strings become enums, ``"train,test"`` a tuple,
+the α values a Grid; values.py), so an impossible choice fails before anything is read. Messages name options
+with ``errors.opt``: the library's words, or the flags where the CLI renders them (``FLAGS``).
 
 No torch here: the CLI imports this module to build its signatures, and ``interpscan --help`` stays instant.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar, get_type_hints
 
-from .errors import UsageError
+from .errors import UsageError, opt
+from .values import (
+    DEFAULT_ALPHAS,
+    MAX_ALPHAS,
+    Grid,
+    check_device,
+    check_groups,
+    check_key,
+    check_loss,
+    check_normalize,
+    check_pixels,
+    check_seed,
+    check_splits,
+    check_tol,
+    check_workers,
+    optional_path,
+    optional_whole,
+    parse_data_keys,
+    parse_grid,
+    parse_model_args,
+    parse_samples,
+    whole,
+)
 
-MAX_ALPHAS = 10_000  # points on one path; far beyond any published grid (hundreds), far below what fills memory
 DEFAULT_BOOTSTRAP = 1000  # resamples: the 2.5th and 97.5th percentiles move by a few % of the interval between seeds
 MAX_BOOTSTRAP = 100_000
-MAX_ABS_ALPHA = 1e6  # |α| beyond this makes θ(α) overflow float32 for weights of ordinary size
-MAX_SEED = 2**63 - 1  # seeds are int64 (run.json, numpy); the calibration subset uses seed + 1, within torch's uint64
-NAME_MAX = 255  # bytes in one file or directory name (Linux, macOS)
-PATH_MAX = 4096  # bytes in a whole path (Linux)
-DEFAULT_ALPHAS = 21
 
 C = TypeVar("C", bound="Choice")
 
@@ -38,8 +54,8 @@ class Choice(str, Enum):
         return str(self.value)
 
     @classmethod
-    def parse(cls: type[C], value: Any, flag: str) -> C:
-        """The member whose value is ``value`` (a member or its string, any case).
+    def parse(cls: type[C], value: Any, name: str) -> C:
+        """The member whose value is ``value`` (a member or its string, any case); ``name`` is the option's.
 
         Raises:
             UsageError: no member has that value; the message lists the values.
@@ -51,7 +67,8 @@ class Choice(str, Enum):
             if member.value == text:
                 return member
         choices = ", ".join(m.value for m in cls)
-        raise UsageError(f"{flag} {value!r} is not one of {choices}", hint=f"use {flag} {next(iter(cls)).value}")
+        first = next(iter(cls)).value
+        raise UsageError(f"{opt(name)} {value!r} is not one of {choices}", hint=f"use {opt(name, first)}")
 
 
 class Strategy(Choice):
@@ -70,24 +87,11 @@ class MemoryFormat(Choice):
 
     AUTO = "auto"
     CONTIGUOUS = "contiguous"  # NCHW, PyTorch's default
-    CHANNELS_LAST = "channels-last"  # NHWC: on CPU, oneDNN's convolutions and max-pooling run 1.3–2.8× faster
-
-
-def check_memory_format(memory_format: MemoryFormat, strategy: Strategy) -> None:
-    """Channels-last goes with the strategies that loop over points; vmap's stacked weights have no 4-D layout.
-
-    Raises:
-        UsageError: channels-last with ``batched`` or ``prefix-batched``.
-    """
-    if memory_format is MemoryFormat.CHANNELS_LAST and strategy in (Strategy.BATCHED, Strategy.PREFIX_BATCHED):
-        raise UsageError(
-            f"--memory-format channels-last applies to the strategies that loop over points, not {strategy}",
-            hint="use --strategy sequential or prefix with it, or --memory-format auto",
-        )
+    CHANNELS_LAST = "channels-last"  # NHWC: oneDNN's convolutions and max-pooling are faster so on CPU (see benchmarks)
 
 
 class BNPolicy(Choice):
-    """What a point's batch-norm running statistics are (DOMAIN.md, "the trap")."""
+    """What a point's batch-norm running statistics are (docs/design.md, "Batch norm: the trap")."""
 
     AUTO = "auto"
     INTERPOLATE = "interpolate"  # interpolated like parameters
@@ -122,376 +126,588 @@ class Mode(Choice):
     ALL_BUT = "all-but"  # every tensor but the group's
 
 
-class Grid(NamedTuple):
-    """The α values of a path, sorted, α=0 and α=1 always among them; ``added`` says which endpoints the user's
-    values lacked."""
-
-    alphas: tuple[float, ...]
-    added: tuple[float, ...]
-
-
-def _float(value: Any) -> float:
-    """A number from a flag: a real number, or text in ASCII (``float`` would also take other scripts' digits,
-    so that '٣' would silently be 3).
-
-    Raises:
-        ValueError: anything else.
-    """
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, str):
-        if not value.isascii():
-            raise ValueError(value)
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise ValueError(value)
+# The spellings each choice accepts besides its members, for type checkers (a test checks them against the enums).
+StrategyName = Literal["auto", "sequential", "batched", "prefix", "prefix-batched"]
+MemoryFormatName = Literal["auto", "contiguous", "channels-last"]
+BNPolicyName = Literal["auto", "interpolate", "recompute", "batch"]
+DTypeName = Literal["float32", "bfloat16", "float16"]
+HoldName = Literal["final", "init"]
+ModeName = Literal["only", "all-but"]
+# α: a count of evenly spaced points, their values, or either as the command line's text ("21", "0,0.5,1")
+Alphas = int | str | Sequence[float]
+AlphaRange = str | Sequence[float]
 
 
-# A count of points: a whole number written in ASCII digits, perhaps with a + and Python's _ separators.
-_COUNT = re.compile(r"\s*\+?\d+(_\d+)*\s*", re.ASCII)
-_NEGATIVE_COUNT = re.compile(r"\s*-\d+(_\d+)*\s*", re.ASCII)
-
-
-def _range(alpha_range: str | Sequence[float]) -> tuple[float, float]:
-    try:
-        parts = alpha_range.split(",") if isinstance(alpha_range, str) else list(alpha_range)
-        lo, hi = (_float(v) for v in parts)
-    except (TypeError, ValueError):
-        raise UsageError(f"--alpha-range {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise UsageError(f"--alpha-range needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
-    if max(abs(lo), abs(hi)) > MAX_ABS_ALPHA:
-        raise UsageError(
-            f"--alpha-range {alpha_range!r}: α must lie within ±{MAX_ABS_ALPHA:g}",
-            hint="beyond that θ(α) overflows float32 for weights of ordinary size",
-        )
-    return lo, hi
-
-
-def parse_grid(
-    alphas: int | str | Sequence[float] = DEFAULT_ALPHAS, alpha_range: str | Sequence[float] | None = None
-) -> Grid:
-    """Resolve ``--alphas`` / ``--alpha-range`` into a sorted grid that always holds α=0 and α=1.
-
-    ``alphas`` is a count N (N evenly spaced points over the range, default [0, 1]), or explicit values: a
-    sequence of numbers or a comma-separated string.
+def check_memory_format(memory_format: MemoryFormat, strategy: Strategy) -> None:
+    """Channels-last goes with the strategies that loop over points; vmap's stacked weights have no 4-D layout.
 
     Raises:
-        UsageError: a malformed count, list or range; fewer than 2 or more than MAX_ALPHAS points; a value that
-            is not finite or beyond ±MAX_ABS_ALPHA.
+        UsageError: channels-last with ``batched`` or ``prefix-batched``.
     """
-    count: int | None = None
-    items: list[Any] = []
-    if isinstance(alphas, bool):
-        raise UsageError(f"--alphas {alphas!r} is neither a count nor a list of numbers", hint="e.g. --alphas 51")
-    if isinstance(alphas, int):
-        count = alphas
-    elif isinstance(alphas, str):
-        if _COUNT.fullmatch(alphas):
-            count = int(alphas)
-        elif _NEGATIVE_COUNT.fullmatch(alphas):
-            raise UsageError(
-                f"--alphas {alphas.strip()}: a count of points must be at least 2",
-                hint="e.g. --alphas 21; for α below 0, list the values (--alphas -1,-0.5,0,0.5,1) or use --alpha-range",
-            )
-        items = alphas.split(",")
-    else:
-        try:
-            items = list(alphas)
-        except TypeError:
-            raise UsageError(
-                f"--alphas {alphas!r} is neither a count nor a list of numbers", hint="e.g. --alphas 51"
-            ) from None
-    if count is not None:
-        if count < 2:
-            raise UsageError(f"--alphas {count}: need at least 2 points", hint="e.g. --alphas 21 (the default)")
-        if count > MAX_ALPHAS:
-            raise UsageError(
-                f"--alphas {count}: at most {MAX_ALPHAS:,} points on a path",
-                hint="a cliff needs resolution where it is, not everywhere: scan a narrower --alpha-range",
-            )
-        lo, hi = _range(alpha_range) if alpha_range is not None else (0.0, 1.0)
-        values = [lo + (hi - lo) * i / (count - 1) for i in range(count)]
-    else:
-        if alpha_range is not None:
-            raise UsageError(
-                "--alpha-range applies to a count of points, not to an explicit --alphas list",
-                hint="give --alphas a count (e.g. 51), or list every α yourself",
-            )
-        try:
-            values = [
-                _float(v.strip() if isinstance(v, str) else v)
-                for v in items
-                if not (isinstance(v, str) and not v.strip())
-            ]
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"--alphas {alphas!r} is neither a count nor a list of numbers",
-                hint="e.g. --alphas 51 or --alphas 0,0.5,0.9,1",
-            ) from None
-        if not values or not all(math.isfinite(v) for v in values):
-            raise UsageError(f"--alphas {alphas!r} must hold finite numbers", hint="e.g. --alphas 0,0.5,0.9,1")
-        if len(values) > MAX_ALPHAS:
-            raise UsageError(
-                f"--alphas: {len(values):,} values, at most {MAX_ALPHAS:,} points on a path",
-                hint="a cliff needs resolution where it is, not everywhere: list the α you need",
-            )
-    if any(abs(v) > MAX_ABS_ALPHA for v in values):
+    if memory_format is MemoryFormat.CHANNELS_LAST and strategy in (Strategy.BATCHED, Strategy.PREFIX_BATCHED):
         raise UsageError(
-            f"α must lie within ±{MAX_ABS_ALPHA:g}; got {max(values, key=abs):g}",
-            hint="beyond that θ(α) overflows float32 for weights of ordinary size",
+            f"{opt('memory_format', memory_format)} applies to the strategies that loop over points, not {strategy}",
+            hint=f"use {opt('strategy', 'sequential')} or prefix with it, or {opt('memory_format', 'auto')}",
         )
-    grid = sorted({round(v, 12) + 0.0 for v in values})
-    if count is not None and len(grid) < count:
-        raise UsageError(
-            f"--alphas {count} --alpha-range {alpha_range}: the range is too narrow for {count} distinct points",
-            hint="α is resolved to 12 decimals: widen the range or ask for fewer points",
-        )
-    added = [e for e in (0.0, 1.0) if e not in grid]
-    return Grid(tuple(sorted(grid + added)), tuple(added))
 
 
-def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``--groups`` values (``run`` and ``layers`` alike): each a non-empty pattern.
+# ----------------------------------------------------------------------------------------------- the registry
 
-    Raises:
-        UsageError: an empty or blank value, or one that is not text.
-    """
-    values = (groups,) if isinstance(groups, str) else tuple(groups or ())
-    if not all(isinstance(g, str) and g.strip() for g in values):
-        raise UsageError(
-            f"--groups {list(values)!r}: each value must be a non-empty pattern",
-            hint="e.g. --groups 'layer*' (see `interpscan layers`)",
-        )
-    return values
+MODEL_PANEL, DATA_PANEL, PATH_PANEL, HOW_PANEL, OUTPUT_PANEL = (
+    "Checkpoints and model",
+    "Data",
+    "The path",
+    "How it runs",
+    "Output",
+)
 
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-BUILTIN_LOSSES = ("cross_entropy", "mse", "next_token")
+class _Same:
+    """The command line's default is the library's."""
+
+    def __repr__(self) -> str:
+        return "SAME"
 
 
-def _positive(value: int | None, flag: str, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    hint = f"give {flag} a whole number ≥ 1" + (", or leave it out for its default" if optional else "")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{flag} must be a whole number, got {value!r}", hint=hint)
-    if value < 1:
-        raise UsageError(f"{flag} must be at least 1, got {value}", hint=hint)
+SAME: Any = _Same()
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a field of the option classes means and how the command line spells it (its field's metadata).
+
+    ``help`` names other options with ``errors.opt``; the CLI renders them as flags, the library as names."""
+
+    help: str
+    panel: str
+    convert: Callable[[Any], Any] | None = None  # the value given -> the field's value, checked
+    flag: str | None = None  # the command line's name; None: --name-with-dashes
+    short: str | None = None
+    negatable: bool = False  # a switch with a --no- form (--strict/--no-strict), else one that turns it on
+    cli_type: Any = None  # what the command line parses, where that is not the field's type
+    cli_default: Any = SAME  # the command line's default where it differs from the library's (declared here)
+    default_text: str | None = None  # the default as the help shows it, where the value alone would mislead
+    metavar: str | None = None
+
+
+def option(default: Any = MISSING, *, factory: Callable[[], Any] | None = None, **meta: Any) -> Any:
+    """A field of an option class: its default (or ``factory``), and the Option that documents it."""
+    metadata = {"interpscan": Option(**meta)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # a frozen dataclass normalizing its own fields in __post_init__
 
 
+def _convert_fields(obj: Any) -> None:
+    """Apply each field's ``convert`` to the value it was given."""
+    for f in fields(obj):
+        meta = f.metadata.get("interpscan")
+        if meta is not None and meta.convert is not None:
+            _set(obj, f.name, meta.convert(getattr(obj, f.name)))
+
+
+def _switch(name: str) -> Callable[[Any], bool]:
+    def convert(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{opt(name)} must be True or False, got {value!r}")
+        return value
+
+    return convert
+
+
+def _choice(cls: type[Choice], name: str) -> Callable[[Any], Any]:
+    return lambda value: cls.parse(value, name)
+
+
+def _alphas(value: Any) -> Any:
+    """A count given as text is the count (so "21" and 21 are one default); other values stay as given."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value)
+    return value
+
+
+def _count(name: str, high: int, hint: str) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+            raise UsageError(f"{opt(name)} must be a whole number from 0 to {high:,}, got {value!r}", hint=hint)
+        return value
+
+    return convert
+
+
+def _random_init(value: Any) -> int | None:
+    return None if value is None else check_seed(value, "random_init")
+
+
+def _normalize(text: Any) -> str:
+    check_normalize(text)  # parsed again against the data, where "auto" is resolved
+    return str(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """The model and the data, as the command line names them (the library also takes objects for both)."""
+
+    model: str | None = option(
+        None,
+        short="-m",
+        panel=MODEL_PANEL,
+        help="Zoo name (`interpscan models`), path/to/file.py:factory, package.module:factory, torchvision:NAME or "
+        "timm:NAME. Optional when the checkpoint records its model, brings its own forward (TorchScript, "
+        "torch.export), or matches exactly one zoo model.",
+    )
+    data: str | None = option(
+        None,
+        short="-d",
+        panel=DATA_PANEL,
+        default_text="the dataset the checkpoints record",
+        help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled; imagenet is "
+        f"found under {opt('data_root')}, never downloaded), a tensor file (.pt, .npz, .safetensors) with inputs and "
+        "targets, a folder of images with one sub-folder per class (needs Pillow), or path/to/file.py:factory / "
+        "package.module:factory. Needed unless the checkpoints record their dataset (as `interpscan demo`'s do).",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadOptions:
+    """How the inputs are read when they are named rather than given: checkpoints, the model and the data."""
+
+    model_args: dict[str, Any] = option(
+        factory=dict,
+        flag="--model-arg",
+        short="-a",
+        panel=MODEL_PANEL,
+        convert=parse_model_args,
+        cli_type=list[str] | None,
+        cli_default=None,
+        metavar="KEY=VALUE",
+        help="Keyword arguments for the model factory: on the command line KEY=VALUE (repeatable; values are Python "
+        "literals), in the library a dict.",
+    )
+    key: str | None = option(
+        None,
+        panel=MODEL_PANEL,
+        convert=check_key,
+        default_text="the state dict itself, or under state_dict, model_state_dict, model, module, net",
+        help="Dotted path to the weights inside the checkpoint files, e.g. model_ema for averaged weights.",
+    )
+    unsafe_pickle: bool = option(
+        False,
+        panel=MODEL_PANEL,
+        convert=_switch("unsafe_pickle"),
+        help="Load pickles that name Python objects (torch.save(model)). Unpickling runs code the file names: only "
+        "for files you trust.",
+    )
+    strict: bool = option(
+        True,
+        panel=MODEL_PANEL,
+        negatable=True,
+        convert=_switch("strict"),
+        help=f"Missing and unexpected tensors are errors; {opt('strict', False)} fills and ignores them instead.",
+    )
+    trust_recorded_code: bool = option(
+        False,
+        panel=MODEL_PANEL,
+        convert=_switch("trust_recorded_code"),
+        help="Build the model a checkpoint records even when it names Python code (path.py:factory, "
+        "module:factory), which is then imported and called: only for checkpoints you trust. Zoo models need no "
+        "flag.",
+    )
+    data_root: Path | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=lambda value: optional_path(value, "data_root"),
+        default_text="$XDG_CACHE_HOME/interpscan or ~/.cache/interpscan",
+        help="Where named datasets live.",
+    )
+    download: bool = option(
+        True,
+        panel=DATA_PANEL,
+        negatable=True,
+        convert=_switch("download"),
+        help=f"Download a named dataset into {opt('data_root')} when it is not there (size and md5 checked).",
+    )
+    data_keys: tuple[str, str] | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=parse_data_keys,
+        cli_type=str | None,
+        metavar="INPUTS,TARGETS",
+        help="The names of inputs and targets in a tensor file or factory dict.",
+    )
+    normalize: str = option(
+        "auto",
+        panel=DATA_PANEL,
+        convert=_normalize,
+        help="auto (the dataset's standard mean/std), none, or MEAN,STD; per channel, separate values by / "
+        "(0.4914/0.4822/0.4465,0.2470/0.2435/0.2616).",
+    )
+    workers: int | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=check_workers,
+        default_text="the cores less one, at most 8, shared among torchrun's processes on a node",
+        help="DataLoader worker processes decoding a streamed image folder.",
+    )
+    resize: int | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=lambda value: check_pixels(value, "resize"),
+        help=f"Image folders: resize the shorter side to this many pixels, then {opt('crop')}; the folder streams "
+        f"({opt('data', 'imagenet')}: 256).",
+    )
+    crop: int | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=lambda value: check_pixels(value, "crop"),
+        help=f"Image folders: centre crop to N × N pixels ({opt('data', 'imagenet')}: 224).",
+    )
+
+    def __post_init__(self) -> None:
+        _convert_fields(self)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScanOptions:
-    """How a scan runs and what it measures, checked and normalized when built (strings become enums, the
-    α values a Grid), so that an impossible choice fails before anything is read.
+    """How a scan runs and what it measures, checked and normalized when built (strings become enums, the α
+    values a Grid), so that an impossible choice fails before anything is read.
 
     Raises (on construction):
         UsageError: an unknown choice, a value out of its range, or options that do not go together.
     """
 
-    alphas: int | str | Sequence[float] = DEFAULT_ALPHAS  # a count, or the α values (``grid`` has the result)
-    alpha_range: str | Sequence[float] | None = None  # (LO, HI) for a count, default (0, 1)
-    groups: tuple[str, ...] = ()  # --groups values; empty: the whole-network curve alone
-    hold: Hold = Hold.FINAL  # where tensors outside the moving set stay (groups only)
-    mode: Mode = Mode.ONLY  # which tensors a group's curve moves (groups only)
-    bn: BNPolicy = BNPolicy.AUTO
-    bn_samples: int = 2048  # training examples that re-estimate the statistics under recompute
-    splits: tuple[str, ...] | None = None  # None: test when the data has it, else every split
-    samples: int | None = None  # a seeded subset of N examples per split; None: all
-    seed: int = 0  # of --samples and of the calibration subset (seed + 1)
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    batch_size: int | None = None  # examples per forward pass; None: 256 on CPU, 1024 on CUDA
-    chunk_size: int | None = None  # points per vmap chunk (batched); None: from free memory on CUDA, 8 on CPU
-    dtype: DType = DType.FLOAT32
-    strategy: Strategy = Strategy.AUTO
-    memory_format: MemoryFormat = MemoryFormat.AUTO
-    loss: str = "cross_entropy"  # cross_entropy, mse, or path/to/file.py:fn / package.module:fn
-    tol: float = 0.0  # a path is monotone when its largest rise Δ ≤ tol
-    bootstrap: int = DEFAULT_BOOTSTRAP  # resamples of the examples for the metrics' 95% intervals; 0: none
-    per_example: bool = False  # keep every example's loss at every point (ScanResult.examples, per_example.npz)
-    random_init: int | None = None  # seed of a fresh initialization appended as the path's last checkpoint
-    refine: int = 0  # points added per curve and segment after the grid, where the curve is least resolved
+    splits: tuple[str, ...] | None = option(
+        None,
+        flag="--split",
+        panel=DATA_PANEL,
+        convert=check_splits,
+        cli_type=str | None,
+        default_text="test when the data has it, else every split",
+        help="Splits to evaluate, comma-separated: train, test, train,test, or any split the data names.",
+    )
+    samples: int | None = option(
+        None,
+        panel=DATA_PANEL,
+        convert=parse_samples,
+        cli_type=str | None,
+        default_text="all",
+        help="Evaluate a seeded subset of N examples per split, or all.",
+    )
+    seed: int = option(
+        0,
+        panel=DATA_PANEL,
+        convert=lambda value: check_seed(value, "seed"),
+        help=f"Seed for {opt('samples')}, the BN calibration subset and the bootstrap.",
+    )
+    loss: str = option(
+        "cross_entropy",
+        panel=DATA_PANEL,
+        convert=check_loss,
+        help="cross_entropy (with accuracy), mse (regression), next_token (a causal language model, per token; chosen "
+        "on its own for a transformers causal LM), or a per-sample loss path/to/file.py:fn or package.module:fn, "
+        "fn(outputs, targets) -> (batch,).",
+    )
+    alphas: Alphas = option(
+        DEFAULT_ALPHAS,
+        panel=PATH_PANEL,
+        convert=_alphas,
+        cli_type=str,
+        help="Number of evenly spaced points, or an explicit list such as 0,0.5,0.9,1. α=0 and α=1 are always "
+        "included.",
+    )
+    alpha_range: AlphaRange | None = option(
+        None,
+        panel=PATH_PANEL,
+        cli_type=str | None,
+        metavar="LO,HI",
+        help="The range a counted grid spans, e.g. -0.5,1.5 \\[default: 0,1].",
+    )
+    refine: int = option(
+        0,
+        panel=PATH_PANEL,
+        convert=_count("refine", MAX_ALPHAS, "e.g. 10: ten more points per curve where it changes fastest"),
+        metavar="N",
+        help="Add N points per curve (and segment) after the grid, in rounds, where the curve is least resolved: the "
+        "largest change between neighbours, around the largest rise, the barrier peak and the plateau's foot. "
+        "results.csv marks them (refined); metrics use every point.",
+    )
+    random_init: int | None = option(
+        None,
+        panel=PATH_PANEL,
+        convert=_random_init,
+        metavar="SEED",
+        help="Append a fresh initialization of the model (its factory after torch.manual_seed(SEED)) as the path's "
+        "last checkpoint: init → final → random init. Needs a model interpscan builds.",
+    )
+    groups: tuple[str, ...] = option(
+        (),
+        short="-g",
+        panel=PATH_PANEL,
+        convert=check_groups,
+        cli_type=list[str] | None,
+        cli_default=None,
+        help="Layer groups (repeatable): a glob such as 'layer*' (one group per matched module), NAME=PAT[,PAT,!PAT] "
+        "(one named group), or @top, @leaves, @depth:N. See `interpscan layers`.",
+    )
+    hold: Hold = option(
+        Hold.FINAL,
+        panel=PATH_PANEL,
+        convert=_choice(Hold, "hold"),
+        help=f"With {opt('groups')}: where tensors outside the moving set stay (final: the seed paper).",
+    )
+    mode: Mode = option(
+        Mode.ONLY,
+        panel=PATH_PANEL,
+        convert=_choice(Mode, "mode"),
+        help=f"With {opt('groups')}: only (just the group moves) or all-but (everything except the group).",
+    )
+    bn: BNPolicy = option(
+        BNPolicy.AUTO,
+        panel=PATH_PANEL,
+        convert=_choice(BNPolicy, "bn"),
+        help="Batch-norm policy: interpolate, recompute, batch, or auto (recompute when the model has BN and the data "
+        "a train split).",
+    )
+    bn_samples: int = option(
+        2048,
+        panel=PATH_PANEL,
+        convert=lambda value: whole(value, "bn_samples", hint=f"give {opt('bn_samples')} a whole number ≥ 1"),
+        help=f"Training examples used to re-estimate BN statistics per point ({opt('bn', 'recompute')}).",
+    )
+    tol: float = option(
+        0.0, panel=PATH_PANEL, convert=check_tol, help="A path is monotone when its largest rise Δ ≤ tol."
+    )
+    bootstrap: int = option(
+        DEFAULT_BOOTSTRAP,
+        panel=PATH_PANEL,
+        convert=_count(
+            "bootstrap", MAX_BOOTSTRAP, f"{DEFAULT_BOOTSTRAP} resamples give stable 95% intervals; 0 turns them off"
+        ),
+        help="Resamples of the examples behind each shape metric's 95% interval (summary.csv's *_ci_low, "
+        "*_ci_high, rise_significant); 0 skips them.",
+    )
+    strategy: Strategy = option(
+        Strategy.AUTO,
+        panel=HOW_PANEL,
+        convert=_choice(Strategy, "strategy"),
+        help=f"auto (with {opt('groups')}: prefix-batched on CUDA, prefix on CPU; else batched on CUDA, sequential on "
+        "CPU), sequential, batched (vmap over chunks of points), prefix (sequential, sharing the forward pass up to "
+        "each group), or prefix-batched (that sharing, the rest vmapped over a group's points). Every strategy gives "
+        "the same numbers.",
+    )
+    memory_format: MemoryFormat = option(
+        MemoryFormat.AUTO,
+        panel=HOW_PANEL,
+        convert=_choice(MemoryFormat, "memory_format"),
+        help="Layout of 4-D tensors: auto (channels-last for conv nets on CPU, where it is faster: see benchmarks; "
+        "else contiguous), contiguous, or channels-last. Both agree to float32 rounding.",
+    )
+    device: str = option("auto", panel=HOW_PANEL, convert=check_device, help="auto, cpu, cuda or cuda:N.")
+    batch_size: int | None = option(
+        None,
+        panel=HOW_PANEL,
+        convert=lambda value: optional_whole(value, "batch_size"),
+        default_text="256 on CPU, 1024 on CUDA",
+        help="Examples per forward pass.",
+    )
+    chunk_size: int | None = option(
+        None,
+        panel=HOW_PANEL,
+        convert=lambda value: optional_whole(value, "chunk_size"),
+        default_text="from free memory on CUDA, 8 on CPU",
+        help="Points per vmap chunk (the batched strategies).",
+    )
+    dtype: DType = option(
+        DType.FLOAT32,
+        panel=HOW_PANEL,
+        convert=_choice(DType, "dtype"),
+        help="Precision of the forward pass (autocast; interpolation and the loss stay float32).",
+    )
+    per_example: bool = option(
+        False,
+        flag="--save-per-example",
+        panel=OUTPUT_PANEL,
+        convert=_switch("per_example"),
+        help="Keep every example's loss (and correctness) at every point: ScanResult.examples, and per_example.npz "
+        "in the output directory (np.load; keys CURVE/SPLIT/alpha, /loss, /correct), for your own statistics.",
+    )
     grid: Grid = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        _convert_fields(self)
         _set(self, "grid", parse_grid(self.alphas, self.alpha_range))
-        _set(self, "hold", Hold.parse(self.hold, "--hold"))
-        _set(self, "mode", Mode.parse(self.mode, "--mode"))
-        _set(self, "bn", BNPolicy.parse(self.bn, "--bn"))
-        _set(self, "dtype", DType.parse(self.dtype, "--dtype"))
-        _set(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
-        _set(self, "memory_format", MemoryFormat.parse(self.memory_format, "--memory-format"))
         check_memory_format(self.memory_format, self.strategy)
-        groups = check_groups(self.groups)
-        _set(self, "groups", groups)
-        if not groups:
-            for flag, value, default in (("--hold", self.hold, Hold.FINAL), ("--mode", self.mode, Mode.ONLY)):
+        if not self.groups:
+            for name, value, default in (("hold", self.hold, Hold.FINAL), ("mode", self.mode, Mode.ONLY)):
                 if value is not default:
                     raise UsageError(
-                        f"{flag} {value} applies to layer groups, and no --groups was given",
-                        hint=f"add --groups (see `interpscan layers`), or drop {flag}",
+                        f"{opt(name, value)} applies to layer groups, and no {opt('groups')} was given",
+                        hint=f"add {opt('groups')} (see `interpscan layers`), or drop {opt(name)}",
                     )
-        if self.splits is not None:
-            splits = (self.splits,) if isinstance(self.splits, str) else tuple(self.splits)
-            if not splits or not all(isinstance(s, str) and s for s in splits) or len(set(splits)) != len(splits):
-                raise UsageError(
-                    f"--split {','.join(map(str, splits))}: give each split once, e.g. test or train,test",
-                    hint="the splits are the data's: train, test, or those a tensor file or factory names",
-                )
-            _set(self, "splits", splits)
-        _positive(self.bn_samples, "--bn-samples", optional=False)
-        _positive(self.samples, "--samples")
-        _positive(self.batch_size, "--batch-size")
-        _positive(self.chunk_size, "--chunk-size")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise UsageError(f"--seed must be a whole number, got {self.seed!r}", hint="e.g. --seed 0")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"--seed must be from 0 to 2**63 − 1, got {self.seed}", hint="e.g. --seed 0")
-        if self.random_init is not None and (
-            isinstance(self.random_init, bool)
-            or not isinstance(self.random_init, int)
-            or not 0 <= self.random_init <= MAX_SEED
-        ):
-            raise UsageError(
-                f"--random-init must be a seed from 0 to 2**63 − 1, got {self.random_init!r}",
-                hint="e.g. --random-init 0",
-            )
-        device = str(self.device).strip().lower()
-        if not _DEVICE.fullmatch(device):
-            raise UsageError(f"--device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N")
-        _set(self, "device", device)
-        try:
-            tol = _float(self.tol) + 0.0  # + 0.0: -0 is 0
-        except ValueError:
-            tol = math.nan
-        if not (math.isfinite(tol) and tol >= 0):
-            raise UsageError(
-                f"--tol must be a finite number ≥ 0, got {self.tol}",
-                hint="Δ ≥ 0 always; a negative tolerance would call a flat path non-monotone",
-            )
-        _set(self, "tol", tol)
-        if (
-            isinstance(self.bootstrap, bool)
-            or not isinstance(self.bootstrap, int)
-            or not 0 <= self.bootstrap <= MAX_BOOTSTRAP
-        ):
-            raise UsageError(
-                f"--bootstrap must be a whole number from 0 to {MAX_BOOTSTRAP:,}, got {self.bootstrap!r}",
-                hint=f"{DEFAULT_BOOTSTRAP} resamples give stable 95% intervals; 0 turns them off",
-            )
-        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or not 0 <= self.refine <= MAX_ALPHAS:
-            raise UsageError(
-                f"--refine must be a whole number from 0 to {MAX_ALPHAS:,}, got {self.refine!r}",
-                hint="e.g. --refine 10: ten more points per curve where it changes fastest",
-            )
-        _check_loss(self.loss)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReadOptions:
-    """How the inputs are read when they are named rather than given: the command line's ``--model-arg``,
-    ``--key``, ``--unsafe-pickle``, ``--strict``, ``--trust-recorded-code``, ``--data-root``, ``--download``,
-    ``--data-keys``, ``--normalize``, and how image folders stream: ``--workers``, ``--resize``, ``--crop``."""
+class OutputOptions:
+    """Where a scan's files go. Without ``out`` the library writes nothing and returns the result; with it, the
+    scan writes there as ``interpscan run`` does, saves its finished batches as it goes, and an interrupted scan
+    continues with ``resume``."""
 
-    model_args: Mapping[str, Any] = field(default_factory=dict)
-    key: str | None = None  # dotted path to the tensors inside both checkpoint files (e.g. EMA weights)
-    unsafe_pickle: bool = False  # allow pickles that run code (whole pickled modules)
-    strict: bool = True  # missing and unexpected tensors are errors, or tolerated and recorded
-    trust_recorded_code: bool = False  # build a model whose code a checkpoint names
-    data_root: Path | None = None
-    download: bool = True  # fetch a named dataset that is not under data_root
-    data_keys: tuple[str, str] | None = None  # INPUTS,TARGETS for tensor files and factories
-    normalize: str = "auto"
-    workers: int | None = None  # DataLoader worker processes of a streamed image folder (None: from the cores)
-    resize: int | None = None  # the evaluation transform of image folders: shorter side, then centre crop
-    crop: int | None = None
+    out: Path | None = option(
+        None,
+        short="-o",
+        panel=OUTPUT_PANEL,
+        convert=lambda value: optional_path(value, "out"),
+        cli_type=Path,
+        cli_default=Path("interpscan-out"),
+        help="Output directory: results.csv, summary.csv, run.json, results.html (the library writes nothing "
+        "without it).",
+    )
+    force: bool = option(
+        False,
+        panel=OUTPUT_PANEL,
+        convert=_switch("force"),
+        help="Write into a non-empty output directory, replacing a run interpscan wrote there.",
+    )
+    resume: bool = option(
+        False,
+        panel=OUTPUT_PANEL,
+        convert=_switch("resume"),
+        help=f"Finish a scan that was interrupted (Ctrl-C, SIGTERM) in {opt('out')}: the same command, plus "
+        f"{opt('resume', True)}.",
+    )
+    html: bool = option(True, panel=OUTPUT_PANEL, negatable=True, convert=_switch("html"), help="Write results.html.")
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 256
-        ):
-            raise UsageError(f"--workers must be a whole number from 0 to 256, got {self.workers!r}")
-        if self.key is not None and not (isinstance(self.key, str) and self.key.strip(". ")):
+        _convert_fields(self)
+        if self.resume and self.out is None:
             raise UsageError(
-                f"--key {self.key!r} names no entry", hint="give a dotted path such as model_ema, or leave --key out"
+                f"{opt('resume', True)} continues the scan saved in an output directory, and no {opt('out')} was given",
+                hint=f"pass the {opt('out')} of the interrupted scan",
             )
 
 
-def _check_loss(text: str) -> None:
-    """A built-in loss, or something shaped like ``path/to/file.py:fn`` / ``package.module:fn`` (imported
-    later, with the other inputs)."""
-    from .usercode import is_callable_spec
-
-    if text.strip().replace("-", "_") in BUILTIN_LOSSES or is_callable_spec(text):
-        return
-    raise UsageError(
-        f"--loss {text!r} is not a loss",
-        hint=f"use {', '.join(BUILTIN_LOSSES)}, path/to/file.py:fn or package.module:fn",
-    )
+OPTION_CLASSES: tuple[type, ...] = (Inputs, ReadOptions, ScanOptions, OutputOptions)
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """``text`` for a message: repr'd (control and direction characters escaped), long ones cut in the middle."""
-    if len(text) > limit:
-        text = f"{text[: limit // 2]}…{text[-limit // 4 :]}"
-    return repr(text)
+@dataclass(frozen=True)
+class Param:
+    """One option as the surfaces see it: its name, type, default and Option."""
+
+    name: str
+    type: Any  # the field's type, resolved
+    default: Any  # the library's default (MISSING for none)
+    meta: Option
+
+    @property
+    def flag(self) -> str:
+        return self.meta.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def cli_default(self) -> Any:
+        """The command line's default, as its parser takes it."""
+        if self.meta.cli_default is not SAME:
+            return self.meta.cli_default
+        value = self.default
+        if isinstance(value, tuple) and self.meta.cli_type is str | None:
+            return ",".join(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self.meta.cli_type is str:
+            return str(value)
+        return value
 
 
-def check_path(path: str | os.PathLike[str], flag: str) -> Path:
-    """A path as given on the command line or to the library, checked to be one a file system can hold, before
-    any call that would fail on it with a traceback (Python's ``exists()`` raises for a too-long name).
+def _default(f: Field[Any]) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def params(cls: type) -> Iterator[Param]:
+    """The options of an option class, in declaration order."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        meta = f.metadata.get("interpscan")
+        if meta is not None:
+            yield Param(f.name, hints[f.name], _default(f), meta)
+
+
+def all_params() -> dict[str, Param]:
+    """Every option of every option class, by name."""
+    return {p.name: p for cls in OPTION_CLASSES for p in params(cls)}
+
+
+# The command line's words for the library's: what errors.render needs to speak in flags. The positional
+# arguments are named as `--help` shows them; every other option's flag comes from its field.
+POSITIONAL = {"init": "INIT", "final": "FINAL", "checkpoints": "CHECKPOINT", "ckpt": "CKPT", "results": "RESULTS"}
+
+
+def flags() -> dict[str, str]:
+    """Parameter name -> the command line's spelling, for every option and positional argument."""
+    return {**POSITIONAL, **{name: p.flag for name, p in all_params().items()}}
+
+
+def split(values: Mapping[str, Any]) -> tuple[Inputs, ReadOptions, ScanOptions, OutputOptions]:
+    """Values by option name (any subset; the rest keep their defaults) into the four option objects, each checked.
 
     Raises:
-        UsageError: a NUL byte, a name longer than NAME_MAX bytes or a path longer than PATH_MAX bytes, or a
-            path that is not text.
+        UsageError: a name that is no option, or a value any option class refuses.
     """
-    try:
-        text = os.fspath(path)
-        if not isinstance(text, str):
-            text = os.fsdecode(text)
-        encoded = os.fsencode(text)
-    except (TypeError, UnicodeError):
-        raise UsageError(f"{flag} {path!r} is not a path", hint="give a file or directory name") from None
-    if "\0" in text:
-        raise UsageError(f"{flag} {_shown(text)} holds a NUL byte, which no path may", hint="check the name")
-    longest = max(Path(text).parts, key=lambda part: len(os.fsencode(part)), default="")
-    if len(os.fsencode(longest)) > NAME_MAX:
-        raise UsageError(
-            f"{flag}: the name {_shown(longest)} is {len(os.fsencode(longest)):,} bytes long, where file systems "
-            f"allow {NAME_MAX}",
-            hint="choose a shorter name",
-        )
-    if len(encoded) >= PATH_MAX:
-        raise UsageError(
-            f"{flag}: the path {_shown(text)} is {len(encoded):,} bytes long, where the system allows {PATH_MAX - 1:,}",
-            hint="choose a shorter path",
-        )
-    return Path(text)
+    known = all_params()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UsageError(f"{unknown[0]!r} is not an option of a scan", hint="see help(interpscan.scan)")
+    parts = []
+    for cls in OPTION_CLASSES:
+        mine = {p.name: values[p.name] for p in params(cls) if p.name in values}
+        parts.append(cls(**mine))
+    inputs, read, scan, output = parts
+    return inputs, read, scan, output
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+def _words(p: Param, value: Any) -> list[str]:
+    """The command line's words that give option ``p`` the value ``value``."""
+    if isinstance(value, bool):
+        if p.meta.negatable:
+            return [p.flag if value else f"--no-{p.flag.removeprefix('--')}"]
+        return [p.flag] if value else []
+    if value is None:
+        return []
+    if isinstance(value, Mapping):  # model_args: one KEY=VALUE each, values as Python literals
+        return [w for k, v in value.items() for w in (p.flag, f"{k}={v!r}")]
+    if isinstance(value, (tuple, list)):
+        if p.meta.cli_type is str or p.meta.cli_type == (str | None):
+            return [p.flag, ",".join(map(str, value))]
+        return [w for v in value for w in (p.flag, str(v))]
+    return [p.flag, str(value.value if isinstance(value, Enum) else value)]
 
 
-def check_label(text: Any, flag: str) -> str:
-    """A name the user gives for something shown in tables and pages (a run's label, a split): non-empty, with
-    no control characters (a newline would break the one-line tables) and no bidirectional overrides (which
-    make a label read as something else).
+def command_words(*objects: Any) -> list[str]:
+    """The flags that give option objects (Inputs, ReadOptions, ScanOptions, OutputOptions) their values: those
+    that differ from the command line's defaults, in declaration order. What ``interpscan run`` needs besides
+    its checkpoints to make the same scan."""
+    words: list[str] = []
+    for obj in objects:
+        for p in params(type(obj)):
+            value = getattr(obj, p.name)
+            if value != p.default and value != p.meta.cli_default:
+                words += _words(p, value)
+    return words
 
-    Raises:
-        UsageError: an empty label, or one holding such characters.
-    """
-    value = str(text)
-    if not value.strip():
-        raise UsageError(f"{flag} {value!r} is empty", hint=f"give {flag} a name")
-    bad = _CONTROL.search(value)
-    if bad:
-        raise UsageError(
-            f"{flag} {_shown(value)} holds the control character {bad.group()!r}",
-            hint=f"give {flag} a name of printable characters",
-        )
-    return value
+
+def describe(*classes: type, indent: str = "        ", width: int = 116) -> str:
+    """The options of ``classes`` as a docstring's Args entries (library words), from their help texts."""
+    import textwrap
+
+    from .errors import render
+
+    entries = []
+    for p in (p for cls in classes for p in params(cls)):
+        default = p.meta.default_text or repr(p.default.value if isinstance(p.default, Enum) else p.default)
+        text = f"{p.name}: {render(p.meta.help)} Default: {default}."
+        entries.append(textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "    "))
+    return "\n".join(entries)

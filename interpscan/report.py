@@ -12,8 +12,8 @@ from typing import Any
 
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
-from .options import check_path
 from .results import RUN_FILES, LoadedRun, get, json_safe, load_runs, run_labels
+from .values import check_path
 
 PATH_FORMULA = "θ(α) = (1−α)·θ_init + α·θ_final"
 
@@ -404,7 +404,7 @@ def plot_results(
     if static:
         check_static_export()
     if out is not None:
-        out = check_path(out, "--out")
+        out = check_path(out, "out")
     runs = load_runs(inputs)
     names = run_labels(runs, labels)
     default_name = "results.html" if len(runs) == 1 else "plot.html"

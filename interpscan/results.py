@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, UsageError
-from .options import check_label, check_path
+from .values import check_label, check_path
 
 # segment, t and refined are appended (column order is part of the contract): a path through checkpoints
 # c0 → c1 → … → cm has segments 1…m, α local to its segment and t = segment − 1 + α the position along the whole
@@ -495,7 +495,7 @@ def run_labels(runs: Sequence[LoadedRun], labels: Sequence[str] = ()) -> list[st
         UsageError: ``labels`` does not give exactly one distinct label per run.
     """
     if labels:
-        labels = [check_label(label, "--label") for label in labels]
+        labels = [check_label(label, "label") for label in labels]
         if len(labels) != len(runs):
             raise UsageError(
                 f"{len(labels)} --label value(s) for {len(runs)} input(s)", hint="give one --label per input, in order"

@@ -117,18 +117,26 @@ def train(
     return history
 
 
-def save_checkpoint(model: nn.Module, path: Path, spec: ModelSpec, extra: dict[str, Any] | None = None) -> None:
-    """Save ``{"state_dict": …, "interpscan": {"model": …, "model_args": …}}`` atomically.
+def save_checkpoint(
+    model: nn.Module,
+    path: Path,
+    spec: ModelSpec,
+    extra: dict[str, Any] | None = None,
+    *,
+    data: str | None = None,
+) -> None:
+    """Save ``{"state_dict": …, "interpscan": {"model": …, "model_args": …, "data": …}}`` atomically.
 
-    The recorded spec lets ``interpscan run`` rebuild the model without ``--model``. A model file is recorded by
-    its absolute path, so the checkpoint can be scanned from any directory.
+    The recorded spec lets ``interpscan run`` rebuild the model without ``--model``, and the recorded dataset (a
+    named one, such as fashion-mnist-small) lets it run without ``--data``. A model file is recorded by its
+    absolute path, so the checkpoint can be scanned from any directory.
     """
     text = spec.text
     if spec.kind == "file":
         text = f"{Path(spec.target).resolve()}:{spec.factory}"
     payload = {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        META_KEY: {"model": text, "model_args": dict(spec.args), **(extra or {})},
+        META_KEY: {"model": text, "model_args": dict(spec.args), **({"data": data} if data else {}), **(extra or {})},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

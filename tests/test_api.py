@@ -136,9 +136,9 @@ def test_model_none_uses_the_final_module_and_paths_resolve_the_zoo(files: tuple
 
 def test_options_are_checked_before_anything_is_read(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.pt"
-    with pytest.raises(UsageError, match="--batch-size must be at least 1"):
+    with pytest.raises(UsageError, match=r"^batch_size must be at least 1"):
         interpscan.scan(None, missing, missing, "cifar10", batch_size=0)
-    with pytest.raises(UsageError, match="--hold init applies to layer groups"):
+    with pytest.raises(UsageError, match=r"^hold='init' applies to layer groups"):
         interpscan.scan(None, missing, missing, "cifar10", hold="init")
     x, y = torch.randn(4, 1, 28, 28), torch.zeros(4).long()
     model = build_model(SPEC)

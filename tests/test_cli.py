@@ -23,6 +23,8 @@ def test_run_writes_all_outputs(monkeypatch, capsys, ckpts, tmp_path) -> None:  
         monkeypatch,
         capsys,
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(ckpts[0]),
         str(ckpts[1]),
         "--model",
@@ -65,6 +67,8 @@ def test_non_empty_output_directory_is_refused_without_force(monkeypatch, capsys
     (out / "notes.txt").write_text("mine")
     args = [
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(ckpts[0]),
         str(ckpts[1]),
         "--model",
@@ -104,7 +108,10 @@ def test_non_empty_output_directory_is_refused_without_force(monkeypatch, capsys
         (["run", "{init}", "{final}", "--model", "cnn", "--data", "cifar7"], "unknown dataset 'cifar7'"),
         (["run", "{init}", "{final}", "--model", "cnn", "--device", "cuda:3"], "--device cuda:3"),
         (["run", "{init}", "{final}", "--model", "cnn", "--model-arg", "width"], "is not KEY=VALUE"),
-        (["run", "{init}", "{final}", "--model", "cnn", "--split", "valid"], "has no 'valid' split"),
+        (
+            ["run", "{init}", "{final}", "-m", "cnn", "-d", "fashion-mnist-small", "--split", "valid"],
+            "has no 'valid' split",
+        ),
         (["run", "{init}", "{final}", "--key", "ema"], "no entry 'ema' for --key ema"),
         (["plot", "nowhere.csv"], "results file not found"),
     ],
@@ -146,6 +153,8 @@ def test_explicit_grid_and_range_and_plot(monkeypatch, capsys, ckpts, tmp_path) 
         monkeypatch,
         capsys,
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(ckpts[0]),
         str(ckpts[1]),
         "--model",

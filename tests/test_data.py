@@ -25,7 +25,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from interpscan import data
+from interpscan import data, values
 from interpscan.data import (
     DataSource,
     Split,
@@ -402,7 +402,7 @@ def test_parse_normalize_auto() -> None:
     "text", ["", "0.5", "a,b", "1,2,3", "0.5,", "0.5,0", "0.5,-1", "nan,1", "0,nan", "0,inf", "Auto", "NONE"]
 )
 def test_parse_normalize_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="--normalize"):
+    with pytest.raises(UsageError, match=r"^normalize "):
         parse_normalize(text, make_source(torch.zeros(1), torch.zeros(1), (0.3, 0.4)))
 
 
@@ -429,7 +429,7 @@ def test_subset_of_everything_is_none(samples: int | None) -> None:
 
 @pytest.mark.parametrize("samples", [0, -5])
 def test_subset_must_be_positive(samples: int) -> None:
-    with pytest.raises(UsageError, match=f"--samples must be positive, got {samples}"):
+    with pytest.raises(UsageError, match=rf"^samples must be positive, got {samples}"):
         subset_indices(100, samples, seed=0)
 
 
@@ -617,7 +617,7 @@ class Pickled:
 def test_unreadable_tensor_file(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(DataError, match="^" + str(path).replace(".", r"\.") + ": ") as exc:
+    with pytest.raises(DataError, match=r"^" + str(path).replace(".", r"\.") + ": ") as exc:
         open_data(str(path))
     assert message in str(exc.value)
 
@@ -1115,21 +1115,23 @@ def test_per_channel_normalization_must_fit_the_channels() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [(None, None), ("all", None), ("ALL", None), ("5", 5), (" 12 ", 12)])
 def test_parse_samples(text: str | None, expected: int | None) -> None:
-    assert data.parse_samples(text) == expected
+    assert values.parse_samples(text) == expected
 
 
-@pytest.mark.parametrize(("text", "message"), [("0", "must be positive"), ("-3", "must be positive"), ("x", "count")])
+@pytest.mark.parametrize(
+    ("text", "message"), [("0", "must be at least 1"), ("-3", "must be at least 1"), ("x", "count")]
+)
 def test_parse_samples_rejects(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        data.parse_samples(text)
+        values.parse_samples(text)
 
 
 def test_parse_data_keys() -> None:
-    assert data.parse_data_keys(None) is None
-    assert data.parse_data_keys("img, lbl") == ("img", "lbl")
+    assert values.parse_data_keys(None) is None
+    assert values.parse_data_keys("img, lbl") == ("img", "lbl")
     for bad in ("img", "img,", ",lbl", "a,b,c"):
         with pytest.raises(UsageError, match="is not INPUTS,TARGETS"):
-            data.parse_data_keys(bad)
+            values.parse_data_keys(bad)
 
 
 # ---------------------------------------------------------------------------------------- data keys

@@ -59,6 +59,8 @@ def _args(ckpts: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
     # counts, so a mean of means would be wrong); groups; the bootstrap on (its default)
     return [
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(ckpts[0]),
         str(ckpts[1]),
         "--model",

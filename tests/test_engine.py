@@ -223,10 +223,10 @@ def test_recompute_without_calibration_data_is_refused(image_data) -> None:  # t
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"policy": "bogus"}, "--bn 'bogus' is not one of"),
-        ({"strategy": "vmap"}, "--strategy 'vmap' is not one of"),
-        ({"strategy": "auto"}, "the engine needs a concrete --strategy, not auto"),
-        ({"batch_size": 0}, "--batch-size must be a whole number ≥ 1, got 0"),
+        ({"policy": "bogus"}, "policy 'bogus' is not one of"),
+        ({"strategy": "vmap"}, "strategy 'vmap' is not one of"),
+        ({"strategy": "auto"}, "the engine needs a concrete strategy, not auto"),
+        ({"batch_size": 0}, "batch_size must be a whole number ≥ 1, got 0"),
     ],
 )
 def test_bad_options(kw, match, image_data) -> None:  # type: ignore[no-untyped-def]
@@ -386,7 +386,7 @@ def test_bfloat16_forward_is_close_to_float32(strategy: str, image_data) -> None
     for a, b in zip(full, half, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=3e-2)
     assert [a.loss for a in full] != [b.loss for b in half]  # autocast really ran in bfloat16
-    with pytest.raises(UsageError, match="--dtype"):
+    with pytest.raises(UsageError, match=r"^dtype 'float8'"):
         _run(model, start, end, points, x, y, dtype="float8")
 
 

@@ -222,12 +222,13 @@ def test_a_megabyte_declaring_a_gigabyte_costs_no_memory(tmp_path: Path) -> None
     assert bomb_pt.stat().st_size < 1.1 * 2**20
     assert bomb_npz.stat().st_size < 1.1 * 2**20
 
-    def run(*args: str) -> list[str]:
-        return ["run", *args, *RUN_ARGS, "--out", str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")]
+    def run(*args: str, data: Path | None = None) -> list[str]:
+        where = ["--data", str(data)] if data else []  # after RUN_ARGS' --data: the last one counts
+        return ["run", *args, *RUN_ARGS, *where, "--out", str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")]
 
     valid, err = _peak_mib(run(str(init), str(final)), tmp_path)
     assert "error:" not in err, err
-    for args in (run(str(init), str(bomb_pt)), run(str(init), str(final), "--data", str(bomb_npz))):
+    for args in (run(str(init), str(bomb_pt)), run(str(init), str(final), data=bomb_npz)):
         peak, err = _peak_mib(args, tmp_path)
         assert "declares 1.0 GiB of data in 1020" in err, err
         assert peak < valid + 64, f"peak {peak:.0f} MiB, a tiny valid run {valid:.0f} MiB"

@@ -159,7 +159,8 @@ def _export(model: nn.Module, path: Path) -> Path:
 
 
 def scan(init: Path, final: Path, data: Path, **overrides: Any) -> Any:
-    return run_scan(ScanConfig(init, final, data=str(data), alphas=ALPHAS, batch_size=16, **overrides))
+    values = {"data": str(data), "alphas": ALPHAS, "batch_size": 16, **overrides}
+    return run_scan(ScanConfig.from_values([init, final], values))
 
 
 @pytest.fixture(scope="module")

@@ -218,6 +218,8 @@ def test_run_resnet18_layer_breakdown(monkeypatch, capsys, resnet_ckpts, tmp_pat
         monkeypatch,
         capsys,
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(resnet_ckpts[0]),
         str(resnet_ckpts[1]),
         "--model",

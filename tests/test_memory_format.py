@@ -91,9 +91,9 @@ def test_auto_leaves_torchscript_contiguous() -> None:
 
 
 def test_channels_last_with_vmap_is_refused() -> None:
-    with pytest.raises(UsageError, match="channels-last applies to the strategies that loop"):
+    with pytest.raises(UsageError, match="memory_format='channels-last' applies to the strategies that loop"):
         choose_memory_format(MemoryFormat.CHANNELS_LAST, device=CPU, strategy=Strategy.BATCHED, model=TinyConvBN())
-    with pytest.raises(UsageError, match="channels-last applies"):
+    with pytest.raises(UsageError, match="'channels-last' applies"):
         run_engine(TinyConvBN(), {}, {}, [], [], strategy="batched", memory_format="channels-last")
 
 
@@ -187,11 +187,21 @@ def test_data_that_only_streams_runs_contiguous(image_data) -> None:  # type: ig
 
 def test_run_json_records_the_layout_and_why(monkeypatch, capsys, ckpts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     init, final = ckpts
-    common = (str(init), str(final), "--model", "cnn", "--samples", "64", "--bn-samples", "64", "--alphas", "3")
+    common = (str(init), str(final), "-m", "cnn", "-d", "fashion-mnist-small", "--samples", "64", "--bn-samples", "64")
+    common += ("--alphas", "3")
     common += ("--bootstrap", "0", "--no-html", "--device", "cpu")
     manifests = {}
     for fmt in ("auto", "contiguous"):
-        code, err = run_cli(monkeypatch, capsys, "run", *common, "--memory-format", fmt, "--out", str(tmp_path / fmt))
+        code, err = run_cli(
+            monkeypatch,
+            capsys,
+            "run",
+            *common,
+            "--memory-format",
+            fmt,
+            "--out",
+            str(tmp_path / fmt),
+        )
         assert code == 0, err
         manifests[fmt] = json.loads((tmp_path / fmt / "run.json").read_text())
     auto, plain = manifests["auto"], manifests["contiguous"]
@@ -200,7 +210,16 @@ def test_run_json_records_the_layout_and_why(monkeypatch, capsys, ckpts, tmp_pat
     assert auto["memory_format_note"] is None
     assert (plain["memory_format"], plain["memory_format_reason"]) == ("contiguous", "requested")
     code, err = run_cli(
-        monkeypatch, capsys, "run", *common, "--strategy", "batched", "--memory-format", "channels-last"
+        monkeypatch,
+        capsys,
+        "run",
+        "--data",
+        "fashion-mnist-small",
+        *common,
+        "--strategy",
+        "batched",
+        "--memory-format",
+        "channels-last",
     )
     assert code == 2
     assert "error: --memory-format channels-last applies to the strategies that loop over points" in err

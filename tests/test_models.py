@@ -32,13 +32,13 @@ from interpscan.models import (
     match_states,
     model_spec_for,
     optional_packages,
-    parse_model_args,
     parse_model_spec,
-    parse_value,
     resnet18,
     resolve_model,
     zoo_table,
 )
+from interpscan.options import flags
+from interpscan.values import parse_model_args, parse_value
 
 # ------------------------------------------------------------------------------------------ spec grammar
 
@@ -172,8 +172,9 @@ def test_parse_model_args() -> None:
 def test_bad_model_arg(pair: str) -> None:
     with pytest.raises(UsageError) as exc:
         parse_model_args(["width=8", pair])
-    assert str(exc.value) == f"--model-arg {pair!r} is not KEY=VALUE"
-    assert exc.value.hint == "e.g. --model-arg width=32"
+    assert str(exc.value) == f"model_args {pair!r} is not KEY=VALUE"
+    assert exc.value.hint == "e.g. model_args='width=32'"
+    assert exc.value.rendered(flags()) == (f"--model-arg {pair!r} is not KEY=VALUE", "e.g. --model-arg width=32")
 
 
 # ------------------------------------------------------------------------------------------------ zoo

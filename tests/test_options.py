@@ -11,27 +11,32 @@ from conftest import run_cli
 
 from interpscan.errors import UsageError
 from interpscan.options import (
-    MAX_ALPHAS,
     BNPolicy,
     DType,
     Hold,
     Mode,
     ScanOptions,
     Strategy,
-    parse_grid,
+    flags,
 )
+from interpscan.values import MAX_ALPHAS, parse_grid
 
 
 def test_choices_parse_their_values_and_list_them_when_wrong() -> None:
-    assert BNPolicy.parse("Recompute", "--bn") is BNPolicy.RECOMPUTE
-    assert Mode.parse(Mode.ALL_BUT, "--mode") is Mode.ALL_BUT
-    assert Mode.parse("all-but", "--mode") is Mode.ALL_BUT
+    assert BNPolicy.parse("Recompute", "bn") is BNPolicy.RECOMPUTE
+    assert Mode.parse(Mode.ALL_BUT, "mode") is Mode.ALL_BUT
+    assert Mode.parse("all-but", "mode") is Mode.ALL_BUT
     assert str(Strategy.PREFIX) == "prefix"
     assert Hold.INIT.coefficient == 0.0
     assert Hold.FINAL.coefficient == 1.0
     with pytest.raises(UsageError) as exc:
-        DType.parse("float8", "--dtype")
-    assert str(exc.value) == "--dtype 'float8' is not one of float32, bfloat16, float16"
+        DType.parse("float8", "dtype")
+    assert str(exc.value) == "dtype 'float8' is not one of float32, bfloat16, float16"
+    assert exc.value.hint == "use dtype='float32'"
+    assert exc.value.rendered(flags()) == (
+        "--dtype 'float8' is not one of float32, bfloat16, float16",
+        "use --dtype float32",
+    )
 
 
 def test_options_normalize_strings_to_enums_and_alphas_to_a_grid() -> None:
@@ -74,7 +79,8 @@ def test_options_normalize_strings_to_enums_and_alphas_to_a_grid() -> None:
 def test_bad_options_are_refused_when_built(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as exc:
         ScanOptions(**kwargs)  # type: ignore[arg-type]
-    assert str(exc.value) == message
+    assert exc.value.rendered(flags())[0] == message  # what the command line prints
+    assert "--" not in str(exc.value)  # the library's own words: its parameters' names
 
 
 def test_the_grid_is_capped_and_stays_finite() -> None:
@@ -97,7 +103,7 @@ LATE = [
     (["--split", "test,test"], "--split test,test: give each split once, e.g. test or train,test"),
     (["--device", "gpu"], "--device 'gpu' is not a device"),
     (["--normalize", "0.5"], "--normalize '0.5' is not auto, none or MEAN,STD"),
-    (["--samples", "-3"], "--samples must be positive, got -3"),
+    (["--samples", "-3"], "--samples must be at least 1, got -3"),
 ]
 
 

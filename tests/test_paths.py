@@ -114,9 +114,7 @@ def test_a_zero_length_segment_is_an_error(path_files: list[Path]) -> None:
 
 
 def _config(files: list[Path], **kw: Any) -> ScanConfig:
-    return ScanConfig(
-        files[0], files[1], onward=tuple(files[2:]), model="cnn", batch_size=40, bn_samples=64, **{**OPTIONS, **kw}
-    )
+    return ScanConfig.from_values(files, {"model": "cnn", "batch_size": 40, "bn_samples": 64, **OPTIONS, **kw})
 
 
 @pytest.mark.parametrize("refine", [0, 2])
@@ -142,7 +140,7 @@ def test_cli_runs_plots_and_compares_a_path_through_three_checkpoints(
 ) -> None:
     out = tmp_path / "run"
     args = ["--model", "cnn", "--samples", "100", "--alphas", "3", "--bootstrap", "20", "-o", str(out), "-q"]
-    code, err = run_cli(monkeypatch, capsys, "run", *map(str, path_files), *args)
+    code, err = run_cli(monkeypatch, capsys, "run", "--data", "fashion-mnist-small", *map(str, path_files), *args)
     assert code == 0, err
     run = load_run(out)
     assert sorted(set(run.summary["segment"])) == [0, 1, 2]
@@ -154,7 +152,9 @@ def test_cli_runs_plots_and_compares_a_path_through_three_checkpoints(
     assert fig.layout.xaxis.title.text.startswith("t")
     code, err = run_cli(monkeypatch, capsys, "compare", str(out), str(out), "-o", str(tmp_path / "cmp.html"))
     assert code == 0, err
-    code, err = run_cli(monkeypatch, capsys, "run", str(path_files[0]), *args, "--force")
+    code, err = run_cli(
+        monkeypatch, capsys, "run", "--data", "fashion-mnist-small", str(path_files[0]), *args, "--force"
+    )
     assert code == 2
     assert "a path needs two or more checkpoints, got 1" in err
     assert "Traceback" not in err

@@ -146,3 +146,46 @@ def test_cli_agrees_with_an_independent_float64_loop(
     # the path really moved: trained accuracy well above chance, loss well below ln 10
     assert results["accuracy"].iloc[-1] > 0.6
     assert results["loss"].iloc[-1] < 1.5
+
+
+def test_the_library_equals_the_cli_given_the_same_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scan(spec, a, b, "fashion-mnist", key=…, data_root=…, normalize=…) and `interpscan run` with the same
+    flags are one scan: the same numbers."""
+    from interpscan import scan
+
+    (tmp_path / "netdef.py").write_text(MODEL_FILE)
+    spec = f"{tmp_path / 'netdef.py'}:build"
+    for seed, name in ((0, "a.pt"), (1, "b.pt")):
+        torch.manual_seed(seed)
+        sys.path.insert(0, str(tmp_path))
+        try:
+            import netdef  # type: ignore[import-not-found]
+        finally:
+            sys.path.remove(str(tmp_path))
+        live, averaged = netdef.build(hidden=16).state_dict(), netdef.build(hidden=16).state_dict()
+        torch.save({"state_dict": live, "model_ema": averaged, "epoch": 3}, tmp_path / name)
+    options = {
+        "model_args": {"hidden": 16},
+        "key": "model_ema",
+        "data_root": FMNIST,
+        "normalize": "0.3,0.4",
+        "samples": 500,
+        "alphas": 5,
+        "bn": "interpolate",
+        "bootstrap": 0,
+    }
+    result = scan(spec, tmp_path / "a.pt", tmp_path / "b.pt", "fashion-mnist", **options)  # type: ignore[arg-type]
+    flags = ["--model-arg", "hidden=16", "--key", "model_ema", "--data-root", str(FMNIST), "--normalize", "0.3,0.4"]
+    flags += ["--samples", "500", "--alphas", "5", "--bn", "interpolate", "--bootstrap", "0"]
+    out = tmp_path / "out"
+    args = [str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--model", spec, "--data", "fashion-mnist", *flags]
+    code, err = run_cli(monkeypatch, capsys, "run", *args, "--out", str(out), "--quiet", "--no-html")
+    assert code == 0, err
+    cli = pd.read_csv(out / "results.csv")
+    assert result.manifest["weights"]["key"] == json.loads((out / "run.json").read_text())["weights"]["key"]
+    assert list(result.manifest["data"]["normalization"]) == [0.3, 0.4]
+    for column in ("loss", "accuracy"):
+        np.testing.assert_allclose(result.results[column], cli[column], rtol=1e-6)
+    assert result.results["n"].tolist() == cli["n"].tolist() == [500] * 5

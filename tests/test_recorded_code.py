@@ -153,7 +153,8 @@ def recorded_file_ckpts(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def _scan(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    return run_cli(monkeypatch, capsys, "run", *args, "--samples", "40", "--alphas", "3", "--no-html", "-q")
+    flags = ["--data", "fashion-mnist-small", "--samples", "40", "--alphas", "3", "--no-html", "-q"]
+    return run_cli(monkeypatch, capsys, "run", *args, *flags)
 
 
 def test_a_recorded_file_runs_with_trust_and_run_json_says_so(

@@ -129,14 +129,9 @@ def test_resume_checks_contents_not_names(tmp_path: Path) -> None:
     )
     torch.save(_mlp(0).state_dict(), tmp_path / "init.pt")
     torch.save(_mlp(1).state_dict(), tmp_path / "final.pt")
-    config = ScanConfig(
-        tmp_path / "init.pt",
-        tmp_path / "final.pt",
-        data=str(tmp_path / "data.pt"),
-        model=f"{net}:make",
-        loss=f"{loss}:ce",
-        alphas="3",
-        batch_size=8,
+    config = ScanConfig.from_values(
+        [tmp_path / "init.pt", tmp_path / "final.pt"],
+        {"data": str(tmp_path / "data.pt"), "model": f"{net}:make", "loss": f"{loss}:ce", "alphas": 3, "batch_size": 8},
     )
     snapshot = _interrupted(config)
     assert run_scan(config, resume=snapshot).results["n"].tolist() == [24, 24, 24]  # unchanged: resumes

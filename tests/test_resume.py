@@ -20,6 +20,8 @@ def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
     # long enough to interrupt: 100 batches × 41 points; recompute, so the BN statistics are saved too
     return [
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(ckpts[0]),
         str(ckpts[1]),
         "--model",

@@ -24,6 +24,8 @@ def _args(ckpts: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
     init, final = ckpts
     return [
         "run",
+        "--data",
+        "fashion-mnist-small",
         str(init),
         str(final),
         "--model",
@@ -169,7 +171,7 @@ def test_a_full_disk_leaves_the_earlier_run_whole(monkeypatch, capsys, ckpts, tm
     monkeypatch.setattr(rundir, "write_json", full)
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force"))
     assert code == 2
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]  # random nets: at chance
     assert lines == [
         f"error: cannot write the results into {out}: No space left on device; the files already there are as "
         "they were",
@@ -246,6 +248,7 @@ def test_unforeseen_failures_are_one_line(monkeypatch, capsys, ckpts, tmp_path) 
 
     monkeypatch.setattr(api, "summary_frame", broken)
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, tmp_path / "o"))
+    err = "\n".join(line for line in err.splitlines() if not line.startswith("warning:"))  # random nets: at chance
     assert code == 1
     assert err.strip().splitlines() == [
         "error: internal error: ZeroDivisionError: division by zero",

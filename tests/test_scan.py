@@ -10,8 +10,8 @@ import torch
 from interpscan.api import ScanConfig, run_scan
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
-from interpscan.options import parse_grid
 from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.values import parse_grid
 
 
 @pytest.mark.parametrize(
@@ -65,15 +65,17 @@ def _checkpoints(tmp_path: Path, bn: bool = True) -> tuple[Path, Path]:
 
 def test_run_scan_returns_tidy_tables_and_manifest(tmp_path: Path) -> None:
     init, final = _checkpoints(tmp_path)
-    config = ScanConfig(
-        init,
-        final,
-        model="cnn",
-        model_args={"width": 4},
-        splits=("train", "test"),
-        samples=64,
-        alphas="5",
-        bn_samples=32,
+    config = ScanConfig.from_values(
+        [init, final],
+        {
+            "model": "cnn",
+            "model_args": {"width": 4},
+            "data": "fashion-mnist-small",
+            "splits": ("train", "test"),
+            "samples": 64,
+            "alphas": 5,
+            "bn_samples": 32,
+        },
     )
     result = run_scan(config)
     assert list(result.results.columns) == RESULT_COLUMNS
@@ -96,7 +98,16 @@ def test_run_scan_returns_tidy_tables_and_manifest(tmp_path: Path) -> None:
 def test_policy_defaults(tmp_path: Path) -> None:
     init, final = _checkpoints(tmp_path, bn=False)
     result = run_scan(
-        ScanConfig(init, final, model="cnn", model_args={"width": 4, "bn": False}, samples=16, alphas="2")
+        ScanConfig.from_values(
+            [init, final],
+            {
+                "model": "cnn",
+                "model_args": {"width": 4, "bn": False},
+                "data": "fashion-mnist-small",
+                "samples": 16,
+                "alphas": 2,
+            },
+        )
     )
     assert result.manifest["bn"]["policy"] == "interpolate"
     assert "no batch-norm" in result.manifest["bn"]["reason"]
@@ -106,11 +117,12 @@ def test_recompute_needs_a_train_split(tmp_path: Path) -> None:
     init, final = _checkpoints(tmp_path)
     data = tmp_path / "eval.pt"
     torch.save({"x": torch.randn(20, 1, 28, 28), "y": torch.randint(0, 10, (20,))}, data)
-    auto = run_scan(ScanConfig(init, final, model="cnn", model_args={"width": 4}, data=str(data), alphas="2"))
+    values = {"model": "cnn", "model_args": {"width": 4}, "data": str(data), "alphas": 2}
+    auto = run_scan(ScanConfig.from_values([init, final], values))
     assert auto.manifest["bn"]["policy"] == "interpolate"
     assert "no train split" in auto.manifest["bn"]["reason"]
     with pytest.raises(UsageError, match="needs a train split"):
-        run_scan(ScanConfig(init, final, model="cnn", model_args={"width": 4}, data=str(data), bn="recompute"))
+        run_scan(ScanConfig.from_values([init, final], {**values, "bn": "recompute"}))
 
 
 def test_non_finite_losses_are_kept_and_flagged(tmp_path: Path) -> None:

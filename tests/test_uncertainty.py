@@ -135,8 +135,16 @@ def test_a_resumed_scan_has_the_intervals_of_an_uninterrupted_one(tmp_path) -> N
     (tmp_path / "net.py").write_text(
         "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))\n"
     )
-    config = ScanConfig(tmp_path / "init.pt", tmp_path / "final.pt", data=str(tmp_path / "data.pt"),
-                        model=f"{tmp_path / 'net.py'}:make", alphas="4", batch_size=16, bootstrap=150)  # fmt: skip
+    config = ScanConfig.from_values(
+        [tmp_path / "init.pt", tmp_path / "final.pt"],
+        {
+            "data": str(tmp_path / "data.pt"),
+            "model": f"{tmp_path / 'net.py'}:make",
+            "alphas": 4,
+            "batch_size": 16,
+            "bootstrap": 150,
+        },
+    )
     snapshots = []
     whole = run_scan(config, on_batch=snapshots.append)
     from interpscan.engine import ScanSnapshot
@@ -158,8 +166,9 @@ def test_per_example_losses_are_saved_for_the_users_own_statistics(monkeypatch, 
     torch.save(CNN(width=2).state_dict(), tmp_path / "a.pt")
     torch.save(CNN(width=2).state_dict(), tmp_path / "b.pt")
     out = tmp_path / "o"
-    args = ["run", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--model", "cnn", "--samples", "30", "--alphas",
-            "3", "--groups", "fc", "--bn", "interpolate", "-q", "--no-html", "-o", str(out)]  # fmt: skip
+    args = ["run", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--model", "cnn", "--data", "fashion-mnist-small",
+            "--samples", "30", "--alphas", "3", "--groups", "fc", "--bn", "interpolate", "-q", "--no-html", "-o",
+            str(out)]  # fmt: skip
     code, err = run_cli(monkeypatch, capsys, *args, "--save-per-example", "--bootstrap", "0")
     assert code == 0, err
     results = pd.read_csv(out / "results.csv")

@@ -39,11 +39,12 @@ import pandas as pd
 import torch
 
 import interpscan
-from interpscan.api import ScanConfig, ScanResult, run_scan
+from interpscan.api import Hooks, ScanConfig, ScanResult, run_scan
 from interpscan.compare import Comparison, compare_runs
 from interpscan.data import DataSource, load_split, open_data
 from interpscan.errors import DataError, InterpscanError, OutputError, UsageError
 from interpscan.models import ModelSpec, build_model, parse_model_spec
+from interpscan.options import command_words
 from interpscan.plots import compare_figure, path_figure
 from interpscan.report import Section, render_page, render_report, table_html, write_page
 from interpscan.results import load_runs
@@ -258,19 +259,8 @@ def train_run(recipe: Recipe, data: Any, directory: Path, steps: Steps) -> Train
 
 def scan_command(config: ScanConfig, out: Path) -> list[str]:
     """The ``interpscan run`` command line that makes the same scan (recorded in run.json and the report)."""
-    words = ["interpscan", "run", str(config.init), str(config.final), "--data", config.data]
-    if config.data_root is not None:
-        words += ["--data-root", str(config.data_root)]
-    words += ["--split", ",".join(config.splits or ("test",)), "--samples", str(config.samples)]
-    words += ["--alphas", str(config.alphas), "--bn", str(config.bn)]
-    if str(config.bn) == "recompute":
-        words += ["--bn-samples", str(config.bn_samples)]
-    for group in config.groups:
-        words += ["--groups", group]
-    if config.random_init is not None:
-        words += ["--random-init", str(config.random_init)]
-    words += ["--bootstrap", str(config.bootstrap), "--out", str(out)]
-    return words
+    flags = command_words(config.read, config.options)
+    return ["interpscan", "run", *map(str, config.checkpoints), "--data", str(config.data), *flags, "--out", str(out)]
 
 
 @dataclass(frozen=True)
@@ -298,26 +288,27 @@ def scan_run(
 ) -> Scanned:
     """``interpscan run INIT FINAL`` on ``size.samples`` test images under ``policy``, saved in ``out``; with
     ``random_init``, on through a fresh initialization seeded so (``--random-init``)."""
-    config = ScanConfig(
-        init=init,
-        final=final,
-        data=size.data,
-        data_root=data_root,
-        download=False,  # the data was found before anything was trained
-        splits=("test",),
-        samples=size.samples,
-        alphas=str(alphas or size.alphas),
-        bn=policy,  # type: ignore[arg-type]  # parsed into the enum
-        bn_samples=size.bn_samples,
-        groups=tuple(groups),
-        random_init=random_init,
-        bootstrap=size.bootstrap,
-        device="cpu",
+    config = ScanConfig.from_values(
+        [init, final],
+        {
+            "data": size.data,
+            "data_root": data_root,
+            "download": False,  # the data was found before anything was trained
+            "splits": ("test",),
+            "samples": size.samples,
+            "alphas": alphas or size.alphas,
+            "bn": policy,
+            "bn_samples": size.bn_samples,
+            "groups": tuple(groups),
+            "random_init": random_init,
+            "bootstrap": size.bootstrap,
+            "device": "cpu",
+        },
     )
     command = scan_command(config, out)
     what = " by group" if groups else (" on to a random init" if random_init is not None else "")
     with steps.step(f"scanning {name}{what}, BN {policy}") as advance:
-        result = run_scan(config, progress=advance, command=command)
+        result = run_scan(config, Hooks(progress=advance, command=command))
     result.save(out, force=True, html=False)  # one HTML page in all: the report
     return Scanned(name, policy, out, result, shlex.join(command))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..download import DownloadProgress
 from ..errors import DataError, UsageError
 from ..usercode import is_callable_spec
+from ..values import Normalization
 from .batches import Batches, Split, Stream, as_splits
 from .decoders import read_cifar_batch, read_idx
 from .images import ImageStream, Transform, open_imagenet
@@ -32,12 +33,8 @@ from .named import (
 from .source import (
     DataSource,
     Log,
-    Normalization,
-    check_normalize,
     load_split,
-    parse_data_keys,
     parse_normalize,
-    parse_samples,
     subset,
     subset_indices,
 )
@@ -58,7 +55,6 @@ __all__ = [
     "TensorStream",
     "Transform",
     "as_splits",
-    "check_normalize",
     "dataset_dirs",
     "default_root",
     "factory_splits",
@@ -66,9 +62,7 @@ __all__ = [
     "load_split",
     "open_data",
     "open_named",
-    "parse_data_keys",
     "parse_normalize",
-    "parse_samples",
     "read_cifar_batch",
     "read_idx",
     "subset",

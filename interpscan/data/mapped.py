@@ -33,8 +33,9 @@ import torch
 from ..errors import DataError
 from ..files import check_regular, describe_size
 from ..tensorfile import detect_format, npz_layout, read_torch
+from ..values import Normalization
 from .batches import Batch, Inputs, to_device
-from .source import DataSource, Log, Normalization, masked_labels, prepare, resident_bytes, stream_reason
+from .source import DataSource, Log, masked_labels, prepare, resident_bytes, stream_reason
 
 Key = tuple[str, ...]  # an entry's place in the file: ("x_train",), or ("train", "inputs") for nested dicts
 Rows = slice | torch.Tensor  # a range of rows, or sorted row indices (a --samples subset)

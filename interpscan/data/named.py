@@ -16,8 +16,9 @@ import torch
 from ..download import DownloadError, DownloadProgress, Resource, created_dirs, extract_folder, fetch, verify
 from ..errors import DataError
 from ..files import check_regular
+from ..values import Normalization
 from .decoders import read_cifar_batch, read_idx
-from .source import DataSource, Log, Normalization, Reader
+from .source import DataSource, Log, Reader
 
 # Statistics of each dataset's training images in [0, 1], the normalization its users expect.
 STANDARD_NORMALIZATION: dict[str, Normalization] = {

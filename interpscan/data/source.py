@@ -1,9 +1,8 @@
 """Where a dataset's splits come from and how one is read into memory: the DataSource, seeded subsets,
-normalization, and the ``--samples`` / ``--normalize`` / ``--data-keys`` values."""
+and normalization."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +10,11 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, opt
 from ..files import describe_size, env_size
+from ..values import Normalization, check_normalize
 from .batches import Inputs, Split
 
-# (mean, std) applied as (x − mean) / std to inputs in [0, 1]: one number each, or one per channel (dim 1).
-Normalization = tuple[float | tuple[float, ...], float | tuple[float, ...]]
-MIN_STD = 1e-12  # below this, inputs in [0, 1] divided by std leave float32's range or precision
 Reader = Callable[[str], tuple[Inputs, torch.Tensor]]
 Log = Callable[[str], None]
 # A split whose resident copy (float32 inputs) would take more than this streams instead (image folders:
@@ -72,19 +69,6 @@ class DataSource:
         return self.reader(split)
 
 
-def _floats(text: str, what: str, original: str) -> float | tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(
-            f"--normalize {original!r}: {what} {text.strip()!r} is not a number or a /-separated list",
-            hint="e.g. 0.286,0.353 or per channel 0.4914/0.4822/0.4465,0.2470/0.2435/0.2616",
-        ) from None
-    if not all(math.isfinite(v) for v in values):
-        raise UsageError(f"--normalize {original!r}: mean and std must be finite numbers")
-    return values[0] if len(values) == 1 else values
-
-
 def parse_normalize(text: str, source: DataSource) -> Normalization | None:
     """``auto`` -> the dataset's standard (mean, std) (None for the user's own data); ``none``; or ``MEAN,STD``
     where each is a number or a per-channel list separated by ``/`` (``0.49/0.48/0.45,0.25/0.24/0.26``).
@@ -97,65 +81,12 @@ def parse_normalize(text: str, source: DataSource) -> Normalization | None:
     return check_normalize(text)
 
 
-def check_normalize(text: str) -> Normalization | None:
-    """``--normalize`` checked without data: None for ``auto`` (resolved against the data later) and ``none``,
-    else the (mean, std) it gives.
-
-    Raises:
-        UsageError: see parse_normalize.
-    """
-    if text in ("auto", "none"):
-        return None
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise UsageError(
-            f"--normalize {text!r} is not auto, none or MEAN,STD",
-            hint="e.g. 0.286,0.353 or per channel 0.4914/0.4822/0.4465,0.2470/0.2435/0.2616",
-        )
-    mean, std = _floats(parts[0], "mean", text), _floats(parts[1], "std", text)
-    stds = std if isinstance(std, tuple) else (std,)
-    if any(s <= 0 for s in stds):
-        raise UsageError(f"--normalize std must be positive, got {parts[1].strip()}")
-    if any(s < MIN_STD for s in stds):
-        raise UsageError(
-            f"--normalize std {parts[1].strip()} is below {MIN_STD:g}: (x − mean) / std would overflow float32 or "
-            "lose every input's precision",
-            hint="a standard deviation of inputs in [0, 1] lies between about 0.01 and 1",
-        )
-    if isinstance(mean, tuple) and isinstance(std, tuple) and len(mean) != len(std):
-        raise UsageError(f"--normalize {text!r}: {len(mean)} means but {len(std)} stds")
-    return mean, std
-
-
-def parse_samples(text: str | None) -> int | None:
-    """``--samples``: a positive count, or ``all`` (and None) for every example."""
-    if text is None or text.strip().lower() == "all":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        raise UsageError(f"--samples {text!r} is not a count or all", hint="e.g. --samples 2000") from None
-    if n <= 0:
-        raise UsageError(f"--samples must be positive, got {n}", hint="e.g. --samples 2000, or all")
-    return n
-
-
-def parse_data_keys(text: str | None) -> tuple[str, str] | None:
-    """``--data-keys INPUTS,TARGETS``: the names of the inputs and targets in a tensor file or factory dict."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2 or not all(parts):
-        raise UsageError(f"--data-keys {text!r} is not INPUTS,TARGETS", hint="e.g. --data-keys images,labels")
-    return parts[0], parts[1]
-
-
 def subset_indices(n: int, samples: int | None, seed: int) -> torch.Tensor | None:
     """A seeded subset of ``samples`` indices out of ``n``, sorted; None means all of them."""
     if samples is None or samples >= n:
         return None
     if samples <= 0:
-        raise UsageError(f"--samples must be positive, got {samples}")
+        raise UsageError(f"{opt('samples')} must be positive, got {samples}")
     gen = torch.Generator().manual_seed(seed)
     return torch.sort(torch.randperm(n, generator=gen)[:samples]).values
 

@@ -59,22 +59,22 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "policy", BNPolicy.parse(self.policy, "--bn"))
-        set_(self, "strategy", Strategy.parse(self.strategy, "--strategy"))
-        set_(self, "dtype", DType.parse(self.dtype, "--dtype"))
-        set_(self, "memory_format", MemoryFormat.parse(self.memory_format, "--memory-format"))
+        set_(self, "policy", BNPolicy.parse(self.policy, "policy"))
+        set_(self, "strategy", Strategy.parse(self.strategy, "strategy"))
+        set_(self, "dtype", DType.parse(self.dtype, "dtype"))
+        set_(self, "memory_format", MemoryFormat.parse(self.memory_format, "memory_format"))
         set_(self, "device", torch.device(self.device))
         for concrete, flag in (
-            (self.policy, "--bn"),
-            (self.strategy, "--strategy"),
-            (self.memory_format, "--memory-format"),
+            (self.policy, "policy"),
+            (self.strategy, "strategy"),
+            (self.memory_format, "memory_format"),
         ):
             if concrete.value == "auto":
                 raise UsageError(f"the engine needs a concrete {flag}, not auto", hint="see interpscan.decisions")
         check_memory_format(self.memory_format, self.strategy)
-        _positive(self.batch_size, "--batch-size")
+        _positive(self.batch_size, "batch_size")
         _positive(self.calibration_batch_size, "the calibration batch size")
-        _positive(self.chunk_size, "--chunk-size")
+        _positive(self.chunk_size, "chunk_size")
 
 
 @dataclass(frozen=True)

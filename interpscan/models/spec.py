@@ -8,7 +8,6 @@ A checkpoint is data: a spec it records that names Python code is built only whe
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import difflib
@@ -20,7 +19,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,30 +63,6 @@ class ModelSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"spec": self.text, "kind": self.kind, "args": dict(self.args)}
-
-
-def parse_value(text: str) -> Any:
-    """A ``--model-arg`` value: a Python literal (``3``, ``0.5``, ``(1, 28, 28)``), true/false, or a string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # TypeError: e.g. {[]: 1}
-        return text
-
-
-def parse_model_args(pairs: Sequence[str]) -> dict[str, Any]:
-    """Turn ``["width=32", "bn=false"]`` into ``{"width": 32, "bn": False}``."""
-    args: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UsageError(f"--model-arg {pair!r} is not KEY=VALUE", hint="e.g. --model-arg width=32")
-        args[key.strip()] = parse_value(value)
-    return args
 
 
 def parse_model_spec(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:

@@ -10,7 +10,10 @@ import torch
 
 # The fast run most cases go through: a tiny conv net, 16 examples, the two endpoints.
 MODEL_ARGS = ("--model", "cnn", "--model-arg", "width=2")
-RUN_ARGS = (*MODEL_ARGS, "--samples", "16", "--alphas", "2", "--bn", "interpolate", "-q", "--no-html")
+RUN_ARGS = (
+    *MODEL_ARGS,
+    *("--data", "fashion-mnist-small", "--samples", "16", "--alphas", "2", "--bn", "interpolate", "-q", "--no-html"),
+)
 OUT = "{out}"  # stands for a fresh path (under the test's temporary folder) in a case's arguments
 
 

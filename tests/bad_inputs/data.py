@@ -335,7 +335,16 @@ def build(root: Path) -> list[Case]:
         Case(
             "forward-sys-exit",
             "a model whose forward pass calls sys.exit(0)",
-            ("run", str(init), str(final), "--model", f"{code}:quitting_model", *own_model),
+            (
+                "run",
+                str(init),
+                str(final),
+                "--model",
+                f"{code}:quitting_model",
+                "--data",
+                "fashion-mnist-small",
+                *own_model,
+            ),
             1,
             "forward pass failed on inputs of shape [16, 1, 28, 28] (float32): ExitCalled",
         )

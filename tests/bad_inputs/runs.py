@@ -87,15 +87,16 @@ def _partial(out: Path, init: Path, final: Path, data: Path) -> None:
     from interpscan.api import ScanConfig, run_scan
     from interpscan.rundir import PARTIAL_NAME
 
-    config = ScanConfig(
-        init,
-        final,
-        data=str(data),
-        model="cnn",
-        model_args={"width": 2},
-        alphas="2",
-        bn="interpolate",
-        batch_size=8,
+    config = ScanConfig.from_values(
+        [init, final],
+        {
+            "data": str(data),
+            "model": "cnn",
+            "model_args": {"width": 2},
+            "alphas": 2,
+            "bn": "interpolate",
+            "batch_size": 8,
+        },
     )
     snapshots: list[object] = []
     run_scan(config, on_batch=snapshots.append)
