@@ -109,9 +109,13 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def _anchors(page: Path) -> set[str]:
+def _headings(page: Path) -> list[str]:
     text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
-    return {_slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    return re.findall(r"^#+ (.+)$", text, flags=re.M)
+
+
+def _anchors(page: Path) -> set[str]:
+    return {_slug(h) for h in _headings(page)}
 
 
 @pytest.mark.parametrize("page", [*GUIDES, DOCS / "cli.md", DOCS / "paper.md"], ids=lambda p: p.name)
@@ -140,6 +144,20 @@ def test_module_map_lists_every_module() -> None:
     package = ROOT / "interpscan"
     present = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
     assert listed == present, f"not in the map: {sorted(present - listed)}; gone: {sorted(listed - present)}"
+
+
+def test_pointers_from_code_name_real_sections() -> None:
+    """A comment that points to a section of a page under docs/ (the page, then the heading in quotes) names a
+    heading the page has."""
+    headings = {page.name: {_slug(h) for h in _headings(page)} for page in DOCS.glob("*.md")}
+    pointers = re.compile(r'docs/([\w-]+\.md), "([^"]+)"')
+    broken = [
+        f"{path.relative_to(ROOT)}: {page}, {section!r}"
+        for path in _sources()
+        for page, section in pointers.findall(path.read_text(encoding="utf-8", errors="replace"))
+        if _slug(section) not in headings.get(page, set())
+    ]
+    assert not broken, f"no such section: {broken}"
 
 
 def test_readme_reads_in_one_sitting() -> None:
