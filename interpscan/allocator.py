@@ -2,9 +2,9 @@
 
 A CPU forward pass allocates activations of tens of MB per batch; by default glibc returns such blocks to the
 kernel on free, so the next batch page-faults them in again and a third of a scan's time is spent in the
-kernel (ENGINE-NOTES 2). Raising malloc's mmap and trim thresholds keeps them in the process: on this
-project's 2-core machine a resnet20 scan ran about 2× faster. Process-wide, so only the CLI (and the
-benchmark, for every method alike) calls it; a library user decides for their own process.
+kernel (docs/design.md, "CPU batch size and the allocator"). Raising malloc's mmap and trim thresholds keeps
+them in the process, so CPU scans run faster (see benchmarks). Process-wide, so only the CLI (and the benchmark,
+for every method alike) calls it; a library user decides for their own process.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ def choose_strategy(
     requested: Strategy, *, device: torch.device, grouped: bool, model: nn.Module
 ) -> Decision[Strategy]:
     """The strategy: the one requested, or for ``auto``: on CUDA prefix-batched with groups, else batched; on CPU
-    prefix with groups, else sequential (vmap is slower than a loop on CPU: ENGINE-NOTES 1). Every strategy gives
-    the same numbers.
+    prefix with groups, else sequential (vmap is slower than a loop on CPU: docs/design.md, "vmap on CPU"). Every
+    strategy gives the same numbers.
 
     Raises:
         UsageError: ``batched`` requested for a model it cannot evaluate.
@@ -93,10 +93,10 @@ def choose_memory_format(
 ) -> Decision[MemoryFormat]:
     """The layout of 4-D tensors: the one requested, or for ``auto`` channels-last where it was measured to pay
     (a CPU, a model with 2-D convolutions, a loop over points, no batch statistics in evaluation (``batch_stats``,
-    see batch_statistics): oneDNN's convolutions and max-pooling run 1.3–2.8× faster on NHWC tensors there,
-    benchmarks/README.md), else contiguous. The engine still tries the layout on one example first and falls
-    back to contiguous when the model's forward pass cannot take it (a ``.view`` of a convolution's output, say:
-    engine.plan.try_channels_last).
+    see batch_statistics): oneDNN's convolutions and max-pooling run faster on NHWC tensors on CPU (see
+    benchmarks; docs/design.md, "Channels-last on CPU"), else contiguous. The engine still tries the layout on one
+    example first and falls back to contiguous when the model's forward pass cannot take it (a ``.view`` of a
+    convolution's output, say: engine.plan.try_channels_last).
 
     Raises:
         UsageError: channels-last requested with a strategy that vmaps the points.
@@ -121,8 +121,8 @@ def choose_memory_format(
         )
     return Decision(
         MemoryFormat.CHANNELS_LAST,
-        "auto on CPU with 2-D convolutions: oneDNN's convolutions and max-pooling run faster channels-last "
-        "(1.3–2.8× measured)",
+        "auto on CPU with 2-D convolutions: channels-last is faster on CPU for oneDNN's convolutions and "
+        "max-pooling (see benchmarks)",
     )
 
 
@@ -191,5 +191,6 @@ def resolve_device(text: str) -> torch.device:
 
 def default_batch_size(device: torch.device) -> int:
     """Examples per forward pass when none is given. CPU: activations of a few hundred examples stay cache- and
-    allocator-friendly (ENGINE-NOTES 2); GPU: large batches keep the device busy."""
+    allocator-friendly (docs/design.md, "CPU batch size and the allocator"); GPU: large batches keep the device
+    busy."""
     return 1024 if device.type == "cuda" else 256

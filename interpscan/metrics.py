@@ -1,4 +1,4 @@
-"""Shape metrics of a path, with the formulas of DOMAIN.md, and parameter-space distances.
+"""Shape metrics of a path, with the formulas of docs/design.md, "Metrics", and parameter-space distances.
 
 Every curve metric is computed on the grid points with 0 ≤ α ≤ 1 (extrapolated points are plotted, not
 scored); α=0 and α=1 must be on the grid. A curve with a non-finite loss in [0, 1] gets NaN metrics: no

@@ -56,7 +56,7 @@ def test_each_segment_equals_a_two_checkpoint_run_of_it(path_files: list[Path], 
 
 
 def _reference(t: list[float], loss: list[float]) -> dict[str, float]:
-    """The whole path's metrics by their definitions, over the points in order of t (DOMAIN.md)."""
+    """The whole path's metrics by their definitions, over the points in order of t (docs/design.md)."""
     n, m = len(t), t[-1]
     rise = max(max(loss[j] - loss[i] for i in range(j)) for j in range(1, n))
     line = [loss[0] + (loss[-1] - loss[0]) * x / m for x in t]

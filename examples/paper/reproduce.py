@@ -4,7 +4,7 @@ at small scale on Fashion-MNIST on a CPU: train, scan, compare, and write one HT
     python examples/paper/reproduce.py --out paper-out           # the real Fashion-MNIST; see docs/paper.md
     python examples/paper/reproduce.py --out /tmp/paper --tiny   # the bundled subset, seconds: a smoke test
 
-What it shows (DOMAIN.md's findings; docs/paper.md says which reproduced):
+What it shows (the paper's findings, docs/design.md; docs/paper.md says which reproduced):
   (a) weight decay changes the shape of the path θ_init → θ_final, from a straight fall to a plateau at chance
       and a cliff at the end — under the BN policy that interpolates the running statistics as the paper does,
       and not once they are re-estimated (``recompute``);
@@ -647,7 +647,7 @@ def report_sections(rep: Reproduction) -> list[Section]:
         Section(
             "Findings",
             notes=[
-                "Each row is a claim of Vlaar & Frankle (2022) (DOMAIN.md), what this reproduction measured, and the "
+                "Each row is a claim of Vlaar & Frankle (2022), what this reproduction measured, and the "
                 "verdict the script draws from the numbers with the rule in examples/paper/reproduce.py. 95% "
                 "intervals are bootstrap intervals over the test images (summary.csv's *_ci_low, *_ci_high).",
             ],
@@ -882,7 +882,7 @@ def choose_threads(asked: int | None) -> int:
     """torch's CPU threads: ``asked``, else 1 on a busy machine and torch's default otherwise.
 
     On a machine whose cores are already busy, two threads that wait for each other at every small op make the
-    small networks here 3-6× slower than one thread (measured on this project's shared 2-core VM).
+    small networks here several times slower than one thread (see benchmarks/README.md).
     """
     if asked is not None:
         return max(1, asked)

@@ -11,7 +11,7 @@ that says how to re-save it.
 A mapped file that shrinks while mapped ends the process with SIGBUS at the next read past its new end.
 ``FileStamp`` checks the file before each batch is mapped and after it is copied, so a file truncated, rewritten
 or replaced between two batches stops the scan with one error; a change during one batch's copy (milliseconds)
-is the residual risk (README, "Scaling out").
+is the residual risk (docs/scaling.md, "Tensor files, memory-mapped").
 """
 
 from __future__ import annotations

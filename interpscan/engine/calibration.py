@@ -1,10 +1,10 @@
 """Batch-norm re-estimation for the ``recompute`` policy: every point's running statistics, estimated afresh from
-the same training batches as a cumulative average (DOMAIN.md, "the trap").
+the same training batches as a cumulative average (docs/design.md, "Batch norm: the trap").
 
 Only the BN modules are switched to train mode (dropout and the rest stay in eval mode). Before the k-th batch
 each BN module's momentum is set to 1/(k+1), which gives exactly the cumulative average that ``momentum=None``
-would, and unlike it works under ``vmap`` (ENGINE-NOTES 3). Every point starts from fresh statistics (mean 0,
-variance 1), so nothing — not even a NaN — leaks from one point into the next.
+would, and unlike it works under ``vmap`` (docs/design.md, "BN re-estimation under vmap"). Every point starts
+from fresh statistics (mean 0, variance 1), so nothing — not even a NaN — leaks from one point into the next.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from .forward import call, call_functional, forward_fn, scores, users_code
 from .plan import Plan
 from .points import Point
 
-CPU_CHUNK = 8  # points per vmap chunk on CPU, where vmap is slower than a loop anyway (ENGINE-NOTES 1)
+# points per vmap chunk on CPU, where vmap is slower than a loop anyway (docs/design.md, "vmap on CPU")
+CPU_CHUNK = 8
 Statistics = dict[str, torch.Tensor]  # BN running statistic name -> (P, C), one row per point
 T = TypeVar("T")
 
