@@ -22,15 +22,13 @@ from torch import nn
 
 from . import huggingface
 from .errors import CheckpointError, CheckpointNotFoundError
-from .models.matching import dtype_counts
+from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 # Averaged weights some trainers keep beside the live ones: used only when picked with --key.
 EMA_KEYS = ("model_ema", "ema", "state_dict_ema", "ema_state_dict", "ema_model")
-# Wrapper prefixes added by DDP / DataParallel, Lightning-style wrappers and torch.compile.
-WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Where a self-describing checkpoint (written by `interpscan demo` and examples/) keeps its model spec.
 META_KEY = "interpscan"
 # Lightning's WeightAveraging callbacks (EMAWeightAveraging) save the average under "state_dict" and move the live
@@ -552,50 +550,6 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
 
 
 # ------------------------------------------------------------------------------------------- alignment
-
-
-def strip_prefixes(names: Iterable[str], model_names: set[str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Map each checkpoint name to the model's name by stripping wrapper prefixes at any nesting.
-
-    A prefix is stripped only while the name is not already one of the model's names, so a model whose own
-    attribute is called ``model`` keeps its keys. Then, for a first name component the model has no tensors
-    under (a Lightning module's ``net.``, say), it is stripped when that makes every name under it one of the
-    model's. Returns (old name -> new name, prefixes stripped).
-    """
-
-    def strip(name: str) -> tuple[str, list[str]]:
-        new, removed = name, []
-        while new not in model_names:
-            prefix = next((p for p in WRAPPER_PREFIXES if new.startswith(p)), None)
-            if prefix is None:
-                break
-            new = new[len(prefix) :]
-            removed.append(prefix)
-        return new, removed
-
-    mapping: dict[str, str] = {}
-    stripped: set[str] = set()
-    unmatched: dict[str, list[str]] = {}  # first component -> names under it that match nothing
-    for name in names:
-        new, removed = strip(name)
-        if new in model_names:
-            mapping[name] = new
-            stripped.update(removed)
-        else:
-            mapping[name] = name
-            head, dot, _ = name.partition(".")
-            if dot:
-                unmatched.setdefault(head, []).append(name)
-    model_heads = {n.partition(".")[0] for n in model_names}
-    for head, group in unmatched.items():
-        if head in model_heads or any(mapping[n] != n and n.startswith(head + ".") for n in mapping):
-            continue
-        renamed = {n: strip(n[len(head) + 1 :]) for n in group}
-        if all(new in model_names for new, _ in renamed.values()):
-            for n, (new, removed) in renamed.items():
-                mapping[n] = new
-                stripped.update([head + ".", *removed])
-    return mapping, tuple(sorted(stripped))
 
 
 def align_to_model(ckpt: Checkpoint, model_names: Iterable[str]) -> Checkpoint:
