@@ -17,8 +17,9 @@ from .errors import OutputError, UsageError
 from .metrics import plateau_alpha
 from .options import check_label, check_path
 from .report import refuse_inputs, render_page, table_html, write_page
-from .results import RUN_FILES, LoadedRun, get, run_labels
+from .results import LoadedRun, get, run_labels
 from .rundir import prepare_output_dir, write_csv
+from .schema import RUN_FILES
 
 SHAPE_METRICS = {
     "delta": "Δ",

@@ -25,7 +25,7 @@ from .atomic import write_atomic
 from .errors import OutputError, UsageError
 from .metrics import Rise, largest_rise
 from .paths import to_position
-from .results import RESULT_REQUIRED, WHOLE_PATH
+from .schema import RESULT_REQUIRED, WHOLE_PATH
 
 ALL = "all"
 """The ``curve`` value of the whole-network ("vary all") path."""

@@ -21,7 +21,8 @@ import interpscan
 from interpscan.errors import OutputError, UsageError
 from interpscan.models import CNN
 from interpscan.report import plot_results
-from interpscan.results import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES, load_run, load_runs, run_labels
+from interpscan.results import load_run, load_runs, run_labels
+from interpscan.schema import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES
 
 
 def scan(final: dict[str, torch.Tensor] | None = None, **options: Any) -> Any:

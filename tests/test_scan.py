@@ -11,7 +11,7 @@ from interpscan.api import ScanConfig, run_scan
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
 from interpscan.options import parse_grid
-from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.schema import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 
 @pytest.mark.parametrize(
