@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+from interpscan.results import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -82,7 +82,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 subprocess.run(cmd, env=cmd_env, check=True, capture_output=True)
                 times[name].append(time.perf_counter() - t0)
-        a, b = pd.read_csv(one / "results.csv"), pd.read_csv(many / "results.csv")
+        a, b = load_run(one).results, load_run(many).results
         worst = float(((a["loss"] - b["loss"]).abs() / a["loss"].abs()).max())
     base = statistics.median(next(iter(times.values())))
     print("| command | median s | speed-up |\n| --- | --- | --- |")

@@ -34,8 +34,8 @@ from .decisions import (
     choose_memory_format,
     choose_strategy,
     default_batch_size,
-    resolve_device,
 )
+from .devices import resolve_device
 from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import (

@@ -12,7 +12,7 @@ import copy
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,13 @@ from torch import nn
 
 from . import huggingface
 from .errors import CheckpointError, CheckpointNotFoundError
-from .models.matching import dtype_counts
+from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 # Averaged weights some trainers keep beside the live ones: used only when picked with --key.
 EMA_KEYS = ("model_ema", "ema", "state_dict_ema", "ema_state_dict", "ema_model")
-# Wrapper prefixes added by DDP / DataParallel, Lightning-style wrappers and torch.compile.
-WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Where a self-describing checkpoint (written by `interpscan demo` and examples/) keeps its model spec.
 META_KEY = "interpscan"
 # Lightning's WeightAveraging callbacks (EMAWeightAveraging) save the average under "state_dict" and move the live
@@ -154,6 +152,18 @@ def _pick_in_directory(directory: Path) -> Path:
 # -------------------------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What a format's reader hands on: the object the file holds (a state dict, a dict around one, a module),
+    every file read (a sharded checkpoint's index, then its shards), the file's metadata, and the module when the
+    file brings its own forward pass."""
+
+    obj: Any
+    files: list[Path]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    module: nn.Module | None = None
+
+
 def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     """safetensors metadata is str -> str; the interpscan entry holds JSON."""
     out: dict[str, Any] = {k: v for k, v in sorted(meta.items()) if k != META_KEY}
@@ -163,7 +173,7 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[Path]]:
+def _load_sharded(index_path: Path, fmt: str) -> _Read:
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to decode
@@ -202,10 +212,10 @@ def _load_sharded(index_path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], 
     extra = index.get("metadata")
     if isinstance(extra, dict):
         metadata.update({str(k): v for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
-    return {k: tensors[k] for k in weight_map}, metadata, shards
+    return _Read({k: tensors[k] for k in weight_map}, [index_path, *shards], metadata)
 
 
-def _load_torchscript(path: Path) -> nn.Module:
+def _load_torchscript(path: Path) -> _Read:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; files remain
@@ -217,7 +227,8 @@ def _load_torchscript(path: Path) -> nn.Module:
         # copy.deepcopy of a ScriptModule clones parameters through autograd, so a copy of one that requires
         # grad holds non-leaf tensors whose flag cannot be changed any more (torch 2.13)
         p.requires_grad_(False)
-    return module.eval()
+    module = module.eval()
+    return _Read(module, [path], {"class": str(getattr(module, "original_name", type(module).__name__))}, module)
 
 
 class ProgramModule(nn.Module):
@@ -263,7 +274,7 @@ class ProgramModule(nn.Module):
         return new
 
 
-def _load_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def _load_export(path: Path) -> _Read:
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # bad archives raise RuntimeError, KeyError, ValueError, ...
@@ -280,7 +291,26 @@ def _load_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if program.graph_signature.buffers_to_mutate:
         # e.g. batch norm traced in training mode: it normalizes with batch statistics and updates its buffers
         meta["mutates_buffers"] = sorted(program.graph_signature.buffers_to_mutate.values())
-    return ProgramModule(program.module(), batch), meta
+    module = ProgramModule(program.module(), batch)
+    return _Read(module, [path], meta, module)
+
+
+def _load_safetensors(path: Path) -> _Read:
+    tensors, meta = read_safetensors(path)
+    return _Read(tensors, [path], _string_metadata(meta))
+
+
+# tensorfile.detect_format's formats -> their readers (path, unsafe_pickle); shards are never unpickled unsafely
+_READERS: dict[str, Callable[[Path, bool], _Read]] = {
+    "torch-zip": lambda path, unsafe: _Read(read_torch(path, unsafe_pickle=unsafe), [path]),
+    "torch-legacy": lambda path, unsafe: _Read(read_torch(path, unsafe_pickle=unsafe), [path]),
+    "safetensors": lambda path, _: _load_safetensors(path),
+    "safetensors-sharded": lambda path, _: _load_sharded(path, "safetensors-sharded"),
+    "torch-sharded": lambda path, _: _load_sharded(path, "torch-sharded"),
+    "npz": lambda path, _: _Read(read_npz(path), [path]),
+    "torchscript": lambda path, _: _load_torchscript(path),
+    "torch-export": lambda path, _: _load_export(path),
+}
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -400,73 +430,9 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         return _load_pretrained(given, key)
     p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
-    files = [p]
-    metadata: dict[str, Any] = {}
-    module: nn.Module | None = None
-    obj: Any
-    if fmt == "safetensors":
-        obj, meta = read_safetensors(p)
-        metadata.update(_string_metadata(meta))
-    elif fmt.endswith("-sharded"):
-        obj, metadata, shards = _load_sharded(p, fmt)
-        files += shards
-    elif fmt == "npz":
-        obj = read_npz(p)
-    elif fmt == "torchscript":
-        obj = module = _load_torchscript(p)
-        metadata["class"] = str(getattr(module, "original_name", type(module).__name__))
-    elif fmt == "torch-export":
-        obj, meta = _load_export(p)
-        module = obj
-        metadata.update(meta)
-    else:
-        obj = read_torch(p, unsafe_pickle=unsafe_pickle)
-    if key is not None and not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"{p}: --key {key} picks an entry of a pickled dict, and this {fmt} file holds no dict",
-            hint="leave out --key for this file",
-        )
-
-    container: str | None = None
-    outer: list[str] = []  # entries beside the container (optimizer state, epoch, ...), ignored
-    alternatives: list[str] = []
-    averaged: list[str] = []
-    layout = "program" if fmt in PROGRAM_FORMATS else "state-dict"
-    if isinstance(obj, Mapping):
-        if isinstance(obj.get(META_KEY), Mapping):
-            metadata[META_KEY] = dict(obj[META_KEY])
-        if any(k in obj for k in LIGHTNING_KEYS):
-            layout = "lightning"
-        top = obj
-        trail: list[str] = []
-        if key is not None:
-            obj, trail = _follow_key(p, obj, key)
-        elif LIGHTNING_AVERAGING in obj and _holds_weights(obj.get(LIGHTNING_LIVE)):
-            obj, trail = obj[LIGHTNING_LIVE], [LIGHTNING_LIVE]
-        elif not _is_tensor_dict(obj):
-            found = _find_container(obj)
-            if found is not None:
-                obj, trail = found
-        if trail:
-            container = ".".join(trail)
-            metadata.update({k: v for k, v in _scalar_entries(top).items() if k not in metadata})
-            outer = [str(k) for k in top if k not in (trail[0], META_KEY)]
-            alternatives = [k for k in outer if _holds_weights(top[k])]
-            averaged = [k for k in (trail[0], *alternatives) if _is_averaged(top, k)]
-            node = top[trail[0]]
-            for depth, step in enumerate(trail[1:], start=1):  # siblings along a nested path: "model.step"
-                if isinstance(node, Mapping):
-                    outer += [f"{'.'.join(trail[:depth])}.{k}" for k in node if k != step]
-                    node = node[step]
-            if layout == "state-dict":
-                layout = "nested"
-        elif not _is_tensor_dict(obj):
-            ema = [k for k in EMA_KEYS if _holds_weights(obj.get(k))]
-            if ema:
-                raise CheckpointError(
-                    f"{p}: the only weights are averaged (EMA) weights under {ema[0]!r}",
-                    hint=f"pass --key {ema[0]} to scan them",
-                )
+    read = _READERS[fmt](p, unsafe_pickle)
+    found = _unwrap(p, fmt, read, key)
+    obj, module, layout = found.obj, read.module, found.layout
     if isinstance(obj, nn.Module):
         if module is None:
             module = obj.eval()
@@ -475,7 +441,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     if not _is_tensor_dict(obj):
         kind = type(obj).__name__
         keys = f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else ""
-        where = f" under {container}" if container else ""
+        where = f" under {found.container}" if found.container else ""
         raise CheckpointError(
             f"{p}: no tensors found{where} (the file holds a {kind}{keys})",
             hint=f"interpscan reads a state dict, optionally nested under one of {', '.join(CONTAINER_KEYS)}; "
@@ -486,35 +452,102 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
     if module is not None:
         # Copies: nothing later done to the module (a dtype change, an in-place write) may alter what the file held.
         tensors = {k: v.clone() for k, v in tensors.items()}
-    ignored = tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + outer))
-    dtypes = dtype_counts(tensors)
-    aliases = _aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)})
-    tensors = {k: _computable(v) for k, v in tensors.items()}
-    sizes = [f.stat().st_size for f in files]
-    digests = [_sha256(f) for f in files]
-    file_info = tuple({"path": str(f), "size": n, "sha256": d} for f, n, d in zip(files, sizes, digests, strict=True))
-    sha = digests[0]
-    if len(files) > 1:
-        sha = hashlib.sha256(
-            "".join(f"{d}  {f.name}\n" for f, d in zip(files, digests, strict=True)).encode()
-        ).hexdigest()
+    size, sha, files = _provenance(read.files)
     info = CheckpointInfo(
         path=str(given),
-        size=sum(sizes),
+        size=size,
         sha256=sha,
         format=fmt,
-        container_key=container,
+        container_key=found.container,
         tensor_count=len(tensors),
-        dtypes=dtypes,
-        ignored_keys=ignored,
-        metadata=metadata,
+        dtypes=dtype_counts(tensors),
+        ignored_keys=tuple(sorted([str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)] + found.outer)),
+        metadata=read.metadata,
         layout=layout,
-        alternatives=tuple(sorted(alternatives)),
-        aliases=aliases,
-        files=file_info if len(files) > 1 else (),
-        averaged=tuple(sorted(averaged)),
+        alternatives=tuple(sorted(found.alternatives)),
+        aliases=_aliases({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}),
+        files=files,
+        averaged=tuple(sorted(found.averaged)),
     )
-    return Checkpoint(tensors=tensors, info=info, module=module)
+    return Checkpoint(tensors={k: _computable(v) for k, v in tensors.items()}, info=info, module=module)
+
+
+@dataclass(frozen=True)
+class _Unwrapped:
+    """Where a file keeps its weights, and what lies beside them."""
+
+    obj: Any  # the state dict (or module) the tensors come from
+    layout: str  # CheckpointInfo.layout, before a module is found: program, lightning, nested or state-dict
+    container: str | None = None  # its dotted key in the file; None for the file's object itself
+    outer: list[str] = field(default_factory=list)  # entries beside it (optimizer state, epoch, …), ignored
+    alternatives: list[str] = field(default_factory=list)  # entries beside it that hold weights too
+    averaged: list[str] = field(default_factory=list)  # its key and those alternatives when they are averaged
+
+
+def _unwrap(path: Path, fmt: str, read: _Read, key: str | None) -> _Unwrapped:
+    """The weights in what the file holds: the entry ``key`` names, Lightning's live weights, the first one under
+    CONTAINER_KEYS, or the object itself. The interpscan record and the top-level numbers and strings found on
+    the way go into ``read.metadata``.
+
+    Raises:
+        CheckpointError: ``key`` for a file that holds no dict, or names no entry; only averaged weights and no
+            ``key``.
+    """
+    obj, metadata = read.obj, read.metadata
+    if key is not None and not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{path}: --key {key} picks an entry of a pickled dict, and this {fmt} file holds no dict",
+            hint="leave out --key for this file",
+        )
+    layout = "program" if fmt in PROGRAM_FORMATS else "state-dict"
+    if not isinstance(obj, Mapping):
+        return _Unwrapped(obj, layout)
+    if isinstance(obj.get(META_KEY), Mapping):
+        metadata[META_KEY] = dict(obj[META_KEY])
+    if any(k in obj for k in LIGHTNING_KEYS):
+        layout = "lightning"
+    top = obj
+    trail: list[str] = []
+    if key is not None:
+        obj, trail = _follow_key(path, obj, key)
+    elif LIGHTNING_AVERAGING in obj and _holds_weights(obj.get(LIGHTNING_LIVE)):
+        obj, trail = obj[LIGHTNING_LIVE], [LIGHTNING_LIVE]
+    elif not _is_tensor_dict(obj):
+        found = _find_container(obj)
+        if found is not None:
+            obj, trail = found
+    if not trail:
+        ema = [] if _is_tensor_dict(obj) else [k for k in EMA_KEYS if _holds_weights(obj.get(k))]
+        if ema:
+            raise CheckpointError(
+                f"{path}: the only weights are averaged (EMA) weights under {ema[0]!r}",
+                hint=f"pass --key {ema[0]} to scan them",
+            )
+        return _Unwrapped(obj, layout)
+    metadata.update({k: v for k, v in _scalar_entries(top).items() if k not in metadata})
+    outer = [str(k) for k in top if k not in (trail[0], META_KEY)]
+    alternatives = [k for k in outer if _holds_weights(top[k])]
+    averaged = [k for k in (trail[0], *alternatives) if _is_averaged(top, k)]
+    node = top[trail[0]]
+    for depth, step in enumerate(trail[1:], start=1):  # siblings along a nested path: "model.step"
+        if isinstance(node, Mapping):
+            outer += [f"{'.'.join(trail[:depth])}.{k}" for k in node if k != step]
+            node = node[step]
+    if layout == "state-dict":
+        layout = "nested"
+    return _Unwrapped(obj, layout, ".".join(trail), outer, alternatives, averaged)
+
+
+def _provenance(files: Sequence[Path]) -> tuple[int, str, tuple[dict[str, Any], ...]]:
+    """The files' total size and SHA-256, and for several (a sharded checkpoint) each one's path, size and hash;
+    their SHA-256 is then that of the list of theirs, as ``sha256sum`` prints it."""
+    sizes = [f.stat().st_size for f in files]
+    digests = [_sha256(f) for f in files]
+    if len(files) == 1:
+        return sizes[0], digests[0], ()
+    listing = "".join(f"{d}  {f.name}\n" for f, d in zip(files, digests, strict=True))
+    each = tuple({"path": str(f), "size": n, "sha256": d} for f, n, d in zip(files, sizes, digests, strict=True))
+    return sum(sizes), hashlib.sha256(listing.encode()).hexdigest(), each
 
 
 def _is_averaged(top: Mapping[str, Any], key: str) -> bool:
@@ -552,50 +585,6 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
 
 
 # ------------------------------------------------------------------------------------------- alignment
-
-
-def strip_prefixes(names: Iterable[str], model_names: set[str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Map each checkpoint name to the model's name by stripping wrapper prefixes at any nesting.
-
-    A prefix is stripped only while the name is not already one of the model's names, so a model whose own
-    attribute is called ``model`` keeps its keys. Then, for a first name component the model has no tensors
-    under (a Lightning module's ``net.``, say), it is stripped when that makes every name under it one of the
-    model's. Returns (old name -> new name, prefixes stripped).
-    """
-
-    def strip(name: str) -> tuple[str, list[str]]:
-        new, removed = name, []
-        while new not in model_names:
-            prefix = next((p for p in WRAPPER_PREFIXES if new.startswith(p)), None)
-            if prefix is None:
-                break
-            new = new[len(prefix) :]
-            removed.append(prefix)
-        return new, removed
-
-    mapping: dict[str, str] = {}
-    stripped: set[str] = set()
-    unmatched: dict[str, list[str]] = {}  # first component -> names under it that match nothing
-    for name in names:
-        new, removed = strip(name)
-        if new in model_names:
-            mapping[name] = new
-            stripped.update(removed)
-        else:
-            mapping[name] = name
-            head, dot, _ = name.partition(".")
-            if dot:
-                unmatched.setdefault(head, []).append(name)
-    model_heads = {n.partition(".")[0] for n in model_names}
-    for head, group in unmatched.items():
-        if head in model_heads or any(mapping[n] != n and n.startswith(head + ".") for n in mapping):
-            continue
-        renamed = {n: strip(n[len(head) + 1 :]) for n in group}
-        if all(new in model_names for new, _ in renamed.values()):
-            for n, (new, removed) in renamed.items():
-                mapping[n] = new
-                stripped.update([head + ".", *removed])
-    return mapping, tuple(sorted(stripped))
 
 
 def align_to_model(ckpt: Checkpoint, model_names: Iterable[str]) -> Checkpoint:

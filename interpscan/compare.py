@@ -16,8 +16,9 @@ import pandas as pd
 from .errors import OutputError, UsageError
 from .metrics import plateau_alpha
 from .report import refuse_inputs, render_page, table_html, write_page
-from .results import RUN_FILES, LoadedRun, get, run_labels
+from .results import LoadedRun, get, run_labels
 from .rundir import prepare_output_dir, write_csv
+from .schema import RUN_FILES
 from .values import check_label, check_path
 
 SHAPE_METRICS = {
@@ -43,23 +44,9 @@ MIN_RUNS = 3
 COMPARE_FILES = ("compare.csv", "correlations.csv", "compare.html")
 
 
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties given the average of the ranks they span: ranks([10, 20, 20, 5]) = [2, 3.5, 3.5, 1]."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for k in range(start, end + 1):
-            out[order[k]] = (start + end) / 2 + 1  # the mean of ranks start+1 … end+1
-        start = end + 1
-    return out
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
-    """Spearman's rank correlation ρ: Pearson's correlation of the two samples' ranks (ties averaged).
+    """Spearman's rank correlation ρ: Pearson's correlation of the two samples' ranks (ties averaged), as pandas
+    computes it (``DataFrame.corr``, which ranks on its own; ``Series.corr`` would need scipy).
 
     Pairs where either value is NaN or infinite are left out. Returns (ρ, number of pairs used); ρ is NaN with
     fewer than ``MIN_RUNS`` pairs or when one side is constant (its ranks have no variance).
@@ -69,17 +56,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
     """
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length ({len(x)} vs {len(y)})")
-    pairs = [(float(a), float(b)) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)]
-    n = len(pairs)
-    if n < MIN_RUNS:
-        return math.nan, n
-    rx, ry = ranks([a for a, _ in pairs]), ranks([b for _, b in pairs])
-    mean = (n + 1) / 2  # the mean of any n ranks, ties averaged or not
-    dx, dy = [r - mean for r in rx], [r - mean for r in ry]
-    sxx, syy = sum(d * d for d in dx), sum(d * d for d in dy)
-    if sxx == 0 or syy == 0:
-        return math.nan, n
-    return sum(a * b for a, b in zip(dx, dy, strict=True)) / math.sqrt(sxx * syy), n
+    pairs = pd.DataFrame({"x": x, "y": y}, dtype="float64").replace([math.inf, -math.inf], math.nan).dropna()
+    rho = pairs.corr(method="spearman", min_periods=MIN_RUNS).to_numpy()[0, 1]
+    return float(rho), len(pairs)
 
 
 @dataclass(frozen=True)

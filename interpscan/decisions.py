@@ -165,30 +165,6 @@ def choose_bn_policy(requested: BNPolicy, *, model: nn.Module, has_train: bool, 
     return Decision(requested, "requested")
 
 
-def resolve_device(text: str) -> torch.device:
-    """The device: ``auto`` picks the first CUDA device when there is one, else the CPU.
-
-    Raises:
-        UsageError: a device that is not there, or not a CPU or CUDA device.
-    """
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise UsageError(f"--device {text!r} is not a device", hint="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {text}: no CUDA device is available", hint="use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)", hint="use --device cuda:0"
-            )
-    elif dev.type != "cpu":
-        raise UsageError(f"--device {text}: only cpu and cuda are supported", hint="use --device cpu")
-    return dev
-
-
 def default_batch_size(device: torch.device) -> int:
     """Examples per forward pass when none is given. CPU: activations of a few hundred examples stay cache- and
     allocator-friendly (docs/design.md, "CPU batch size and the allocator"); GPU: large batches keep the device

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
+from .devices import resolve_device
 from .errors import LostContact, UsageError
 
 if TYPE_CHECKING:
@@ -201,8 +202,6 @@ def joined(world: World, device: str) -> Iterator[World]:
         return
     import torch
     import torch.distributed as dist
-
-    from .decisions import resolve_device
 
     cuda = resolve_device(device).type == "cuda"
     if cuda:

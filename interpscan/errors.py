@@ -48,7 +48,7 @@ def _option(payload: list[Any], flags: Mapping[str, str] | None) -> str:
         if len(payload) == 1:
             return name
         return f"{name}={payload[1]!r}" if len(payload) == 2 else f"{name}={payload[2]}"
-    flag = flags.get(name, "--" + name.replace("_", "-"))
+    flag = flags.get(name, name)  # a name the table lacks is said as it is
     if len(payload) == 1:
         return flag
     if len(payload) == 2:  # a switch: --strict / --no-strict; None: the flag left out
@@ -59,7 +59,7 @@ def _option(payload: list[Any], flags: Mapping[str, str] | None) -> str:
 
 def render(text: str, flags: Mapping[str, str] | None = None) -> str:
     """``text`` with every option named by ``opt`` in the library's words (``flags`` None) or as the command line
-    spells it (``flags``: parameter name -> flag; a name not in it is spelled --name-with-dashes)."""
+    spells it (``flags``: parameter name -> flag; a name not in it is said as it is)."""
 
     def one(match: re.Match[str]) -> str:
         try:

@@ -33,8 +33,8 @@ from .data.images import ImageStream, Transform, stream_split
 from .download import DownloadProgress
 from .errors import DataError, UsageError, opt
 from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
-from .models.matching import dtype_counts
 from .options import ReadOptions
+from .statedict import dtype_counts
 
 # What a library user may pass as an endpoint: a state dict, a module (its state dict), a checkpoint's path, or
 # a Checkpoint already loaded.

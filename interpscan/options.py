@@ -641,14 +641,16 @@ def all_params() -> dict[str, Param]:
     return {p.name: p for cls in OPTION_CLASSES for p in params(cls)}
 
 
-# The command line's words for the library's: what errors.render needs to speak in flags. The positional
-# arguments are named as `--help` shows them; every other option's flag comes from its field.
+# The command line's words for the library's: what errors.render needs to speak in flags. The arguments are
+# named as `--help` shows them, and the options of commands other than `run` (plot, compare, demo) as their
+# flags; every scan option's flag comes from its field.
 POSITIONAL = {"init": "INIT", "final": "FINAL", "checkpoints": "CHECKPOINT", "ckpt": "CKPT", "results": "RESULTS"}
+COMMAND_FLAGS = {name: f"--{name}" for name in ("label", "split", "format", "plotlyjs", "epochs")}
 
 
 def flags() -> dict[str, str]:
-    """Parameter name -> the command line's spelling, for every option and positional argument."""
-    return {**POSITIONAL, **{name: p.flag for name, p in all_params().items()}}
+    """Parameter name -> the command line's spelling, for every option and argument a message may name."""
+    return {**POSITIONAL, **COMMAND_FLAGS, **{name: p.flag for name, p in all_params().items()}}
 
 
 def split(values: Mapping[str, Any]) -> tuple[Inputs, ReadOptions, ScanOptions, OutputOptions]:

@@ -25,7 +25,7 @@ from .atomic import write_atomic
 from .errors import OutputError, UsageError
 from .metrics import Rise, largest_rise
 from .paths import to_position
-from .results import RESULT_REQUIRED, WHOLE_PATH
+from .schema import RESULT_REQUIRED, WHOLE_PATH
 
 ALL = "all"
 """The ``curve`` value of the whole-network ("vary all") path."""
@@ -138,23 +138,12 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
     segments = int(results[_SPAN].max())
     if segments > 1:
         results, summary = _along_path(results, summary)
-
-    splits = _split_order(results["split"])
     variants = _variants(results)
-    accuracy = pd.to_numeric(results["accuracy"], errors="coerce")
-    has_accuracy = bool(accuracy.notna().any())
+    has_accuracy = bool(pd.to_numeric(results["accuracy"], errors="coerce").notna().any())
 
-    # Rows of the figure, top to bottom: (kind, variant, one title per panel).
-    top_titles = ["loss", "accuracy"] if has_accuracy else ["loss"]
-    plan: list[tuple[str, _Variant | None, list[str]]] = [("whole", None, top_titles)]
-    for v in variants:
-        plan.append(("groups", v, [f"{split}: {v.text}" for split in v.splits]))
-        if v.heatmap_runs:
-            plan.append(("heatmap", v, [f"{v.heatmap_split} loss by group and α ({v.text})"]))
-    cols = max(len(titles) for _, _, titles in plan)
-    rows = len(plan)
+    plan = _plan_rows(variants, has_accuracy)
+    rows, cols = len(plan), max(len(titles) for _, _, titles in plan)
     height = _ROW_HEIGHT_PX * rows if rows > 1 else _ONE_ROW_HEIGHT_PX
-
     fig = make_subplots(
         rows=rows,
         cols=cols,
@@ -163,68 +152,9 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
         horizontal_spacing=0.08,
         vertical_spacing=_ROW_GAP_PX / (_ROW_HEIGHT_PX * rows),
     )
-
-    for k, run in enumerate(runs):
-        of_run = results[results[RUN] == run]
-        run_summary = None if summary is None else summary[summary[RUN] == run] if several else summary
-        for i, split in enumerate(splits):
-            points = _curve(of_run, ALL, split)
-            if points.empty:
-                continue
-            if several:
-                style = _Style(
-                    run=run,
-                    colour=_RUN_COLOURS[k % len(_RUN_COLOURS)],
-                    dash=_split_dash(split, splits),
-                    name=f"{run} · {split}",
-                    label=f"{run} · ",
-                )
-            else:
-                style = _Style(run=run, colour=_SPLIT_COLOURS[i % len(_SPLIT_COLOURS)], dash="solid", name=split)
-            _add_path(fig, points, split=split, style=style, col=1, legend=True)
-            if has_accuracy:
-                _add_path(fig, points, split=split, style=style, col=2, legend=False)
-            if run_summary is not None:
-                _add_barrier(fig, points, run_summary, split=split, style=style)
-            _add_rise(fig, points, split=split, style=style, summary=run_summary)
-
-    # A group's colour comes from its first appearance in the results, so it is the same in every row and run.
-    all_groups = list(dict.fromkeys(g for v in variants for groups in v.groups.values() for g in groups))
-    colours = {g: _GROUP_COLOURS[j % len(_GROUP_COLOURS)] for j, g in enumerate(all_groups)}
-    group_runs = [r for r in runs if any(r in v.groups for v in variants)]
-    shown = group_runs[0] if group_runs else None
-    legend_shown: dict[str, set[str]] = {r: set() for r in group_runs}
-    for row, (kind, variant, _) in enumerate(plan, start=1):
-        if variant is None:
-            continue
-        for run in group_runs:
-            if kind == "groups" and run in variant.groups:
-                _add_group_row(
-                    fig,
-                    results,
-                    variant,
-                    run=run,
-                    label=f"{run} · " if several else "",
-                    row=row,
-                    colours=colours,
-                    legend_shown=legend_shown[run],
-                    visible=run == shown,
-                )
-            elif kind == "heatmap" and run in variant.heatmap_runs:
-                _add_heatmap(fig, results, variant, run=run, row=row, visible=run == shown)
-
-    alphas = pd.to_numeric(results["alpha"], errors="coerce")
-    if segments > 1:
-        # A path through several checkpoints: checkpoint i sits at t = i.
-        for i in range(segments + 1):
-            fig.add_vline(x=i, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
-            fig.add_annotation(
-                x=i, y=1.0, yref="paper", text=f"c{i}", showarrow=False, yshift=8, font={"color": "grey"}
-            )
-    elif alphas.min() < 0.0 or alphas.max() > 1.0:
-        # The checkpoints themselves sit at α=0 and α=1; outside them the path is extrapolated.
-        for x in (0.0, 1.0):
-            fig.add_vline(x=x, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
+    _add_whole_network(fig, results, summary, runs, has_accuracy=has_accuracy)
+    group_runs = _add_group_rows(fig, results, plan, runs)
+    _mark_checkpoints(fig, results, segments)
 
     fig.update_xaxes(title_text="t (checkpoint i at t = i; segment − 1 + α)" if segments > 1 else "α")
     # Zoom into the cliff in one panel and every panel follows.
@@ -249,6 +179,95 @@ def path_figure(results: pd.DataFrame, summary: pd.DataFrame | None = None, *, t
     if title is not None:
         fig.update_layout(title_text=title)
     return fig
+
+
+_Row = tuple[str, "_Variant | None", list[str]]  # kind (whole, groups, heatmap), its variant, a title per panel
+
+
+def _plan_rows(variants: Sequence[_Variant], has_accuracy: bool) -> list[_Row]:
+    """path_figure's rows, top to bottom: the whole network, then per variant its group row and heatmap."""
+    plan: list[_Row] = [("whole", None, ["loss", "accuracy"] if has_accuracy else ["loss"])]
+    for v in variants:
+        plan.append(("groups", v, [f"{split}: {v.text}" for split in v.splits]))
+        if v.heatmap_runs:
+            plan.append(("heatmap", v, [f"{v.heatmap_split} loss by group and α ({v.text})"]))
+    return plan
+
+
+def _add_whole_network(
+    fig: go.Figure, results: pd.DataFrame, summary: pd.DataFrame | None, runs: Sequence[str], *, has_accuracy: bool
+) -> None:
+    """Row 1: each run's whole-network loss (and accuracy) per split, with endpoints, barrier and rise."""
+    several = len(runs) > 1
+    splits = _split_order(results["split"])
+    for k, run in enumerate(runs):
+        of_run = results[results[RUN] == run]
+        run_summary = None if summary is None else summary[summary[RUN] == run] if several else summary
+        for i, split in enumerate(splits):
+            points = _curve(of_run, ALL, split)
+            if points.empty:
+                continue
+            if several:
+                style = _Style(
+                    run=run,
+                    colour=_RUN_COLOURS[k % len(_RUN_COLOURS)],
+                    dash=_split_dash(split, splits),
+                    name=f"{run} · {split}",
+                    label=f"{run} · ",
+                )
+            else:
+                style = _Style(run=run, colour=_SPLIT_COLOURS[i % len(_SPLIT_COLOURS)], dash="solid", name=split)
+            _add_path(fig, points, split=split, style=style, col=1, legend=True)
+            if has_accuracy:
+                _add_path(fig, points, split=split, style=style, col=2, legend=False)
+            if run_summary is not None:
+                _add_barrier(fig, points, run_summary, split=split, style=style)
+            _add_rise(fig, points, split=split, style=style, summary=run_summary)
+
+
+def _add_group_rows(fig: go.Figure, results: pd.DataFrame, plan: Sequence[_Row], runs: Sequence[str]) -> list[str]:
+    """The group rows and heatmaps of every run that has groups, the first run's visible; returns those runs."""
+    variants = [variant for kind, variant, _ in plan if kind == "groups" and variant is not None]
+    # A group's colour comes from its first appearance in the results, so it is the same in every row and run.
+    all_groups = list(dict.fromkeys(g for v in variants for groups in v.groups.values() for g in groups))
+    colours = {g: _GROUP_COLOURS[j % len(_GROUP_COLOURS)] for j, g in enumerate(all_groups)}
+    group_runs = [r for r in runs if any(r in v.groups for v in variants)]
+    shown = group_runs[0] if group_runs else None
+    legend_shown: dict[str, set[str]] = {r: set() for r in group_runs}
+    for row, (kind, variant, _) in enumerate(plan, start=1):
+        if variant is None:
+            continue
+        for run in group_runs:
+            if kind == "groups" and run in variant.groups:
+                _add_group_row(
+                    fig,
+                    results,
+                    variant,
+                    run=run,
+                    label=f"{run} · " if len(runs) > 1 else "",
+                    row=row,
+                    colours=colours,
+                    legend_shown=legend_shown[run],
+                    visible=run == shown,
+                )
+            elif kind == "heatmap" and run in variant.heatmap_runs:
+                _add_heatmap(fig, results, variant, run=run, row=row, visible=run == shown)
+    return group_runs
+
+
+def _mark_checkpoints(fig: go.Figure, results: pd.DataFrame, segments: int) -> None:
+    """Dotted lines where the checkpoints sit: at t = i on a path through several, else at α=0 and α=1 when the
+    grid extrapolates beyond them."""
+    alphas = pd.to_numeric(results["alpha"], errors="coerce")
+    if segments > 1:
+        for i in range(segments + 1):
+            fig.add_vline(x=i, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
+            fig.add_annotation(
+                x=i, y=1.0, yref="paper", text=f"c{i}", showarrow=False, yshift=8, font={"color": "grey"}
+            )
+    elif alphas.min() < 0.0 or alphas.max() > 1.0:
+        for x in (0.0, 1.0):
+            fig.add_vline(x=x, line_dash="dot", line_color="grey", line_width=1, row="all", col="all")
 
 
 def compare_figure(

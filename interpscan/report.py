@@ -12,7 +12,8 @@ from typing import Any
 
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
-from .results import RUN_FILES, LoadedRun, get, json_safe, load_runs, run_labels
+from .results import LoadedRun, get, json_safe, load_runs, run_labels
+from .schema import RUN_FILES
 from .values import check_path
 
 PATH_FORMULA = "θ(α) = (1−α)·θ_init + α·θ_final"

@@ -1,83 +1,30 @@
-"""Reading runs back: a run directory's (or a results.csv's) tables and manifest, checked to be one whole run
-before anything is drawn or compared; the tables' columns and dtypes, which tables.py writes; and a short label
-per run."""
+"""Reading runs back: a run directory's (or a results.csv's) tables and manifest, checked against the schema
+(schema.py) to be one whole run before anything is drawn or compared; and a short label per run."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, UsageError
+from .schema import (
+    PARTIAL_NAME,
+    RESULT_DTYPES,
+    RESULT_REQUIRED,
+    SUMMARY_DTYPES,
+    SUMMARY_REQUIRED,
+    WHOLE_PATH,
+)
 from .values import check_label, check_path
 
-# segment, t and refined are appended (column order is part of the contract): a path through checkpoints
-# c0 → c1 → … → cm has segments 1…m, α local to its segment and t = segment − 1 + α the position along the whole
-# path; refined marks the points --refine added to the grid.
-RESULT_COLUMNS = [
-    *("curve", "split", "alpha", "loss", "loss_se", "accuracy", "n", "hold", "mode"),
-    *("segment", "t", "refined"),
-]
-WHOLE_PATH = 0  # summary.csv's segment of the rows that describe the whole path of a multi-segment run
-# The shape metrics with a 95% bootstrap interval (uncertainty.py), and their summary.csv columns.
-CI_METRICS = ("delta", "barrier_linear", "barrier_max", "error_barrier_linear", "error_barrier_max", "plateau_alpha")
-CI_COLUMNS = [*(f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high")), "rise_significant"]
-SUMMARY_COLUMNS = [
-    "curve",
-    "split",
-    "loss_start",
-    "loss_end",
-    "delta",
-    "monotone",
-    "barrier_linear",
-    "barrier_linear_alpha",
-    "barrier_max",
-    "barrier_max_alpha",
-    "error_barrier_linear",
-    "error_barrier_max",
-    "distance",
-    "relative_distance",
-    "cosine",
-    "hold",
-    "mode",
-    "plateau_alpha",  # appended, not inserted: column order is part of the contract
-    "nonfinite_points",  # grid points whose loss is NaN or ±inf (kept as they are in results.csv)
-    *CI_COLUMNS,  # 95% bootstrap intervals over examples; NaN / NA without --bootstrap
-    "segment",  # 1…m; WHOLE_PATH (0) for the whole path through three or more checkpoints (its α columns hold t)
-]
-# Numeric columns and their dtypes (text columns are strings; ``monotone`` a nullable boolean).
-RESULT_DTYPES = {
-    "alpha": "float64",
-    "loss": "float64",
-    "loss_se": "float64",
-    "accuracy": "float64",
-    "n": "int64",
-    "segment": "int64",
-    "t": "float64",
-    "refined": "boolean",
-}
-SUMMARY_DTYPES = {
-    **{c: "float64" for c in SUMMARY_COLUMNS if c not in ("curve", "split", "monotone", "hold", "mode")},
-    "monotone": "boolean",
-    "nonfinite_points": "int64",
-    "rise_significant": "boolean",
-    "segment": "int64",
-}
-# Columns a file may lack: hold and mode came with layer groups, plateau_alpha and nonfinite_points later still,
-# then the bootstrap's intervals, then paths through several checkpoints (segment, t) and refinement.
-OPTIONAL_COLUMNS = frozenset(
-    {"hold", "mode", "plateau_alpha", "nonfinite_points", *CI_COLUMNS, "segment", "t", "refined"}
-)
-RESULT_REQUIRED = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
-SUMMARY_REQUIRED = tuple(c for c in SUMMARY_COLUMNS if c not in OPTIONAL_COLUMNS)
-RUN_FILES = ("results.csv", "summary.csv", "run.json")  # what makes a run; results.html is drawn from them
-PARTIAL_NAME = ".interpscan-partial.pt"  # what an interrupted run leaves (rundir.py writes it)
 ALPHA_TOL = 1e-9  # the CSVs hold 10 significant digits; run.json holds α in full
 
 
@@ -133,12 +80,45 @@ def _read_text(path: Path) -> str:
         raise _problem(path, f"not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x})") from None
 
 
-def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the (line number, fields) of every row; a row with another number of fields than the
-    header, or a last row without its newline, is a file cut short or damaged."""
+def _cells(path: Path, text: str) -> tuple[list[str], list[int], list[list[str]]]:
+    """The header, every row's line number, and the cells column by column; a row with another number of fields
+    than the header, or a last row without its newline, is a file cut short or damaged."""
     if text.lstrip()[:1] in ("{", "["):
         hint = f"pass the run's directory, {path.parent}" if path.name == "run.json" else None
         raise _problem(path, "JSON, not a CSV file", hint)
+    lines = text.split("\n")
+    body = lines[1:-1] if lines[-1] == "" else lines[1:]
+    # No quotes, carriage returns, NULs or blank lines, and no field over the csv module's limit: a record per
+    # line, its fields between commas, which is what csv.reader makes of the text.
+    plain = not any(c in text for c in '"\r\0') and "" not in body and max(map(len, lines)) <= csv.field_size_limit()
+    if plain:
+        header = lines[0].split(",")
+        numbers, widths = list(range(2, len(body) + 2)), [line.count(",") + 1 for line in body]
+        last = len(lines)
+    else:
+        records = _csv_records(path, text)
+        header, numbers, widths = records[0][1], [n for n, _ in records[1:]], [len(f) for _, f in records[1:]]
+        last = records[-1][0]
+    header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise _problem(path, f"column {', '.join(map(repr, repeated))} appears more than once in the header")
+    for k, width in enumerate(widths):
+        if width != len(header):
+            cut = " (the file is cut short)" if k == len(widths) - 1 and width < len(header) else ""
+            raise _problem(path, f"line {numbers[k]} has {width} fields, the header {len(header)}{cut}")
+    if not text.endswith("\n"):
+        raise _problem(path, f"the file ends in the middle of line {last} (cut short?)")
+    if not plain:
+        return header, numbers, [[fields[j] for _, fields in records[1:]] for j in range(len(header))]
+    # One list of every cell, sliced into columns: a list per row would cost more than the rest of the reading.
+    flat = ",".join(body).split(",") if body else []
+    return header, numbers, [flat[j :: len(header)] for j in range(len(header))]
+
+
+def _csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every non-empty record, read by the csv module (quoted fields may span lines:
+    the number is the record's last line)."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[tuple[int, list[str]]] = []
     try:
@@ -147,17 +127,7 @@ def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, list[str]]]
                 records.append((reader.line_num, fields))
     except csv.Error as exc:
         raise _problem(path, f"line {reader.line_num + 1} is not CSV ({exc})") from None
-    header, rows = [h.strip() for h in records[0][1]], records[1:]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise _problem(path, f"column {', '.join(map(repr, repeated))} appears more than once in the header")
-    for line, fields in rows:
-        if len(fields) != len(header):
-            cut = " (the file is cut short)" if (line, fields) == rows[-1] and len(fields) < len(header) else ""
-            raise _problem(path, f"line {line} has {len(fields)} fields, the header {len(header)}{cut}")
-    if not text.endswith("\n"):
-        raise _problem(path, f"the file ends in the middle of line {records[-1][0]} (cut short?)")
-    return header, rows
+    return records
 
 
 def _number(path: Path, line: int, column: str, text: str) -> float:
@@ -173,19 +143,33 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
         raise _problem(path, f"line {line}, column {column}: {shown!r} is not a number") from None
 
 
+def _numbers(path: Path, column: str, lines: Sequence[int], cells: Sequence[str]) -> Any:
+    """The cells as a float64 array (an empty cell NaN, see _number), or an error naming the first that is not
+    a number."""
+    import numpy as np
+
+    joined = "".join(cells)
+    if joined.isascii() and not any(c in joined for c in _ASCII_SPACE):
+        # _number's strip and ASCII check would change nothing here: float() alone, at C speed
+        with contextlib.suppress(ValueError):  # a cell that is not a number: _number says which
+            if all(cells):
+                return np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
+            return np.array([float(c) if c else math.nan for c in cells], dtype=np.float64)
+    return np.array([_number(path, n, column, c) for n, c in zip(lines, cells, strict=True)], dtype=np.float64)
+
+
+_ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())  # what str.strip removes, in ASCII
 _BOOLEANS = {"true": True, "false": False, "": None}
 _LABELS = {"hold": ("", "final", "init"), "mode": ("", "only", "all-but")}
+_WHOLE_LIMIT = 2.0**63  # int64's range
 
 
 def _table(path: Path, required: Sequence[str], dtypes: Mapping[str, str], *, kind: str) -> tuple[Any, list[int]]:
-    """A CSV that interpscan wrote, as a DataFrame with the schema's dtypes; one line on the first thing wrong."""
+    """A CSV that interpscan wrote, as a DataFrame with the schema's dtypes, and each row's line number; one line
+    on the first thing wrong, with the line and column of a bad cell."""
     import pandas as pd
 
-    text = _read_text(path)
-    fast = _fast_table(text, required, dtypes)
-    if fast is not None:
-        return fast
-    header, rows = _rows(path, text)
+    header, lines, cells = _cells(path, _read_text(path))
     missing = [c for c in required if c not in header]
     if missing:
         other = "summary.csv" if kind == "results.csv" else "results.csv"
@@ -198,89 +182,43 @@ def _table(path: Path, required: Sequence[str], dtypes: Mapping[str, str], *, ki
             )
         shown = ", ".join(header[:8]) + (", …" if len(header) > 8 else "")
         raise _problem(path, f"not a {kind}: it lacks column(s) {', '.join(missing)} (it has {shown})")
-    lines = [line for line, _ in rows]
-    columns = {
-        name: _column(path, name, dtypes.get(name), [(n, fields[j]) for n, fields in rows])
-        for j, name in enumerate(header)
-    }
+    columns = {name: _column(path, name, dtypes.get(name), lines, cells[j]) for j, name in enumerate(header)}
     return pd.DataFrame(columns, columns=header), lines
 
 
-def _fast_table(text: str, required: Sequence[str], dtypes: Mapping[str, str]) -> tuple[Any, list[int]] | None:
-    """``_table``'s result for a file that is whole and plain (no quotes, no padding), read by pandas' C parser
-    with the schema's dtypes; None at the first thing unusual, for the exact reading (``_rows``, ``_column``) to
-    say what and where. The two agree on every file this accepts; this one is much faster on big runs."""
+def _column(path: Path, name: str, dtype: str | None, lines: Sequence[int], cells: Sequence[str]) -> Any:
+    """One column's cells (``lines``: their line numbers) as the schema's dtype; text columns stay text. Each rule
+    is checked on the whole column at once; the first cell that breaks it is named, with its line."""
     import numpy as np
     import pandas as pd
 
-    if not text.endswith("\n") or any(c in text for c in '"\r\t ') or text[:1] in ("{", "["):
-        return None
-    raw = text.split("\n")
-    header = raw[0].split(",")
-    rows = [(k + 1, line) for k, line in enumerate(raw) if k and line]
-    if len(set(header)) != len(header) or any(c not in header for c in required) or not rows:
-        return None
-    if any(line.count(",") != len(header) - 1 for _, line in rows):
-        return None
-    if max(map(len, raw)) > csv.field_size_limit():
-        return None
-    numeric = [c for c in header if dtypes.get(c) in ("float64", "int64")]
-    nan = ["", "nan", "NaN", "-nan", "+nan"]
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            dtype={c: ("float64" if c in numeric else str) for c in header},
-            keep_default_na=False,
-            na_values=dict.fromkeys(numeric, nan),
-        )
-    except (ValueError, pd.errors.ParserError):  # a cell that is not a number (or not ASCII)
-        return None
-    if list(frame.columns) != header or len(frame) != len(rows):
-        return None
-    for name in header:
-        dtype, column = dtypes.get(name), frame[name]
-        if dtype == "int64":
-            values = column.to_numpy(dtype=float)
-            if not bool((np.isfinite(values) & (values >= 0) & (values == np.floor(values))).all()):
-                return None
-            frame[name] = column.astype("int64")
-        elif dtype == "boolean":
-            lowered = column.map(str.lower)
-            if not bool(lowered.isin(tuple(_BOOLEANS)).all()):
-                return None
-            frame[name] = pd.array([_BOOLEANS[v] for v in lowered], dtype="boolean")
-        elif dtype is None:
-            if name in ("curve", "split") and bool((column == "").any()):
-                return None
-            if name in _LABELS and not bool(column.isin(_LABELS[name]).all()):
-                return None
-    return frame, [line for line, _ in rows]
-
-
-def _column(path: Path, name: str, dtype: str | None, cells: Sequence[tuple[int, str]]) -> Any:
-    """One column's cells (with their line numbers) as the schema's dtype; text columns stay text."""
-    import pandas as pd
+    def first(bad: Callable[[str], bool]) -> tuple[int, str]:
+        k = next(k for k, c in enumerate(cells) if bad(c))
+        return lines[k], cells[k]
 
     if dtype == "float64":
-        return pd.array([_number(path, n, name, c) for n, c in cells], dtype="float64")
+        return pd.array(_numbers(path, name, lines, cells), dtype="float64")
     if dtype == "int64":
-        values = [(n, c, _number(path, n, name, c)) for n, c in cells]
-        for n, c, v in values:
-            if not (math.isfinite(v) and v >= 0 and v.is_integer()):
-                raise _problem(path, f"line {n}, column {name}: {c.strip()[:40]!r} is not a whole number ≥ 0")
-        return pd.array([int(v) for _, _, v in values], dtype="int64")
+        values = _numbers(path, name, lines, cells)
+        whole = np.isfinite(values) & (values >= 0) & (values < _WHOLE_LIMIT) & (values == np.floor(values))
+        if not whole.all():
+            k = int(np.argmin(whole))
+            raise _problem(path, f"line {lines[k]}, column {name}: {cells[k].strip()[:40]!r} is not a whole number ≥ 0")
+        return pd.array(values.astype(np.int64), dtype="int64")
     if dtype == "boolean":
-        for n, c in cells:
-            if c.strip().lower() not in _BOOLEANS:
-                raise _problem(path, f"line {n}, column {name}: {c.strip()[:40]!r} is not True or False")
-        return pd.array([_BOOLEANS[c.strip().lower()] for _, c in cells], dtype="boolean")
+        spelled = {c: c.strip().lower() for c in set(cells)}
+        if not set(spelled.values()) <= _BOOLEANS.keys():
+            n, c = first(lambda c: spelled[c] not in _BOOLEANS)
+            raise _problem(path, f"line {n}, column {name}: {c.strip()[:40]!r} is not True or False")
+        return pd.array([_BOOLEANS[spelled[c]] for c in cells], dtype="boolean")
+    if name in ("curve", "split") and any(not c.strip() for c in set(cells)):
+        n, _ = first(lambda c: not c.strip())
+        raise _problem(path, f"line {n}: the {name} is empty")
     allowed = _LABELS.get(name)
-    for n, c in cells:
-        if name in ("curve", "split") and not c.strip():
-            raise _problem(path, f"line {n}: the {name} is empty")
-        if allowed is not None and c not in allowed:
-            raise _problem(path, f"line {n}, column {name}: {c[:40]!r} is not one of {', '.join(allowed[1:])}")
-    return pd.array([c for _, c in cells], dtype=object)
+    if allowed is not None and not set(cells) <= set(allowed):
+        n, c = first(lambda c: c not in allowed)
+        raise _problem(path, f"line {n}, column {name}: {c[:40]!r} is not one of {', '.join(allowed[1:])}")
+    return pd.array(cells, dtype=object)
 
 
 def segment_keys(frame: Any) -> list[str]:
@@ -440,7 +378,7 @@ def load_run(path: Path, *, need_summary: bool = False) -> LoadedRun:
         OutputError: a file is missing (the summary.csv only with ``need_summary``), unreadable, not what its
             name says, cut short, or inconsistent with the others; the message says what and where.
     """
-    path = check_path(path, "input")
+    path = check_path(path, "results")
     csv_path = _results_csv(path)
     summary_path, manifest_path = csv_path.with_name("summary.csv"), csv_path.with_name("run.json")
     if need_summary and not summary_path.is_file():

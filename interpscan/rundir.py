@@ -25,6 +25,7 @@ from .distributed import World
 from .engine.snapshot import ScanSnapshot
 from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped
 from .results import LoadedRun, json_safe
+from .schema import PARTIAL_NAME
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
 
@@ -261,9 +262,6 @@ def _write_error(out: Path, exc: OSError) -> OutputError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT)
         else "choose a writable --out",
     )
-
-
-PARTIAL_NAME = ".interpscan-partial.pt"
 
 
 def partial_name(world: World) -> str:

@@ -16,7 +16,7 @@ from .engine import PointResult
 from .groups import Grouping
 from .metrics import distances, summarize_curve
 from .paths import POSITION_COLUMNS, position, to_position, whole_path_axis
-from .results import CI_COLUMNS, RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_COLUMNS, SUMMARY_DTYPES, WHOLE_PATH
+from .schema import CI_COLUMNS, RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_COLUMNS, SUMMARY_DTYPES, WHOLE_PATH
 
 __all__ = [  # the schema lives with the reader (results.py, no torch); written here
     "RESULT_COLUMNS",

@@ -21,7 +21,7 @@ import torch
 from .engine import PointResult
 from .metrics import PLATEAU_FRACTION, curve_metrics
 from .paths import position, whole_path_axis
-from .results import CI_COLUMNS, CI_METRICS, WHOLE_PATH
+from .schema import CI_COLUMNS, CI_METRICS, WHOLE_PATH
 
 __all__ = ["CI_COLUMNS", "CI_METRICS", "LEVEL", "bootstrap_intervals", "per_example_arrays", "resamples"]
 

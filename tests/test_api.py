@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import interpscan
 from interpscan.errors import OutputError, UsageError
 from interpscan.models import build_model, parse_model_spec
-from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.schema import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 SPEC = parse_model_spec("cnn", {"width": 4, "in_channels": 1, "num_classes": 10})
 BATCH = 16

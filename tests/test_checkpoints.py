@@ -24,9 +24,9 @@ from interpscan.checkpoints import (
     describe,
     detect_format,
     load_checkpoint,
-    strip_prefixes,
 )
 from interpscan.errors import CheckpointError, CheckpointNotFoundError, InterpscanError
+from interpscan.statedict import strip_prefixes
 
 SPEC = {"model": "cnn", "model_args": {"width": 8, "bn": False}}
 

@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 
 from interpscan.models import build_model, parse_model_spec
-from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.schema import RESULT_COLUMNS, SUMMARY_COLUMNS
 
 cli = run_cli
 

@@ -1,4 +1,4 @@
-"""interpscan.compare: ranks and Spearman's ρ against hand-computed values, the comparison table read from run
+"""interpscan.compare: Spearman's ρ against hand-computed values, the comparison table read from run
 directories, the files it writes, and the `compare` command."""
 
 from __future__ import annotations
@@ -13,19 +13,12 @@ import pandas as pd
 import pytest
 from conftest import run_cli_output
 
-from interpscan.compare import compare_runs, ranks, spearman, write_comparison
+from interpscan.compare import compare_runs, spearman, write_comparison
 from interpscan.errors import OutputError, UsageError
 from interpscan.results import load_runs
 from interpscan.rundir import write_outputs
 
-# --- ranks and Spearman's ρ -----------------------------------------------------------------------------------
-
-
-def test_ranks_average_ties() -> None:
-    assert ranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
-    assert ranks([1, 1, 1]) == [2.0, 2.0, 2.0]
-    assert ranks([3.0, 1.0, 2.0]) == [3.0, 1.0, 2.0]
-    assert ranks([]) == []
+# --- Spearman's ρ -----------------------------------------------------------------------------------------
 
 
 def test_spearman_without_ties_is_one_minus_six_sum_d_squared() -> None:

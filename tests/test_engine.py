@@ -450,9 +450,9 @@ def test_shared_calibration_gives_the_statistics_of_a_full_pass_per_point(strate
     """recompute with prefix sharing re-estimates only the layers after each point's cut, and copies the base's
     statistics before it: every point's statistics equal those of a full forward pass per point (sequential)."""
     from interpscan.engine.calibration import recompute_statistics
+    from interpscan.engine.core import make_runner
     from interpscan.engine.plan import prepare
     from interpscan.engine.points import dedupe
-    from interpscan.engine.runners import make_runner
     from interpscan.options import Strategy
 
     _, _, calib = image_data

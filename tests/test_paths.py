@@ -19,7 +19,8 @@ from interpscan.engine import ScanSnapshot
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
 from interpscan.plots import path_figure
-from interpscan.results import WHOLE_PATH, load_run
+from interpscan.results import load_run
+from interpscan.schema import WHOLE_PATH
 
 SPEC = parse_model_spec("cnn", {"width": 4})
 OPTIONS: dict[str, Any] = {"data": "fashion-mnist-small", "samples": 120, "alphas": 5, "bootstrap": 40}

@@ -21,7 +21,8 @@ import interpscan
 from interpscan.errors import OutputError, UsageError
 from interpscan.models import CNN
 from interpscan.report import plot_results
-from interpscan.results import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES, load_run, load_runs, run_labels
+from interpscan.results import load_run, load_runs, run_labels
+from interpscan.schema import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES
 
 
 def scan(final: dict[str, torch.Tensor] | None = None, **options: Any) -> Any:
@@ -70,24 +71,34 @@ def test_a_run_reads_back_with_the_dtypes_it_was_written_with(saved: tuple[Any, 
     assert loaded.manifest["grid"]["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
-@pytest.mark.parametrize("name", ["results.csv", "summary.csv"])
-def test_the_fast_reading_equals_the_exact_one(saved: tuple[Any, Path, Path], name: str) -> None:
-    from interpscan import results
+def _respelled(text: str, numeric: set[str], how: str) -> str:
+    """The same table spelled another way: every field quoted, or the numbers padded with spaces."""
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    if how == "quoted":
+        return "".join('"' + '","'.join(line.split(",")) + '"\r\n' for line in lines)
+    padded = [
+        ",".join(f" {f} " if h in numeric else f for h, f in zip(header, line.split(","), strict=True))
+        for line in lines[1:]
+    ]
+    return "\n".join([lines[0], *padded]) + "\n"
 
-    required, dtypes = (
-        (results.RESULT_REQUIRED, results.RESULT_DTYPES)
-        if name == "results.csv"
-        else (results.SUMMARY_REQUIRED, results.SUMMARY_DTYPES)
-    )
+
+@pytest.mark.parametrize("name", ["results.csv", "summary.csv"])
+@pytest.mark.parametrize("how", ["quoted", "padded"])
+def test_a_table_spelled_another_way_reads_the_same(
+    saved: tuple[Any, Path, Path], tmp_path: Path, name: str, how: str
+) -> None:
+    """A plain file is split on commas and its numbers converted a column at a time; quotes and CRLF line ends
+    send it through the csv module, and padded numbers through the cell-by-cell conversion: the same table."""
+    dtypes = RESULT_DTYPES if name == "results.csv" else SUMMARY_DTYPES
+    numeric = {c for c, d in dtypes.items() if d in ("float64", "int64")}
     for run in saved[1:]:
-        text = (run / name).read_text()
-        fast = results._fast_table(text, required, dtypes)
-        assert fast is not None
-        header, rows = results._rows(run / name, text)
-        exact = {n: results._column(run, n, dtypes.get(n), [(k, f[j]) for k, f in rows]) for j, n in enumerate(header)}
-        pd.testing.assert_frame_equal(fast[0], pd.DataFrame(exact, columns=header), check_exact=True)
-        assert fast[1] == [k for k, _ in rows]
-        assert results._fast_table(text.replace(",", ", ", 1), required, dtypes) is None  # unusual: the exact way
+        plain = load_run(run)
+        other = damaged(run, tmp_path / run.name / how, name, _respelled((run / name).read_text(), numeric, how))
+        respelled = load_run(other)
+        pd.testing.assert_frame_equal(respelled.results, plain.results, check_exact=True)
+        pd.testing.assert_frame_equal(respelled.summary, plain.summary, check_exact=True)
 
 
 def test_a_group_cut_away_at_a_row_end_is_found_without_run_json(saved: tuple[Any, Path, Path], tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from interpscan.api import ScanConfig, run_scan
 from interpscan.errors import UsageError
 from interpscan.models import build_model, parse_model_spec
-from interpscan.tables import RESULT_COLUMNS, SUMMARY_COLUMNS
+from interpscan.schema import RESULT_COLUMNS, SUMMARY_COLUMNS
 from interpscan.values import parse_grid
 
 

@@ -15,7 +15,8 @@ from interpscan import scan
 from interpscan.api import ScanConfig, run_scan
 from interpscan.engine import Point, PointResult
 from interpscan.metrics import curve_metrics, summarize_curve
-from interpscan.uncertainty import CI_METRICS, bootstrap_intervals, resamples
+from interpscan.schema import CI_METRICS
+from interpscan.uncertainty import bootstrap_intervals, resamples
 
 
 def test_curve_metrics_equal_summarize_curve_row_by_row() -> None:

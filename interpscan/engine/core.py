@@ -23,7 +23,8 @@ from ..options import BNPolicy, DType, MemoryFormat, Strategy, check_memory_form
 from .calibration import recompute_statistics
 from .plan import Plan, laid_out, precision, prepare, try_channels_last
 from .points import Point, PointResult, dedupe, untie
-from .runners import Runner, Statistics, make_runner
+from .prefix import prefix_runner
+from .runners import Batched, Runner, Sequential, Statistics
 from .snapshot import Snapshot, SplitSums
 
 # Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total`` (None
@@ -277,6 +278,26 @@ def _results(
             losses, hits = (k[0][u], k[1][u] if objective.classification else None) if k else (None, None)
             results.append(PointResult(p, split.name, mean, se, acc, n, losses, hits))
     return results
+
+
+def make_runner(
+    strategy: Strategy, plan: Plan, points: Sequence[Point], *, chunk_size: int | None, device: torch.device
+) -> tuple[Runner, Sequence[Point]]:
+    """The runner for ``strategy`` and the points it evaluates, in its order (prefix adds the base networks it
+    shares from, and prefix-batched puts each group's points side by side).
+
+    Raises:
+        UsageError: ``auto`` (decisions.choose_strategy resolves it before the engine runs).
+    """
+    if strategy in (Strategy.PREFIX, Strategy.PREFIX_BATCHED):
+        return prefix_runner(
+            plan, points, batched=strategy is Strategy.PREFIX_BATCHED, chunk_size=chunk_size, device=device
+        )
+    if strategy is Strategy.BATCHED:
+        return Batched(plan, points, chunk_size, device), points
+    if strategy is Strategy.SEQUENTIAL:
+        return Sequential(plan, points), points
+    raise UsageError(f"the engine runs a concrete strategy, not {strategy}", hint="see decisions.choose_strategy")
 
 
 def scan_points(

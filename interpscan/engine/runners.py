@@ -221,27 +221,3 @@ class Batched:
 
     def evaluate(self, inputs: Inputs) -> Iterator[tuple[slice, torch.Tensor]]:
         return self._chunks(inputs, lambda chunk: self._forward(self._state(chunk), inputs))  # (P_c, B, …)
-
-
-def make_runner(
-    strategy: Strategy, plan: Plan, points: Sequence[Point], *, chunk_size: int | None, device: torch.device
-) -> tuple[Runner, Sequence[Point]]:
-    """The runner for ``strategy`` and the points it evaluates, in its order (prefix adds the base networks it
-    shares from, and prefix-batched puts each group's points side by side).
-
-    Raises:
-        UsageError: ``auto`` (decisions.choose_strategy resolves it before the engine runs).
-    """
-    from ..errors import UsageError
-
-    if strategy in (Strategy.PREFIX, Strategy.PREFIX_BATCHED):
-        from .prefix import prefix_runner
-
-        return prefix_runner(
-            plan, points, batched=strategy is Strategy.PREFIX_BATCHED, chunk_size=chunk_size, device=device
-        )
-    if strategy is Strategy.BATCHED:
-        return Batched(plan, points, chunk_size, device), points
-    if strategy is Strategy.SEQUENTIAL:
-        return Sequential(plan, points), points
-    raise UsageError(f"the engine runs a concrete strategy, not {strategy}", hint="see decisions.choose_strategy")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..statedict import dtype_counts
 
 
 def tied_names(model: nn.Module) -> tuple[tuple[str, ...], ...]:
@@ -29,14 +30,6 @@ MAX_FILLED_SHARE = 0.05
 
 def _kind(t: torch.Tensor) -> str:
     return "floating" if t.is_floating_point() else "complex" if t.is_complex() else "integer"
-
-
-def dtype_counts(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in tensors.values():
-        name = str(t.dtype).removeprefix("torch.")
-        counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True)

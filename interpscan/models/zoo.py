@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..statedict import WRAPPER_PREFIXES, strip_prefixes
 
 
 def _norm(bn: bool, channels: int) -> nn.Module:
@@ -227,8 +228,6 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, width: int = 64, bn: bool
 
 def find_tensor(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor | None:
     """The tensor called ``name``, also under wrapper prefixes (``module.``, ``model.``, ``_orig_mod.``)."""
-    from ..checkpoints import WRAPPER_PREFIXES
-
     for key, value in tensors.items():
         while key != name and key.startswith(WRAPPER_PREFIXES):
             key = key.split(".", 1)[1]
@@ -356,8 +355,6 @@ class ZooCandidate:
 
 def zoo_candidates(tensors: Mapping[str, torch.Tensor]) -> list[ZooCandidate]:
     """Every zoo model scored against a state dict, best first. Built on the meta device: no weights allocated."""
-    from ..checkpoints import strip_prefixes
-
     out = []
     for name, entry in ZOO.items():
         try:
