@@ -156,3 +156,46 @@ def test_the_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["bn"]["policy"] == "recompute"
     assert manifest["bn"]["calibration_samples"] == 512
+
+
+def test_a_notebook_interrupts_a_scan_and_resumes_it(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """scan(out=...) keeps its finished batches; Ctrl-C (KeyboardInterrupt) raises Interrupted with them saved,
+    and the same call with resume=True finishes with the numbers of a scan never interrupted."""
+    from interpscan.errors import Interrupted
+
+    a, b, data_file = files
+    options = {"model_args": {"width": 4}, "alphas": 5, "batch_size": 8, "bn": "interpolate", "bootstrap": 50}
+    whole = interpscan.scan("cnn", a, b, str(data_file), **options)  # type: ignore[arg-type]
+    done = []
+
+    def ctrl_c_after_seven(n: int, total: int | None) -> None:  # (point, batch) evaluations: 5 make a batch
+        done.append(n)
+        if sum(done) >= 7:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted, match="the finished batches are saved in") as exc:
+        interpscan.scan("cnn", a, b, str(data_file), out=out, progress=ctrl_c_after_seven, **options)  # type: ignore[arg-type]
+    assert exc.value.hint == "continue with the same command plus resume=True"
+    assert not (out / "results.csv").exists()
+    with pytest.raises(OutputError, match="interrupted scan"):  # not resumed, not replaced: refused
+        interpscan.scan("cnn", a, b, str(data_file), out=out, **options)  # type: ignore[arg-type]
+    counted: list[int] = []
+    resumed = interpscan.scan(
+        "cnn",
+        a,
+        b,
+        str(data_file),
+        out=out,
+        resume=True,
+        progress=lambda n, t: counted.append(n),
+        **options,  # type: ignore[arg-type]
+    )
+    # 5 points × 3 batches: the batch saved before is told at once, not evaluated again; the rest one by one
+    assert counted == [5] + [1] * 10
+    pd.testing.assert_frame_equal(resumed.results, whole.results)
+    pd.testing.assert_frame_equal(resumed.summary, whole.summary)
+    assert sorted(resumed.files) == ["results.csv", "results.html", "run.json", "summary.csv"]
+    assert pd.read_csv(resumed.files["results.csv"])["loss"].tolist() == pytest.approx(whole.results["loss"].tolist())
+    with pytest.raises(UsageError, match=r"^resume=True continues the scan saved in an output directory"):
+        interpscan.scan("cnn", a, b, str(data_file), resume=True, **options)  # type: ignore[arg-type]
