@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import write_atomic
 from .checkpoints import META_KEY
 from .data import Split
 from .errors import UsageError
@@ -118,7 +118,13 @@ def train(
 
 
 def save_checkpoint(model: nn.Module, path: Path, spec: ModelSpec, extra: dict[str, Any] | None = None) -> None:
-    """Save ``{"state_dict": …, "interpscan": {"model": …, "model_args": …}}`` atomically.
+    """Save ``checkpoint(model, spec, extra)`` to ``path`` atomically (``atomic.write_atomic``)."""
+    payload = checkpoint(model, spec, extra)
+    write_atomic(path, lambda fh: torch.save(payload, fh))
+
+
+def checkpoint(model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"state_dict": …, "interpscan": {"model": …, "model_args": …, **extra}}``, as ``torch.save`` stores it.
 
     The recorded spec lets ``interpscan run`` rebuild the model without ``--model``. A model file is recorded by
     its absolute path, so the checkpoint can be scanned from any directory.
@@ -126,12 +132,10 @@ def save_checkpoint(model: nn.Module, path: Path, spec: ModelSpec, extra: dict[s
     text = spec.text
     if spec.kind == "file":
         text = f"{Path(spec.target).resolve()}:{spec.factory}"
-    payload = {
+    return {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         META_KEY: {"model": text, "model_args": dict(spec.args), **(extra or {})},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:

@@ -159,21 +159,33 @@ def test_resume_checks_contents_not_names(tmp_path: Path) -> None:
     refused()
 
 
-def test_demo_force_never_replaces_the_users_checkpoints(tmp_path: Path) -> None:
-    """`demo --force` replaces its own init.pt/final.pt, never a user's."""
-    from interpscan.demo import WRITER, check_replaceable
-    from interpscan.train import save_checkpoint
+def test_demo_force_replaces_its_own_checkpoints_never_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`demo --force` replaces the init.pt/final.pt an earlier demo wrote, never a user's, nor one changed since;
+    it says so before training. (Training and the scan are stubbed: the writes are what is tested.)"""
+    from interpscan import demo
+    from interpscan.checkpoints import load_checkpoint
 
+    monkeypatch.setattr(demo, "train", lambda *args, **kwargs: [])
+    monkeypatch.setattr(demo, "run_scan", lambda config, **kwargs: config)
+    out = tmp_path / "demo"
+    out.mkdir()
     spec = parse_model_spec("cnn", {"width": 2})
-    torch.save(build_model(spec).state_dict(), tmp_path / "init.pt")
-    with pytest.raises(OutputError, match=r"init.pt was not written by interpscan demo; the demo would replace it"):
-        check_replaceable(tmp_path)
-    save_checkpoint(build_model(spec), tmp_path / "init.pt", spec, {"written_by": WRITER})
-    save_checkpoint(build_model(spec), tmp_path / "final.pt", spec, {"written_by": "someone else"})
-    with pytest.raises(OutputError, match=r"final.pt was not written by interpscan demo"):
-        check_replaceable(tmp_path)
-    save_checkpoint(build_model(spec), tmp_path / "final.pt", spec, {"written_by": WRITER})
-    check_replaceable(tmp_path)  # both the demo's own: replaceable
+    torch.save(build_model(spec).state_dict(), out / "init.pt")
+    mine = (out / "init.pt").read_bytes()
+    with pytest.raises(OutputError, match=r"demo: init\.pt was not written by interpscan\."):
+        demo.run_demo(out, epochs=1)
+    assert (out / "init.pt").read_bytes() == mine
+    assert sorted(p.name for p in out.iterdir()) == ["init.pt"]
+    (out / "init.pt").unlink()
+    demo.run_demo(out, epochs=1)
+    demo.run_demo(out, epochs=3)  # its own files: replaced
+    assert load_checkpoint(out / "final.pt").info.metadata["interpscan"]["epoch"] == 3
+    with (out / "final.pt").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(OutputError, match=r"final\.pt changed since interpscan wrote it"):
+        demo.run_demo(out, epochs=1)
 
 
 def test_tensors_in_memory_are_fingerprinted_by_content() -> None:
