@@ -149,7 +149,8 @@ def build(root: Path) -> list[Case]:
     (page_run / "results.html").write_text("<p>my own page</p>\n")
     refused("plot-force-over-users-page", "`plot RUN --force` where RUN/results.html is the user's page",
             "results.html changed since interpscan wrote it", page_run, "plot", str(page_run))  # fmt: skip
-    link_page = root / "link-page.html"
+    link_page = root / "pages" / "link-page.html"
+    link_page.parent.mkdir()
     link_page.symlink_to(secret)
     refused("plot-out-is-a-link", "`plot --out PAGE --force` where PAGE is a link to a file outside",
             "link-page.html is a symbolic link", page_run, "plot", str(page_run), "--out", str(link_page))  # fmt: skip
