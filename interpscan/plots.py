@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
 from .metrics import Rise, largest_rise
+from .optional import install_hint
 from .paths import to_position
 from .results import RESULT_REQUIRED, WHOLE_PATH
 
@@ -412,8 +413,8 @@ def check_static_export() -> None:
     """
     if importlib.util.find_spec("kaleido") is None:
         raise UsageError(
-            "static export (--png/--svg) needs the package kaleido, which is not installed",
-            hint="pip install kaleido (it drives a Chrome or Chromium it finds or installs), "
+            "static export (--png/--svg) needs kaleido, which is not installed",
+            hint=f"{install_hint('kaleido')}; it drives a Chrome or Chromium it finds or installs; "
             "or open the HTML page and use the camera icon of the figure's toolbar",
         )
 

@@ -685,9 +685,9 @@ def test_static_export_without_kaleido_says_how_to_get_it(
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
-    with pytest.raises(UsageError, match="needs the package kaleido") as info:
+    with pytest.raises(UsageError, match="needs kaleido, which is not installed") as info:
         write_static(path_figure(make_results()), tmp_path / "f.png")
-    assert "pip install kaleido" in str(info.value.hint)
+    assert str(info.value.hint).startswith("pip install 'interpscan[static]' (or pip install kaleido); it drives")
     assert not list(tmp_path.iterdir())
 
 
@@ -1006,6 +1006,6 @@ def test_cli_static_export_without_kaleido_fails_before_writing(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
     code, err = run_cli(monkeypatch, capsys, "plot", str(run), "--png")
     assert code == 2
-    assert err.startswith("error: static export (--png/--svg) needs the package kaleido")
-    assert "hint: pip install kaleido" in err
+    assert err.startswith("error: static export (--png/--svg) needs kaleido, which is not installed")
+    assert "hint: pip install 'interpscan[static]' (or pip install kaleido)" in err
     assert not (run / "results.html").exists()
