@@ -434,10 +434,12 @@ class OutputFolder:
         """Hold the folder's lock (``.interpscan.lock``) while a command writes into it, so that two runs never
         write one folder.
 
-        The lock is a kernel file lock (flock) on that file, which holds the holder's identity
-        (``holder_identity``). A lock whose file lock is free was left by a run that died under this kernel and
-        is taken over; one taken under another kernel, or without an identity, is refused: interpscan cannot
-        tell whether that run is alive.
+        The lock is a kernel file lock on that file (taken by the filelock package: flock on POSIX, LockFileEx on
+        Windows), and the file holds the holder's identity (``holder_identity``). The kernel releases a file lock
+        when its holder dies: a lock whose file lock is free was left by a run that died under this kernel and is
+        taken over; one taken under another kernel, or without an identity, is refused, as interpscan cannot tell
+        whether that run is alive. (Windows keeps others from reading a locked file, so there a refusal cannot
+        name the live holder.)
 
         Raises:
             OutputError: another live run holds the lock, or one that cannot be checked does; the lock file is a
@@ -473,7 +475,7 @@ class OutputFolder:
     def _take(self, fd: int, shown: Path, me: dict[str, Any]) -> bool:
         """Lock the open lock file ``fd`` and write ``me`` into it; False when the file was replaced meanwhile
         (the holder removed it as we opened it: try the new one)."""
-        import fcntl
+        from filelock import lock_descriptor
 
         st = os.fstat(fd)
         if st.st_nlink == 0:
@@ -485,17 +487,17 @@ class OutputFolder:
                 hint=f"remove {shown}, or choose another --out",
             )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(
-                f"another interpscan run ({_describe(_holder(fd))}) is writing to {self.path}",
-                hint="wait for it to finish, or choose another --out",
-            ) from None
+            held = lock_descriptor(fd, blocking=False)
         except OSError as exc:  # e.g. a network file system without file locks
             raise OutputError(
                 f"cannot lock {shown}: {exc.strerror or exc}",
                 hint="write to a local disk (--out), where two runs can be kept apart",
             ) from exc
+        if not held:
+            raise OutputError(
+                f"another interpscan run ({_describe(_holder(fd))}) is writing to {self.path}",
+                hint="wait for it to finish, or choose another --out",
+            )
         now = self.lstat(LOCK_NAME)
         if now is None or not os.path.samestat(st, now):
             return False
@@ -505,7 +507,8 @@ class OutputFolder:
                 hint=f"if no interpscan run is writing there, remove {shown}",
             )
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(me) + "\n").encode())
         return True
 
 
@@ -616,7 +619,8 @@ def _cannot_tell(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
 def _holder(fd: int) -> dict[str, Any]:
     """The identity the open lock file ``fd`` holds ({} when it holds none, or not as JSON)."""
     try:
-        holder = json.loads(os.pread(fd, MAX_LOCK_BYTES, 0) or b"{}")
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = json.loads(os.read(fd, MAX_LOCK_BYTES) or b"{}")
     except (OSError, ValueError):
         return {}
     return holder if isinstance(holder, dict) else {}
