@@ -15,9 +15,9 @@ import pandas as pd
 
 from .errors import OutputError, UsageError
 from .metrics import plateau_alpha
-from .report import refuse_inputs, render_page, table_html, write_page
+from .report import PLOTLYJS_FILE, page_files, refuse_inputs, render_page, table_html
 from .results import LoadedRun, get, run_labels
-from .rundir import prepare_output_dir, write_csv
+from .rundir import csv_text, open_output_dir
 from .schema import RUN_FILES
 from .values import check_label, check_path
 
@@ -271,11 +271,12 @@ def write_comparison(
 
     Raises:
         OutputError: ``out`` holds a run (an input's or another's: a comparison gets a directory of its own), is
-            not empty and ``force`` is not set, or cannot be written.
+            not empty and ``force`` is not set, holds a file of these names that interpscan did not write (or a
+            link), or cannot be written.
         UsageError: an unknown ``plotlyjs`` mode, or a path no file system can hold.
     """
     out = check_path(out, "out")
-    refuse_inputs([out / name for name in (*COMPARE_FILES, "plotly.min.js")], comparison.runs)
+    refuse_inputs([out / name for name in (*COMPARE_FILES, PLOTLYJS_FILE)], comparison.runs)
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held:
         raise OutputError(
@@ -283,10 +284,10 @@ def write_comparison(
             hint="choose another --out, e.g. the default interpscan-compare",
         )
     page = comparison_page(comparison, plotlyjs=plotlyjs)  # before touching the disk: a bad mode writes nothing
-    prepare_output_dir(out, force=force)
-    paths = {name: out / name for name in COMPARE_FILES}
-    write_csv(comparison.table, paths["compare.csv"])
-    write_csv(comparison.correlations, paths["correlations.csv"])
-    for written in write_page(paths["compare.html"], page)[1:]:
-        paths[written.name] = written
-    return paths
+    files = {
+        "compare.csv": csv_text(comparison.table),
+        "correlations.csv": csv_text(comparison.correlations),
+        **page_files("compare.html", page),
+    }
+    with open_output_dir(out, force=force, writes=(*COMPARE_FILES, PLOTLYJS_FILE)) as folder, folder.lock():
+        return folder.write(files)

@@ -3,14 +3,14 @@
 defines, never code the folder names) and the weights are read through transformers' own loading, so tensors
 stored under older names, tied tensors stored once and sharded files all come out as the model holds them.
 
-transformers is optional: without it such a folder is one line saying ``pip install transformers``.
+transformers is optional (the extra ``interpscan[hf]``): without it such a folder is one line saying how to install
+it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .optional import import_optional
 
 FORMAT = "transformers"
 CONFIG = "config.json"
@@ -127,20 +128,11 @@ def import_transformers(what: str) -> Any:
     Raises:
         CheckpointError: not installed, or an installation that fails to import (any exception, one line).
     """
-    try:
-        return importlib.import_module("transformers")
-    except ImportError as exc:
-        raise CheckpointError(
-            f"{what} is a Hugging Face transformers directory, and reading it needs the transformers package, "
-            f"which is not installed ({exc})",
-            hint="pip install transformers (optional: interpscan itself never needs it)",
-        ) from exc
-    except Exception as exc:  # a broken install raises anything from AttributeError to RuntimeError
-        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        raise CheckpointError(
-            f"{what}: the transformers package is installed but fails to import: {type(exc).__name__}: {text}",
-            hint="reinstall it (pip install -U transformers) in the environment interpscan runs in",
-        ) from exc
+    return import_optional(
+        "transformers",
+        purpose=f"{what} is a Hugging Face transformers directory, and reading it",
+        error=CheckpointError,
+    )
 
 
 def _architecture(directory: Path, config: dict[str, Any], transformers: Any) -> Any:

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from .atomic import write_atomic
 from .errors import OutputError, UsageError
 from .metrics import Rise, largest_rise
+from .optional import install_hint
 from .paths import to_position
 from .schema import RESULT_REQUIRED, WHOLE_PATH
 
@@ -391,7 +392,7 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
 def plotlyjs_html(mode: str) -> str:
     """The ``<script>`` that loads plotly.js: ``inline`` (the library itself, about 4.8 MB; the page works
     offline), ``cdn`` (a link to cdn.plot.ly; needs a network) or ``directory`` (``plotly.min.js`` beside the
-    page, see ``write_plotlyjs``).
+    page, see ``report.page_files``).
 
     Raises:
         UsageError: an unknown mode.
@@ -407,18 +408,6 @@ def plotlyjs_html(mode: str) -> str:
     if mode == "directory":
         return '<script charset="utf-8" src="plotly.min.js"></script>'
     raise UsageError(f"--plotlyjs {mode!r} is not one of {', '.join(PLOTLYJS_MODES)}")
-
-
-def write_plotlyjs(directory: pathlib.Path) -> pathlib.Path:
-    """Write ``plotly.min.js`` into ``directory`` (for pages written with ``directory`` mode), atomically;
-    an identical file is left alone. Returns its path."""
-    from plotly.offline import get_plotlyjs
-
-    path = pathlib.Path(directory) / "plotly.min.js"
-    source = get_plotlyjs()
-    if not (path.is_file() and path.read_text(encoding="utf-8") == source):
-        write_atomic(path, source)
-    return path
 
 
 def write_html(fig: go.Figure, path: pathlib.Path, *, include_plotlyjs: bool | str = True) -> None:
@@ -443,8 +432,8 @@ def check_static_export() -> None:
     """
     if importlib.util.find_spec("kaleido") is None:
         raise UsageError(
-            "static export (--png/--svg) needs the package kaleido, which is not installed",
-            hint="pip install kaleido (it drives a Chrome or Chromium it finds or installs), "
+            "static export (--png/--svg) needs kaleido, which is not installed",
+            hint=f"{install_hint('kaleido')}; it drives a Chrome or Chromium it finds or installs; "
             "or open the HTML page and use the camera icon of the figure's toolbar",
         )
 
@@ -456,16 +445,25 @@ def write_static(fig: go.Figure, path: pathlib.Path, *, width: int = 1400) -> No
         UsageError: kaleido is missing, or the suffix is not .png or .svg.
         OutputError: kaleido failed (e.g. it found no browser to render with).
     """
-    fmt = pathlib.Path(path).suffix.lower().lstrip(".")
+    write_atomic(pathlib.Path(path), static_image(fig, pathlib.Path(path).suffix.lower().lstrip("."), width=width))
+
+
+def static_image(fig: go.Figure, fmt: str, *, width: int = 1400) -> bytes:
+    """``fig`` as a PNG or SVG file's bytes (``fmt``: png or svg), drawn by kaleido.
+
+    Raises:
+        UsageError: kaleido is missing, or ``fmt`` is not png or svg.
+        OutputError: kaleido failed (e.g. it found no browser to render with).
+    """
     if fmt not in STATIC_FORMATS:
-        raise UsageError(f"cannot export {path}: static export writes {' or '.join(STATIC_FORMATS)}")
+        raise UsageError(f"cannot export {fmt!r}: static export writes {' or '.join(STATIC_FORMATS)}")
     check_static_export()
     height = fig.to_dict()["layout"].get("height", _ONE_ROW_HEIGHT_PX)
     try:
-        image = fig.to_image(format=fmt, width=width, height=height)
+        image: bytes = fig.to_image(format=fmt, width=width, height=height)
     except (RuntimeError, ValueError, OSError) as exc:
-        raise OutputError(f"kaleido could not write {path}: {exc}", hint="check the kaleido installation") from exc
-    write_atomic(pathlib.Path(path), image)
+        raise OutputError(f"kaleido could not write {fmt}: {exc}", hint="check the kaleido installation") from exc
+    return image
 
 
 # --- helpers -----------------------------------------------------------------------------------------------

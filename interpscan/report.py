@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic
+from .atomic import Content, OutputFolder, write_atomic
 from .errors import OutputError, UsageError
 from .results import LoadedRun, get, json_safe, load_runs, run_labels
 from .schema import RUN_FILES
@@ -265,16 +266,24 @@ def render_report(
     return _page(title, body, loader)
 
 
-def write_page(path: Path, page: str) -> list[Path]:
-    """Write ``page`` to ``path`` atomically; a page that loads ``plotly.min.js`` from its directory gets that
-    file beside it. Returns the paths written."""
-    from .plots import write_plotlyjs
+PLOTLYJS_FILE = "plotly.min.js"  # beside a page written with plotlyjs="directory"
 
-    write_atomic(path, page)
-    written = [path]
-    if '<script charset="utf-8" src="plotly.min.js"></script>' in page:
-        written.append(write_plotlyjs(path.parent))
-    return written
+
+def page_files(name: str, page: str) -> dict[str, str]:
+    """The files of the page ``page`` saved as ``name``: the page, and ``plotly.min.js`` when it loads that from
+    its directory."""
+    files = {name: page}
+    if f'<script charset="utf-8" src="{PLOTLYJS_FILE}"></script>' in page:
+        from plotly.offline import get_plotlyjs
+
+        files[PLOTLYJS_FILE] = get_plotlyjs()
+    return files
+
+
+def write_page(path: Path, page: str) -> list[Path]:
+    """Write ``page`` to the file ``path`` atomically, replacing it (and ``plotly.min.js`` beside it when the page
+    loads that from its directory). Returns the paths written."""
+    return [write_atomic(path.parent / name, text) for name, text in page_files(path.name, page).items()]
 
 
 def _with_run(frames: Sequence[Any], labels: Sequence[str]) -> Any:
@@ -354,14 +363,14 @@ def refuse_inputs(outputs: Sequence[Path], runs: Sequence[LoadedRun]) -> None:
 
 
 def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
-    taken = [p for p in paths if p.exists()]
+    taken = [p for p in paths if os.path.lexists(p)]
     if taken and not force:
         raise OutputError(
             f"{', '.join(map(str, taken))} exist{'s' if len(taken) == 1 else ''}",
             hint="pass --force to replace, or --out to write elsewhere",
         )
     for p in taken:
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             raise OutputError(f"{p} is a directory", hint="pass --out with a file name")
 
 
@@ -382,7 +391,8 @@ def plot_results(
         out: The HTML file, or an existing directory to write into [default: beside the first input's CSV,
             ``results.html`` for one input and ``plot.html`` for several].
         labels: One label per input [default: ``run_labels``].
-        force: Replace existing output files.
+        force: Replace existing output files: the page ``out`` names, and files interpscan wrote (a run's
+            results.html, an earlier page's images); never the user's other files, never through a link.
         plotlyjs: ``inline`` (works offline), ``cdn`` or ``directory``.
         static: Also write the figure as ``png`` and/or ``svg`` beside the HTML (needs kaleido).
 
@@ -390,10 +400,11 @@ def plot_results(
         The files written: the HTML first.
 
     Raises:
-        OutputError: an input is missing or unreadable, or an output exists and ``force`` is not set.
+        OutputError: an input is missing or unreadable, an output exists and ``force`` is not set, or a file to
+            be replaced is a link or a file interpscan did not write.
         UsageError: bad labels, an unknown ``plotlyjs`` mode, or static export without kaleido.
     """
-    from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, write_static
+    from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, static_image
 
     inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
     if not inputs:
@@ -410,24 +421,25 @@ def plot_results(
     names = run_labels(runs, labels)
     default_name = "results.html" if len(runs) == 1 else "plot.html"
     target = out or runs[0].csv.with_name(default_name)
+    named = target.name if out is not None and not target.is_dir() else None  # the page's file, as the user named it
     if target.is_dir():
         target = target / default_name
     images = [target.with_suffix(f".{fmt}") for fmt in STATIC_FORMATS if fmt in static]
-    beside = [target.with_name("plotly.min.js")] if plotlyjs == "directory" else []
+    beside = [target.with_name(PLOTLYJS_FILE)] if plotlyjs == "directory" else []
     refuse_inputs([target, *images, *beside], runs)
     _refuse_existing([target, *images], force)
     blocking = next((p for p in target.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise OutputError(f"cannot write {target}: {blocking} is a file, not a directory", hint="choose another --out")
     page, fig = path_page(runs, names, plotlyjs=plotlyjs)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        written = write_page(target, page)
-        for image in images:
-            write_static(fig, image)
-            written.append(image)
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", hint="choose a writable --out") from exc
-    return written
+    files: dict[str, Content] = dict(page_files(target.name, page))
+    for image in images:
+        files[image.name] = static_image(fig, image.suffix.lstrip("."))
+    with OutputFolder.open(target.parent) as folder, folder.lock():
+        try:
+            written = folder.write(files, named=[named] if named else [])
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}", hint="choose a writable --out") from exc
+    return list(written.values())

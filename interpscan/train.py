@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import write_atomic
 from .checkpoints import META_KEY
 from .data import Split
 from .errors import UsageError
@@ -125,7 +125,16 @@ def save_checkpoint(
     *,
     data: str | None = None,
 ) -> None:
-    """Save ``{"state_dict": …, "interpscan": {"model": …, "model_args": …, "data": …}}`` atomically.
+    """Save ``checkpoint(model, spec, extra, data=data)`` to ``path`` atomically (``atomic.write_atomic``)."""
+    payload = checkpoint(model, spec, extra, data=data)
+    write_atomic(path, lambda fh: torch.save(payload, fh))
+
+
+def checkpoint(
+    model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None = None, *, data: str | None = None
+) -> dict[str, Any]:
+    """``{"state_dict": …, "interpscan": {"model": …, "model_args": …, "data": …, **extra}}``, as ``torch.save``
+    stores it.
 
     The recorded spec lets ``interpscan run`` rebuild the model without ``--model``, and the recorded dataset (a
     named one, such as fashion-mnist-small) lets it run without ``--data``. A model file is recorded by its
@@ -134,12 +143,10 @@ def save_checkpoint(
     text = spec.text
     if spec.kind == "file":
         text = f"{Path(spec.target).resolve()}:{spec.factory}"
-    payload = {
+    return {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         META_KEY: {"model": text, "model_args": dict(spec.args), **({"data": data} if data else {}), **(extra or {})},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:

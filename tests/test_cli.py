@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import run_cli
 
+from interpscan.atomic import LEDGER_NAME
 from interpscan.models import build_model, parse_model_spec
 from interpscan.schema import RESULT_COLUMNS, SUMMARY_COLUMNS
 
@@ -41,7 +42,13 @@ def test_run_writes_all_outputs(monkeypatch, capsys, ckpts, tmp_path) -> None:  
         str(out),
     )
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.html", "run.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        LEDGER_NAME,
+        "results.csv",
+        "results.html",
+        "run.json",
+        "summary.csv",
+    ]
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == RESULT_COLUMNS
     assert results["alpha"].round(6).tolist() == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] * 2

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli_output
 
+from interpscan.atomic import LEDGER_NAME
 from interpscan.compare import compare_runs, spearman, write_comparison
 from interpscan.errors import OutputError, UsageError
 from interpscan.results import load_runs
@@ -201,7 +202,7 @@ def test_write_comparison(four: list[Path], tmp_path: Path) -> None:
     comparison = compare_runs(load_runs(four))
     out = tmp_path / "cmp"
     paths = write_comparison(comparison, out)
-    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.html", "correlations.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER_NAME, "compare.csv", "compare.html", "correlations.csv"]
     assert set(paths) == {"compare.csv", "correlations.csv", "compare.html"}
     back = pd.read_csv(out / "compare.csv")
     assert back["run"].tolist() == list(NAMES)
@@ -218,6 +219,30 @@ def test_write_comparison(four: list[Path], tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is not empty"):
         write_comparison(comparison, out)
     write_comparison(comparison, out, force=True)
+
+
+def test_compare_force_replaces_only_what_interpscan_wrote(four: list[Path], tmp_path: Path) -> None:
+    """--force replaces an earlier comparison, never the user's compare.csv, never through a link."""
+    comparison = compare_runs(load_runs(four))
+    out = tmp_path / "cmp"
+    write_comparison(comparison, out)
+    (out / "compare.csv").write_text("my table\n")
+    outside = tmp_path / "outside.html"
+    outside.write_text("the user's\n")
+    (out / "compare.html").unlink()
+    (out / "compare.html").symlink_to(outside)
+    with pytest.raises(
+        OutputError, match=r"compare\.csv changed since interpscan wrote it; compare\.html is a symbolic"
+    ):
+        write_comparison(comparison, out, force=True)
+    assert (out / "compare.csv").read_text() == "my table\n"
+    assert outside.read_text() == "the user's\n"
+    (out / "compare.csv").unlink()
+    (out / "compare.html").unlink()
+    write_comparison(comparison, out, force=True, plotlyjs="directory")
+    assert sorted(p.name for p in out.iterdir()) == [
+        LEDGER_NAME, "compare.csv", "compare.html", "correlations.csv", "plotly.min.js"
+    ]  # fmt: skip
 
 
 def test_cli_compare(four: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -1416,8 +1416,9 @@ def test_image_folder_without_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyP
         str(exc.value)
         == f"{tmp_path / 'imgs'} is an image folder, and reading images needs Pillow, which is not installed"
     )
-    assert exc.value.hint is not None
-    assert exc.value.hint.startswith("pip install pillow")
+    assert exc.value.hint == (
+        "pip install 'interpscan[images]' (or pip install Pillow), or save the images as a tensor file"
+    )
 
 
 def test_folder_without_images(tmp_path: Path) -> None:

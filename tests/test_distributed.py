@@ -22,7 +22,7 @@ from interpscan.engine.snapshot import SplitSums
 from interpscan.errors import UsageError
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the torchrun script runs
-OUTPUTS = {"results.csv", "summary.csv", "run.json"}
+OUTPUTS = {".interpscan-files.json", "results.csv", "summary.csv", "run.json"}  # and the ledger of what was written
 
 
 @pytest.mark.parametrize("batches", [0, 1, 2, 3, 7, 10])

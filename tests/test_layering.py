@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "interpscan.options",
             "interpscan.values",
+            "interpscan.optional",
             "interpscan.schema",
             "interpscan.statedict",
             "interpscan.devices",

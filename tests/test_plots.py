@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -684,9 +685,9 @@ def test_static_export_without_kaleido_says_how_to_get_it(
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
-    with pytest.raises(UsageError, match="needs the package kaleido") as info:
+    with pytest.raises(UsageError, match="needs kaleido, which is not installed") as info:
         write_static(path_figure(make_results()), tmp_path / "f.png")
-    assert "pip install kaleido" in str(info.value.hint)
+    assert str(info.value.hint).startswith("pip install 'interpscan[static]' (or pip install kaleido); it drives")
     assert not list(tmp_path.iterdir())
 
 
@@ -883,6 +884,55 @@ def test_plotlyjs_directory_puts_plotly_beside_the_page(tmp_path: pathlib.Path) 
     assert len(html) < 500_000
 
 
+def test_plot_force_replaces_only_what_interpscan_wrote(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page beside the CSV, the images beside the page and plotly.min.js are names interpscan chooses: --force
+    replaces them only when interpscan wrote them (a run's own results.html, an earlier plot's files)."""
+    from interpscan import plots
+    from interpscan.errors import OutputError
+    from interpscan.report import plot_results
+
+    monkeypatch.setattr(plots, "check_static_export", lambda: None)
+    monkeypatch.setattr(go.Figure, "to_image", lambda self, format, width, height: f"{format} image".encode())
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"), html=True)
+    assert plot_results(run, force=True, plotlyjs="cdn") == [run / "results.html"]  # the run's own page
+    (run / "results.html").write_text("my page", encoding="utf-8")
+    with pytest.raises(OutputError, match=r"results\.html changed since interpscan wrote it"):
+        plot_results(run, force=True)
+    assert (run / "results.html").read_text(encoding="utf-8") == "my page"
+
+    pages = tmp_path / "pages"
+    first = plot_results(run, pages / "p.html", plotlyjs="directory", static=["png", "svg"])
+    assert [p.name for p in first] == ["p.html", "plotly.min.js", "p.png", "p.svg"]
+    assert (pages / "p.png").read_bytes() == b"png image"
+    assert plot_results(run, pages / "p.html", plotlyjs="directory", static=["png"], force=True) == first[:3]
+    for name in ("p.png", "plotly.min.js"):
+        (pages / name).write_text("mine", encoding="utf-8")
+        with pytest.raises(OutputError, match=f"{re.escape(name)} changed since interpscan wrote it"):
+            plot_results(run, pages / "p.html", plotlyjs="directory", static=["png"], force=True)
+        assert (pages / name).read_text(encoding="utf-8") == "mine"
+        (pages / name).unlink()
+
+
+def test_plot_never_writes_through_a_link(tmp_path: pathlib.Path) -> None:
+    from interpscan.errors import OutputError
+    from interpscan.report import plot_results
+
+    run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's", encoding="utf-8")
+    (tmp_path / "p.html").symlink_to(outside)
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "plotly.min.js").symlink_to(outside)
+    for out, mode in ((tmp_path / "p.html", "cdn"), (tmp_path / "js" / "p.html", "directory")):
+        with pytest.raises(OutputError, match=r"(p\.html|plotly\.min\.js) is a symbolic link"):
+            plot_results(run, out, force=True, plotlyjs=mode)
+    assert outside.read_text(encoding="utf-8") == "the user's"
+    assert (tmp_path / "p.html").is_symlink()
+    assert sorted(p.name for p in (tmp_path / "js").iterdir()) == ["plotly.min.js"]
+
+
 def test_every_unreadable_input_is_reported_at_once(tmp_path: pathlib.Path) -> None:
     from interpscan.errors import OutputError
     from interpscan.results import load_runs
@@ -956,6 +1006,6 @@ def test_cli_static_export_without_kaleido_fails_before_writing(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
     code, err = run_cli(monkeypatch, capsys, "plot", str(run), "--png")
     assert code == 2
-    assert err.startswith("error: static export (--png/--svg) needs the package kaleido")
-    assert "hint: pip install kaleido" in err
+    assert err.startswith("error: static export (--png/--svg) needs kaleido, which is not installed")
+    assert "hint: pip install 'interpscan[static]' (or pip install kaleido)" in err
     assert not (run / "results.html").exists()

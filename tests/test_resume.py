@@ -90,13 +90,13 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(
 
 
 def test_resume_refuses_a_different_scan(ckpts, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from interpscan.atomic import OutputFolder
     from interpscan.engine import ScanSnapshot, Snapshot
     from interpscan.rundir import PartialSaver
 
     out = tmp_path / "o"
-    out.mkdir()
-    saver = PartialSaver(out, every=0)
-    saver.keep(ScanSnapshot("another scan", Snapshot(3, None, (), 0)).to_state())
+    with OutputFolder.open(out) as folder:
+        PartialSaver(folder, every=0).keep(ScanSnapshot("another scan", Snapshot(3, None, (), 0)).to_state())
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out), "--resume")
     assert code == 2
     assert "made with other inputs or options" in err

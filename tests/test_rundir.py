@@ -9,15 +9,20 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
-from interpscan import rundir
+from interpscan import atomic, rundir
+from interpscan.atomic import OutputFolder
 from interpscan.errors import OutputError
 
 ROOT = Path(__file__).resolve().parent.parent
+LEDGER = atomic.LEDGER_NAME
+RUN_OUTPUTS = ["results.csv", "results.html", "run.json", "summary.csv"]
 
 
 def _args(ckpts: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
@@ -47,6 +52,13 @@ def _files(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
 
 
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock, as a run does."""
+    with OutputFolder.open(out) as folder, folder.lock():
+        yield
+
+
 class Holder:
     """Another process holding ``out``'s lock, as a live run does, until stopped."""
 
@@ -55,8 +67,8 @@ class Holder:
             f"""
             import sys
             from pathlib import Path
-            from interpscan.rundir import output_lock
-            with output_lock(Path({str(out)!r})):
+            from interpscan.atomic import OutputFolder
+            with OutputFolder.open(Path({str(out)!r})) as folder, folder.lock():
                 print("held", flush=True)
                 sys.stdin.read()
             """
@@ -83,24 +95,24 @@ def test_a_live_run_keeps_its_directory(tmp_path: Path) -> None:
     out.mkdir()
     holder = Holder(out)
     try:
-        lock = out / rundir.LOCK_NAME
+        lock = out / atomic.LOCK_NAME
         identity = json.loads(lock.read_text())
         assert identity["pid"] == holder.proc.pid
         assert set(identity) == {"pid", "host", "boot_id", "pid_namespace", "started"}
         with (
             pytest.raises(OutputError, match=rf"another interpscan run \(pid {holder.proc.pid} on "),
-            rundir.output_lock(out),
+            output_lock(out),
         ):
             pass
         # the same live holder, as seen from another PID namespace: its pid means nothing here
         lock.write_text(json.dumps({**identity, "pid": 4_000_000, "pid_namespace": "pid:[1]"}))
         before = lock.read_bytes()
-        with pytest.raises(OutputError, match=r"another interpscan run \(pid 4000000 on "), rundir.output_lock(out):
+        with pytest.raises(OutputError, match=r"another interpscan run \(pid 4000000 on "), output_lock(out):
             pass
         assert lock.read_bytes() == before
     finally:
         holder.stop()
-    assert not (out / rundir.LOCK_NAME).exists()  # the holder released it
+    assert not (out / atomic.LOCK_NAME).exists()  # the holder released it
 
 
 def test_two_runs_cannot_write_one_directory(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -111,12 +123,12 @@ def test_two_runs_cannot_write_one_directory(monkeypatch, capsys, ckpts, tmp_pat
         code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
         assert code == 2
         assert f"error: another interpscan run (pid {holder.proc.pid} on " in err
-        assert sorted(p.name for p in out.iterdir()) == [rundir.LOCK_NAME]  # nothing written
+        assert sorted(p.name for p in out.iterdir()) == [atomic.LOCK_NAME]  # nothing written
     finally:
         holder.stop()
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.html", "run.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, *RUN_OUTPUTS]
 
 
 @pytest.mark.parametrize(
@@ -138,18 +150,18 @@ def test_a_lock_nobody_holds(tmp_path: Path, content, taken: bool) -> None:  # t
     would have kept the file lock for a live one); otherwise interpscan cannot tell, and refuses."""
     out = tmp_path / "o"
     out.mkdir()
-    lock = out / rundir.LOCK_NAME
-    value = content(rundir.holder_identity())
+    lock = out / atomic.LOCK_NAME
+    value = content(atomic.holder_identity())
     lock.write_text(value if isinstance(value, str) else json.dumps(value))
     before = lock.read_bytes()
     if taken:
-        with rundir.output_lock(out):
+        with output_lock(out):
             assert json.loads(lock.read_text())["pid"] == os.getpid()
         assert not lock.exists()
     else:
         with (
             pytest.raises(OutputError, match="cannot tell whether the run that locked it is alive") as info,
-            rundir.output_lock(out),
+            output_lock(out),
         ):
             pass
         assert info.value.hint == f"if no interpscan run is writing there, remove {lock}"
@@ -163,12 +175,16 @@ def test_a_full_disk_leaves_the_earlier_run_whole(monkeypatch, capsys, ckpts, tm
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
     assert code == 0, err
     before = _files(out)
-    real = rundir.write_json
+    real = rundir.json_text
 
-    def full(obj, path):  # type: ignore[no-untyped-def]
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    def full(obj: object) -> object:
+        def write(fh: object) -> None:  # run.json half written when the disk fills
+            fh.write(b'{"half": ')  # type: ignore[attr-defined]
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(rundir, "write_json", full)
+        return write
+
+    monkeypatch.setattr(rundir, "json_text", full)
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force"))
     assert code == 2
     lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]  # random nets: at chance
@@ -178,33 +194,35 @@ def test_a_full_disk_leaves_the_earlier_run_whole(monkeypatch, capsys, ckpts, tm
         "hint: free some space or choose another --out",
     ]
     assert _files(out) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging folder, no lock
-    monkeypatch.setattr(rundir, "write_json", real)
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary file, no lock
+    monkeypatch.setattr(rundir, "json_text", real)
     # a run without the page replaces the earlier page too: the directory never holds two runs' files
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force", "--no-html"))
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "run.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, "results.csv", "run.json", "summary.csv"]
     assert json.loads((out / "run.json").read_text())["outputs"] == ["results.csv", "summary.csv", "run.json"]
 
 
 def test_a_writer_killed_mid_write_leaves_nothing_that_counts(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A staging folder a killed writer left is neither "the directory is not empty" nor kept."""
+    """A temporary file a killed writer left is neither "the directory is not empty" nor kept."""
     out = tmp_path / "o"
-    (out / f"{rundir.STAGING_PREFIX}dead").mkdir(parents=True)
-    (out / f"{rundir.STAGING_PREFIX}dead" / "results.csv").write_text("half")
+    out.mkdir()
+    (out / f"{atomic.TEMP_PREFIX}0123456789abcdef").write_text("half")
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.html", "run.json", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, *RUN_OUTPUTS]
 
 
 def test_a_failed_partial_save_is_reported_as_such(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The disk fills while the partial scan is saved: one line about the save, not about the model."""
+    import torch
+
     monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
 
-    def full(path: Path):  # type: ignore[no-untyped-def]
+    def full(obj: object, fh: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(rundir, "atomic_path", full)
+    monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "o"
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--batch-size", "8"))
     assert code == 2
@@ -267,13 +285,139 @@ def test_unforeseen_failures_are_one_line(monkeypatch, capsys, ckpts, tmp_path) 
 def test_a_disk_without_file_locks_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file system that refuses file locks (some network disks) is not taken for a live run."""
 
+    import fcntl
+
     def refuse(fd: int, op: int) -> None:
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(rundir.fcntl, "flock", refuse)
+    monkeypatch.setattr(fcntl, "flock", refuse)
     out = tmp_path / "o"
     out.mkdir()
     refused = r"cannot lock .*\.interpscan\.lock: No locks available"
-    with pytest.raises(OutputError, match=refused) as info, rundir.output_lock(out):
+    with pytest.raises(OutputError, match=refused) as info, output_lock(out):
         pass
     assert info.value.hint == "write to a local disk (--out), where two runs can be kept apart"
+
+
+# --- nothing outside --out, nothing of the user's inside it (each of these failed before the one writing rule) ---
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file of the user's outside --out."""
+    path = tmp_path / "outside.txt"
+    path.write_text("the user's\n")
+    return path
+
+
+@pytest.mark.parametrize("target", ["existing", "dangling"])
+def test_a_lock_name_linked_outside_is_refused(monkeypatch, capsys, ckpts, tmp_path, target) -> None:  # type: ignore[no-untyped-def]
+    """A link named .interpscan.lock: neither the file it points to (an empty log the old lock would take over) is
+    overwritten with the lock's JSON, nor a missing one created; a folder holding only that link is not empty."""
+    out = tmp_path / "o"
+    out.mkdir()
+    log = tmp_path / "empty.log"
+    if target == "existing":
+        log.touch()
+    (out / atomic.LOCK_NAME).symlink_to(log)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 2
+    assert err.startswith(f"error: {out}: .interpscan.lock is a symbolic link (to {log})"), err
+    assert (log.read_bytes() == b"") if target == "existing" else not log.exists()
+    assert sorted(p.name for p in out.iterdir()) == [atomic.LOCK_NAME]
+
+
+def test_a_hard_linked_lock_is_refused(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "o"
+    out.mkdir()
+    log = tmp_path / "empty.log"
+    log.touch()
+    os.link(log, out / atomic.LOCK_NAME)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 2
+    assert "is not a regular file with a single name" in err
+    assert log.read_bytes() == b""
+
+
+@pytest.mark.parametrize("name", [*rundir.OUTPUT_FILES, rundir.PARTIAL_NAME, LEDGER, ".interpscan-staging-x"])
+def test_a_link_where_a_file_of_interpscans_goes_is_refused(
+    monkeypatch, capsys, ckpts, tmp_path, outside, name
+) -> None:  # type: ignore[no-untyped-def]
+    """With --force, before any scan: the link stays, the file it points to is untouched."""
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / name).symlink_to(outside)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--force", "--batch-size", "8", "--save-per-example"))
+    assert code == 2, err
+    assert err.startswith(f"error: {out}: {name} is a symbolic link (to {outside})"), err
+    assert (out / name).is_symlink()
+    assert outside.read_text() == "the user's\n"
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_an_out_that_is_a_link_is_the_folder_it_names(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--out given as a link is the user's own path: followed once (to a folder that must exist), then held."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    link.symlink_to(real)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, link))
+    assert code == 2
+    assert err.startswith(f"error: {link} is a symbolic link to {real}, which does not exist"), err
+    assert not real.exists()
+    real.mkdir()
+    (real / "paper.tex").write_text("mine")
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, link))
+    assert code == 2
+    assert f"output directory {link} is not empty" in err
+    (real / "paper.tex").unlink()
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, link))
+    assert code == 0, err
+    assert sorted(p.name for p in real.iterdir()) == [LEDGER, *RUN_OUTPUTS]
+
+
+def test_force_never_replaces_the_users_files_named_like_outputs(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file interpscan did not write is the user's, whatever its name: --force refuses, naming every one, before
+    any scan; nothing is changed."""
+    out = tmp_path / "o"
+    out.mkdir()
+    for name in ("results.csv", "run.json", "per_example.npz"):
+        (out / name).write_text(f"my {name}\n")
+    before = _files(out)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--force"))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: {out}: results.csv was not written by interpscan; run.json was not written by interpscan; "
+        "per_example.npz was not written by interpscan. interpscan replaces only files it wrote there, never "
+        "through a link",
+        "hint: move them elsewhere, or choose another --out",
+    ]
+    assert _files(out) == before
+
+
+def test_force_replaces_interpscans_own_run_unless_changed_since(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "o"
+    assert run_cli(monkeypatch, capsys, *_args(ckpts, out, "--save-per-example"))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, "per_example.npz", *RUN_OUTPUTS]
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--force", "--alphas", "3"))
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["grid"]["alphas"] == [0.0, 0.5, 1.0]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, *RUN_OUTPUTS]  # its own per_example.npz removed
+    (out / "summary.csv").write_text((out / "summary.csv").read_text() + "my note\n")
+    before = _files(out)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--force"))
+    assert code == 2
+    assert err.startswith(f"error: {out}: summary.csv changed since interpscan wrote it."), err
+    assert _files(out) == before
+
+
+def test_a_folder_holding_only_interpscans_lock_ledger_or_temporary_files_is_empty(tmp_path: Path) -> None:
+    """... but one holding a partial scan holds an interrupted run."""
+    out = tmp_path / "o"
+    out.mkdir()
+    for name in (atomic.LOCK_NAME, LEDGER, f"{atomic.TEMP_PREFIX}0123"):
+        (out / name).write_text("")
+    rundir.open_output_dir(out, force=False).close()
+    (out / rundir.PARTIAL_NAME).write_bytes(b"a partial scan")
+    with pytest.raises(OutputError, match="holds an interrupted scan"):
+        rundir.open_output_dir(out, force=False)
+    rundir.open_output_dir(out, force=True, writes=rundir.OUTPUT_FILES).close()

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import DataError
 from ..files import check_expansion, check_regular
+from ..optional import import_optional
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
 from .batches import Inputs
@@ -406,13 +407,12 @@ def image_folder_source(path: Path, split_dirs: Mapping[str, Path], name: str | 
             "numbered by sorted folder name, so skipping one would renumber those after it",
             hint="remove the folder if the class is not part of the data, or add its images",
         )
-    try:
-        importlib.import_module("PIL.Image")
-    except ImportError:
-        raise DataError(
-            f"{path} is an image folder, and reading images needs Pillow, which is not installed",
-            hint="pip install pillow (into the environment interpscan runs in), or save the images as a tensor file",
-        ) from None
+    import_optional(
+        "PIL.Image",
+        purpose=f"{path} is an image folder, and reading images",
+        error=DataError,
+        instead="save the images as a tensor file",
+    )
     splits = tuple(s for s in sorted(split_dirs, key=lambda s: (s != "train", s)) if counts[s])
     return DataSource(
         name or path.name or str(path),

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, UsageError
+from ..optional import import_optional
 from ..usercode import load_callable
 from .hubs import hub_args, suggestions, torchvision_model
 from .zoo import ZOO, ZooCandidate, detect_zoo_model, infer_zoo_args, on_meta, zoo_candidates
@@ -97,20 +98,9 @@ def _hub_factory(spec: ModelSpec) -> Callable[..., Any]:
     the architecture with fresh weights, which the checkpoints then replace."""
     assert spec.factory is not None
     package = spec.kind
-    try:
-        module = importlib.import_module("torchvision.models" if package == "torchvision" else "timm")
-    except ImportError as exc:
-        raise ModelError(
-            f"model {spec.text!r} needs the {package} package, which is not installed ({exc})",
-            hint=f"pip install {package} (optional: interpscan itself never needs it)",
-        ) from exc
-    except Exception as exc:  # a broken install (a wheel built for another torch) raises anything: one line
-        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        raise ModelError(
-            f"model {spec.text!r} needs the {package} package, which is installed but fails to import: "
-            f"{type(exc).__name__}: {text}",
-            hint=f"reinstall {package} in a version built for this torch ({torch.__version__})",
-        ) from exc
+    module = import_optional(
+        "torchvision.models" if package == "torchvision" else "timm", purpose=f"model {spec.text!r}", error=ModelError
+    )
     names = [str(n) for n in module.list_models()]
     if spec.factory.split(".")[0] not in names:  # timm names may carry a ".tag" for pretrained variants
         close = difflib.get_close_matches(spec.factory, names, n=3, cutoff=0.5)

@@ -446,7 +446,7 @@ def build(root: Path) -> list[Case]:
             "`demo --force` where init.pt is the user's own checkpoint",
             ("demo", "--out", str(demo), "--force", "--epochs", "1", "-q"),
             2,
-            "init.pt was not written by interpscan demo",
+            "init.pt was not written by interpscan",
             keep=(demo,),
         )
     )
