@@ -17,7 +17,8 @@ SLOW_MAIN = slow_main(0.01)
 
 
 def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
-    # long enough to interrupt: 100 batches × 41 points; recompute, so the BN statistics are saved too
+    # long enough to interrupt: 100 batches × 11 points, each slowed by SLOW_MAIN; recompute, so the BN statistics
+    # are saved too
     return [
         "run",
         str(ckpts[0]),
@@ -27,7 +28,7 @@ def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
         "--split",
         "test",
         "--alphas",
-        "41",
+        "11",
         "--batch-size",
         "10",
         "--bn-samples",
