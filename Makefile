@@ -41,8 +41,11 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist), one torch thread each (tests/conftest.py); a test file stays on one worker, so its
+# module fixtures are built once. PYTEST_FLAGS= runs the suite in one process.
+PYTEST_FLAGS ?= -n 2 --dist loadfile
 pytest: dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 test: lint typecheck pytest
 

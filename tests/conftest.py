@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+# One torch thread per test process, and in the processes tests start: `make test` fills the cores with xdist
+# workers instead, and two OpenMP threads on a busy core spin waiting for each other (on a loaded 2-core machine a
+# 41-point scan of tiny batches took 17 minutes with two threads, 18 s with one). An OMP_NUM_THREADS given wins.
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 class TinyMLP(nn.Module):

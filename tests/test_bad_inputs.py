@@ -25,6 +25,13 @@ def corpus(corpus_root: Path) -> dict[str, Case]:
     return {c.name: c for c in build_corpus(corpus_root)}
 
 
+@pytest.fixture(scope="session")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Outcome]]:
+    """Each case's outcome, run once (its output under ROOT/NAME/out): test_bad_input records it, the table reads
+    it back (or runs the case, when run alone)."""
+    return tmp_path_factory.mktemp("bad-input-runs"), {}
+
+
 def test_corpus_is_large_enough(corpus: dict[str, Case]) -> None:
     assert len(corpus) >= 40
     assert tuple(corpus) == CASE_NAMES
@@ -55,19 +62,26 @@ def check(case: Case, outcome: Outcome, out: Path, before: dict[Path, str]) -> N
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_bad_input(name: str, corpus: dict[str, Case], tmp_path: Path) -> None:
+def test_bad_input(name: str, corpus: dict[str, Case], outcomes: tuple[Path, dict[str, Outcome]]) -> None:
     case = corpus[name]
-    out = tmp_path / "out"
+    root, seen = outcomes
+    out = root / name / "out"
     before = {p: digest(p) for p in case.keep}
-    check(case, run_case(case, out), out, before)
+    seen[name] = run_case(case, out)
+    check(case, seen[name], out, before)
 
 
-def test_table_shows_what_the_user_sees(corpus: dict[str, Case], corpus_root: Path, tmp_path: Path) -> None:
+def test_table_shows_what_the_user_sees(
+    corpus: dict[str, Case], corpus_root: Path, outcomes: tuple[Path, dict[str, Outcome]]
+) -> None:
     """docs/bad-inputs.md is this run's output: regenerate it when a message changes."""
-    rows = [(case, run_case(case, tmp_path / name / "out")) for name, case in corpus.items()]
-    table = render_table(rows, [corpus_root, tmp_path])
+    root, seen = outcomes
+    rows = [
+        (case, seen[name] if name in seen else run_case(case, root / name / "out")) for name, case in corpus.items()
+    ]
+    table = render_table(rows, [corpus_root, root])
     assert "| `empty-file` | a file of 0 bytes | error: empty.pt: not a checkpoint" in table
-    assert str(tmp_path) not in table
+    assert str(root) not in table
     assert str(corpus_root) not in table
     assert DOCS_TABLE.read_text() == table, (
         "docs/bad-inputs.md is out of date: python tests/make_bad_inputs.py --table docs/bad-inputs.md"

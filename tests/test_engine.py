@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import TinyConvBN, TinyMLP, make_state, reference_curve, run_engine
+from floats import tol32
 from torch import nn
 
 from interpscan.data import Split
@@ -479,7 +480,8 @@ def test_shared_calibration_gives_the_statistics_of_a_full_pass_per_point(strate
     assert set(full) == set(shared)
     for point, stats in full.items():
         for name, value in stats.items():
-            assert torch.allclose(shared[point][name], value, rtol=1e-6, atol=1e-7), (point, name)
+            # running means near 0 are sums of activations of size 1: the floor is at that size
+            assert torch.allclose(shared[point][name], value, **tol32()), (point, name)
             if strategy == "prefix":  # the same kernels on the same activations: bit for bit
                 assert torch.equal(shared[point][name], value), (point, name)
     # the statistics really differ between points (the comparison could fail)

@@ -308,7 +308,7 @@ def _start(args: list[str], env: dict[str, str], out: Path) -> Any:
 
     from conftest import slow_main
 
-    proc = subprocess.Popen([sys.executable, "-c", slow_main(0.02), *args], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", slow_main(0.2), *args], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / ".interpscan-partial.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

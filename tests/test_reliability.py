@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from floats import approx32
 from torch import nn
 
 from interpscan import scan
@@ -50,7 +51,8 @@ def test_label_minus_100_is_left_out_of_every_mean(endpoints) -> None:  # type: 
     clean = scan(model, init, final, (x[keep], y[keep]), alphas=5, batch_size=8)
     cols = ["loss", "loss_se", "accuracy", "n"]
     assert (marked.results["n"] == 26).all()
-    assert marked.results[cols].to_numpy() == pytest.approx(clean.results[cols].to_numpy(), rel=1e-9)
+    # batches of other examples: a CPU may pick other kernels for them, so float32 steps, not 1e-9
+    assert marked.results[cols].to_numpy() == approx32(clean.results[cols].to_numpy())
     assert _besides_chance(marked.manifest["warnings"]) == [
         "warning: 4 examples of the test split are labelled -100 (cross-entropy's ignore_index) and left out of "
         "every mean"

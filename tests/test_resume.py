@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, slow_main
 
-SLOW_MAIN = slow_main(0.01)
+SLOW_MAIN = slow_main(0.2)  # the scan outlasts the wait for its partial file however busy the machine
 
 
 def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
-    # long enough to interrupt: 100 batches × 41 points; recompute, so the BN statistics are saved too
+    # long enough to interrupt: 100 batches × 11 points, each slowed by SLOW_MAIN; recompute, so the BN statistics
+    # are saved too
     return [
         "run",
         "--data",
@@ -29,7 +30,7 @@ def _args(ckpts: tuple[Path, Path], out: Path) -> list[str]:
         "--split",
         "test",
         "--alphas",
-        "41",
+        "11",
         "--batch-size",
         "10",
         "--bn-samples",
