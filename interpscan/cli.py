@@ -582,7 +582,12 @@ MAX_DEMO_EPOCHS = 100  # each epoch takes a few seconds on a CPU: beyond this th
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("interpscan-demo"),
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write into a non-empty output directory, replacing only files interpscan wrote there."
+        ),
+    ] = False,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
@@ -636,7 +641,9 @@ def plot(
         list[str] | None,
         typer.Option("--label", "-l", help="A label per input, in order (repeatable; default: from run.json)."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace output files interpscan wrote (or the page named by --out).")
+    ] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
     png: Annotated[
         bool, typer.Option("--png", help="Also write the figure as PNG beside the page (needs kaleido).")
@@ -675,7 +682,12 @@ def compare(
             help="The split to compare on: auto (test, else a split every run has), or any split the runs share."
         ),
     ] = "auto",
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output directory.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write into a non-empty output directory, replacing only files interpscan wrote there."
+        ),
+    ] = False,
     plotlyjs: Annotated[str, typer.Option(help=_PLOTLYJS_HELP)] = "inline",
 ) -> None:
     """Does the shape of the path predict how well the network does? Shape metrics against final accuracy.

@@ -570,7 +570,8 @@ class OutputOptions:
         False,
         panel=OUTPUT_PANEL,
         convert=_switch("force"),
-        help="Write into a non-empty output directory, replacing a run interpscan wrote there.",
+        help="Write into a non-empty output directory, replacing only files interpscan wrote there (never the "
+        "user's, never through a link).",
     )
     resume: bool = option(
         False,
