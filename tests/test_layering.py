@@ -25,14 +25,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # it offers are imported on first use through importlib, which is no import statement).
     ("vocabulary", ("interpscan", "interpscan.errors")),
     # Foundations, torch-free (checked below) so that the CLI can build its signatures and say --help without
-    # torch: the options and their checks, the CSV schema, state-dict names, the device and the processes of a
-    # scan, files (safe reading, atomic writing, downloads), the user's code, and pure functions of curves.
+    # torch: the options and their checks, the CSV schema and run.json's typed manifest, state-dict names, the
+    # device and the processes of a scan, files (safe reading, atomic writing, downloads), the user's code, and pure
+    # functions of curves.
     (
         "foundations",
         (
             "interpscan.options",
             "interpscan.values",
             "interpscan.schema",
+            "interpscan.manifest",
             "interpscan.statedict",
             "interpscan.devices",
             "interpscan.distributed",
