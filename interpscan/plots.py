@@ -22,7 +22,7 @@ from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
 from .atomic import write_atomic
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, opt
 from .metrics import Rise, largest_rise
 from .paths import to_position
 from .schema import RESULT_REQUIRED, WHOLE_PATH
@@ -406,7 +406,7 @@ def plotlyjs_html(mode: str) -> str:
         return f'<script charset="utf-8" src="https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"></script>'
     if mode == "directory":
         return '<script charset="utf-8" src="plotly.min.js"></script>'
-    raise UsageError(f"--plotlyjs {mode!r} is not one of {', '.join(PLOTLYJS_MODES)}")
+    raise UsageError(f"{opt('plotlyjs', mode)} is not one of {', '.join(PLOTLYJS_MODES)}")
 
 
 def write_plotlyjs(directory: pathlib.Path) -> pathlib.Path:

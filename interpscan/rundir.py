@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from .atomic import atomic_path, write_atomic
 from .distributed import World
 from .engine.snapshot import ScanSnapshot
 from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped
-from .results import LoadedRun, json_safe
+from .manifest import json_safe
 from .schema import PARTIAL_NAME
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
@@ -221,8 +222,7 @@ def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Pat
     names = [
         n for n in OUTPUT_FILES if (html or n != "results.html") and (examples is not None or n != "per_example.npz")
     ]
-    manifest = dict(result.manifest)
-    manifest["outputs"] = names
+    manifest = replace(result.manifest, outputs=tuple(names))
     try:
         out.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
@@ -232,10 +232,10 @@ def write_outputs(result: Any, out: Path, *, html: bool = True) -> dict[str, Pat
         staged = {name: staging / name for name in names}
         write_csv(result.results, staged["results.csv"])
         write_csv(result.summary, staged["summary.csv"])
-        write_json(manifest, staged["run.json"])
+        write_json(manifest.to_json(), staged["run.json"])
         if html:
             # the page is drawn as `interpscan plot` would draw the final files
-            run = LoadedRun(out, out / "results.csv", result.results, result.summary, manifest)
+            run = replace(result, manifest=manifest, files={"results.csv": out / "results.csv"})
             page, _ = path_page([run])
             write_page(staged["results.html"], page)
         if examples is not None:

@@ -20,8 +20,8 @@ from conftest import run_cli, run_cli_output
 import interpscan
 from interpscan.errors import OutputError, UsageError
 from interpscan.models import CNN
-from interpscan.report import plot_results
-from interpscan.results import load_run, load_runs, run_labels
+from interpscan.report import run_labels
+from interpscan.results import load_run, load_runs, plot_results
 from interpscan.schema import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES
 
 
