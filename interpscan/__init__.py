@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for type checkers
     from .api import Hooks as Hooks
     from .api import ScanConfig as ScanConfig
-    from .api import ScanResult as ScanResult
     from .api import run_scan as run_scan
     from .api import scan as scan
     from .checkpoints import load_checkpoint as load_checkpoint
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for
     from .inputs import ModelLike as ModelLike
     from .inputs import StateLike as StateLike
     from .layers import layer_report as layer_report
+    from .manifest import Manifest as Manifest
     from .metrics import summarize_curve as summarize_curve
     from .models import build_model as build_model
     from .models import parse_model_spec as parse_model_spec
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for
     from .options import ReadOptions as ReadOptions
     from .options import ScanOptions as ScanOptions
     from .options import Strategy as Strategy
+    from .results import ScanResult as ScanResult
     from .results import load_runs as load_runs
     from .rundir import RunDirectory as RunDirectory
     from .rundir import write_outputs as write_outputs
@@ -50,7 +51,8 @@ if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for
 _API = {
     "scan": "api",
     "run_scan": "api",
-    "ScanResult": "api",
+    "ScanResult": "results",
+    "Manifest": "manifest",
     "ScanConfig": "api",
     "Hooks": "api",
     "StateLike": "inputs",

@@ -4,8 +4,8 @@
 DataLoader — or files and dataset names, and every option as a keyword; ``interpscan run`` builds the same
 ScanConfig from its flags. ``run_scan`` checks the options first (options.py), takes the output directory (with
 ``out``: its lock, the partial scan an interruption leaves, ``resume``), resolves the inputs (inputs.py), makes
-the decisions (decisions.py), runs the engine, and returns a ScanResult: the tidy tables, run.json as a dict,
-``figure()`` and ``save(directory)``.
+the decisions (decisions.py), runs the engine, and returns a ScanResult (results.py): the tidy tables, run.json as
+a typed Manifest (manifest.py), ``figure()`` and ``save(directory)``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from . import __version__
+from . import manifest as mf
+from .checkpoints import CheckpointInfo
 from .data import Split, Transform
 from .decisions import (
     Decision,
@@ -90,14 +92,11 @@ from .options import describe as describe_options
 from .options import params as option_params
 from .options import split as split_options
 from .refine import ROUNDS, next_alphas, round_sizes
+from .results import ScanResult as ScanResult  # defined beside load_run, which returns one too
 from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
-from .values import DEFAULT_ALPHAS, check_path
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import plotly.graph_objects as go
+from .values import DEFAULT_ALPHAS, Normalization, check_path
 
 Log = Callable[[str], None]
 
@@ -140,39 +139,6 @@ class ScanConfig:
         """
         inputs, read, options, output = split_options(values)
         return cls(tuple(checkpoints), inputs.model, inputs.data, options, read, output)
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """A scan's outputs as data: results.csv and summary.csv as DataFrames (their columns and dtypes: see
-    docs/outputs.md), and run.json as a dict."""
-
-    results: pd.DataFrame
-    summary: pd.DataFrame
-    manifest: dict[str, Any]
-    # with per_example: name -> array, as per_example.npz holds them (uncertainty.per_example_arrays)
-    examples: dict[str, Any] | None = field(default=None, repr=False)
-    files: dict[str, Path] = field(default_factory=dict)  # file name -> path, where the scan wrote its files
-
-    def figure(self) -> go.Figure:
-        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
-        from .plots import path_figure
-        from .report import run_title
-
-        return path_figure(self.results, self.summary, title=run_title(self.manifest))
-
-    def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
-        """Write results.csv, summary.csv, run.json and results.html (and per_example.npz when the scan kept
-        examples) into ``directory`` (created; a non-empty one only with ``force``), as ``interpscan run`` does.
-        Returns file name -> path.
-
-        Raises:
-            OutputError: the directory is not empty (without ``force``), locked by a run, or not writable.
-        """
-        from .rundir import RunDirectory
-
-        with RunDirectory(Path(directory), force=force) as run_dir:
-            return run_dir.write(self, html=html)
 
 
 @dataclass(frozen=True)
@@ -830,116 +796,136 @@ def _manifest(
     hooks: Hooks,
     counts: Mapping[str, int],
     seconds: float,
-) -> dict[str, Any]:
+) -> mf.Manifest:
     """run.json: how every number was made."""
     resolved, weights, device = plan.weights.model, plan.weights, plan.device
     net = resolved.model
-    calib = plan.calibration
     grouping = plan.grouping
-    return {
-        "interpscan": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "argv": list(hooks.command) if hooks.command is not None else None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": str(device),
-        "device_name": (
+    return mf.Manifest(
+        interpscan=__version__,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        argv=tuple(hooks.command) if hooks.command is not None else None,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        device=str(device),
+        device_name=(
             torch.cuda.get_device_name(device)
             if device.type == "cuda"
             else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
         ),
-        "strategy": report.strategy,
-        "strategy_reason": plan.strategy.reason,
-        "strategy_note": report.note,
-        "memory_format": report.memory_format,
-        "memory_format_reason": plan.layout.reason,
-        "memory_format_note": report.memory_format_note,
-        "checkpoints": {"init": weights.init.info.to_json(), "final": weights.final.info.to_json()},
-        # every checkpoint of the path in order (segment i runs from entry i − 1 to entry i); init and final
-        # above are its first two
-        "path": {
-            "segments": len(weights.path) - 1,
-            "checkpoints": [
-                {"label": label, **c.info.to_json()} for label, c in zip(weights.labels, weights.path, strict=True)
-            ],
-            "random_init": options.random_init,
-        },
-        "weights": {
-            "key": read.key,
-            "strict": read.strict,
-            "unsafe_pickle": read.unsafe_pickle,
-            "batched_obstacle": batched_obstacle(net),
-            **weights.matched.to_json(),
-        },
-        "model": {
-            **resolved.spec.to_json(),
-            "origin": resolved.origin,
-            "source": resolved.source,
+        strategy=report.strategy,
+        strategy_reason=plan.strategy.reason,
+        strategy_note=report.note,
+        memory_format=report.memory_format,
+        memory_format_reason=plan.layout.reason,
+        memory_format_note=report.memory_format_note,
+        checkpoints=mf.Checkpoints(init=_checkpoint(weights.init.info), final=_checkpoint(weights.final.info)),
+        path=mf.CheckpointPath(
+            segments=len(weights.path) - 1,
+            checkpoints=tuple(
+                _checkpoint(c.info, label) for label, c in zip(weights.labels, weights.path, strict=True)
+            ),
+            random_init=options.random_init,
+        ),
+        weights=mf.Weights.from_json(
+            {
+                "key": read.key,
+                "strict": read.strict,
+                "unsafe_pickle": read.unsafe_pickle,
+                "batched_obstacle": batched_obstacle(net),
+                **weights.matched.to_json(),
+            }
+        ),
+        model=mf.Model(
+            spec=resolved.spec.text,
+            kind=resolved.spec.kind,
+            args=dict(resolved.spec.args),
+            origin=resolved.origin,
+            source=resolved.source,
             # True only when the model's code was imported because a checkpoint named it (--trust-recorded-code)
-            "runs_recorded_code": resolved.source == "recorded" and resolved.spec.kind in CODE_KINDS,
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "tensors": len(net.state_dict()),
-        },
-        "data": {
-            "name": plan.data.name,
-            "kind": plan.data.kind,
-            "location": plan.data.location,
-            "transform": {"resize": read.resize, "crop": read.crop} if read.resize or read.crop else None,
-            "normalization": plan.data.normalization,
-            "seed": options.seed,
-            "splits": {
-                s.name: {
-                    "n": counts.get(s.name, 0),
-                    "indices": list(indices) if (indices := getattr(s, "indices", None)) is not None else "all",
-                }
-                for s in plan.data.splits
-            },
-        },
-        "bn": {
-            "policy": str(plan.policy.value),
-            "reason": plan.policy.reason,
-            "batchnorm_modules": report.bn_modules,
-            "calibration_samples": report.calibration_examples,
-            "calibration_indices": [int(i) for i in (getattr(calib, "indices", None) or [])],
-        },
-        "grid": {"alphas": list(options.grid.alphas), "endpoints_added": list(options.grid.added)},
+            runs_recorded_code=resolved.source == "recorded" and resolved.spec.kind in CODE_KINDS,
+            parameters=sum(p.numel() for p in net.parameters()),
+            tensors=len(net.state_dict()),
+        ),
+        data=_data_record(plan, read, options, counts),
+        bn=mf.BN(
+            policy=str(plan.policy.value),
+            reason=plan.policy.reason,
+            batchnorm_modules=report.bn_modules,
+            calibration_samples=report.calibration_examples,
+            calibration_indices=tuple(int(i) for i in (getattr(plan.calibration, "indices", None) or [])),
+        ),
+        grid=mf.Grid(alphas=tuple(options.grid.alphas), endpoints_added=tuple(options.grid.added)),
         # --refine: points added per curve and segment, in rounds of these sizes (results.csv's refined rows)
-        "refine": {"points": options.refine, "rounds": round_sizes(options.refine), "max_rounds": ROUNDS}
+        refine=mf.Refine(points=options.refine, rounds=tuple(round_sizes(options.refine)), max_rounds=ROUNDS)
         if options.refine
         else None,
-        "groups": None
-        if grouping is None
-        else {
-            "specs": list(options.groups),
-            "hold": str(options.hold),
-            "mode": str(options.mode),
-            "groups": [{"name": g.name, "source": g.source, "tensors": list(g.tensors)} for g in grouping.groups],
-            "rest": list(grouping.rest),
-        },
-        "tol": options.tol,
-        "bootstrap": {"replicates": options.bootstrap, "seed": options.seed, "level": LEVEL, "unit": "example"}
+        groups=None if grouping is None else _groups_record(grouping, options),
+        tol=options.tol,
+        bootstrap=mf.Bootstrap(replicates=options.bootstrap, seed=options.seed, level=LEVEL, unit="example")
         if options.bootstrap
         else None,
-        "loss": {
-            "name": plan.objective.name,
-            "accuracy": plan.objective.classification,
-            # next_token: results.csv's n counts tokens, and perplexity is exp(loss)
-            **({"per_token": True} if plan.objective.per_token else {}),
-        },
-        "engine": {
-            "batch_size": report.batch_size,
-            "chunk_size": report.chunk_size,
-            "chunk_shrinks": report.chunk_shrinks,
-            "dtype": report.dtype,
-            "unique_points": report.unique_points,
-            "calibration_batches": report.calibration_batches,
-            "processes": hooks.world.size,
-        },
-        "warnings": [render(w, hooks.flags) for w in plan.warnings],
-        "timings": {
-            "calibration_s": round(report.seconds_calibration, 4),
-            "evaluation_s": round(report.seconds_evaluation, 4),
-            "total_s": round(seconds, 4),
-        },
-    }
+        # next_token: results.csv's n counts tokens, and perplexity is exp(loss)
+        loss=mf.Loss(
+            name=plan.objective.name, accuracy=plan.objective.classification, per_token=plan.objective.per_token
+        ),
+        engine=mf.Engine(
+            batch_size=report.batch_size,
+            chunk_size=report.chunk_size,
+            chunk_shrinks=report.chunk_shrinks,
+            dtype=report.dtype,
+            unique_points=report.unique_points,
+            calibration_batches=report.calibration_batches,
+            processes=hooks.world.size,
+        ),
+        warnings=tuple(render(w, hooks.flags) for w in plan.warnings),
+        timings=mf.Timings(
+            calibration_s=round(report.seconds_calibration, 4),
+            evaluation_s=round(report.seconds_evaluation, 4),
+            total_s=round(seconds, 4),
+        ),
+    )
+
+
+def _checkpoint(info: CheckpointInfo, label: str | None = None) -> mf.Checkpoint:
+    """A checkpoint's provenance as run.json records it (checkpoints.CheckpointInfo.to_json)."""
+    return mf.Checkpoint.from_json({**({"label": label} if label is not None else {}), **info.to_json()})
+
+
+def _data_record(plan: _Plan, read: ReadOptions, options: ScanOptions, counts: Mapping[str, int]) -> mf.Data:
+    """The data as run.json records it: what it is, how its inputs were prepared, and each split's examples."""
+    data = plan.data
+    splits = {}
+    for s in data.splits:
+        indices = getattr(s, "indices", None)
+        splits[s.name] = mf.DataSplit(
+            n=counts.get(s.name, 0), indices=tuple(int(i) for i in indices) if indices is not None else "all"
+        )
+    return mf.Data(
+        name=data.name,
+        kind=data.kind,
+        location=data.location,
+        transform=mf.Transform(resize=read.resize, crop=read.crop) if read.resize or read.crop else None,
+        normalization=_normalization(data.normalization),
+        seed=options.seed,
+        splits=splits,
+    )
+
+
+def _normalization(value: Any) -> Normalization | None:
+    """(mean, std) as tuples: each one number or one per channel."""
+    if value is None:
+        return None
+    mean, std = (tuple(float(x) for x in v) if isinstance(v, (tuple, list)) else float(v) for v in value)
+    return mean, std
+
+
+def _groups_record(grouping: Grouping, options: ScanOptions) -> mf.Groups:
+    return mf.Groups(
+        specs=tuple(options.groups),
+        hold=str(options.hold),
+        mode=str(options.mode),
+        groups=tuple(mf.Group(name=g.name, source=g.source, tensors=tuple(g.tensors)) for g in grouping.groups),
+        rest=tuple(grouping.rest),
+    )

@@ -394,7 +394,7 @@ def run(
         _summary_table(
             result.summary,
             "path summary (loss; barriers relative to the line and to the higher end)",
-            perplexity=bool(result.manifest["loss"].get("per_token")),
+            perplexity=bool(result.manifest.loss and result.manifest.loss.per_token),
         )
         err.print(f"wrote {', '.join(str(p) for p in result.files.values())}", soft_wrap=True)
 
@@ -657,7 +657,7 @@ def plot(
     The paths overlaid, the layer groups, the summary table and each run.json (summary.csv and run.json beside
     a CSV are used when present).
     """
-    from .report import plot_results
+    from .results import plot_results
 
     static = [fmt for fmt, wanted in (("png", png), ("svg", svg)) if wanted]
     written = plot_results(results, out, labels=label or (), force=force, plotlyjs=plotlyjs, static=static)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, opt
 from .metrics import plateau_alpha
-from .report import PLOTLYJS_FILE, page_files, refuse_inputs, render_page, table_html
-from .results import LoadedRun, get, run_labels
+from .report import PLOTLYJS_FILE, page_files, refuse_inputs, render_page, run_labels, table_html
+from .results import ScanResult
 from .rundir import csv_text, open_output_dir
 from .schema import RUN_FILES
 from .values import check_label, check_path
@@ -69,7 +69,7 @@ class Comparison:
     correlations: pd.DataFrame  # metric, outcome, n, spearman: one row per (metric, outcome)
     split: str  # the split the metrics and outcomes come from
     notes: tuple[str, ...]  # what a reader must know: the split chosen, differing policies, too few runs
-    runs: tuple[LoadedRun, ...]
+    runs: tuple[ScanResult, ...]
     labels: tuple[str, ...]
 
     @property
@@ -79,12 +79,12 @@ class Comparison:
         return [*SHAPE_METRICS.items(), *((c, f"L(0), {c[len(GROUP_PREFIX) :]} rewound") for c in groups)]
 
 
-def _splits(run: LoadedRun) -> list[str]:
+def _splits(run: ScanResult) -> list[str]:
     rows = run.results[run.results["curve"].astype(str) == "all"]
     return [str(s) for s in pd.unique(rows["split"])]
 
 
-def _choose_split(runs: Sequence[LoadedRun], labels: Sequence[str], split: str) -> tuple[str, list[str]]:
+def _choose_split(runs: Sequence[ScanResult], labels: Sequence[str], split: str) -> tuple[str, list[str]]:
     """The split to compare on, and a note when it is not the test split asked for by default."""
     available = {label: _splits(run) for run, label in zip(runs, labels, strict=True)}
     held = {label: ",".join(splits) or "none" for label, splits in available.items()}
@@ -92,7 +92,7 @@ def _choose_split(runs: Sequence[LoadedRun], labels: Sequence[str], split: str) 
         lacking = [label for label, splits in available.items() if split not in splits]
         if lacking:
             raise UsageError(
-                f"--split {split}: not in {', '.join(lacking)} "
+                f"{opt('split', split)}: not in {', '.join(lacking)} "
                 f"(which hold {'; '.join(f'{x}: {held[x]}' for x in lacking)})",
                 hint="compare on a split every run has",
             )
@@ -103,7 +103,7 @@ def _choose_split(runs: Sequence[LoadedRun], labels: Sequence[str], split: str) 
     if not common:
         raise UsageError(
             "the runs share no split: " + "; ".join(f"{x}: {held[x]}" for x in available),
-            hint="scan every run on the same split (--split test)",
+            hint=f"scan every run on the same split ({opt('splits', 'test')})",
         )
     lacking = [label for label, splits in available.items() if "test" not in splits]
     return common[0], [
@@ -129,19 +129,19 @@ def _first_segment(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[pd.to_numeric(frame["segment"], errors="coerce") == 1]
 
 
-def _run_row(run: LoadedRun, label: str, split: str) -> dict[str, Any]:
+def _run_row(run: ScanResult, label: str, split: str) -> dict[str, Any]:
     results = _first_segment(run.results)
     whole = results[(results["curve"].astype(str) == "all") & (results["split"].astype(str) == split)]
     alphas = pd.to_numeric(whole["alpha"], errors="coerce")
     at_end = whole[(alphas - 1.0).abs() < 1e-9]
     row: dict[str, Any] = {
         "run": label,
-        "bn": str(get(run.manifest, "bn", "policy") or ""),
+        "bn": run.manifest.bn.policy if run.has_manifest else "",
         "split": split,
         "final_loss": float(at_end["loss"].iloc[0]) if len(at_end) else math.nan,
         "final_accuracy": float(at_end["accuracy"].iloc[0]) if len(at_end) else math.nan,
     }
-    summary = _first_segment(run.summary) if run.summary is not None else pd.DataFrame(columns=["curve", "split"])
+    summary = _first_segment(run.summary) if run.has_summary else pd.DataFrame(columns=["curve", "split"])
     of_split = summary[summary["split"].astype(str) == split]
     mine = of_split[of_split["curve"].astype(str) == "all"]
     for column in SHAPE_METRICS:
@@ -152,11 +152,11 @@ def _run_row(run: LoadedRun, label: str, split: str) -> dict[str, Any]:
         row["plateau_alpha"] = plateau_alpha(alphas.tolist(), pd.to_numeric(whole["loss"], errors="coerce").tolist())
     for _, group in of_split[of_split["curve"].astype(str) != "all"].iterrows():
         row[_group_column(str(group["curve"]), group.get("hold"), group.get("mode"))] = float(group["loss_start"])
-    row["path"] = str(run.source)
+    row["path"] = str(run.source or "")
     return row
 
 
-def compare_runs(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, split: str = "auto") -> Comparison:
+def compare_runs(runs: Sequence[ScanResult], labels: Sequence[str] = (), *, split: str = "auto") -> Comparison:
     """Each run's shape metrics and final loss and accuracy, and their Spearman correlations across runs.
 
     The shape metrics are the whole-network row of each run's summary.csv on the compared split (plus each
@@ -166,7 +166,7 @@ def compare_runs(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, split
 
     Args:
         runs: The runs, each with a summary (see ``results.load_runs(..., need_summary=True)``).
-        labels: One label per run [default: ``results.run_labels``].
+        labels: One label per run [default: ``report.run_labels``].
         split: ``auto`` (test when every run has it, else a split they all have, with a note saying so), or a
             split every run holds.
 
@@ -257,7 +257,7 @@ def comparison_page(comparison: Comparison, *, plotlyjs: str = "inline") -> str:
         manifests=[
             (f"run.json of {label}", run.manifest)
             for run, label in zip(comparison.runs, comparison.labels, strict=True)
-            if run.manifest is not None
+            if run.has_manifest
         ],
         notes=notes,
         plotlyjs=plotlyjs,
@@ -280,8 +280,8 @@ def write_comparison(
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held:
         raise OutputError(
-            f"--out {out} holds a run ({', '.join(held)}); a comparison goes in a directory of its own",
-            hint="choose another --out, e.g. the default interpscan-compare",
+            f"{opt('out', str(out))} holds a run ({', '.join(held)}); a comparison goes in a directory of its own",
+            hint=f"choose another {opt('out')}, e.g. the default interpscan-compare",
         )
     page = comparison_page(comparison, plotlyjs=plotlyjs)  # before touching the disk: a bad mode writes nothing
     files = {

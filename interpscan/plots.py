@@ -22,7 +22,7 @@ from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
 from .atomic import write_atomic
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, opt
 from .metrics import Rise, largest_rise
 from .optional import install_hint
 from .paths import to_position
@@ -407,7 +407,7 @@ def plotlyjs_html(mode: str) -> str:
         return f'<script charset="utf-8" src="https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"></script>'
     if mode == "directory":
         return '<script charset="utf-8" src="plotly.min.js"></script>'
-    raise UsageError(f"--plotlyjs {mode!r} is not one of {', '.join(PLOTLYJS_MODES)}")
+    raise UsageError(f"{opt('plotlyjs', mode)} is not one of {', '.join(PLOTLYJS_MODES)}")
 
 
 def write_html(fig: go.Figure, path: pathlib.Path, *, include_plotlyjs: bool | str = True) -> None:

@@ -1,50 +1,106 @@
 """The HTML page that ``run``, ``plot`` and ``compare`` share: one self-contained page of figures, sortable
-tables and the manifests that say how the numbers were made; and ``plot_results``, which draws runs into one."""
+tables and the manifests that say how the numbers were made; and each run's label and title on it."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .atomic import Content, OutputFolder, write_atomic
-from .errors import OutputError, UsageError
-from .results import LoadedRun, get, json_safe, load_runs, run_labels
+from .atomic import write_atomic
+from .errors import OutputError, UsageError, opt
+from .manifest import Manifest, json_safe
 from .schema import RUN_FILES
-from .values import check_path
+from .values import check_label
+
+if TYPE_CHECKING:
+    from .results import ScanResult
 
 PATH_FORMULA = "θ(α) = (1−α)·θ_init + α·θ_final"
 
 
-def run_title(manifest: Mapping[str, Any]) -> str:
+def run_title(manifest: Manifest) -> str:
     """The title of one run's page: model, data and BN policy, as ``interpscan run`` and ``plot`` both write it."""
-    model = get(manifest, "model", "spec") or "model"
-    data = get(manifest, "data", "name") or "data"
-    policy = get(manifest, "bn", "policy") or "?"
-    return f"{model} on {data}: {PATH_FORMULA} (BN policy {policy})"
+    return f"{manifest.model.spec} on {manifest.data.name}: {PATH_FORMULA} (BN policy {manifest.bn.policy})"
 
 
-def runs_title(runs: Sequence[LoadedRun]) -> str:
+def runs_title(runs: Sequence[ScanResult]) -> str:
     """The title of a page of ``runs``: ``run_title`` for one run with a run.json (its CSV's path without); for
     several, what they share (model, data, BN policy) and how many they are."""
     if len(runs) == 1:
-        return run_title(runs[0].manifest) if runs[0].manifest is not None else str(runs[0].csv)
-    manifests = [r.manifest for r in runs if r.manifest is not None]
+        if runs[0].has_manifest:
+            return run_title(runs[0].manifest)
+        return str(results_path(runs[0]) or f"results: {PATH_FORMULA}")
+    manifests = [r.manifest for r in runs if r.has_manifest]
     if not manifests:
         return f"{len(runs)} runs: {PATH_FORMULA}"
 
-    def shared(*keys: str, several: str) -> str:
-        values = {str(get(m, *keys)) for m in manifests}
+    def shared(values: set[str], several: str) -> str:
         return values.pop() if len(values) == 1 and len(manifests) == len(runs) else several
 
-    model = shared("model", "spec", several="several models")
-    data = shared("data", "name", several="several datasets")
-    policy = shared("bn", "policy", several="per run, in the legend")
+    model = shared({m.model.spec for m in manifests}, "several models")
+    data = shared({m.data.name for m in manifests}, "several datasets")
+    policy = shared({m.bn.policy for m in manifests}, "per run, in the legend")
     return f"{model} on {data}, {len(runs)} runs: {PATH_FORMULA} (BN policy {policy})"
+
+
+def results_path(run: ScanResult) -> Path | None:
+    """The run's results.csv, where it has one on disk (a run read back, or a scan saved with ``out``)."""
+    return run.files.get("results.csv")
+
+
+def run_labels(runs: Sequence[ScanResult], labels: Sequence[str] = ()) -> list[str]:
+    """A short, distinct label per run: ``labels`` when given, else from each run's run.json.
+
+    The default is the directory of the run's final checkpoint (``runs/wd0/final.pt`` gives ``wd0``), else of
+    its results.csv; when the runs' BN policies differ, `` · POLICY`` is appended; when labels still collide,
+    the results' directories relative to their common ancestor are used, and a last resort numbers them.
+
+    Raises:
+        UsageError: ``labels`` does not give exactly one distinct label per run.
+    """
+    if labels:
+        labels = [check_label(label, "label") for label in labels]
+        if len(labels) != len(runs):
+            raise UsageError(
+                f"{len(labels)} {opt('label')} value(s) for {len(runs)} input(s)",
+                hint=f"give one {opt('label')} per input, in order",
+            )
+        repeated = sorted({x for x in labels if list(labels).count(x) > 1})
+        if repeated:
+            raise UsageError(
+                f"{opt('label')} {', '.join(map(repr, repeated))} given more than once", hint="labels must differ"
+            )
+        return list(labels)
+
+    def base(run: ScanResult) -> str:
+        final = run.manifest.checkpoints.final.path if run.has_manifest else ""
+        if Path(final).parent.name:
+            return Path(final).parent.name
+        csv_path = results_path(run)
+        return (csv_path.parent.name or csv_path.stem) if csv_path is not None else "run"
+
+    policies = [r.manifest.bn.policy if r.has_manifest else "" for r in runs]
+    differ = len({p for p in policies if p}) > 1
+
+    def with_policy(names: Sequence[str]) -> list[str]:
+        return [f"{n} · {p}" if differ and p else n for n, p in zip(names, policies, strict=True)]
+
+    names = with_policy([base(r) for r in runs])
+    if len(set(names)) < len(names):
+        dirs = [(p.parent if (p := results_path(r)) is not None else Path()).resolve() for r in runs]
+        common = Path(os.path.commonpath(dirs)) if len(runs) > 1 else dirs[0].parent
+        names = with_policy([str(d.relative_to(common)) if d != common else d.name for d in dirs])
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return out
 
 
 # --- the HTML page -----------------------------------------------------------------------------------------
@@ -152,11 +208,11 @@ def _compact_json(obj: Any, indent: int = 0) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
 
-def manifest_html(manifest: Mapping[str, Any], *, label: str) -> str:
+def manifest_html(manifest: Manifest, *, label: str) -> str:
     """run.json in a collapsed block, so a page sent to someone says how its numbers were made."""
     from html import escape
 
-    text = _compact_json(json_safe(dict(manifest)))
+    text = _compact_json(json_safe(manifest.to_json()))
     return f"<details><summary>{escape(label)}</summary><pre>{escape(text)}</pre></details>"
 
 
@@ -165,7 +221,7 @@ def render_page(
     title: str,
     figures: Sequence[tuple[str, Any]] = (),
     tables: Sequence[tuple[str, str]] = (),
-    manifests: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    manifests: Sequence[tuple[str, Manifest]] = (),
     notes: Sequence[str] = (),
     plotlyjs: str = "inline",
 ) -> str:
@@ -231,7 +287,7 @@ def render_report(
     title: str,
     sections: Sequence[Section],
     notes: Sequence[str] = (),
-    manifests: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    manifests: Sequence[tuple[str, Manifest]] = (),
     plotlyjs: str = "inline",
 ) -> str:
     """One self-contained HTML page of several sections, each with its own text, figures (under their titles)
@@ -295,7 +351,7 @@ def _with_run(frames: Sequence[Any], labels: Sequence[str]) -> Any:
     ]
 
 
-def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs: str = "inline") -> tuple[str, Any]:
+def path_page(runs: Sequence[ScanResult], labels: Sequence[str] = (), *, plotlyjs: str = "inline") -> tuple[str, Any]:
     """The page of one run or several overlaid: ``path_figure``, the summary rows (sortable) and each run.json.
 
     Labels default to ``run_labels``; the title is ``runs_title``. Returns (HTML, the figure).
@@ -307,12 +363,12 @@ def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs
     labels = list(labels) or run_labels(runs)
     several = len(runs) > 1
     title = runs_title(runs)
-    summaries = [(r.summary, label) for r, label in zip(runs, labels, strict=True) if r.summary is not None]
+    summaries = [(r.summary, label) for r, label in zip(runs, labels, strict=True) if r.has_summary]
     if several:
         results = _with_run([r.results for r in runs], labels)
         summary = _with_run([s for s, _ in summaries], [label for _, label in summaries]) if summaries else None
     else:
-        results, summary = runs[0].results, runs[0].summary
+        results, summary = runs[0].results, runs[0].summary if runs[0].has_summary else None
     fig = path_figure(results, summary, title=title)
     tables = []
     if summary is not None:
@@ -323,10 +379,10 @@ def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs
     manifests = [
         (f"run.json of {label}" if several else "run.json", r.manifest)
         for r, label in zip(runs, labels, strict=True)
-        if r.manifest is not None
+        if r.has_manifest
     ]
-    notes = [f"{label}: {r.csv}" for r, label in zip(runs, labels, strict=True)] if several else []
-    missing = [label for r, label in zip(runs, labels, strict=True) if r.summary is None]
+    notes = [f"{label}: {results_path(r)}" for r, label in zip(runs, labels, strict=True)] if several else []
+    missing = [label for r, label in zip(runs, labels, strict=True) if not r.has_summary]
     if missing:
         notes.append(f"no summary.csv for {', '.join(missing)}: no barrier star or summary row for it")
     page = render_page(
@@ -340,13 +396,14 @@ def path_page(runs: Sequence[LoadedRun], labels: Sequence[str] = (), *, plotlyjs
     return page, fig
 
 
-def run_files(runs: Sequence[LoadedRun]) -> dict[Path, LoadedRun]:
+def run_files(runs: Sequence[ScanResult]) -> dict[Path, ScanResult]:
     """Every file that makes up one of ``runs`` (its results.csv, summary.csv and run.json, resolved), and the
     run: what no output may replace, ``--force`` or not."""
-    return {(r.csv.parent / name).resolve(): r for r in runs for name in (r.csv.name, *RUN_FILES)}
+    csvs = [(r, p) for r in runs if (p := results_path(r)) is not None]
+    return {(p.parent / name).resolve(): r for r, p in csvs for name in (p.name, *RUN_FILES)}
 
 
-def refuse_inputs(outputs: Sequence[Path], runs: Sequence[LoadedRun]) -> None:
+def refuse_inputs(outputs: Sequence[Path], runs: Sequence[ScanResult]) -> None:
     """Refuse to write over any file of an input run: drawing or comparing a run must never destroy it.
 
     Raises:
@@ -357,89 +414,8 @@ def refuse_inputs(outputs: Sequence[Path], runs: Sequence[LoadedRun]) -> None:
         run = inputs.get(out.resolve())
         if run is not None:
             raise OutputError(
-                f"--out {out} is {out.name} of the input run {run.source}; writing there would destroy the run",
-                hint="write the page elsewhere: leave out --out (results.html beside the CSV), or name another file",
+                f"{opt('out', str(out))} is {out.name} of the input run {run.source}; writing there would destroy "
+                "the run",
+                hint=f"write the page elsewhere: leave out {opt('out')} (results.html beside the CSV), or name another "
+                "file",
             )
-
-
-def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
-    taken = [p for p in paths if os.path.lexists(p)]
-    if taken and not force:
-        raise OutputError(
-            f"{', '.join(map(str, taken))} exist{'s' if len(taken) == 1 else ''}",
-            hint="pass --force to replace, or --out to write elsewhere",
-        )
-    for p in taken:
-        if p.is_dir() and not p.is_symlink():
-            raise OutputError(f"{p} is a directory", hint="pass --out with a file name")
-
-
-def plot_results(
-    results: Path | Sequence[Path],
-    out: Path | None = None,
-    *,
-    labels: Sequence[str] = (),
-    force: bool = False,
-    plotlyjs: str = "inline",
-    static: Sequence[str] = (),
-) -> list[Path]:
-    """Draw one or more runs (results.csv files or run directories; summary.csv and run.json beside each are
-    used when present) into one self-contained HTML page, the same page ``interpscan run`` writes.
-
-    Args:
-        results: One input or several; several are overlaid, a colour per run.
-        out: The HTML file, or an existing directory to write into [default: beside the first input's CSV,
-            ``results.html`` for one input and ``plot.html`` for several].
-        labels: One label per input [default: ``run_labels``].
-        force: Replace existing output files: the page ``out`` names, and files interpscan wrote (a run's
-            results.html, an earlier page's images); never the user's other files, never through a link.
-        plotlyjs: ``inline`` (works offline), ``cdn`` or ``directory``.
-        static: Also write the figure as ``png`` and/or ``svg`` beside the HTML (needs kaleido).
-
-    Returns:
-        The files written: the HTML first.
-
-    Raises:
-        OutputError: an input is missing or unreadable, an output exists and ``force`` is not set, or a file to
-            be replaced is a link or a file interpscan did not write.
-        UsageError: bad labels, an unknown ``plotlyjs`` mode, or static export without kaleido.
-    """
-    from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, static_image
-
-    inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
-    if not inputs:
-        raise UsageError("nothing to plot: give at least one results.csv or run directory")
-    plotlyjs_html(plotlyjs)  # an unknown mode fails before anything is read
-    unknown = sorted(set(static) - set(STATIC_FORMATS))
-    if unknown:
-        raise UsageError(f"static format(s) {', '.join(unknown)} unknown; use {' or '.join(STATIC_FORMATS)}")
-    if static:
-        check_static_export()
-    if out is not None:
-        out = check_path(out, "out")
-    runs = load_runs(inputs)
-    names = run_labels(runs, labels)
-    default_name = "results.html" if len(runs) == 1 else "plot.html"
-    target = out or runs[0].csv.with_name(default_name)
-    named = target.name if out is not None and not target.is_dir() else None  # the page's file, as the user named it
-    if target.is_dir():
-        target = target / default_name
-    images = [target.with_suffix(f".{fmt}") for fmt in STATIC_FORMATS if fmt in static]
-    beside = [target.with_name(PLOTLYJS_FILE)] if plotlyjs == "directory" else []
-    refuse_inputs([target, *images, *beside], runs)
-    _refuse_existing([target, *images], force)
-    blocking = next((p for p in target.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise OutputError(f"cannot write {target}: {blocking} is a file, not a directory", hint="choose another --out")
-    page, fig = path_page(runs, names, plotlyjs=plotlyjs)
-    files: dict[str, Content] = dict(page_files(target.name, page))
-    for image in images:
-        files[image.name] = static_image(fig, image.suffix.lstrip("."))
-    with OutputFolder.open(target.parent) as folder, folder.lock():
-        try:
-            written = folder.write(files, named=[named] if named else [])
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}", hint="choose a writable --out") from exc
-    return list(written.values())

@@ -1,5 +1,7 @@
-"""Reading runs back: a run directory's (or a results.csv's) tables and manifest, checked against the schema
-(schema.py) to be one whole run before anything is drawn or compared; and a short label per run."""
+"""A run's outputs as data (ScanResult: what a scan returns and what ``ScanResult.load`` reads back); reading runs
+back: a run directory's (or a results.csv's) tables and manifest, checked against the schema (schema.py) and each
+other to be one whole run before anything is drawn or compared; and ``plot_results``, which draws runs read back
+into one page."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, opt
+from .manifest import Manifest
 from .schema import (
     PARTIAL_NAME,
     RESULT_DTYPES,
@@ -23,31 +26,104 @@ from .schema import (
     SUMMARY_REQUIRED,
     WHOLE_PATH,
 )
-from .values import check_label, check_path
+from .values import check_path
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
 
 ALPHA_TOL = 1e-9  # the CSVs hold 10 significant digits; run.json holds α in full
 
 
-def json_safe(obj: Any) -> Any:
-    """NaN and infinities are not JSON: write them as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
 @dataclass(frozen=True)
-class LoadedRun:
-    """One run's outputs, read back (or just computed): its results, and the summary and manifest if any."""
+class ScanResult:
+    """One run's outputs as data: results.csv and summary.csv as DataFrames (their columns and dtypes: see
+    docs/outputs.md) and run.json as a typed Manifest. ``scan`` returns one; ``ScanResult.load`` reads one back
+    from the files ``save`` wrote.
 
-    source: Path  # what the user named: a run directory or a results.csv
-    csv: Path  # the results.csv
-    results: Any  # pandas.DataFrame, the results.csv columns
-    summary: Any | None  # pandas.DataFrame, the summary.csv columns; None when there is no summary.csv
-    manifest: dict[str, Any] | None  # run.json; None when there is none
+    A scan's result always has its summary and manifest; a run read back from a results.csv alone has neither:
+    ``has_summary`` and ``has_manifest`` say so, and reading ``summary`` or ``manifest`` there raises a UsageError.
+    (Typed as always present, so that ``scan(...).summary["delta"]`` needs no None check.)"""
+
+    results: pd.DataFrame
+    _summary: pd.DataFrame | None
+    _manifest: Manifest | None
+    # with per_example: name -> array, as per_example.npz holds them (uncertainty.per_example_arrays)
+    examples: dict[str, Any] | None = field(default=None, repr=False)
+    files: dict[str, Path] = field(default_factory=dict)  # file name -> path, where the run's files are
+    source: Path | None = None  # what ``load`` was given: a run directory or a results.csv; None for a scan
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """summary.csv as a DataFrame.
+
+        Raises:
+            UsageError: a run read from a results.csv alone, which has none (``has_summary`` is False).
+        """
+        if self._summary is None:
+            raise UsageError(f"{self._where}has no summary.csv: it was read from a results.csv alone")
+        return self._summary
+
+    @property
+    def manifest(self) -> Manifest:
+        """run.json as a typed Manifest (``manifest["bn"]`` reads the JSON as it is on disk).
+
+        Raises:
+            UsageError: a run read from a results.csv alone, which has none (``has_manifest`` is False).
+        """
+        if self._manifest is None:
+            raise UsageError(f"{self._where}has no run.json: it was read from a results.csv alone")
+        return self._manifest
+
+    @property
+    def has_summary(self) -> bool:
+        return self._summary is not None
+
+    @property
+    def has_manifest(self) -> bool:
+        return self._manifest is not None
+
+    @property
+    def _where(self) -> str:
+        return "this run " if self.source is None else f"the run {self.source} "
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, examples: bool = True) -> ScanResult:
+        """The run that ``save`` (or ``interpscan run``) wrote into directory ``path``, or the run of the
+        results.csv ``path`` names: its tables, its manifest, and (with ``examples``) per_example.npz when it is
+        there; each checked as ``load_run`` checks them.
+
+        Raises:
+            OutputError: a file is missing, unreadable, not what its name says, or does not fit the others.
+        """
+        return load_run(Path(path), examples=examples)
+
+    def figure(self) -> go.Figure:
+        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
+        from .plots import path_figure
+        from .report import runs_title
+
+        return path_figure(self.results, self._summary, title=runs_title([self]))
+
+    def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
+        """Write results.csv, summary.csv, run.json and results.html (and per_example.npz when the scan kept
+        examples) into ``directory`` (created; a non-empty one only with ``force``), as ``interpscan run`` does.
+        Returns file name -> path.
+
+        Raises:
+            UsageError: a run read back from a results.csv alone, which has no summary or manifest to write.
+            OutputError: the directory is not empty (without ``force``), locked by a run, or not writable.
+        """
+        from .rundir import RunDirectory
+
+        if not (self.has_summary and self.has_manifest):
+            raise UsageError(
+                "this run was read from a results.csv without its summary.csv and run.json: it cannot be saved "
+                "as a run",
+                hint="write the table itself with result.results.to_csv(...)",
+            )
+        with RunDirectory(Path(directory), force=force) as run_dir:
+            return run_dir.write(self, html=html)
 
 
 def _problem(path: Path, what: str, hint: str | None = None) -> OutputError:
@@ -235,7 +311,7 @@ def _where(key: Sequence[Any]) -> str:
     )
 
 
-def _check_results(path: Path, frame: Any, lines: Sequence[int], manifest: Mapping[str, Any] | None) -> None:
+def _check_results(path: Path, frame: Any, lines: Sequence[int], manifest: Manifest | None) -> None:
     """One whole run: a row per (curve, split, segment, α) once, every curve on the same α grid (points that
     --refine added aside), one n per split, and, when run.json says, the grid, the segments, the splits and the
     curves it lists."""
@@ -278,19 +354,16 @@ def _same_grid(a: Sequence[float], b: Sequence[float]) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= ALPHA_TOL * max(1.0, abs(y)) for x, y in zip(a, b, strict=True))
 
 
-def _check_against_manifest(path: Path, frame: Any, grid: Sequence[float], manifest: Mapping[str, Any]) -> None:
-    listed = get(manifest, "grid", "alphas")
-    if listed is not None:
-        if not (isinstance(listed, list) and all(isinstance(a, (int, float)) for a in listed)):
-            raise _problem(path.with_name("run.json"), "grid.alphas is not a list of numbers")
-        if not _same_grid(grid, sorted(float(a) for a in listed)):
-            raise _problem(
-                path,
-                f"{len(grid)} α values per curve where run.json lists {len(listed)}: the file is incomplete "
-                "or belongs to another run",
-            )
-    segments = get(manifest, "path", "segments")
-    if isinstance(segments, int) and "segment" in frame.columns:
+def _check_against_manifest(path: Path, frame: Any, grid: Sequence[float], manifest: Manifest) -> None:
+    listed = manifest.grid.alphas
+    if not _same_grid(grid, sorted(listed)):
+        raise _problem(
+            path,
+            f"{len(grid)} α values per curve where run.json lists {len(listed)}: the file is incomplete "
+            "or belongs to another run",
+        )
+    if manifest.path is not None and "segment" in frame.columns:
+        segments = manifest.path.segments
         found = sorted({int(s) for s in frame["segment"]})
         if found != list(range(1, segments + 1)):
             raise _problem(
@@ -298,21 +371,14 @@ def _check_against_manifest(path: Path, frame: Any, grid: Sequence[float], manif
                 f"rows for segment(s) {', '.join(map(str, found))} where run.json has {segments}: the file is "
                 "incomplete or belongs to another run",
             )
-    splits = get(manifest, "data", "splits")
-    if isinstance(splits, Mapping) and splits:
-        lacking = [str(s) for s in splits if str(s) not in set(frame["split"])]
-        if lacking:
-            raise _problem(
-                path, f"no rows for split {', '.join(lacking)}, which run.json lists: the file is incomplete"
-            )
-    groups = get(manifest, "groups", "groups")
-    if isinstance(groups, list) and all(isinstance(g, Mapping) and "name" in g for g in groups):
-        lacking = [str(g["name"]) for g in groups if str(g["name"]) not in set(frame["curve"])]
-        if lacking:
-            shown = ", ".join(lacking[:3]) + (", …" if len(lacking) > 3 else "")
-            raise _problem(
-                path, f"no rows for {len(lacking)} group(s) run.json lists ({shown}): the file is incomplete"
-            )
+    lacking = [s for s in manifest.data.splits if s not in set(frame["split"])]
+    if lacking:
+        raise _problem(path, f"no rows for split {', '.join(lacking)}, which run.json lists: the file is incomplete")
+    groups = manifest.groups.groups if manifest.groups is not None else ()
+    lacking = [g.name for g in groups if g.name not in set(frame["curve"])]
+    if lacking:
+        shown = ", ".join(lacking[:3]) + (", …" if len(lacking) > 3 else "")
+        raise _problem(path, f"no rows for {len(lacking)} group(s) run.json lists ({shown}): the file is incomplete")
 
 
 def _check_summary(path: Path, summary: Any, results: Any) -> None:
@@ -333,17 +399,44 @@ def _check_summary(path: Path, summary: Any, results: Any) -> None:
         raise _problem(path, f"{what}: the summary belongs to another run, or is incomplete")
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path) -> Manifest:
+    """run.json, checked key by key (manifest.py): an earlier version's reads back, a damaged one is named."""
     text = _read_text(path)
     try:
-        manifest = json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _problem(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise _problem(path, "JSON nested too deeply to be a run's manifest") from None
-    if not isinstance(manifest, dict):
-        raise _problem(path, f"a JSON {type(manifest).__name__}, not a run's manifest (an object)")
-    return manifest
+    if not isinstance(obj, dict):
+        raise _problem(path, f"a JSON {type(obj).__name__}, not a run's manifest (an object)")
+    return Manifest.from_json(obj, source=str(path))
+
+
+def _read_examples(path: Path, results: Any) -> dict[str, Any]:
+    """per_example.npz, its arrays by name; each curve and split in it must be one of the results', with a row per
+    point (uncertainty.per_example_arrays wrote it)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with path.open("rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            arrays = {name: loaded[name] for name in loaded.files} if hasattr(loaded, "files") else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _problem(path, f"not an .npz archive of arrays ({exc})") from None
+    if arrays is None:  # a lone .npy array: np.load gives the array itself
+        raise _problem(path, "a single array, not an .npz archive")
+    points = results.groupby(["curve", "split"], sort=False).size()
+    for name, array in arrays.items():
+        parts = name.rsplit("/", 2)  # CURVE/SPLIT/what
+        key = (parts[0], parts[1]) if len(parts) == 3 else None
+        if key is None or key not in points.index:
+            raise _problem(path, f"{name!r} names no curve and split of the results: the file belongs to another run")
+        if len(array) != points[key]:
+            raise _problem(path, f"{name} has {len(array)} rows where results.csv has {points[key]} points")
+    return arrays
 
 
 def _results_csv(path: Path) -> Path:
@@ -353,7 +446,7 @@ def _results_csv(path: Path) -> Path:
         if (path / PARTIAL_NAME).exists() and not csv_path.exists():
             raise OutputError(
                 f"{path} holds an interrupted scan, not a finished run",
-                hint="finish it with the same `interpscan run` command plus --resume",
+                hint=f"finish it with the same `interpscan run` command plus {opt('resume', True)}",
             )
         if not csv_path.exists():
             raise OutputError(
@@ -367,11 +460,11 @@ def _results_csv(path: Path) -> Path:
     return path
 
 
-def load_run(path: Path, *, need_summary: bool = False) -> LoadedRun:
+def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) -> ScanResult:
     """Read a run directory, or a results.csv and the summary.csv and run.json beside it, and check that they
     are one whole run: the columns and dtypes interpscan writes, no half rows, one row per (curve, split, α),
     the same α grid for every curve, one n per split, a summary row per curve and split, and the grid, splits
-    and groups run.json lists.
+    and groups run.json lists. With ``examples``, per_example.npz too when it is there.
 
     Raises:
         UsageError: a path no file system can hold.
@@ -380,20 +473,22 @@ def load_run(path: Path, *, need_summary: bool = False) -> LoadedRun:
     """
     path = check_path(path, "results")
     csv_path = _results_csv(path)
-    summary_path, manifest_path = csv_path.with_name("summary.csv"), csv_path.with_name("run.json")
-    if need_summary and not summary_path.is_file():
+    beside = {name: csv_path.with_name(name) for name in ("summary.csv", "run.json", "results.html", "per_example.npz")}
+    files = {"results.csv": csv_path, **{name: p for name, p in beside.items() if p.is_file()}}
+    if need_summary and "summary.csv" not in files:
         raise OutputError(f"no summary.csv beside {csv_path}", hint="pass a run directory written by `interpscan run`")
-    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
+    manifest = _read_manifest(files["run.json"]) if "run.json" in files else None
     results, lines = _table(csv_path, RESULT_REQUIRED, RESULT_DTYPES, kind="results.csv")
     _check_results(csv_path, results, lines, manifest)
     summary = None
-    if summary_path.is_file():
-        summary, _ = _table(summary_path, SUMMARY_REQUIRED, SUMMARY_DTYPES, kind="summary.csv")
-        _check_summary(summary_path, summary, results)
-    return LoadedRun(path, csv_path, results, summary, manifest)
+    if "summary.csv" in files:
+        summary, _ = _table(files["summary.csv"], SUMMARY_REQUIRED, SUMMARY_DTYPES, kind="summary.csv")
+        _check_summary(files["summary.csv"], summary, results)
+    arrays = _read_examples(files["per_example.npz"], results) if examples and "per_example.npz" in files else None
+    return ScanResult(results, summary, manifest, arrays, files, source=path)
 
 
-def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[LoadedRun]:
+def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[ScanResult]:
     """``load_run`` for each path; every problem is reported, in one error.
 
     Raises:
@@ -415,56 +510,90 @@ def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[Load
     return runs
 
 
-def get(manifest: Mapping[str, Any] | None, *keys: str) -> Any:
-    value: Any = manifest
-    for key in keys:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
+def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
+    taken = [p for p in paths if os.path.lexists(p)]
+    if taken and not force:
+        raise OutputError(
+            f"{', '.join(map(str, taken))} exist{'s' if len(taken) == 1 else ''}",
+            hint=f"pass {opt('force', True)} to replace, or {opt('out')} to write elsewhere",
+        )
+    for p in taken:
+        if p.is_dir() and not p.is_symlink():
+            raise OutputError(f"{p} is a directory", hint=f"pass {opt('out')} with a file name")
 
 
-def run_labels(runs: Sequence[LoadedRun], labels: Sequence[str] = ()) -> list[str]:
-    """A short, distinct label per run: ``labels`` when given, else from each run's run.json.
+def plot_results(
+    results: Path | Sequence[Path],
+    out: Path | None = None,
+    *,
+    labels: Sequence[str] = (),
+    force: bool = False,
+    plotlyjs: str = "inline",
+    static: Sequence[str] = (),
+) -> list[Path]:
+    """Draw one or more runs (results.csv files or run directories; summary.csv and run.json beside each are
+    used when present) into one self-contained HTML page, the same page ``interpscan run`` writes.
 
-    The default is the directory of the run's final checkpoint (``runs/wd0/final.pt`` gives ``wd0``), else of
-    its results.csv; when the runs' BN policies differ, `` · POLICY`` is appended; when labels still collide,
-    the results' directories relative to their common ancestor are used, and a last resort numbers them.
+    Args:
+        results: One input or several; several are overlaid, a colour per run.
+        out: The HTML file, or an existing directory to write into [default: beside the first input's CSV,
+            ``results.html`` for one input and ``plot.html`` for several].
+        labels: One label per input [default: ``run_labels``].
+        force: Replace existing output files: the page ``out`` names, and files interpscan wrote (a run's
+            results.html, an earlier page's images); never the user's other files, never through a link.
+        plotlyjs: ``inline`` (works offline), ``cdn`` or ``directory``.
+        static: Also write the figure as ``png`` and/or ``svg`` beside the HTML (needs kaleido).
+
+    Returns:
+        The files written: the HTML first.
 
     Raises:
-        UsageError: ``labels`` does not give exactly one distinct label per run.
+        OutputError: an input is missing or unreadable, an output exists and ``force`` is not set, or a file to
+            be replaced is a link or a file interpscan did not write.
+        UsageError: bad labels, an unknown ``plotlyjs`` mode, or static export without kaleido.
     """
-    if labels:
-        labels = [check_label(label, "label") for label in labels]
-        if len(labels) != len(runs):
-            raise UsageError(
-                f"{len(labels)} --label value(s) for {len(runs)} input(s)", hint="give one --label per input, in order"
-            )
-        repeated = sorted({x for x in labels if list(labels).count(x) > 1})
-        if repeated:
-            raise UsageError(
-                f"--label {', '.join(map(repr, repeated))} given more than once", hint="labels must differ"
-            )
-        return list(labels)
+    from .atomic import Content, OutputFolder
+    from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, static_image
+    from .report import PLOTLYJS_FILE, page_files, path_page, refuse_inputs, run_labels
 
-    def base(run: LoadedRun) -> str:
-        final = get(run.manifest, "checkpoints", "final", "path")
-        if isinstance(final, str) and Path(final).parent.name:
-            return Path(final).parent.name
-        return run.csv.parent.name or run.csv.stem
-
-    policies = [str(get(r.manifest, "bn", "policy") or "") for r in runs]
-    differ = len({p for p in policies if p}) > 1
-
-    def with_policy(names: Sequence[str]) -> list[str]:
-        return [f"{n} · {p}" if differ and p else n for n, p in zip(names, policies, strict=True)]
-
-    names = with_policy([base(r) for r in runs])
-    if len(set(names)) < len(names):
-        dirs = [r.csv.parent.resolve() for r in runs]
-        common = Path(os.path.commonpath(dirs)) if len(runs) > 1 else dirs[0].parent
-        names = with_policy([str(d.relative_to(common)) if d != common else d.name for d in dirs])
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
-    return out
+    inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
+    if not inputs:
+        raise UsageError("nothing to plot: give at least one results.csv or run directory")
+    plotlyjs_html(plotlyjs)  # an unknown mode fails before anything is read
+    unknown = sorted(set(static) - set(STATIC_FORMATS))
+    if unknown:
+        raise UsageError(f"static format(s) {', '.join(unknown)} unknown; use {' or '.join(STATIC_FORMATS)}")
+    if static:
+        check_static_export()
+    if out is not None:
+        out = check_path(out, "out")
+    runs = load_runs(inputs)
+    names = run_labels(runs, labels)
+    default_name = "results.html" if len(runs) == 1 else "plot.html"
+    target = out or runs[0].files["results.csv"].with_name(default_name)
+    named = target.name if out is not None and not target.is_dir() else None  # the page's file, as the user named it
+    if target.is_dir():
+        target = target / default_name
+    images = [target.with_suffix(f".{fmt}") for fmt in STATIC_FORMATS if fmt in static]
+    beside = [target.with_name(PLOTLYJS_FILE)] if plotlyjs == "directory" else []
+    refuse_inputs([target, *images, *beside], runs)
+    _refuse_existing([target, *images], force)
+    blocking = next((p for p in target.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputError(
+            f"cannot write {target}: {blocking} is a file, not a directory", hint=f"choose another {opt('out')}"
+        )
+    page, fig = path_page(runs, names, plotlyjs=plotlyjs)
+    files: dict[str, Content] = dict(page_files(target.name, page))
+    for image in images:
+        files[image.name] = static_image(fig, image.suffix.lstrip("."))
+    with OutputFolder.open(target.parent) as folder, folder.lock():
+        try:
+            written = folder.write(files, named=[named] if named else [])
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {target}: {exc.strerror or exc}", hint=f"choose a writable {opt('out')}"
+            ) from exc
+    return list(written.values())

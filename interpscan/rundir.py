@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Collection
 from contextlib import ExitStack, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +23,7 @@ from .atomic import LEDGER_NAME, LOCK_NAME, TEMP_PREFIX, WORKING_PREFIX, Content
 from .distributed import World
 from .engine.snapshot import ScanSnapshot
 from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped
-from .results import LoadedRun, json_safe
+from .manifest import json_safe
 from .schema import PARTIAL_NAME
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
@@ -145,19 +146,19 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
     from .report import page_files, path_page
 
     examples = getattr(result, "examples", None)
-    manifest = dict(result.manifest)
-    manifest["outputs"] = [
+    names = [
         n for n in OUTPUT_FILES if (html or n != "results.html") and (examples is not None or n != "per_example.npz")
     ]
+    manifest = replace(result.manifest, outputs=tuple(names))
     try:
         files: dict[str, Content] = {
             "results.csv": csv_text(result.results),
             "summary.csv": csv_text(result.summary),
-            "run.json": json_text(manifest),
+            "run.json": json_text(manifest.to_json()),
         }
         if html:
             # the page is drawn as `interpscan plot` would draw the final files
-            run = LoadedRun(folder.path, folder.path / "results.csv", result.results, result.summary, manifest)
+            run = replace(result, _manifest=manifest, files={"results.csv": folder.path / "results.csv"})
             page, _ = path_page([run])
             files.update(page_files("results.html", page))
         if examples is not None:

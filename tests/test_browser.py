@@ -22,7 +22,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -347,8 +347,9 @@ def _curve(start: float, end: float, cliff: float) -> list[float]:
 
 def write_run(directory: Path, wd: str, cliff: float, policy: str = "recompute") -> Path:
     """A run directory as `interpscan run --groups` writes it: two splits, the whole network and two groups."""
-    from types import SimpleNamespace
+    import old_runs
 
+    from interpscan.results import ScanResult
     from interpscan.rundir import write_outputs
 
     rows, summary = [], []
@@ -385,16 +386,14 @@ def write_run(directory: Path, wd: str, cliff: float, policy: str = "recompute")
                     "mode": mode,
                 }
             )
-    manifest = {
-        "model": {"spec": "cnn"},
-        "data": {"name": "fashion-mnist-small"},
-        "bn": {"policy": policy},
-        "checkpoints": {"final": {"path": f"runs/{wd}/final.pt"}},
-        "grid": {"alphas": ALPHAS},
-    }
+    base = old_runs.manifest()  # a cnn on fashion-mnist-small, train and test: this run's final checkpoint and grid
+    manifest = old_runs.manifest(
+        checkpoints=replace(base.checkpoints, final=replace(base.checkpoints.final, path=f"runs/{wd}/final.pt")),
+        bn=replace(base.bn, policy=policy),
+        grid=replace(base.grid, alphas=tuple(ALPHAS)),
+    )
     directory.mkdir(parents=True)
-    result = SimpleNamespace(results=pd.DataFrame(rows), summary=pd.DataFrame(summary), manifest=manifest)
-    write_outputs(result, directory, html=False)
+    write_outputs(ScanResult(pd.DataFrame(rows), pd.DataFrame(summary), manifest), directory, html=False)
     return directory
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+import old_runs
 import pandas as pd
 import pytest
 from conftest import run_cli_output
@@ -16,7 +17,8 @@ from conftest import run_cli_output
 from interpscan.atomic import LEDGER_NAME
 from interpscan.compare import compare_runs, spearman, write_comparison
 from interpscan.errors import OutputError, UsageError
-from interpscan.results import load_runs
+from interpscan.manifest import DataSplit, Manifest
+from interpscan.results import ScanResult, load_runs
 from interpscan.rundir import write_outputs
 
 # --- Spearman's ρ -----------------------------------------------------------------------------------------
@@ -65,13 +67,15 @@ LAYER1_START = [5.0, 4.0, 6.0, None]  # the last run was scanned without groups
 NAMES = ("wd0", "wd1e-4", "wd5e-4", "wd5e-3")
 
 
-def manifest(name: str, policy: str) -> dict[str, Any]:
-    return {
-        "model": {"spec": "cnn"},
-        "data": {"name": "fashion-mnist-small"},
-        "bn": {"policy": policy},
-        "checkpoints": {"final": {"path": f"runs/{name}/final.pt"}},
-    }
+def manifest(name: str, policy: str, splits: tuple[str, ...]) -> Manifest:
+    """The first version's run.json (a cnn on fashion-mnist-small, α 0, 0.5, 1) with this run's final checkpoint
+    (runs/NAME/final.pt), BN policy and splits."""
+    base = old_runs.manifest()
+    return old_runs.manifest(
+        checkpoints=replace(base.checkpoints, final=replace(base.checkpoints.final, path=f"runs/{name}/final.pt")),
+        bn=replace(base.bn, policy=policy),
+        data=replace(base.data, splits={s: DataSplit(n=1000, indices="all") for s in splits}),
+    )
 
 
 def write_run(
@@ -112,9 +116,7 @@ def write_run(
             )
     directory = root / NAMES[k] / "scan"
     directory.mkdir(parents=True)
-    result = SimpleNamespace(
-        results=pd.DataFrame(rows), summary=pd.DataFrame(summary), manifest=manifest(NAMES[k], policy)
-    )
+    result = ScanResult(pd.DataFrame(rows), pd.DataFrame(summary), manifest(NAMES[k], policy, splits))
     write_outputs(result, directory, html=False)
     return directory
 
@@ -177,7 +179,7 @@ def test_compare_falls_back_to_a_shared_split_and_says_so(tmp_path: Path) -> Non
     assert comparison.split == "train"
     assert comparison.table["final_loss"].tolist() == [0.2, 0.2, 0.2]
     assert any("no test split in wd0, wd1e-4, wd5e-4" in note and "train split" in note for note in comparison.notes)
-    with pytest.raises(UsageError, match=r"--split test: not in wd0, wd1e-4, wd5e-4 \(which hold wd0: train"):
+    with pytest.raises(UsageError, match=r"split='test': not in wd0, wd1e-4, wd5e-4 \(which hold wd0: train"):
         compare_runs(load_runs(runs), split="test")
 
 

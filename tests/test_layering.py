@@ -25,8 +25,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # it offers are imported on first use through importlib, which is no import statement).
     ("vocabulary", ("interpscan", "interpscan.errors")),
     # Foundations, torch-free (checked below) so that the CLI can build its signatures and say --help without
-    # torch: the options and their checks, the CSV schema, state-dict names, the device and the processes of a
-    # scan, files (safe reading, atomic writing, downloads), the user's code, and pure functions of curves.
+    # torch: the options and their checks, the CSV schema and run.json's typed manifest, state-dict names, the
+    # device and the processes of a scan, files (safe reading, atomic writing, downloads), the user's code, and pure
+    # functions of curves.
     (
         "foundations",
         (
@@ -34,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "interpscan.values",
             "interpscan.optional",
             "interpscan.schema",
+            "interpscan.manifest",
             "interpscan.statedict",
             "interpscan.devices",
             "interpscan.distributed",

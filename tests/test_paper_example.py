@@ -66,12 +66,12 @@ def test_every_scan_is_a_whole_run_of_the_tiny_size(out: Path, script: ModuleTyp
     for name in CNNS:
         for policy in ("interpolate", "recompute"):
             run = load_run(out / "runs" / name / f"scan-{policy}", need_summary=True)
-            assert run.manifest is not None
+            assert run.has_manifest
             assert run.manifest["bn"]["policy"] == policy
             assert sorted(run.results["alpha"]) == pytest.approx([k / (size.alphas - 1) for k in range(size.alphas)])
             assert (run.results["n"] == size.samples).all()
     layers = load_run(out / "runs" / "resnet18" / "scan-interpolate", need_summary=True)
-    assert layers.summary is not None
+    assert layers.has_summary
     assert layers.summary["curve"].tolist() == ["all", "layer1", "layer2", "layer3", "layer4", "fc"]
 
 
@@ -88,7 +88,7 @@ def test_alpha_one_is_the_trained_network_on_the_scanned_examples(out: Path) -> 
     """Under interpolate the α=1 point is the final checkpoint's own evaluation: recomputed here from final.pt and
     the test indices run.json records."""
     run = load_run(out / "runs" / "cnn-wd0.005" / "scan-interpolate")
-    assert run.manifest is not None
+    assert run.has_manifest
     indices = run.manifest["data"]["splits"]["test"]["indices"]
     source = open_data("fashion-mnist-small")
     test = load_split(source, "test", normalization=source.normalization)

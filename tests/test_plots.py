@@ -7,13 +7,16 @@ import math
 import pathlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import old_runs
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
 from interpscan.errors import UsageError
+from interpscan.manifest import DataSplit, Manifest
 from interpscan.plots import path_figure, write_html
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -672,7 +675,7 @@ def test_plotlyjs_modes() -> None:
     assert len(plotlyjs_html("inline")) > 1_000_000
     assert f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js" in plotlyjs_html("cdn")
     assert plotlyjs_html("directory") == '<script charset="utf-8" src="plotly.min.js"></script>'
-    with pytest.raises(UsageError, match="--plotlyjs 'local' is not one of inline, cdn, directory"):
+    with pytest.raises(UsageError, match="plotlyjs='local' is not one of inline, cdn, directory"):
         plotlyjs_html("local")
 
 
@@ -755,28 +758,29 @@ def test_compare_figure_has_a_point_per_run_and_rho_in_titles() -> None:
 # --- the page: run, plot and compare share it ---------------------------------------------------------------
 
 
-def manifest_for(wd: str, policy: str = "recompute") -> dict[str, Any]:
-    return {
-        "model": {"spec": "cnn"},
-        "data": {"name": "fashion-mnist-small"},
-        "bn": {"policy": policy},
-        "checkpoints": {"final": {"path": f"runs/{wd}/final.pt"}},
-        "grid": {"alphas": ALPHAS, "endpoints_added": []},
-    }
+def manifest_for(wd: str, policy: str = "recompute") -> Manifest:
+    """The first version's run.json (a cnn on fashion-mnist-small, train and test) as a run on ALPHAS whose final
+    checkpoint is runs/WD/final.pt."""
+    base = old_runs.manifest()
+    final = replace(base.checkpoints.final, path=f"runs/{wd}/final.pt")
+    return old_runs.manifest(
+        checkpoints=replace(base.checkpoints, final=final),
+        bn=replace(base.bn, policy=policy),
+        grid=replace(base.grid, alphas=tuple(ALPHAS)),
+    )
 
 
 def write_run_dir(
-    directory: pathlib.Path, manifest: dict[str, Any] | None = None, *, html: bool = False, offset: float = 0.0
+    directory: pathlib.Path, manifest: Manifest | None = None, *, html: bool = False, offset: float = 0.0
 ) -> pathlib.Path:
     """A run directory as `interpscan run` writes it (run.json left out when ``manifest`` is None)."""
-    from types import SimpleNamespace
-
+    from interpscan.results import ScanResult
     from interpscan.rundir import write_outputs
 
     directory.mkdir(parents=True)
     results = make_results()
-    result = SimpleNamespace(
-        results=results.assign(loss=results["loss"] + offset), summary=make_summary(), manifest=manifest or {}
+    result = ScanResult(
+        results.assign(loss=results["loss"] + offset), make_summary(), manifest or manifest_for(directory.name)
     )
     write_outputs(result, directory, html=html)
     if manifest is None:
@@ -789,7 +793,7 @@ def page_title(html: str) -> str:
 
 
 def test_run_writes_the_page_plot_draws(tmp_path: pathlib.Path) -> None:
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0", "interpolate"), html=True)
     (written,) = plot_results(run, tmp_path / "again.html")
@@ -807,7 +811,7 @@ def test_run_writes_the_page_plot_draws(tmp_path: pathlib.Path) -> None:
 
 
 def test_plot_without_run_json_is_titled_by_its_csv(tmp_path: pathlib.Path) -> None:
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     run = write_run_dir(tmp_path / "bare")
     (written,) = plot_results(run / "results.csv")
@@ -818,7 +822,7 @@ def test_plot_without_run_json_is_titled_by_its_csv(tmp_path: pathlib.Path) -> N
 
 
 def test_plot_overlays_several_runs_labelled_from_run_json(tmp_path: pathlib.Path) -> None:
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     dirs = [write_run_dir(tmp_path / wd / "scan", manifest_for(wd), offset=0.1 * k) for k, wd in enumerate(RUNS)]
     (written,) = plot_results(dirs)
@@ -834,7 +838,8 @@ def test_plot_overlays_several_runs_labelled_from_run_json(tmp_path: pathlib.Pat
 
 
 def test_labels_say_what_tells_runs_apart(tmp_path: pathlib.Path) -> None:
-    from interpscan.results import load_runs, run_labels
+    from interpscan.report import run_labels
+    from interpscan.results import load_runs
 
     a = write_run_dir(tmp_path / "a" / "scan", manifest_for("wd0", "recompute"))
     b = write_run_dir(tmp_path / "b" / "scan", manifest_for("wd0", "interpolate"))
@@ -848,7 +853,7 @@ def test_labels_say_what_tells_runs_apart(tmp_path: pathlib.Path) -> None:
     assert run_labels(load_runs([bare, a])) == ["scan-bare", "wd0"]
     assert run_labels(load_runs([bare, bare])) == ["scan-bare", "scan-bare #2"]
     assert run_labels(load_runs([a, b]), ["x", "y"]) == ["x", "y"]
-    with pytest.raises(UsageError, match="1 --label value"):
+    with pytest.raises(UsageError, match="1 label value"):
         run_labels(load_runs([a, b]), ["x"])
     with pytest.raises(UsageError, match="'x' given more than once"):
         run_labels(load_runs([a, b]), ["x", "x"])
@@ -856,7 +861,7 @@ def test_labels_say_what_tells_runs_apart(tmp_path: pathlib.Path) -> None:
 
 def test_plot_refuses_to_replace_files_unless_forced(tmp_path: pathlib.Path) -> None:
     from interpscan.errors import OutputError
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
     (tmp_path / "p.html").write_text("mine", encoding="utf-8")
@@ -873,7 +878,7 @@ def test_plot_refuses_to_replace_files_unless_forced(tmp_path: pathlib.Path) -> 
 def test_plotlyjs_directory_puts_plotly_beside_the_page(tmp_path: pathlib.Path) -> None:
     from plotly.offline import get_plotlyjs
 
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
     written = plot_results(run, tmp_path / "out" / "p.html", plotlyjs="directory")
@@ -891,7 +896,7 @@ def test_plot_force_replaces_only_what_interpscan_wrote(
     replaces them only when interpscan wrote them (a run's own results.html, an earlier plot's files)."""
     from interpscan import plots
     from interpscan.errors import OutputError
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     monkeypatch.setattr(plots, "check_static_export", lambda: None)
     monkeypatch.setattr(go.Figure, "to_image", lambda self, format, width, height: f"{format} image".encode())
@@ -917,7 +922,7 @@ def test_plot_force_replaces_only_what_interpscan_wrote(
 
 def test_plot_never_writes_through_a_link(tmp_path: pathlib.Path) -> None:
     from interpscan.errors import OutputError
-    from interpscan.report import plot_results
+    from interpscan.results import plot_results
 
     run = write_run_dir(tmp_path / "run", manifest_for("wd0"))
     outside = tmp_path / "outside.txt"
@@ -970,11 +975,13 @@ def test_table_html_is_sortable_and_keeps_full_values() -> None:
 def test_manifest_block_keeps_index_lists_on_one_line() -> None:
     from interpscan.report import manifest_html
 
-    html = manifest_html({"data": {"indices": [3, 1, 2]}, "note": "<b>", "x": math.nan}, label="run.json")
+    base = old_runs.manifest()
+    data = replace(base.data, splits={"test": DataSplit(n=3, indices=(3, 1, 2))})
+    html = manifest_html(old_runs.manifest(data=data, warnings=("<b>",), tol=math.nan), label="run.json")
     assert html.startswith("<details><summary>run.json</summary><pre>")
     assert "&quot;indices&quot;: [3, 1, 2]" in html
     assert "&quot;&lt;b&gt;&quot;" in html
-    assert "&quot;x&quot;: null" in html
+    assert "&quot;tol&quot;: null" in html  # NaN is no JSON
 
 
 def test_cli_plot_overlays_labelled_runs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from old_runs import manifest
 
 from interpscan.errors import UsageError
 from interpscan.report import Section, render_report, table_html
@@ -23,7 +24,7 @@ def test_sections_come_in_order_each_with_its_text_figures_and_tables() -> None:
             Section("second", figures=[("f2", _figure())], tables=[("numbers", table)]),
         ],
         notes=["top note"],
-        manifests=[("run.json", {"bn": {"policy": "recompute"}})],
+        manifests=[("run.json", manifest())],
         plotlyjs="cdn",
     )
     order = [

@@ -20,8 +20,8 @@ from conftest import run_cli, run_cli_output
 import interpscan
 from interpscan.errors import OutputError, UsageError
 from interpscan.models import CNN
-from interpscan.report import plot_results
-from interpscan.results import load_run, load_runs, run_labels
+from interpscan.report import run_labels
+from interpscan.results import load_run, load_runs, plot_results
 from interpscan.schema import RESULT_COLUMNS, RESULT_DTYPES, SUMMARY_DTYPES
 
 
@@ -67,7 +67,7 @@ def test_a_run_reads_back_with_the_dtypes_it_was_written_with(saved: tuple[Any, 
     # the CSVs hold 10 significant digits; otherwise what comes back is what was scanned, dtypes and all
     pd.testing.assert_frame_equal(loaded.results, result.results, rtol=1e-9)
     pd.testing.assert_frame_equal(loaded.summary, result.summary, rtol=1e-9)
-    assert loaded.manifest is not None
+    assert loaded.has_manifest
     assert loaded.manifest["grid"]["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 

@@ -287,6 +287,6 @@ def test_mypy_sees_the_library(tmp_path: Path) -> None:
     lines = [line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith(str(probe))]
     errors = [line for line in lines if line.startswith("error:")]
     assert errors[0].startswith('error: Unexpected keyword argument "alpahs" for "scan"'), done.stdout
-    assert 'note: Revealed type is "interpscan.api.ScanResult"' in lines, done.stdout
+    assert 'note: Revealed type is "interpscan.results.ScanResult"' in lines, done.stdout
     assert errors[1].startswith('error: Argument "bn" to "scan" has incompatible type "Literal[\'recompte\']"')
     assert len(errors) == 2, done.stdout

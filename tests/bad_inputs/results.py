@@ -245,7 +245,7 @@ def build(root: Path) -> list[Case]:
         "run-json-grid-of-text",
         "run.json's grid.alphas is a list of strings",
         copy("json-grid", run_json=grid_text),
-        "grid.alphas is not a list of numbers",
+        'grid.alphas[0] is "a", expected a number',
     )
     plot(
         "summary-of-another-run",
@@ -305,8 +305,8 @@ def build(root: Path) -> list[Case]:
             "compare-run-json-bn-text",
             'run.json whose "bn" is a string, not an object',
             ("compare", str(run), str(copy("bn-text", run_json=bn_text)), "--out", OUT),
-            0,
-            "",
+            2,
+            'bn is "interpolate", expected an object',
         )
     )
     cases.append(
