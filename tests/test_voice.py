@@ -270,3 +270,12 @@ def test_the_library_names_its_own_parameters_where_the_command_line_has_no_flag
         scan("cnn", pickled, pickled, "fashion-mnist-small")
     assert "if you trust the file, pass unsafe_pickle=True, or save" in str(exc.value.hint)
     assert "pass --unsafe-pickle, or save" in str(exc.value.rendered(flags())[1])
+
+
+def test_a_value_with_a_line_break_stays_on_one_line_in_both_voices() -> None:
+    from interpscan.errors import UsageError, opt
+
+    key = "a\nb"
+    exc = UsageError(f"no entry for {opt('key', key)}", hint=f"leave {opt('key')} out")
+    assert str(exc) == "no entry for key='a\\nb'"  # repr: the break is shown, not made
+    assert exc.rendered(flags()) == ("no entry for --key a b", "leave --key out")  # as f"--key {key}" one-lined
