@@ -28,6 +28,7 @@ import interpscan
 from interpscan.data import DataSource, Split, load_split, open_data
 from interpscan.errors import InterpscanError, UsageError
 from interpscan.models import ModelSpec, build_model, factory_parameters, parse_model_spec
+from interpscan.options import flags
 from interpscan.rundir import prepare_output_dir, write_json
 from interpscan.train import TrainConfig, config_dict, save_checkpoint, train
 from interpscan.values import parse_model_args
@@ -206,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except InterpscanError as exc:
         if os.environ.get("INTERPSCAN_DEBUG"):
             raise
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        message, hint = exc.rendered(flags())  # this script's flags are interpscan's: --out, --force, --model, ...
+        print(f"error: {message}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
         return exc.exit_code  # 2: bad input (all this script can raise); 1: a failed run
     return 0
 

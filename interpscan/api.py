@@ -438,7 +438,7 @@ def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
     if options.groups:
         grouping = resolve_groups(options.groups, ModuleTree.from_model(net))
         if split := split_ties({g.name: g.tensors for g in grouping.groups}, weights.matched.tied):
-            raise UsageError(f"--groups: {split[0]}", hint="put every name of a tied tensor in the same group")
+            raise UsageError(f"{opt('groups')}: {split[0]}", hint="put every name of a tied tensor in the same group")
     strategy = choose_strategy(options.strategy, device=device, grouped=grouping is not None, model=net)
     resolved = resolve_data(
         config.data if config.data is not None else recorded_data(weights),
@@ -460,7 +460,7 @@ def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
         if isinstance(part, Split) and not len(part):
             raise DataError(
                 f"the {part.name} split of {resolved.name} has no examples: nothing to evaluate",
-                hint="check the data passed with --data (and --samples)",
+                hint=f"check the data passed with {opt('data')} (and {opt('samples')})",
             )
         if w := non_finite_inputs_warning(part):
             say(w)
@@ -841,7 +841,7 @@ def _manifest(
             spec=resolved.spec.text,
             kind=resolved.spec.kind,
             args=dict(resolved.spec.args),
-            origin=resolved.origin,
+            origin=render(resolved.origin, hooks.flags),
             source=resolved.source,
             # True only when the model's code was imported because a checkpoint named it (--trust-recorded-code)
             runs_recorded_code=resolved.source == "recorded" and resolved.spec.kind in CODE_KINDS,

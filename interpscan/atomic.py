@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import OutputError
+from .errors import OutputError, opt
 
 # What a file is written from: text (as UTF-8), bytes, or a function that writes into the open binary file.
 Content = str | bytes | Callable[[IO[bytes]], None]
@@ -102,7 +102,7 @@ def _digest(fh: IO[bytes]) -> Digest:
 
 def _cannot(path: Path, exc: OSError) -> OutputError:
     return OutputError(
-        f"cannot write to output directory {path}: {exc.strerror or exc}", hint="choose a writable --out"
+        f"cannot write to output directory {path}: {exc.strerror or exc}", hint=f"choose a writable {opt('out')}"
     )
 
 
@@ -128,13 +128,13 @@ class OutputFolder:
         if os.path.islink(path) and not path.exists():
             raise OutputError(
                 f"{path} is a symbolic link to {os.readlink(path)}, which does not exist",
-                hint="create the folder it points to, or choose another --out",
+                hint=f"create the folder it points to, or choose another {opt('out')}",
             )
         if path.exists() and not path.is_dir():
-            raise OutputError(f"output path {path} exists and is not a directory", hint="choose another --out")
+            raise OutputError(f"output path {path} exists and is not a directory", hint=f"choose another {opt('out')}")
         if not path.exists():
             if not create:
-                raise OutputError(f"folder {path} does not exist", hint="create it, or choose another --out")
+                raise OutputError(f"folder {path} does not exist", hint=f"create it, or choose another {opt('out')}")
             try:
                 path.mkdir(parents=True)
                 created = True
@@ -222,11 +222,13 @@ class OutputFolder:
             FileNotFoundError: there is no ``name``.
         """
         if (why := self._not_a_file(name)) is not None:
-            raise OutputError(f"{self.path}: {why}", hint="remove it, or choose another --out")
+            raise OutputError(f"{self.path}: {why}", hint=f"remove it, or choose another {opt('out')}")
         fd = self._open(name, os.O_RDONLY | _NONBLOCK)
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the check
             os.close(fd)
-            raise OutputError(f"{self.path}: {name} is not a regular file", hint="remove it, or choose another --out")
+            raise OutputError(
+                f"{self.path}: {name} is not a regular file", hint=f"remove it, or choose another {opt('out')}"
+            )
         return os.fdopen(fd, "rb")
 
     def _not_a_file(self, name: str) -> str | None:
@@ -293,7 +295,7 @@ class OutputFolder:
             raise OutputError(
                 f"{self.path}: {'; '.join(problems)}. interpscan replaces only files it wrote there, never through "
                 "a link",
-                hint="move them elsewhere, or choose another --out",
+                hint=f"move them elsewhere, or choose another {opt('out')}",
             )
 
     # --- the ledger -----------------------------------------------------------------------------------------
@@ -484,19 +486,19 @@ class OutputFolder:
             raise OutputError(
                 f"{shown} is not a regular file with a single name (a hard link: writing the lock would change the "
                 "other name too)",
-                hint=f"remove {shown}, or choose another --out",
+                hint=f"remove {shown}, or choose another {opt('out')}",
             )
         try:
             held = lock_descriptor(fd, blocking=False)
         except OSError as exc:  # e.g. a network file system without file locks
             raise OutputError(
                 f"cannot lock {shown}: {exc.strerror or exc}",
-                hint="write to a local disk (--out), where two runs can be kept apart",
+                hint=f"write to a local disk ({opt('out')}), where two runs can be kept apart",
             ) from exc
         if not held:
             raise OutputError(
                 f"another interpscan run ({_describe(_holder(fd))}) is writing to {self.path}",
-                hint="wait for it to finish, or choose another --out",
+                hint=f"wait for it to finish, or choose another {opt('out')}",
             )
         now = self.lstat(LOCK_NAME)
         if now is None or not os.path.samestat(st, now):

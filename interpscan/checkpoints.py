@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import huggingface
-from .errors import CheckpointError, CheckpointNotFoundError
+from .errors import CheckpointError, CheckpointNotFoundError, opt
 from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
 
@@ -329,7 +329,7 @@ def _follow_key(path: Path, obj: Any, key: str) -> tuple[Any, list[str]]:
         if isinstance(node, nn.Module):
             node = node.state_dict()
         if not isinstance(node, Mapping):
-            raise CheckpointError(f"{path}: --key {key}: {'.'.join(walked) or 'the file'} is not a dict")
+            raise CheckpointError(f"{path}: {opt('key', key)}: {'.'.join(walked) or 'the file'} is not a dict")
         # The longest key that is a prefix of what is left, so keys with dots in them work.
         parts = rest.split(".")
         for i in range(len(parts), 0, -1):
@@ -345,7 +345,7 @@ def _follow_key(path: Path, obj: Any, key: str) -> tuple[Any, list[str]]:
             close = difflib.get_close_matches(parts[0], keys, n=3, cutoff=0.5)
             where = f" under {'.'.join(walked)}" if walked else ""
             raise CheckpointError(
-                f"{path}: no entry {parts[0]!r}{where} for --key {key}"
+                f"{path}: no entry {parts[0]!r}{where} for {opt('key', key)}"
                 + (f"; closest: {', '.join(close)}" if close else ""),
                 hint=f"keys{where}: {', '.join(keys[:12])}{', …' if len(keys) > 12 else ''}",
             )
@@ -445,7 +445,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         raise CheckpointError(
             f"{p}: no tensors found{where} (the file holds a {kind}{keys})",
             hint=f"interpscan reads a state dict, optionally nested under one of {', '.join(CONTAINER_KEYS)}; "
-            "--key picks another entry",
+            f"{opt('key')} picks another entry",
         )
     tensors = {str(k): v.detach() for k, v in obj.items() if isinstance(v, torch.Tensor)}
     check_tensor_kinds(p, tensors)
@@ -496,8 +496,8 @@ def _unwrap(path: Path, fmt: str, read: _Read, key: str | None) -> _Unwrapped:
     obj, metadata = read.obj, read.metadata
     if key is not None and not isinstance(obj, Mapping):
         raise CheckpointError(
-            f"{path}: --key {key} picks an entry of a pickled dict, and this {fmt} file holds no dict",
-            hint="leave out --key for this file",
+            f"{path}: {opt('key', key)} picks an entry of a pickled dict, and this {fmt} file holds no dict",
+            hint=f"leave out {opt('key')} for this file",
         )
     layout = "program" if fmt in PROGRAM_FORMATS else "state-dict"
     if not isinstance(obj, Mapping):
@@ -521,7 +521,7 @@ def _unwrap(path: Path, fmt: str, read: _Read, key: str | None) -> _Unwrapped:
         if ema:
             raise CheckpointError(
                 f"{path}: the only weights are averaged (EMA) weights under {ema[0]!r}",
-                hint=f"pass --key {ema[0]} to scan them",
+                hint=f"pass {opt('key', ema[0])} to scan them",
             )
         return _Unwrapped(obj, layout)
     metadata.update({k: v for k, v in _scalar_entries(top).items() if k not in metadata})
@@ -560,8 +560,8 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
     """A transformers directory (huggingface.py): the model transformers builds and loads, with its tensors."""
     if key is not None:
         raise CheckpointError(
-            f"{directory}: --key picks an entry of a pickled dict, and this is a transformers directory",
-            hint="leave out --key; transformers reads the model's weights from the folder",
+            f"{directory}: {opt('key')} picks an entry of a pickled dict, and this is a transformers directory",
+            hint=f"leave out {opt('key')}; transformers reads the model's weights from the folder",
         )
     loaded = huggingface.load_pretrained(directory)
     tensors = huggingface.state_of(loaded.model)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .engine import has_running_stats
-from .errors import UsageError
+from .errors import UsageError, opt
 from .options import BNPolicy, MemoryFormat, Strategy, check_memory_format
 
 T = TypeVar("T")
@@ -61,7 +61,9 @@ def choose_strategy(
     """
     obstacle = batched_obstacle(model)
     if requested in (Strategy.BATCHED, Strategy.PREFIX_BATCHED) and obstacle:
-        raise UsageError(f"--strategy {requested}: {obstacle}", hint="use --strategy sequential (the same numbers)")
+        raise UsageError(
+            f"{opt('strategy', requested)}: {obstacle}", hint=f"use {opt('strategy', 'sequential')} (the same numbers)"
+        )
     if requested is not Strategy.AUTO:
         return Decision(requested, "requested")
     if device.type == "cuda":
@@ -142,8 +144,8 @@ def choose_bn_policy(requested: BNPolicy, *, model: nn.Module, has_train: bool, 
     if program is not None and any(n.endswith(("running_mean", "running_var")) for n in model.state_dict()):
         if requested in (BNPolicy.RECOMPUTE, BNPolicy.BATCH):
             raise UsageError(
-                f"--bn {requested} needs to switch batch norm's mode, and a {program}'s forward fixes it",
-                hint="use --bn interpolate (or auto), or pass --model to rebuild the model in Python",
+                f"{opt('bn', requested)} needs to switch batch norm's mode, and a {program}'s forward fixes it",
+                hint=f"use {opt('bn', 'interpolate')} (or auto), or pass {opt('model')} to rebuild the model in Python",
             )
         return Decision(
             BNPolicy.INTERPOLATE,
@@ -159,8 +161,8 @@ def choose_bn_policy(requested: BNPolicy, *, model: nn.Module, has_train: bool, 
         return Decision(BNPolicy.INTERPOLATE, f"default: {data_name} has no train split to re-estimate statistics from")
     if requested is BNPolicy.RECOMPUTE and not has_train:
         raise UsageError(
-            f"--bn recompute needs a train split to re-estimate statistics, and {data_name} has none",
-            hint="use --bn interpolate or --bn batch, or data with a train split",
+            f"{opt('bn', 'recompute')} needs a train split to re-estimate statistics, and {data_name} has none",
+            hint=f"use {opt('bn', 'interpolate')} or {opt('bn', 'batch')}, or data with a train split",
         )
     return Decision(requested, "requested")
 

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from .devices import resolve_device
-from .errors import LostContact, UsageError
+from .errors import LostContact, UsageError, opt
 
 if TYPE_CHECKING:
     import torch
@@ -139,7 +139,7 @@ def lost_contact(world: World, exc: BaseException) -> LostContact:
     return LostContact(
         f"rank {world.rank} of {world.size} lost contact with the other processes of the scan ({first[:160]})",
         hint="another rank stopped (its own error is above) or timed out (INTERPSCAN_DIST_TIMEOUT, seconds); "
-        "nothing was written: rerun the same command with --resume",
+        f"nothing was written: rerun the same command with {opt('resume', True)}",
     )
 
 

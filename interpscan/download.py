@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .errors import DataError
+from .errors import DataError, opt
 
 # Called as progress(filename, bytes received so far, total bytes); restarts from 0 when a mirror is retried.
 DownloadProgress = Callable[[str, int, int], None]
@@ -180,7 +180,7 @@ def created_dirs(directory: Path) -> Iterator[Path]:
     except OSError as exc:
         raise DownloadError(
             f"cannot create {directory} ({exc.strerror or exc})",
-            hint="pass a writable --data-root",
+            hint=f"pass a writable {opt('data_root')}",
         ) from exc
     try:
         yield directory

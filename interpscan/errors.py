@@ -85,21 +85,23 @@ class InterpscanError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.text = _one_line(message)  # with the options named by ``opt`` still marked
         self.hint_text = None if hint is None else _one_line(hint)
-        super().__init__(render(self.text))
+        super().__init__(self.message)
 
     @property
     def message(self) -> str:
         """The message in the library's words."""
-        return render(self.text)
+        return _one_line(render(self.text))
 
     @property
     def hint(self) -> str | None:
         """How to fix it, in the library's words."""
-        return None if self.hint_text is None else render(self.hint_text)
+        return None if self.hint_text is None else _one_line(render(self.hint_text))
 
     def rendered(self, flags: Mapping[str, str]) -> tuple[str, str | None]:
-        """(message, hint) as the command line says them: options named by their flags."""
-        return render(self.text, flags), None if self.hint_text is None else render(self.hint_text, flags)
+        """(message, hint) as the command line says them: options named by their flags. One line each: a value
+        the command line shows as given (``--key 'a<newline>b'``) may hold a line break the marks kept."""
+        hint = None if self.hint_text is None else _one_line(render(self.hint_text, flags))
+        return _one_line(render(self.text, flags)), hint
 
     def __str__(self) -> str:
         return self.message

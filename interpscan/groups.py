@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, opt
 
 RESERVED = ("all", "rest")
 
@@ -89,8 +89,9 @@ def _no_match(pattern: str, tree: ModuleTree) -> UsageError:
     if not close:
         close = [m for m in tree.modules if "." not in m][:5]
     return UsageError(
-        f"pattern {pattern!r} matched no module or tensor" + (f"; closest: {', '.join(close)}" if close else ""),
-        hint="`interpscan layers CKPT --groups @top` shows the names patterns can match",
+        f"{opt('groups')} pattern {pattern!r} matched no module or tensor"
+        + (f"; closest: {', '.join(close)}" if close else ""),
+        hint="`interpscan layers CKPT` shows the names patterns can match",
     )
 
 

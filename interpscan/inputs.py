@@ -147,8 +147,8 @@ def random_init(resolved: ResolvedModel, seed: int) -> Checkpoint:
     """
     if resolved.spec.kind in ("in-memory", *OWN_FORWARD):
         raise UsageError(
-            f"--random-init builds a fresh model from its factory, and {resolved.origin} has none",
-            hint="name the model with --model (a zoo name or path/to/file.py:factory), or pass the random "
+            f"{opt('random_init')} builds a fresh model from its factory, and {resolved.origin} has none",
+            hint=f"name the model with {opt('model')} (a zoo name or path/to/file.py:factory), or pass the random "
             "initialization as one more checkpoint",
         )
     with torch.random.fork_rng(devices=[]):
@@ -264,7 +264,9 @@ class Data:
             UsageError: no training data.
         """
         if self._calibration is None:
-            raise UsageError(f"{self.name} has no train split", hint="use --bn interpolate or --bn batch")
+            raise UsageError(
+                f"{self.name} has no train split", hint=f"use {opt('bn', 'interpolate')} or {opt('bn', 'batch')}"
+            )
         return self._calibration(samples, seed)
 
 
@@ -274,7 +276,7 @@ def _pick(available: Sequence[str], wanted: Sequence[str] | None, name: str) -> 
     if missing:
         raise DataError(
             f"dataset {name} has no {missing[0]!r} split (it has: {', '.join(available)})",
-            hint=f"use --split {available[0]}" if available else None,
+            hint=f"use {opt('splits', available[0])}" if available else None,
         )
     return chosen
 

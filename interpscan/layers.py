@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, opt
 from .groups import Grouping, ModuleTree, group_table, parameter_names, resolve_groups
 from .inputs import StateLike, as_checkpoint
 from .models import check_against, find_model
@@ -61,7 +61,7 @@ def layer_report(
             only = sorted(set(init_ck.tensors) ^ set(final_ck.tensors))
             raise ModelError(
                 f"the checkpoints hold different tensors ({len(only)} in one only: {', '.join(only[:5])})",
-                hint="pass --model so wrapper prefixes can be resolved against the model's names",
+                hint=f"pass {opt('model')} so wrapper prefixes can be resolved against the model's names",
             )
         tree = ModuleTree.from_names(init_ck.tensors)
     grouping = resolve_groups(groups, tree)

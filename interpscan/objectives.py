@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError, RunError, UsageError
+from .errors import DataError, RunError, UsageError, opt
 
 IGNORE_INDEX = -100  # cross-entropy's ignore_index: an example with this label is left out of every mean
 
@@ -27,12 +27,12 @@ def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
     if outputs.dim() != 2 or outputs.shape[0] != targets.shape[0] or targets.dim() != 1:
         raise DataError(
             f"{shapes}; cross-entropy needs outputs (batch, classes) and integer targets (batch,)",
-            hint="for regression targets use --loss mse",
+            hint=f"for regression targets use {opt('loss', 'mse')}",
         )
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise DataError(
             f"{shapes}; cross-entropy needs integer class targets, got {str(targets.dtype).removeprefix('torch.')}",
-            hint="for regression targets use --loss mse",
+            hint=f"for regression targets use {opt('loss', 'mse')}",
         )
     _classification_labels(outputs, targets)
 
@@ -52,7 +52,7 @@ def _classification_labels(outputs: torch.Tensor, targets: torch.Tensor) -> int:
             raise DataError(
                 f"{_shapes(outputs, targets)}: targets go up to class {top} but the model outputs "
                 f"{outputs.shape[-1]} classes",
-                hint="check num_classes (--model-arg num_classes=...) against the dataset",
+                hint=f"check num_classes ({opt('model_args', 'num_classes=...')}) against the dataset",
             )
     return int(ignored.sum())
 
@@ -153,7 +153,7 @@ def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
         shapes = f"outputs {list(outputs.shape)} and targets {list(targets.shape)}"
         if outputs.shape[0] != targets.shape[0]:
             raise DataError(
-                f"--loss {name}: the model's output has shape {list(outputs.shape)} but the targets "
+                f"{opt('loss', name)}: the model's output has shape {list(outputs.shape)} but the targets "
                 f"{list(targets.shape)}; they differ in batch size"
             )
         try:
@@ -161,7 +161,7 @@ def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
         except Exception as exc:  # the user's function: any error is about the shapes or dtypes it got
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DataError(
-                f"--loss {name} raised {type(exc).__name__} on {shapes}" + (f": {msg}" if msg else "")
+                f"{opt('loss', name)} raised {type(exc).__name__} on {shapes}" + (f": {msg}" if msg else "")
             ) from exc
         if (
             not isinstance(losses, torch.Tensor)
@@ -174,7 +174,7 @@ def _custom_check(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
                 else type(losses).__name__
             )
             raise DataError(
-                f"--loss {name} returned {got} for {shapes}; a per-sample loss returns a float tensor of shape "
+                f"{opt('loss', name)} returned {got} for {shapes}; a per-sample loss returns a float tensor of shape "
                 f"[{outputs.shape[0]}] (one value per example)",
                 hint="reduce over every dimension but the first, e.g. .flatten(1).mean(1), and do not average "
                 "over the batch",
@@ -200,10 +200,10 @@ def parse_objective(text: str) -> Objective:
 
     if not is_callable_spec(text):
         raise UsageError(
-            f"--loss {text!r} is not a loss",
+            f"{opt('loss')} {text!r} is not a loss",
             hint=f"use {', '.join(OBJECTIVES)}, path/to/file.py:fn or package.module:fn",
         )
-    fn = load_callable(text, flag="--loss", error=UsageError)
+    fn = load_callable(text, option="loss", error=UsageError)
     return Objective(text, _guarded(text, fn), False, _custom_check(text, fn))
 
 
@@ -217,7 +217,7 @@ def _guarded(name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
         except Exception as exc:  # the user's function
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise RunError(
-                f"--loss {name} raised {type(exc).__name__} on outputs {list(outputs.shape)} and targets "
+                f"{opt('loss', name)} raised {type(exc).__name__} on outputs {list(outputs.shape)} and targets "
                 f"{list(targets.shape)}" + (f": {msg}" if msg else ""),
                 hint="INTERPSCAN_DEBUG=1 shows the traceback",
             ) from exc

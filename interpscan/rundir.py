@@ -22,7 +22,7 @@ from typing import IO, Any
 from .atomic import LEDGER_NAME, LOCK_NAME, TEMP_PREFIX, WORKING_PREFIX, Content, OutputFolder, write_atomic
 from .distributed import World
 from .engine.snapshot import ScanSnapshot
-from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped
+from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped, opt
 from .manifest import json_safe
 from .schema import PARTIAL_NAME
 
@@ -62,11 +62,11 @@ def _check_contents(folder: OutputFolder, *, force: bool, writes: Collection[str
         if any(n.startswith(PARTIAL_NAME.removesuffix(".pt")) for n in names):
             raise OutputError(
                 f"output directory {folder.path} holds an interrupted scan",
-                hint="add --resume to finish it, or --force to start afresh",
+                hint=f"add {opt('resume', True)} to finish it, or {opt('force', True)} to start afresh",
             )
         raise OutputError(
             f"output directory {folder.path} is not empty",
-            hint="choose another --out, or pass --force to replace interpscan's files in it",
+            hint=f"choose another {opt('out')}, or pass {opt('force', True)} to replace interpscan's files in it",
         )
     folder.check(writes)
 
@@ -79,13 +79,14 @@ def _check_writable(folder: OutputFolder) -> None:
         if isinstance(exc, OutputError):
             raise
         raise OutputError(
-            f"cannot write to output directory {folder.path}: {exc.strerror or exc}", hint="choose a writable --out"
+            f"cannot write to output directory {folder.path}: {exc.strerror or exc}",
+            hint=f"choose a writable {opt('out')}",
         ) from exc
     if free < MIN_FREE_BYTES:
         raise OutputError(
             f"only {free / 2**20:.1f} MiB free where {folder.path} is; a run writes up to about "
             f"{MIN_FREE_BYTES // 2**20} MiB (results.html inlines plotly.js)",
-            hint="free some space or choose another --out",
+            hint=f"free some space or choose another {opt('out')}",
         )
 
 
@@ -179,9 +180,9 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
 def _write_error(out: Path, exc: OSError) -> OutputError:
     return OutputError(
         f"cannot write the results into {out}: {exc.strerror or exc}; the files already there are as they were",
-        hint="free some space or choose another --out"
+        hint=f"free some space or choose another {opt('out')}"
         if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        else "choose a writable --out",
+        else f"choose a writable {opt('out')}",
     )
 
 
@@ -227,7 +228,7 @@ class PartialSaver:
                 cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
                 raise OutputError(
                     f"cannot save the partial scan to {self.path}: {cause}; the scan stopped",
-                    hint="free some space where --out is, or choose another --out",
+                    hint=f"free some space where {opt('out')} is, or choose another {opt('out')}",
                 ) from exc
             self.written, self.last = latest, time.monotonic()
         return self.folder.lstat(self.name) is not None
@@ -248,9 +249,9 @@ def load_partial(folder: OutputFolder, name: str = PARTIAL_NAME) -> dict[str, An
     if folder.lstat(name) is None:
         raise OutputError(
             f"nothing to resume in {folder.path} (no {name})",
-            hint="run without --resume"
+            hint=f"run without {opt('resume', True)}"
             if name == PARTIAL_NAME
-            else "resume with the number of processes of the interrupted run, or run without --resume",
+            else f"resume with the number of processes of the interrupted run, or run without {opt('resume', True)}",
         )
     try:
         with folder.open_file(name) as fh:
@@ -259,9 +260,11 @@ def load_partial(folder: OutputFolder, name: str = PARTIAL_NAME) -> dict[str, An
         raise
     except Exception as exc:  # a damaged file: torch raises several kinds
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
-        raise OutputError(f"cannot read the partial scan {path}: {cause}", hint="start afresh with --force") from exc
+        raise OutputError(
+            f"cannot read the partial scan {path}: {cause}", hint=f"start afresh with {opt('force', True)}"
+        ) from exc
     if not isinstance(snapshot, dict) or "engine" not in snapshot:
-        raise OutputError(f"{path} is not a partial scan", hint="start afresh with --force")
+        raise OutputError(f"{path} is not a partial scan", hint=f"start afresh with {opt('force', True)}")
     return snapshot
 
 

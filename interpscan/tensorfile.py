@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, DataError, InterpscanError
+from .errors import CheckpointError, DataError, InterpscanError, opt
 from .files import check_expansion, check_regular, describe_size
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -172,7 +172,7 @@ def _refusal(path: Path, exc: Exception, error: Error) -> InterpscanError:
     else:
         hint = (
             "loading it would run code the file names, which can do anything your account can; if you trust "
-            "the file, pass --unsafe-pickle, or save model.state_dict() instead"
+            f"the file, pass {opt('unsafe_pickle', True)}, or save model.state_dict() instead"
         )
     return error(f"{path}: refused to unpickle objects other than tensors and plain containers{needs}", hint=hint)
 
@@ -233,7 +233,7 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
                 f"{path}: a legacy (pre-1.6 format) torch file written with pickle protocol 4 or later, which "
                 "torch's safe loader cannot read",
                 hint="re-save it with torch.save(obj, path) (the default zip format)"
-                + ("" if issubclass(error, DataError) else ", or pass --unsafe-pickle if you trust it"),
+                + ("" if issubclass(error, DataError) else f", or pass {opt('unsafe_pickle', True)} if you trust it"),
             ) from exc
         if not unsafe_pickle and "WeightsUnpickler error:" in str(exc):
             # Not a named object but an opcode or structure the safe unpickler rejects: truncated, or not torch.save
@@ -246,7 +246,7 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
             raise error(
                 f"{path}: the pickle needs Python code that cannot be imported here ({text})",
                 hint="run interpscan where the model's module is importable (e.g. set PYTHONPATH), or save "
-                "model.state_dict() and pass --model",
+                f"model.state_dict() and pass {opt('model')}",
             ) from exc
         tried = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(exc))
         if tried:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, InterpscanError
+from .errors import DataError, InterpscanError, opt
 from .files import check_regular
 
 
@@ -48,12 +48,12 @@ def is_callable_spec(text: str) -> bool:
     return bool(sep and target and attr.isidentifier() and not Path(text).exists())
 
 
-def load_callable(text: str, *, flag: str, error: type[InterpscanError] = DataError) -> Callable[..., Any]:
+def load_callable(text: str, *, option: str, error: type[InterpscanError] = DataError) -> Callable[..., Any]:
     """Resolve ``path/to/file.py:name`` (imported from the file) or ``package.module:name`` (imported from the
     Python path, as ``pkgutil.resolve_name`` does) into the callable it names.
 
     Args:
-        flag: the option it came from (``--data``, ``--loss``), for messages.
+        option: the parameter it came from (``data``, ``loss``), for messages (errors.opt).
         error: the error class raised.
 
     Returns:
@@ -67,31 +67,33 @@ def load_callable(text: str, *, flag: str, error: type[InterpscanError] = DataEr
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target)
         if not path.exists() and not path.is_symlink():
-            raise error(f"{flag} {text}: file not found: {path}", hint="check the path before the ':'")
+            raise error(f"{opt(option, text)}: file not found: {path}", hint="check the path before the ':'")
         check_regular(path, error, what="Python file")
         mod_name = f"interpscan_user_{path.stem}_{abs(hash(str(path.resolve())))}"
         loader_spec = importlib.util.spec_from_file_location(mod_name, path)
         if loader_spec is None or loader_spec.loader is None:
-            raise error(f"{flag} {text}: cannot import {path} as a Python module")
+            raise error(f"{opt(option, text)}: cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[mod_name] = module
         try:
             no_exit(loader_spec.loader.exec_module)(module)
         except Exception as exc:
             del sys.modules[mod_name]
-            raise error(f"{flag} {text}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+            raise error(f"{opt(option, text)}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
         obj = getattr(module, attr, None)
         if obj is None:
             names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
             close = difflib.get_close_matches(attr, names, n=3, cutoff=0.4)
-            raise error(f"{flag} {text}: {path} has no {attr!r}" + (f"; closest: {', '.join(close)}" if close else ""))
+            raise error(
+                f"{opt(option, text)}: {path} has no {attr!r}" + (f"; closest: {', '.join(close)}" if close else "")
+            )
     else:
         try:
             obj = no_exit(pkgutil.resolve_name)(text)
         except (ImportError, AttributeError, ValueError) as exc:
-            raise error(f"{flag} {text}: cannot resolve it ({exc})", hint="is the package importable?") from exc
+            raise error(f"{opt(option, text)}: cannot resolve it ({exc})", hint="is the package importable?") from exc
         except Exception as exc:  # the module itself raised while being imported
-            raise error(f"{flag} {text}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
+            raise error(f"{opt(option, text)}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
-        raise error(f"{flag} {text}: is a {type(obj).__name__}, not a function")
+        raise error(f"{opt(option, text)}: is a {type(obj).__name__}, not a function")
     return no_exit(obj)

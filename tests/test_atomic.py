@@ -64,7 +64,7 @@ def test_a_file_interpscan_did_not_write_is_never_replaced(folder: OutputFolder)
     (folder.path / "a.csv").write_text("the user's\n")
     with pytest.raises(OutputError, match=r"out: a\.csv was not written by interpscan\. interpscan replaces") as info:
         folder.write({"a.csv": "ours\n", "b.csv": "ours\n"})
-    assert info.value.hint == "move them elsewhere, or choose another --out"
+    assert info.value.hint == "move them elsewhere, or choose another out"
     assert (folder.path / "a.csv").read_text() == "the user's\n"
     assert sorted(p.name for p in folder.path.iterdir()) == ["a.csv"]  # all or nothing: b.csv neither
 

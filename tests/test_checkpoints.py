@@ -27,6 +27,7 @@ from interpscan.checkpoints import (
     load_checkpoint,
 )
 from interpscan.errors import CheckpointError, CheckpointNotFoundError, InterpscanError
+from interpscan.options import flags
 from interpscan.statedict import strip_prefixes
 
 SPEC = {"model": "cnn", "model_args": {"width": 8, "bn": False}}
@@ -326,7 +327,7 @@ def test_a_dict_without_tensors(tmp_path: Path) -> None:
     assert str(exc.value) == f"{path}: no tensors found (the file holds a dict with keys ['epoch', 'lr', 'state_dict'])"
     assert exc.value.hint == (
         "interpscan reads a state dict, optionally nested under one of state_dict, model_state_dict, model, "
-        "module, net; --key picks another entry"
+        "module, net; key picks another entry"
     )
 
 
@@ -588,7 +589,8 @@ def test_a_file_with_only_ema_weights_says_how_to_pick_them(tmp_path: Path, stat
     with pytest.raises(CheckpointError) as exc:
         load_checkpoint(path)
     assert str(exc.value) == f"{path}: the only weights are averaged (EMA) weights under 'model_ema'"
-    assert exc.value.hint == "pass --key model_ema to scan them"
+    assert exc.value.hint == "pass key='model_ema' to scan them"
+    assert exc.value.rendered(flags())[1] == "pass --key model_ema to scan them"
     assert_same_tensors(load_checkpoint(path, key="model_ema").tensors, state)
 
 
@@ -605,9 +607,9 @@ def test_a_key_that_is_not_there(tmp_path: Path, state: dict[str, torch.Tensor])
     path = save_torch({"state_dict": state, "model_ema": state}, tmp_path / "w.pt")
     with pytest.raises(CheckpointError) as exc:
         load_checkpoint(path, key="model_emma")
-    assert str(exc.value) == f"{path}: no entry 'model_emma' for --key model_emma; closest: model_ema"
+    assert str(exc.value) == f"{path}: no entry 'model_emma' for key='model_emma'; closest: model_ema"
     assert exc.value.hint == "keys: model_ema, state_dict"
-    with pytest.raises(CheckpointError, match=r"no entry 'x' under state_dict for --key state_dict\.x"):
+    with pytest.raises(CheckpointError, match=r"no entry 'x' under state_dict for key='state_dict\.x'"):
         load_checkpoint(path, key="state_dict.x")
 
 
@@ -797,7 +799,7 @@ def test_a_pickled_module_needs_unsafe_pickle(tmp_path: Path) -> None:
         f"{path}: refused to unpickle objects other than tensors and plain containers (it needs test_checkpoints.Net)"
     )
     assert exc.value.hint is not None
-    assert "--unsafe-pickle" in exc.value.hint
+    assert "pass unsafe_pickle=True" in exc.value.hint
     assert "run code" in exc.value.hint
     ckpt = load_checkpoint(path, unsafe_pickle=True)
     assert ckpt.info.layout == "module"
@@ -828,7 +830,7 @@ def test_a_pickle_whose_class_is_gone(tmp_path: Path) -> None:
 def test_key_for_a_file_without_a_dict(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     save_script(Small(), path)
-    with pytest.raises(CheckpointError, match="--key ema picks an entry of a pickled dict"):
+    with pytest.raises(CheckpointError, match="key='ema' picks an entry of a pickled dict"):
         load_checkpoint(path, key="ema")
 
 

@@ -40,6 +40,7 @@ from interpscan.data import (
 )
 from interpscan.download import DownloadError, Resource
 from interpscan.errors import DataError, UsageError
+from interpscan.options import flags
 
 # IDX type codes (third byte of the magic number) of LeCun's format.
 IDX_CODES = {
@@ -238,7 +239,7 @@ def test_explicit_root_is_searched_alone(tmp_path: Path, no_system_dataset: Path
     assert fashion_mnist_dirs(root) == [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
     with pytest.raises(DataError) as exc:
         open_data("fashion-mnist", root)
-    assert str(exc.value).startswith(f"Fashion-MNIST not found under --data-root {root} (looked in {root}, ")
+    assert str(exc.value).startswith(f"Fashion-MNIST not found under data_root='{root}' (looked in {root}, ")
     assert str(no_system_dataset) not in str(exc.value)
     assert not root.exists()
 
@@ -265,13 +266,14 @@ def test_fashion_mnist_not_found(tmp_path: Path) -> None:
         open_data("fashion-mnist", root)
     folders = [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
     assert str(exc.value) == (
-        f"Fashion-MNIST not found under --data-root {root} (looked in {', '.join(map(str, folders))}) "
-        "and --no-download is set"
+        f"Fashion-MNIST not found under data_root='{root}' (looked in {', '.join(map(str, folders))}) "
+        "and download=False is set"
     )
     assert exc.value.hint is not None
-    assert exc.value.hint.startswith("drop --no-download to fetch it (29 MiB), or put the four files ")
+    assert exc.value.hint.startswith("drop download=False to fetch it (29 MiB), or put the four files ")
     assert f"in {root / 'fashion-mnist'}" in exc.value.hint
-    assert "--data fashion-mnist-small" in exc.value.hint
+    assert "data='fashion-mnist-small'" in exc.value.hint
+    assert "--data fashion-mnist-small" in str(exc.value.rendered(flags())[1])
 
 
 def test_fashion_mnist_with_mismatched_counts(tmp_path: Path) -> None:
@@ -288,7 +290,7 @@ def test_unknown_split(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         open_data("fashion-mnist", tmp_path).read("valid")
     assert str(exc.value) == "dataset fashion-mnist has no 'valid' split (it has: train, test)"
-    assert exc.value.hint == "use --split train"
+    assert exc.value.hint == "use splits='train'"
 
 
 # ------------------------------------------------------------------------------------ bundled subset
@@ -556,7 +558,7 @@ def test_tensor_file_missing_split(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         open_data(str(tmp_path / "d.pt")).read("test")
     assert str(exc.value) == "dataset d.pt has no 'test' split (it has: train)"
-    assert exc.value.hint == "use --split train"
+    assert exc.value.hint == "use splits='train'"
 
 
 def test_tensor_file_float_targets(tmp_path: Path) -> None:
@@ -657,7 +659,7 @@ def test_missing_tensor_file(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         open_data(str(tmp_path / "absent.npz"))
     assert str(exc.value) == f"data file not found: {tmp_path / 'absent.npz'}"
-    assert exc.value.hint == "check the path given to --data"
+    assert exc.value.hint == "check the path given to data"
 
 
 @pytest.mark.parametrize(
@@ -680,7 +682,7 @@ def test_regression_targets_need_a_regression_loss(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_split(source, "test")
     assert str(exc.value) == "d.pt: test targets have shape [4, 1]; class labels have shape (N,)"
-    assert exc.value.hint == "for regression targets use --loss mse"
+    assert exc.value.hint == "for regression targets use loss='mse'"
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int32])
@@ -1057,11 +1059,11 @@ def test_no_download_never_touches_the_network(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr("urllib.request.urlopen", no_network)
     monkeypatch.setattr(named, "fetch", no_network)
     for name in data.NAMED:
-        with pytest.raises(DataError, match="--no-download is set") as exc:
+        with pytest.raises(DataError, match="download=False is set") as exc:
             open_data(name, tmp_path / "root")
         assert not isinstance(exc.value, DownloadError)
         assert exc.value.hint is not None
-        assert exc.value.hint.startswith("drop --no-download to fetch it (")
+        assert exc.value.hint.startswith("drop download=False to fetch it (")
     assert not (tmp_path / "root").exists()
 
 
@@ -1108,8 +1110,7 @@ def test_per_channel_normalization_must_fit_the_channels() -> None:
     with pytest.raises(DataError) as exc:
         load_split(source, "test", normalization=((0.1, 0.2, 0.3), 0.5))
     assert str(exc.value) == (
-        "--normalize has 3 values per channel but the toy test inputs have shape [2, 1, 4, 4] "
-        "(channels are dimension 1)"
+        "normalize has 3 values per channel but the toy test inputs have shape [2, 1, 4, 4] (channels are dimension 1)"
     )
 
 
@@ -1167,14 +1168,14 @@ def test_data_keys_not_found(tmp_path: Path) -> None:
         open_data(str(tmp_path / "d.pt"), keys=("img", "lbl"))
     assert str(exc.value) == f"{tmp_path / 'd.pt'}: no inputs/targets found (keys: x, y)"
     assert exc.value.hint == (
-        "--data-keys img,lbl: expected entries 'img' and 'lbl', optionally per split "
+        "data_keys=('img', 'lbl'): expected entries 'img' and 'lbl', optionally per split "
         "(img_train, lbl_test, or nested under train/test)"
     )
 
 
 @pytest.mark.parametrize("spec", ["cifar10", "fashion-mnist-small"])
 def test_data_keys_only_apply_to_files_and_factories(spec: str) -> None:
-    with pytest.raises(UsageError, match=f"--data-keys applies to tensor files and factories, not to --data {spec}"):
+    with pytest.raises(UsageError, match=f"^data_keys applies to tensor files and factories, not to data='{spec}'$"):
         open_data(spec, keys=("a", "b"))
 
 
@@ -1337,7 +1338,7 @@ def test_factory_from_a_module(factory_file: Path, monkeypatch: pytest.MonkeyPat
 def test_factory_errors(factory_file: Path, fn: str, message: str) -> None:
     with pytest.raises(DataError) as exc:
         open_data(f"{factory_file}:{fn}")
-    assert str(exc.value).startswith(f"--data {factory_file}:{fn}")
+    assert str(exc.value).startswith(f"data='{factory_file}:{fn}'")
     assert message in str(exc.value)
 
 

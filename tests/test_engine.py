@@ -372,7 +372,7 @@ def test_a_single_point_out_of_memory_is_a_clear_run_error(monkeypatch, image_da
     with pytest.raises(RunError, match="out of memory") as info:
         _run(model, state, state, [Point("all", 0.0), Point("all", 1.0)], x, y, strategy="batched")
     assert info.value.hint is not None
-    assert "--batch-size" in info.value.hint
+    assert info.value.hint == "lower batch_size, or use dtype='bfloat16'"
 
 
 @pytest.mark.parametrize("strategy", ["sequential", "batched"])

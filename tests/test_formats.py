@@ -319,8 +319,8 @@ def test_a_torchscript_archive_through_both_strategies(tmp_path: Path, data: Pat
         run_engine(final.module, init.tensors, final.tensors, points, [split], strategy="batched")
     with pytest.raises(UsageError) as exc:
         scan(tmp_path / "a.pt", tmp_path / "b.pt", data, strategy="batched")
-    assert str(exc.value) == "--strategy batched: torch.func cannot swap a TorchScript module's weights"
-    assert exc.value.hint == "use --strategy sequential (the same numbers)"
+    assert str(exc.value) == "strategy='batched': torch.func cannot swap a TorchScript module's weights"
+    assert exc.value.hint == "use strategy='sequential' (the same numbers)"
 
 
 def test_a_program_fixes_its_batch_norm_policy(tmp_path: Path, data: Path) -> None:
@@ -332,7 +332,7 @@ def test_a_program_fixes_its_batch_norm_policy(tmp_path: Path, data: Path) -> No
     assert auto.manifest["bn"]["reason"] == (
         "the TorchScript archive's own forward fixes how batch norm runs; its statistics are interpolated"
     )
-    with pytest.raises(UsageError, match="--bn batch needs to switch batch norm's mode"):
+    with pytest.raises(UsageError, match=r"^bn='batch' needs to switch batch norm's mode"):
         scan(tmp_path / "a.pt", tmp_path / "b.pt", data, bn="batch")
 
 
@@ -428,7 +428,7 @@ def test_a_group_that_splits_a_tied_tensor_is_refused(tmp_path: Path, tied_data:
     init, final = _save(a, tmp_path / "a.pt"), _save(b, tmp_path / "b.pt")
     with pytest.raises(UsageError) as exc:
         scan(init, final, tied_data, model="test_formats:tied_net", groups=("dec",))
-    assert str(exc.value) == "--groups: group dec holds dec.weight but not enc.weight, one tensor in the model"
+    assert str(exc.value) == "groups: group dec holds dec.weight but not enc.weight, one tensor in the model"
     both = scan(init, final, tied_data, model="test_formats:tied_net", groups=("tied=enc,dec",))
     assert set(both.results["curve"]) == {"all", "tied"}
 

@@ -115,7 +115,7 @@ def test_exact_torchvision_layout_is_suggested_not_the_zoo_resnet18(
     with pytest.raises(ModelError) as exc:
         resolve_model(None, {}, ckpt, ckpt)
     assert "has exactly the layout of resnet18" in str(exc.value)
-    assert str(exc.value.hint).startswith("pass --model torchvision:resnet18")
+    assert str(exc.value.hint).startswith("pass model='torchvision:resnet18'")
     code, out, _ = run_cli_output(monkeypatch, capsys, "inspect", str(tmp_path / "final.pt"))
     assert code == 0
     assert "try --model torchvision:resnet18" in out

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from interpscan.checkpoints import Checkpoint, CheckpointInfo, load_checkpoint
-from interpscan.errors import ModelError, UsageError
+from interpscan.errors import ModelError, UsageError, render
 from interpscan.models import (
     CNN,
     MLP,
@@ -340,7 +340,8 @@ def test_factory_parameters_of_zoo_and_kwargs_only() -> None:
 def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{tmp_path}/absent.py:make"))
-    assert str(exc.value) == f"--model {tmp_path}/absent.py:make: file not found: {tmp_path}/absent.py"
+    assert str(exc.value) == f"model='{tmp_path}/absent.py:make': file not found: {tmp_path}/absent.py"
+    assert exc.value.rendered(flags())[0] == f"--model {tmp_path}/absent.py:make: file not found: {tmp_path}/absent.py"
     assert exc.value.hint == "check the path before the ':'"
 
 
@@ -348,21 +349,21 @@ def test_missing_factory_lists_closest_names(net_py: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{net_py}:make_nett"))
     assert str(exc.value) == (
-        f"--model {net_py}:make_nett: {net_py} has no 'make_nett'; closest: make_net, make_strict, make_number"
+        f"model='{net_py}:make_nett': {net_py} has no 'make_nett'; closest: make_net, make_strict, make_number"
     )
 
 
 def test_missing_factory_with_nothing_close(net_py: Path) -> None:
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{net_py}:zzz"))
-    assert str(exc.value) == f"--model {net_py}:zzz: {net_py} has no 'zzz'"
+    assert str(exc.value) == f"model='{net_py}:zzz': {net_py} has no 'zzz'"
 
 
 def test_model_file_that_fails_to_import(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.py", "raise RuntimeError('needs a GPU')\n")
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec(f"{path}:make"))
-    assert str(exc.value) == f"--model {path}:make: importing {path} failed: RuntimeError: needs a GPU"
+    assert str(exc.value) == f"model='{path}:make': importing {path} failed: RuntimeError: needs a GPU"
 
 
 def test_factory_that_raises(net_py: Path) -> None:
@@ -384,7 +385,7 @@ def test_factory_that_returns_a_non_module(net_py: Path) -> None:
 def test_bad_kwargs(text: str, args: dict[str, Any]) -> None:
     with pytest.raises(ModelError, match=rf"model {text!r} rejected its arguments: .*{next(iter(args))}") as exc:
         build_model(parse_model_spec(text, args))
-    assert exc.value.hint == "check --model-arg"
+    assert exc.value.hint == "check model_args"
 
 
 def test_missing_keyword_only_argument(net_py: Path) -> None:
@@ -400,7 +401,7 @@ def test_missing_keyword_only_argument(net_py: Path) -> None:
     ],
 )
 def test_module_factory_that_cannot_be_resolved(text: str, fragment: str) -> None:
-    with pytest.raises(ModelError, match=rf"--model {re.escape(text)}: cannot resolve it \(.*{fragment}"):
+    with pytest.raises(ModelError, match=rf"model={re.escape(repr(text))}: cannot resolve it \(.*{fragment}"):
         build_model(parse_model_spec(text))
 
 
@@ -408,12 +409,12 @@ def test_module_that_fails_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyP
     write(tmp_path / "interpscan_test_broken_nets.py", "raise ImportError('no CUDA')\nx = 1 / 0\n")
     write(tmp_path / "interpscan_test_crashing_nets.py", "x = 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModelError, match=r"--model interpscan_test_broken_nets:make: cannot resolve it \(.*no CUDA"):
+    with pytest.raises(ModelError, match=r"model='interpscan_test_broken_nets:make': cannot resolve it \(.*no CUDA"):
         build_model(parse_model_spec("interpscan_test_broken_nets:make"))
     with pytest.raises(ModelError) as exc:
         build_model(parse_model_spec("interpscan_test_crashing_nets:make"))
     assert str(exc.value) == (
-        "--model interpscan_test_crashing_nets:make: importing interpscan_test_crashing_nets failed: "
+        "model='interpscan_test_crashing_nets:make': importing interpscan_test_crashing_nets failed: "
         "ZeroDivisionError: division by zero"
     )
 
@@ -457,7 +458,7 @@ def test_check_lists_every_problem_of_both_checkpoints_at_once() -> None:
         "final: shape of head.weight is [3, 2], model has [2, 3]"
     )
     assert exc.value.hint == (
-        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
+        "check model and model_args (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
         "renamed (the same shape under another name, e.g. head.bais in the file, head.bias in the model): saved by "
         "other code than the model's? A Hugging Face model is read right from its save_pretrained folder (with "
         "config.json)"
@@ -578,21 +579,21 @@ def test_detection_failure_lists_the_closest_models() -> None:
     with pytest.raises(ModelError) as exc:
         detect_zoo_model(state, "final.pt")
     assert str(exc.value) == (
-        "no --model given, and final.pt (128 tensors) matches no zoo model; closest: "
+        "no model given, and final.pt (128 tensors) matches no zoo model; closest: "
         "resnet20 (127 of 129 tensors match; bn=True, in_channels=3, num_classes=100, width=4); "
         "resnet34 (126 of 219 tensors match; bn=True, in_channels=3, num_classes=100, width=4); "
         "resnet18 (90 of 159 tensors match; bn=True, in_channels=3, num_classes=100, width=4)"
     )
     assert exc.value.hint == (
-        "pass --model NAME (`interpscan models` lists the zoo), --model path/to/file.py:factory or "
-        "--model package.module:factory, with --model-arg KEY=VALUE for its arguments"
+        "pass model='NAME' (`interpscan models` lists the zoo), model='path/to/file.py:factory' or "
+        "model='package.module:factory', with model_args='KEY=VALUE' for its arguments"
     )
 
 
 def test_detection_of_something_unrelated() -> None:
     with pytest.raises(ModelError) as exc:
         detect_zoo_model({"encoder.layers.0.attn.weight": torch.zeros(4, 4)})
-    assert str(exc.value) == "no --model given, and the checkpoint (1 tensors) matches no zoo model"
+    assert str(exc.value) == "no model given, and the checkpoint (1 tensors) matches no zoo model"
 
 
 # ------------------------------------------------------------------------------- torchvision and timm
@@ -636,7 +637,8 @@ def test_a_package_model_is_built_with_fresh_weights_and_the_checkpoints_class_c
     ckpt = make_checkpoint(state)
     spec, origin = model_spec_for(f"{package}:resnet18", {}, ckpt, ckpt)
     assert spec.args == {"num_classes": 37}  # read off fc, the model's last linear layer
-    assert origin == "--model, num_classes from the checkpoint"
+    assert render(origin) == "model, num_classes from the checkpoint"
+    assert render(origin, flags()) == "--model, num_classes from the checkpoint"
     model = build_model(spec)
     assert calls[-1] == ("resnet18", {**fresh, "num_classes": 37})
     check_against(model, {"final": state})
@@ -683,10 +685,10 @@ def test_a_recorded_model_file_is_found_from_any_directory(tmp_path: Path, monke
     ckpt = load_checkpoint(tmp_path / "final.pt")
     assert ckpt.model_spec == {"model": f"{tmp_path / 'project' / 'nets' / 'net.py'}:make", "model_args": {"width": 5}}
     got, origin = model_spec_for(None, {}, ckpt, ckpt, trust_recorded_code=True)
-    assert (got.target, got.args, origin) == (
+    assert (got.target, got.args, render(origin)) == (
         str(tmp_path / "project/nets/net.py"),
         {"width": 5},
-        f"recorded in {tmp_path / 'final.pt'}, code trusted with --trust-recorded-code",
+        f"recorded in {tmp_path / 'final.pt'}, code trusted with trust_recorded_code=True",
     )
 
 
@@ -710,7 +712,7 @@ def test_a_recorded_model_file_that_is_gone(tmp_path: Path, monkeypatch: pytest.
         f"the model file examples/custom_model.py recorded in {tmp_path / 'runs' / 'final.pt'} was not found "
         f"(looked in {tmp_path} and {tmp_path / 'runs'})"
     )
-    assert exc.value.hint == "pass --model path/to/custom_model.py:make; the recorded arguments (width=32) are kept"
+    assert exc.value.hint == "pass model='path/to/custom_model.py:make'; the recorded arguments (width=32) are kept"
 
 
 def test_model_naming_the_recorded_model_keeps_its_arguments(tmp_path: Path) -> None:
@@ -719,13 +721,15 @@ def test_model_naming_the_recorded_model_keeps_its_arguments(tmp_path: Path) -> 
     ckpt = make_checkpoint({}, "final.pt", recorded)
     spec, origin = model_spec_for(f"{path}:make", {"depth": 3}, ckpt, ckpt)
     assert spec.args == {"width": 7, "depth": 3}  # --model-arg wins
-    assert origin == "--model, width recorded in final.pt"
+    assert render(origin) == "model, width recorded in final.pt"
     zoo = make_checkpoint(
         state_of("cnn", width=3), "final.pt", {"model": "cnn", "model_args": {"width": 3, "dropout": 0.5}}
     )
     spec, origin = model_spec_for("cnn", {}, zoo, zoo)
     assert spec.args == {"width": 3, "in_channels": 1, "bn": True, "num_classes": 10, "dropout": 0.5}
-    assert origin == "--model, dropout, width recorded in final.pt, bn, in_channels, num_classes from the checkpoint"
+    assert (
+        render(origin) == "model, dropout, width recorded in final.pt, bn, in_channels, num_classes from the checkpoint"
+    )
     other, _ = model_spec_for("mlp", {}, zoo, zoo)  # another model: the record does not apply
     assert "dropout" not in other.args
 
@@ -746,7 +750,7 @@ def test_resolution_order(tmp_path: Path) -> None:
     own = Checkpoint(dict(module.state_dict()), plain.info, module=module)
     resolved = resolve_model(None, {}, own, recorded)
     assert (resolved.source, resolved.spec.kind, resolved.model) == ("checkpoint", "pickle", module)
-    with pytest.raises(UsageError, match=r"--model-arg configures a model interpscan builds; final\.pt is a pickled"):
+    with pytest.raises(UsageError, match=r"model_args configures a model interpscan builds; final\.pt is a pickled"):
         resolve_model(None, {"width": 3}, own, plain)
 
 
@@ -788,7 +792,7 @@ def test_every_kind_of_problem_in_one_sorted_message() -> None:
         "dtype of steps: init float32, final int64, model int64"
     )
     assert exc.value.hint == (
-        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
+        "check model and model_args (e.g. width, num_classes, in_channels; timm: in_chans); 1 tensors look "
         "renamed (the same shape under another name, e.g. dec.bais in the file, dec.bias in the model): saved by "
         "other code than the model's? A Hugging Face model is read right from its save_pretrained folder (with "
         "config.json)"
@@ -799,8 +803,8 @@ def test_names_only_problems_suggest_no_strict() -> None:
     with pytest.raises(ModelError) as exc:
         match_states(Tiny(), {"init": {}})
     assert exc.value.hint == (
-        "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans); "
-        "--no-strict tolerates missing and unexpected tensors"
+        "check model and model_args (e.g. width, num_classes, in_channels; timm: in_chans); "
+        "strict=False tolerates missing and unexpected tensors"
     )
 
 
@@ -828,10 +832,14 @@ def test_no_strict_fills_and_ignores_and_records() -> None:
         "final": {"fc.bias": "the model's own value", "head.bias": "from init (does not move)"},
     }
     assert match.ignored == {"init": ("extra",), "final": ()}
-    assert match.notes() == [
+    assert [render(note, flags()) for note in match.notes()] == [
         "init: ignored 1 tensors the model lacks; filled 1 missing tensors (fc.bias) (--no-strict; listed in run.json)",
         "final: filled 2 missing tensors (fc.bias, head.bias) (--no-strict; listed in run.json)",
     ]
+    assert (
+        render(match.notes()[1])
+        == "final: filled 2 missing tensors (fc.bias, head.bias) (strict=False; listed in run.json)"
+    )
     # shapes are never tolerated
     with pytest.raises(ModelError, match=r"\(1 problems\): init: shape of fc.weight is \[1\]"):
         match_states(model, {"init": {**sd, "fc.weight": torch.zeros(1)}}, strict=False)
@@ -845,7 +853,7 @@ def test_no_strict_refuses_to_fill_more_than_a_small_share_from_the_random_init(
     with pytest.raises(ModelError) as exc:
         match_states(model, {"init": sd, "final": sd}, strict=False)
     assert str(exc.value) == (
-        "--no-strict would fill 1 tensors of init, 93% of the model's values, from the model's random "
+        "strict=False would fill 1 tensors of init, 93% of the model's values, from the model's random "
         "initialization, so the scan would measure mostly a random network: fc.weight"
     )
     assert "at most 5% of the values" in str(exc.value.hint)
@@ -862,7 +870,7 @@ def test_renamed_tensors_are_named_as_such_and_no_strict_is_not_suggested() -> N
     hint = str(exc.value.hint)
     assert "2 tensors look renamed" in hint
     assert "e.g. dense.bias in the file, fc.bias in the model" in hint
-    assert "--no-strict" not in hint
+    assert "tolerates missing" not in hint
 
 
 def test_a_tied_name_stored_once_takes_its_partners_value() -> None:

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interpscan.errors import DataError, RunError, UsageError
+from interpscan.errors import DataError, InterpscanError, RunError, UsageError
 from interpscan.objectives import CROSS_ENTROPY, MSE, NEXT_TOKEN, parse_objective
 from interpscan.objectives import IGNORE_INDEX as IGNORE
+from interpscan.options import flags
 
 LOSSES = """
 import torch
@@ -106,7 +107,7 @@ def test_custom_loss_is_checked_on_the_first_batch(losses: Path, fn: str, messag
     objective = parse_objective(f"{losses}:{fn}")
     with pytest.raises(DataError) as exc:
         objective.check(torch.ones(4, 2), torch.zeros(4, 2))
-    assert str(exc.value).startswith(f"--loss {losses}:{fn} ")
+    assert str(exc.value).startswith(f"loss='{losses}:{fn}' ")
     assert message in str(exc.value)
     assert "\n" not in str(exc.value)
 
@@ -118,7 +119,7 @@ def test_custom_loss_failing_on_a_later_batch_is_one_line(losses: Path) -> None:
     with pytest.raises(RunError) as exc:
         objective.per_sample(torch.ones(2, 2), torch.zeros(2, 2))
     assert str(exc.value) == (
-        f"--loss {losses}:fails_on_small_batches raised ValueError on outputs [2, 2] and targets [2, 2]: "
+        f"loss='{losses}:fails_on_small_batches' raised ValueError on outputs [2, 2] and targets [2, 2]: "
         "batch too small"
     )
     assert isinstance(exc.value.__cause__, ValueError)
@@ -130,17 +131,24 @@ def test_custom_loss_batch_sizes_must_agree(losses: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "error", "message"),
+    ("text", "error", "message", "flagged"),
     [
-        ("hinge", UsageError, "--loss 'hinge' is not a loss"),
-        ("missing.py:fn", UsageError, "--loss missing.py:fn: file not found: missing.py"),
-        ("no_such_module_xyz:fn", UsageError, "--loss no_such_module_xyz:fn: cannot resolve it"),
+        ("hinge", UsageError, "loss 'hinge' is not a loss", "--loss 'hinge' is not a loss"),
+        ("missing.py:fn", UsageError, "loss='missing.py:fn': file not found", "--loss missing.py:fn: file not found"),
+        (
+            "no_such_module_xyz:fn",
+            UsageError,
+            "loss='no_such_module_xyz:fn': cannot",
+            "--loss no_such_module_xyz:fn: cannot",
+        ),
     ],
 )
-def test_bad_loss_specs(text: str, error: type[Exception], message: str) -> None:
+def test_bad_loss_specs(text: str, error: type[Exception], message: str, flagged: str) -> None:
     with pytest.raises(error) as exc:
         parse_objective(text)
+    assert isinstance(exc.value, InterpscanError)
     assert str(exc.value).startswith(message)
+    assert exc.value.rendered(flags())[0].startswith(flagged)  # the command line's words
 
 
 def test_loss_that_is_not_a_function(losses: Path) -> None:

@@ -101,7 +101,7 @@ def test_random_init_appends_the_models_fresh_initialization(path_files: list[Pa
 
 
 def test_random_init_needs_a_model_with_a_factory(path_files: list[Path]) -> None:
-    with pytest.raises(UsageError, match="--random-init builds a fresh model from its factory"):
+    with pytest.raises(UsageError, match=r"^random_init builds a fresh model from its factory"):
         scan(build_model(SPEC), path_files[0], path_files[1], **OPTIONS, random_init=0)
 
 

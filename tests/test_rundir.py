@@ -296,7 +296,7 @@ def test_a_disk_without_file_locks_is_said(tmp_path: Path, monkeypatch: pytest.M
     refused = r"cannot lock .*\.interpscan\.lock: No locks available"
     with pytest.raises(OutputError, match=refused) as info, output_lock(out):
         pass
-    assert info.value.hint == "write to a local disk (--out), where two runs can be kept apart"
+    assert info.value.hint == "write to a local disk (out), where two runs can be kept apart"
 
 
 # --- nothing outside --out, nothing of the user's inside it (each of these failed before the one writing rule) ---

@@ -40,24 +40,24 @@ def test_sys_exit_becomes_an_exception() -> None:
 
 def test_a_loaded_function_keeps_its_signature(tmp_path: Path) -> None:
     (tmp_path / "code.py").write_text(CODE)
-    make = load_callable(f"{tmp_path / 'code.py'}:make", flag="--model", error=ModelError)
+    make = load_callable(f"{tmp_path / 'code.py'}:make", option="model", error=ModelError)
     assert list(inspect.signature(make).parameters) == ["width", "depth"]  # factory_parameters reads it
     with pytest.raises(ExitCalled, match=r"sys\.exit\(0\)"):
         make()
-    assert load_callable(f"{tmp_path / 'code.py'}:fine", flag="--loss", error=UsageError)(2) == 3
+    assert load_callable(f"{tmp_path / 'code.py'}:fine", option="loss", error=UsageError)(2) == 3
 
 
 @pytest.mark.parametrize("call", ["sys.exit()", "sys.exit('bye')", "exit(2)"])
 def test_a_module_that_exits_while_imported(tmp_path: Path, call: str) -> None:
     (tmp_path / "script.py").write_text(f"import sys\n{call}\n\ndef make():\n    return 1\n")
     with pytest.raises(DataError, match=r"importing .*script\.py failed: ExitCalled: it called sys\.exit\("):
-        load_callable(f"{tmp_path / 'script.py'}:make", flag="--data")
+        load_callable(f"{tmp_path / 'script.py'}:make", option="data")
 
 
 def test_a_python_file_that_is_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "make.py")  # importing it would wait for a writer
     with pytest.raises(UsageError, match=r"make\.py is a named pipe \(FIFO\), not a regular Python file"):
-        load_callable(f"{tmp_path / 'make.py'}:fn", flag="--loss", error=UsageError)
+        load_callable(f"{tmp_path / 'make.py'}:fn", option="loss", error=UsageError)
 
 
 class Quits(nn.Module):

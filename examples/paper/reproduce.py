@@ -44,7 +44,7 @@ from interpscan.compare import Comparison, compare_runs
 from interpscan.data import DataSource, load_split, open_data
 from interpscan.errors import DataError, InterpscanError, OutputError, UsageError
 from interpscan.models import ModelSpec, build_model, parse_model_spec
-from interpscan.options import command_words
+from interpscan.options import command_words, flags
 from interpscan.plots import compare_figure, path_figure
 from interpscan.report import Section, render_page, render_report, table_html, write_page
 from interpscan.results import load_runs
@@ -875,7 +875,7 @@ def find_data(size: Size, data_root: Path | None, download: bool) -> DataSource:
     try:
         return open_data(size.data, data_root, download=download)
     except DataError as exc:
-        raise DataError(exc.message, hint=DATA_HINT) from exc
+        raise DataError(exc.text, hint=DATA_HINT) from exc  # exc.text: its options still marked (errors.opt)
 
 
 def load_average() -> float | None:
@@ -1049,9 +1049,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InterpscanError as exc:
         if os.environ.get("INTERPSCAN_DEBUG"):
             raise
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        message, hint = exc.rendered(flags())  # this script's flags are interpscan's: --data-root, --out, --force
+        print(f"error: {message}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
         return exc.exit_code
     for f in rep.findings:
         print(f"({f.part}) {f.verdict}: {f.claim}\n    {f.measured}")

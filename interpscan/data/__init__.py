@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 
 from ..download import DownloadProgress
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, opt
 from ..usercode import is_callable_spec
 from ..values import Normalization
 from .batches import Batches, Split, Stream, as_splits
@@ -95,15 +95,16 @@ def open_data(
     """
     if not spec.strip():
         raise UsageError(
-            "--data is empty", hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory"
+            f"{opt('data')} is empty",
+            hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory",
         )
     if spec == "imagenet":
         if keys is not None:
-            raise UsageError(f"--data-keys applies to tensor files and factories, not to --data {spec}")
+            raise UsageError(f"{opt('data_keys')} applies to tensor files and factories, not to {opt('data', spec)}")
         return open_imagenet(root)
     if spec in NAMED or spec == "fashion-mnist-small":
         if keys is not None:
-            raise UsageError(f"--data-keys applies to tensor files and factories, not to --data {spec}")
+            raise UsageError(f"{opt('data_keys')} applies to tensor files and factories, not to {opt('data', spec)}")
         return (
             open_bundled()
             if spec == "fashion-mnist-small"
@@ -117,7 +118,9 @@ def open_data(
         )
     if path.is_dir():
         if keys is not None:
-            raise UsageError(f"--data-keys applies to tensor files and factories, not to the image folder {spec}")
+            raise UsageError(
+                f"{opt('data_keys')} applies to tensor files and factories, not to the image folder {spec}"
+            )
         return open_image_folder(path)
     if is_callable_spec(spec):
         return open_factory(spec, keys)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, opt
 from .batches import Batch
 from .source import DataSource, stream_reason
 
@@ -38,9 +38,9 @@ class Transform:
     crop: int | None = None
 
     def __post_init__(self) -> None:
-        for value, flag in ((self.resize, "--resize"), (self.crop, "--crop")):
+        for value, name in ((self.resize, "resize"), (self.crop, "crop")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192):
-                raise UsageError(f"{flag} must be a whole number of pixels from 1 to 8192, got {value!r}")
+                raise UsageError(f"{opt(name)} must be a whole number of pixels from 1 to 8192, got {value!r}")
 
     def __bool__(self) -> bool:
         return self.resize is not None or self.crop is not None
@@ -61,7 +61,9 @@ class Transform:
         if self.crop is not None:
             w, h = image.size
             if w < self.crop or h < self.crop:
-                raise ValueError(f"{w}×{h} is smaller than --crop {self.crop}; add --resize {self.crop} or more")
+                raise DataError(
+                    f"{w}×{h} is smaller than {opt('crop', self.crop)}; add {opt('resize', self.crop)} or more"
+                )
             top, left = round((h - self.crop) / 2.0), round((w - self.crop) / 2.0)
             image = image.crop((left, top, left + self.crop, top + self.crop))
         return image
@@ -94,9 +96,12 @@ def _read(path: Path, grey: bool, transform: Transform) -> torch.Tensor | str:
             with image.open(path) as im:
                 if str(im.mode) in ("I", "F") or str(im.mode).startswith("I;16"):
                     return (
-                        f"{path}: an image of {im.mode} pixels, which is read only into memory (drop --resize/--crop)"
+                        f"{path}: an image of {im.mode} pixels, which is read only into memory "
+                        f"(drop {opt('resize')}/{opt('crop')})"
                     )
                 pixels = np.asarray(transform.apply(im.convert("L" if grey else "RGB")), dtype=np.uint8)
+    except DataError as exc:  # an image smaller than the crop: its text with the options still marked (errors.opt)
+        return f"{path}: {exc.text}"
     except ValueError as exc:
         return f"{path}: {exc}"
     except Exception as exc:  # a damaged image raises anything from OSError ("truncated") to SyntaxError
@@ -139,7 +144,7 @@ def _stack(items: list[tuple[torch.Tensor | str, int]], where: str) -> tuple[tor
         shown = ", ".join(f"{w}×{h}" for h, w in sizes[:4])
         raise DataError(
             f"{where}: images of {len(sizes)} sizes in one batch ({shown})",
-            hint="add --crop N (and --resize M ≥ N) to bring them to one size",
+            hint=f"add {opt('crop')} N (and {opt('resize')} M ≥ N) to bring them to one size",
         )
     return torch.stack(images), torch.tensor([label for _, label in items], dtype=torch.int64)
 
@@ -154,8 +159,8 @@ def normalize_on_device(x: torch.Tensor, normalization: Any) -> torch.Tensor:
     shape = (1, -1, 1, 1)
     if max(mean.numel(), std.numel()) not in (1, channels):
         raise DataError(
-            f"--normalize has {max(mean.numel(), std.numel())} values per channel but the images have {channels} "
-            "channels",
+            f"{opt('normalize')} has {max(mean.numel(), std.numel())} values per channel but the images have "
+            f"{channels} channels",
             hint="give one mean and std, or one per channel",
         )
     return (x - mean.reshape(shape)) / std.reshape(shape)
@@ -274,8 +279,8 @@ def open_imagenet(root: Path | None) -> DataSource:
             return replace(source, normalization=IMAGENET_NORMALIZATION, transform=IMAGENET, kind="named")
     raise DataError(
         f"ImageNet is not under {base}: put its validation images in class folders, {base}/imagenet/val/<wnid>/"
-        "*.JPEG (torchvision's layout; a train/ beside val/ serves --bn recompute)",
-        hint="ImageNet is never downloaded (its licence): get ILSVRC2012 from image-net.org; --data-root says "
+        f"*.JPEG (torchvision's layout; a train/ beside val/ serves {opt('bn', 'recompute')})",
+        hint=f"ImageNet is never downloaded (its licence): get ILSVRC2012 from image-net.org; {opt('data_root')} says "
         "where it is",
     )
 

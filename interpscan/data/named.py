@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..download import DownloadError, DownloadProgress, Resource, created_dirs, extract_folder, fetch, verify
-from ..errors import DataError
+from ..errors import DataError, opt
 from ..files import check_regular
 from ..values import Normalization
 from .decoders import read_cifar_batch, read_idx
@@ -337,19 +337,20 @@ def open_named(
         places.append(str(archive))
         if archive.is_file():
             return _unpack(spec, archive, say)
-    scope = f" under --data-root {base}" if root is not None else ""  # an explicit root is searched alone
+    scope = f" under {opt('data_root', str(base))}" if root is not None else ""  # an explicit root is searched alone
     if not download:
-        extra = "; or use the bundled subset: --data fashion-mnist-small" if name == "fashion-mnist" else ""
+        extra = f"; or use the bundled subset: {opt('data', 'fashion-mnist-small')}" if name == "fashion-mnist" else ""
         raise DataError(
-            f"{spec.title} not found{scope} (looked in {', '.join(places)}) and --no-download is set",
-            hint=f"drop --no-download to fetch it ({_mib(spec.download_size)}), or {_by_hand_hint(spec, base)}{extra}",
+            f"{spec.title} not found{scope} (looked in {', '.join(places)}) and {opt('download', False)} is set",
+            hint=f"drop {opt('download', False)} to fetch it ({_mib(spec.download_size)}), or "
+            f"{_by_hand_hint(spec, base)}{extra}",
         )
     try:
         return _source(spec, _download(spec, base, progress, say))
     except DownloadError as exc:
         raise DownloadError(
             f"{spec.title} not found{scope or f' in {base}'} and the download failed: "
-            + ("; ".join(exc.failures) or exc.message),
+            + ("; ".join(exc.failures) or exc.text),
             hint=f"without network access, {_by_hand_hint(spec, base)}",
             failures=exc.failures,
         ) from exc

@@ -64,7 +64,7 @@ class DataSource:
         if split not in self.splits:
             raise DataError(
                 f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})",
-                hint=f"use --split {self.splits[0]}",
+                hint=f"use {opt('splits', self.splits[0])}",
             )
         return self.reader(split)
 
@@ -97,7 +97,7 @@ def _normalize(x: torch.Tensor, normalization: Normalization, where: str) -> tor
     if channels > 1:
         if x.dim() < 2 or x.shape[1] != channels:
             raise DataError(
-                f"--normalize has {channels} values per channel but the {where} inputs have shape "
+                f"{opt('normalize')} has {channels} values per channel but the {where} inputs have shape "
                 f"{list(x.shape)} (channels are dimension 1)",
                 hint="give one mean and std, or one per channel",
             )
@@ -151,9 +151,9 @@ def prepare(
     if isinstance(inputs, Mapping):  # named inputs (input_ids, attention_mask, …): the model's own encoding
         if normalization is not None:
             raise DataError(
-                f"{name}: {split} inputs are named tensors ({', '.join(inputs)}), and --normalize applies "
+                f"{name}: {split} inputs are named tensors ({', '.join(inputs)}), and {opt('normalize')} applies "
                 "to one tensor of intensities",
-                hint="drop --normalize (or pass --normalize none)",
+                hint=f"drop {opt('normalize')} (or pass {opt('normalize', 'none')})",
             )
         x_named = {k: _model_input(v).contiguous() for k, v in inputs.items()}
         return x_named, _targets(name, split, y, class_targets)
@@ -162,8 +162,8 @@ def prepare(
         if not x.is_floating_point():
             raise DataError(
                 f"{name}: {split} inputs are {str(x.dtype).removeprefix('torch.')} (ids, not intensities), "
-                "and --normalize applies to floating-point inputs",
-                hint="drop --normalize (or pass --normalize none)",
+                f"and {opt('normalize')} applies to floating-point inputs",
+                hint=f"drop {opt('normalize')} (or pass {opt('normalize', 'none')})",
             )
         x = _normalize(x, normalization, f"{name} {split}")
     return x.contiguous(), _targets(name, split, y, class_targets)
@@ -207,12 +207,12 @@ def _targets(name: str, split: str, y: torch.Tensor, class_targets: bool) -> tor
         if y.is_floating_point() or y.dtype == torch.bool:
             raise DataError(
                 f"{name}: {split} targets are {str(y.dtype).removeprefix('torch.')}, expected integer class labels",
-                hint="for regression targets use --loss mse",
+                hint=f"for regression targets use {opt('loss', 'mse')}",
             )
         if y.dim() != 1:
             raise DataError(
                 f"{name}: {split} targets have shape {list(y.shape)}; class labels have shape (N,)",
-                hint="for regression targets use --loss mse",
+                hint=f"for regression targets use {opt('loss', 'mse')}",
             )
         return y.long().contiguous()
     return (y.float() if y.is_floating_point() or y.dtype == torch.bool else y.long()).contiguous()

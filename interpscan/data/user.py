@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, opt
 from ..files import check_expansion, check_regular
 from ..optional import import_optional
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
@@ -127,14 +127,14 @@ def _tensor_splits(
     if not splits:
         if keys:
             hint = (
-                f"--data-keys {','.join(keys)}: expected entries {keys[0]!r} and {keys[1]!r}, "
+                f"{opt('data_keys', tuple(keys))}: expected entries {keys[0]!r} and {keys[1]!r}, "
                 f"optionally per split ({keys[0]}_train, {keys[1]}_test, or nested under train/test)"
             )
         else:
             hint = (
                 f"name them one of {'/'.join(INPUT_KEYS)} and {'/'.join(TARGET_KEYS)} (text: input_ids, "
                 "attention_mask and labels), optionally per split (x_train, y_test, or nested under train/test), "
-                "or pass --data-keys INPUTS,TARGETS"
+                f"or pass {opt('data_keys', 'INPUTS,TARGETS')}"
             )
         raise DataError(f"{label}: no inputs/targets found (keys: {', '.join(sorted(map(str, entries)))})", hint=hint)
     for split, (x, y) in splits.items():
@@ -146,7 +146,7 @@ def open_tensor_file(path: Path, keys: tuple[str, str] | None, log: Log | None =
     """A tensor file's splits: read into memory, or, when their resident copy could be too large, found in a
     memory map (data/mapped.py) for the splits that are to stream (a split that fits is copied out whole)."""
     if not path.exists() and not path.is_symlink():  # a broken or looping link is named as such when read
-        raise DataError(f"data file not found: {path}", hint="check the path given to --data")
+        raise DataError(f"data file not found: {path}", hint=f"check the path given to {opt('data')}")
     mapped = map_tensor_file(path, log)
     if mapped is None:
         splits = _tensor_splits(str(path), read_tensor_dict(path), keys)
@@ -248,12 +248,12 @@ def factory_splits(label: str, obj: Any, keys: tuple[str, str] | None = None) ->
 
 
 def open_factory(spec: str, keys: tuple[str, str] | None) -> DataSource:
-    factory = load_callable(spec, flag="--data")
+    factory = load_callable(spec, option="data")
     try:
         obj = factory()
     except Exception as exc:
-        raise DataError(f"--data {spec}: the factory raised {type(exc).__name__}: {exc}") from exc
-    splits = factory_splits(f"--data {spec}", obj, keys)
+        raise DataError(f"{opt('data', spec)}: the factory raised {type(exc).__name__}: {exc}") from exc
+    splits = factory_splits(opt("data", spec), obj, keys)
     return DataSource(spec, spec, tuple(splits), None, lambda split: splits[split], kind="factory")
 
 
@@ -341,7 +341,8 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
             shown = ", ".join(f"{w}×{h}" for w, h in sizes[:4]) + (", …" if len(sizes) > 4 else "")
             raise DataError(
                 f"{root}: images of {len(sizes)} sizes in the {split} split ({shown})",
-                hint="stream them through the evaluation transform: --resize M --crop N (e.g. 256 and 224)",
+                hint=f"stream them through the evaluation transform: {opt('resize')} M {opt('crop')} N "
+                "(e.g. 256 and 224)",
             )
         (width, height), channels = sizes[0], 1 if grey else 3
         check_expansion(

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data.batches import Batches, Split, batch_len, slice_inputs, to_device
 from ..distributed import World
-from ..errors import DataError, RunError, UsageError
+from ..errors import DataError, RunError, UsageError, opt
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
 from ..options import BNPolicy, DType, MemoryFormat, Strategy, check_memory_format
 from .calibration import recompute_statistics
@@ -254,7 +254,8 @@ def _reduce(splits: Sequence[Batches], sums: list[SplitSums], world: World) -> l
         if not s.n:
             what = f"all {s.ignored} of its examples are labelled {IGNORE_INDEX}" if s.ignored else "it is empty"
             raise DataError(
-                f"nothing to evaluate on the {split.name} split: {what}", hint="check the data passed with --data"
+                f"nothing to evaluate on the {split.name} split: {what}",
+                hint=f"check the data passed with {opt('data')}",
             )
     return sums
 
@@ -355,14 +356,16 @@ def scan_points(
     if recompute and calib is None:
         raise UsageError(
             "BN policy 'recompute' needs training data to re-estimate statistics",
-            hint="use --bn interpolate or --bn batch, or data with a train split",
+            hint=f"use {opt('bn', 'interpolate')} or {opt('bn', 'batch')}, or data with a train split",
         )
     unique, index = dedupe([untie(p, plan.aliases) for p in points], plan.names)
     runner, evaluated = make_runner(options.strategy, plan, unique, chunk_size=options.chunk_size, device=device)
     position = {p: i for i, p in enumerate(evaluated)}  # a runner may order the points its own way
     index = [position[unique[u]] for u in index]
     if resume is not None and resume.unique_points != len(evaluated):
-        raise UsageError("the saved partial scan was made for other points", hint="rerun without --resume")
+        raise UsageError(
+            "the saved partial scan was made for other points", hint=f"rerun without {opt('resume', True)}"
+        )
     stats = resume.stats if resume is not None and recompute else None
     cb = options.calibration_batch_size or options.batch_size
     need_calibration = recompute and stats is None
@@ -393,7 +396,7 @@ def scan_points(
     except torch.OutOfMemoryError as exc:
         raise RunError(
             f"out of memory on {device} evaluating a single point on a batch of {options.batch_size}",
-            hint="lower --batch-size, or use --dtype bfloat16",
+            hint=f"lower {opt('batch_size')}, or use {opt('dtype', 'bfloat16')}",
         ) from exc
     report = EngineReport(
         strategy=str(runner.strategy),

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data.batches import Inputs
-from ..errors import DataError, InterpscanError, RunError
+from ..errors import DataError, InterpscanError, RunError, opt
 from ..usercode import ExitCalled
 
 # Phrases of errors that mean the data does not fit the model, as torch words them.
@@ -90,7 +90,10 @@ def users_code(inputs: Inputs, *, batched: bool = False) -> Iterator[None]:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else ""
         if batched and ("vmap" in text or "functorch" in text or "functional_call" in text or "stateless" in text):
-            hint = "the model does not run under torch.func's vmap; --strategy sequential gives the same numbers"
+            hint = (
+                f"the model does not run under torch.func's vmap; {opt('strategy', 'sequential')} gives the same "
+                "numbers"
+            )
         elif _integer_inputs(inputs) and any(w in text for w in ("not implemented for", "scalar type", "dtype")):
             hint = (
                 "interpscan passes integer inputs other than uint8 unchanged (as token ids); save images as uint8, "

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, opt
 
 
 @dataclass
@@ -127,7 +127,8 @@ class Snapshot:
             return cls(points, None if stats is None else dict(stats), tuple(splits), int(state["units"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(
-                f"the saved partial scan is damaged ({type(exc).__name__}: {exc})", hint="start afresh with --force"
+                f"the saved partial scan is damaged ({type(exc).__name__}: {exc})",
+                hint=f"start afresh with {opt('force', True)}",
             ) from exc
 
 
@@ -153,10 +154,14 @@ class ScanSnapshot:
     def from_state(cls, state: Any) -> ScanSnapshot:
         """Raises: UsageError: not a scan's snapshot, or a damaged one."""
         if not isinstance(state, Mapping) or not isinstance(state.get("fingerprint"), str) or "engine" not in state:
-            raise UsageError("the saved partial scan is not one interpscan wrote", hint="start afresh with --force")
+            raise UsageError(
+                "the saved partial scan is not one interpscan wrote", hint=f"start afresh with {opt('force', True)}"
+            )
         finished = state.get("finished", [])
         if not isinstance(finished, list):
-            raise UsageError("the saved partial scan is damaged (finished)", hint="start afresh with --force")
+            raise UsageError(
+                "the saved partial scan is damaged (finished)", hint=f"start afresh with {opt('force', True)}"
+            )
         return cls(
             state["fingerprint"],
             Snapshot.from_state(state["engine"]),

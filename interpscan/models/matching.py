@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, opt
 from ..statedict import dtype_counts
 
 
@@ -70,7 +70,7 @@ class StateMatch:
                 shown = ", ".join(tolerated[:3]) + (", …" if len(tolerated) > 3 else "")
                 parts.append(f"filled {len(tolerated)} missing tensors ({shown})")
             if parts:
-                out.append(f"{label}: {'; '.join(parts)} (--no-strict; listed in run.json)")
+                out.append(f"{label}: {'; '.join(parts)} ({opt('strict', False)}; listed in run.json)")
         return out
 
 
@@ -136,7 +136,7 @@ def match_states(
         more = f"; … and {len(problems) - 40} more" if len(problems) > 40 else ""
         renamed = _renamed(expected, states)
         only_names = strict and tolerable == len(problems) and not renamed
-        hint = "check --model and --model-arg (e.g. width, num_classes, in_channels; timm: in_chans)"
+        hint = f"check {opt('model')} and {opt('model_args')} (e.g. width, num_classes, in_channels; timm: in_chans)"
         if renamed:
             # --no-strict would fill these from the model's random init: never suggest it for renamed tensors
             old, new = renamed[0]
@@ -147,7 +147,7 @@ def match_states(
             )
         raise ModelError(
             f"the model does not match the checkpoints ({len(problems)} problems): " + "; ".join(shown) + more,
-            hint=hint + ("; --no-strict tolerates missing and unexpected tensors" if only_names else ""),
+            hint=hint + (f"; {opt('strict', False)} tolerates missing and unexpected tensors" if only_names else ""),
         )
     ignored: dict[str, tuple[str, ...]] = {}
     for label, tensors in states.items():
@@ -198,10 +198,10 @@ def _check_filled_share(expected: Mapping[str, torch.Tensor], filled: Mapping[st
         if share > MAX_FILLED_SHARE:
             shown = ", ".join(own[:12]) + (", …" if len(own) > 12 else "")
             raise ModelError(
-                f"--no-strict would fill {len(own)} tensors of {label}, {share:.0%} of the model's values, from the "
-                f"model's random initialization, so the scan would measure mostly a random network: {shown}",
-                hint=f"--no-strict tolerates a few missing tensors (at most {MAX_FILLED_SHARE:.0%} of the values); "
-                "check that the checkpoint belongs to this model (`interpscan inspect` lists its tensors)",
+                f"{opt('strict', False)} would fill {len(own)} tensors of {label}, {share:.0%} of the model's values, "
+                f"from the model's random initialization, so the scan would measure mostly a random network: {shown}",
+                hint=f"{opt('strict', False)} tolerates a few missing tensors (at most {MAX_FILLED_SHARE:.0%} of the "
+                "values); check that the checkpoint belongs to this model (`interpscan inspect` lists its tensors)",
             )
 
 

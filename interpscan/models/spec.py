@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, opt
 from ..optional import import_optional
 from ..usercode import load_callable
 from .hubs import hub_args, suggestions, torchvision_model
@@ -40,6 +40,9 @@ HUBS = ("torchvision", "timm")
 # Kinds of ModelSpec that name Python code to import and call. A checkpoint is data: a spec it records of one of
 # these kinds is built only when the user names it with --model or passes --trust-recorded-code.
 CODE_KINDS = ("file", "module")
+# run.json's model.source for a model the caller named: a value the output contract documents (docs/outputs.md),
+# written the command line's way in both voices, not a message
+NAMED = "--model"
 # Kinds of ModelSpec for a checkpoint that brings its own forward pass (never parsed from user input).
 OWN_FORWARD = {
     "torchscript": "TorchScript archive",
@@ -120,7 +123,7 @@ def _resolve_factory(spec: ModelSpec) -> Callable[..., Any]:
         return _hub_factory(spec)
     if spec.kind in OWN_FORWARD:
         raise ModelError(f"{spec.text} brings its own forward pass; there is no factory to call")
-    return load_callable(spec.text, flag="--model", error=ModelError)
+    return load_callable(spec.text, option="model", error=ModelError)
 
 
 def factory_parameters(spec: ModelSpec) -> set[str]:
@@ -156,7 +159,7 @@ def _build_failed(spec: ModelSpec, exc: Exception) -> ModelError:
     """The factory's own error, on one line: torch's messages can carry a C++ stack trace after the first."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     if isinstance(exc, TypeError):
-        return ModelError(f"model {spec.text!r} rejected its arguments: {text}", hint="check --model-arg")
+        return ModelError(f"model {spec.text!r} rejected its arguments: {text}", hint=f"check {opt('model_args')}")
     return ModelError(f"building model {spec.text!r} failed: {type(exc).__name__}: {text}")
 
 
@@ -188,8 +191,9 @@ def _check_zoo_args(spec: ModelSpec, factory: Callable[..., Any]) -> None:
             continue
         if not ok:
             raise ModelError(
-                f"--model-arg {key}={value!r}: {spec.text}'s {key} takes {what}",
-                hint="values are Python literals, e.g. --model-arg width=32 or --model-arg bn=false",
+                f"{opt('model_args')} {key}={value!r}: {spec.text}'s {key} takes {what}",
+                hint=f"values are Python literals, e.g. {opt('model_args', 'width=32')} or "
+                f"{opt('model_args', 'bn=false')}",
             )
 
 
@@ -225,7 +229,7 @@ def _check_size(spec: ModelSpec, factory: Callable[..., Any]) -> None:
         shown = "; ".join(f"{n} {shape}" for n, shape in empty[:3]) + ("; …" if len(empty) > 3 else "")
         raise ModelError(
             f"model {spec.text!r} with {_args_text(spec)} has empty tensors ({shown})",
-            hint="check --model-arg: every size must be at least 1",
+            hint=f"check {opt('model_args')}: every size must be at least 1",
         )
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     memory = _memory_bytes()
@@ -233,7 +237,7 @@ def _check_size(spec: ModelSpec, factory: Callable[..., Any]) -> None:
         raise ModelError(
             f"model {spec.text!r} with {_args_text(spec)} would need {size / 2**30:,.1f} GiB for its weights, "
             f"more than this machine's {memory / 2**30:,.1f} GiB of memory",
-            hint="check --model-arg: the checkpoints' shapes give the model's size (`interpscan inspect`)",
+            hint=f"check {opt('model_args')}: the checkpoints' shapes give the model's size (`interpscan inspect`)",
         )
 
 
@@ -274,8 +278,8 @@ def _recorded(ckpt: Checkpoint) -> ModelSpec | None:
         return parse_model_spec(str(rec["model"]), dict(rec.get("model_args") or {}))
     except ModelError as exc:
         raise ModelError(
-            f"{ckpt.info.path} records model {rec['model']!r}, which interpscan cannot use: {exc}",
-            hint="pass --model",
+            f"{ckpt.info.path} records model {rec['model']!r}, which interpscan cannot use: {exc.text}",
+            hint=f"pass {opt('model')}",
         ) from exc
 
 
@@ -309,8 +313,8 @@ def check_recorded_code(model: str | None, final: Checkpoint, init: Checkpoint, 
     raise ModelError(
         f"{ckpt.info.path} records model {spec.text!r}, {what} to import and call; interpscan does not run code "
         "that a checkpoint names",
-        hint=f"if you trust this checkpoint, pass --model {spec.text} (it keeps the recorded --model-arg values) "
-        "or --trust-recorded-code; `interpscan inspect` shows what a checkpoint records",
+        hint=f"if you trust this checkpoint, pass {opt('model', spec.text)} (it keeps the recorded {opt('model_args')} "
+        f"values) or {opt('trust_recorded_code', True)}; `interpscan inspect` shows what a checkpoint records",
     )
 
 
@@ -328,7 +332,7 @@ def _locate_recorded_file(spec: ModelSpec, ckpt: Checkpoint) -> ModelSpec:
     args = ", ".join(f"{k}={v!r}" for k, v in sorted(spec.args.items()))
     raise ModelError(
         f"the model file {spec.target} recorded in {ckpt.info.path} was not found{looked}",
-        hint=f"pass --model path/to/{target.name}:{spec.factory}"
+        hint=f"pass {opt('model', f'path/to/{target.name}:{spec.factory}')}"
         + (f"; the recorded arguments ({args}) are kept" if args else ""),
     )
 
@@ -363,7 +367,7 @@ def model_spec_for(
         kept = dict(recorded.args) if recorded is not None and _same_model(spec, recorded) else {}
         inferred = inferred_args(spec, final.tensors)
         args = {**inferred, **kept, **model_args}
-        origin = "--model"
+        origin = opt("model")
         if set(kept) - set(model_args):
             origin += f", {', '.join(sorted(set(kept) - set(model_args)))} recorded in {rec_ckpt.info.path}"  # type: ignore[union-attr]
         if set(inferred) - set(kept) - set(model_args):
@@ -377,11 +381,12 @@ def model_spec_for(
         args = {**rec_spec.args, **model_args}
         origin = f"recorded in {rec_ckpt.info.path}"
         if rec_spec.kind in CODE_KINDS:
-            origin += ", code trusted with --trust-recorded-code"
+            origin += f", code trusted with {opt('trust_recorded_code', True)}"
         return ModelSpec(rec_spec.kind, rec_spec.target, rec_spec.factory, args), origin
     raise ModelError(
-        "no --model given, and the checkpoints do not record which model they hold",
-        hint="pass --model NAME (a zoo model), --model path/to/file.py:factory or --model package.module:factory",
+        f"no {opt('model')} given, and the checkpoints do not record which model they hold",
+        hint=f"pass {opt('model', 'NAME')} (a zoo model), {opt('model', 'path/to/file.py:factory')} or "
+        f"{opt('model', 'package.module:factory')}",
     )
 
 
@@ -414,15 +419,16 @@ def resolve_model(
     """
     if model is not None:
         spec, origin = model_spec_for(model, model_args, final, init)
-        return ResolvedModel(build_model(spec), spec, origin, "--model")
+        return ResolvedModel(build_model(spec), spec, origin, NAMED)
     for ckpt in (final, init):
         if ckpt.module is not None:
             kind = ckpt.info.format if ckpt.info.format in OWN_FORWARD else "pickle"
             if model_args:
                 raise UsageError(
-                    f"--model-arg configures a model interpscan builds; {ckpt.info.path} is a {OWN_FORWARD[kind]} "
-                    "that brings its own",
-                    hint="leave out --model-arg, or pass --model to evaluate another model with these weights",
+                    f"{opt('model_args')} configures a model interpscan builds; {ckpt.info.path} is a "
+                    f"{OWN_FORWARD[kind]} that brings its own",
+                    hint=f"leave out {opt('model_args')}, or pass {opt('model')} to evaluate another model with these "
+                    "weights",
                 )
             module = ckpt.module
             if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
@@ -453,8 +459,8 @@ def _refuse_with_suggestion(ckpt: Checkpoint) -> None:
         return
     why = "records timm's architecture" if found[0].startswith("timm:") else "has exactly the layout of"
     raise ModelError(
-        f"no --model given; the final checkpoint {ckpt.info.path} {why} {found[0].partition(':')[2]}",
-        hint=f"pass --model {found[0]}"
+        f"no {opt('model')} given; the final checkpoint {ckpt.info.path} {why} {found[0].partition(':')[2]}",
+        hint=f"pass {opt('model', found[0])}"
         + (f" (or {', '.join(found[1:])})" if found[1:] else "")
         + "; classes and input channels are read off the checkpoint",
     )

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, opt
 from ..statedict import WRAPPER_PREFIXES, strip_prefixes
 
 
@@ -383,12 +383,13 @@ def detect_zoo_model(tensors: Mapping[str, torch.Tensor], source: str = "the che
     if exact:
         raise ModelError(
             f"{source} matches several zoo models: {', '.join(c.name for c in exact)}",
-            hint=f"pass --model {exact[0].name} (or another of them)",
+            hint=f"pass {opt('model', exact[0].name)} (or another of them)",
         )
     close = [c.describe() for c in candidates[:3] if c.matching]
     raise ModelError(
-        f"no --model given, and {source} ({len(tensors)} tensors) matches no zoo model"
+        f"no {opt('model')} given, and {source} ({len(tensors)} tensors) matches no zoo model"
         + (f"; closest: {'; '.join(close)}" if close else ""),
-        hint="pass --model NAME (`interpscan models` lists the zoo), --model path/to/file.py:factory or "
-        "--model package.module:factory, with --model-arg KEY=VALUE for its arguments",
+        hint=f"pass {opt('model', 'NAME')} (`interpscan models` lists the zoo), "
+        f"{opt('model', 'path/to/file.py:factory')} or {opt('model', 'package.module:factory')}, with "
+        f"{opt('model_args', 'KEY=VALUE')} for its arguments",
     )
