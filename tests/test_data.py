@@ -173,9 +173,9 @@ GOOD = idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
         (GOOD[:10], "truncated IDX header"),
         (GOOD[:-1], "IDX header promises 24 bytes of data, file has 23"),
         (GOOD + b"\x00", "IDX header promises 24 bytes of data, file has 25"),
-        (gzip.compress(GOOD)[:-12], "corrupt gzip data"),  # truncated
+        (gzip.compress(GOOD, mtime=0)[:-12], "corrupt gzip data"),  # truncated
         (corrupt_gzip(GOOD), "corrupt gzip data"),  # damaged deflate stream
-        (gzip.compress(GOOD[:-1]), "IDX header promises"),  # good gzip, truncated IDX inside
+        (gzip.compress(GOOD[:-1], mtime=0), "IDX header promises"),  # good gzip, truncated IDX inside
     ],
 )
 def test_malformed_idx(tmp_path: Path, raw: bytes, message: str) -> None:
