@@ -424,7 +424,8 @@ class ScanOptions:
         panel=PATH_PANEL,
         cli_type=str | None,
         metavar="LO,HI",
-        help="The range a counted grid spans, e.g. -0.5,1.5 \\[default: 0,1].",
+        default_text="0,1",
+        help="The range a counted grid spans, e.g. -0.5,1.5.",
     )
     refine: int = option(
         0,
