@@ -211,6 +211,7 @@ def test_every_help_text_renders_without_markers() -> None:
             text = render(p.meta.help, voice)
             assert "\ue000" not in text, p.name
             assert "\ue001" not in text, p.name
+        assert "\\[" not in p.meta.help, f"{p.name}: a default belongs in default_text, not in the help text"
     assert scan.__doc__ is not None
     for name in set(all_params()) - {"model", "data"}:
         assert f"\n        {name}: " in scan.__doc__, f"scan's docstring lacks {name}"
