@@ -206,7 +206,7 @@ def scan(
     resume: bool = False,
     html: bool = True,
     calibration: Any = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = True,
     log: Log | None = None,
 ) -> ScanResult:
     """Evaluate ``model`` along θ(α) = (1−α)·θ_init + α·θ_final: the whole network and, with ``groups``, one
@@ -228,8 +228,10 @@ def scan(
             any of those, or a dataset name, file or folder; None: the dataset the checkpoints record.
         calibration: data for ``bn="recompute"`` (any form ``data`` takes, one split), used whole; default: a
             seeded subset of ``bn_samples`` examples of the data's train split.
-        progress: called ``(n, total)`` each time ``n`` more (point, batch) evaluations finish; ``total`` is the
-            whole scan's, estimated (None while unknown).
+        progress: True (default): a bar where someone watches, i.e. in a notebook (one line, updated in place)
+            or a terminal (on stderr), nothing elsewhere; False or None: none; or a function, called ``(n,
+            total)`` each time ``n`` more (point, batch) evaluations finish (``n`` is the increment, not the
+            count so far; ``total`` is the whole scan's, estimated, None while unknown).
         log: told one-line messages (what was chosen and why, warnings).
     {options}
 
@@ -244,7 +246,12 @@ def scan(
     given = locals()
     values = {name: given[name] for name in _LIBRARY_OPTIONS}
     config = ScanConfig(tuple(_checkpoint_list(init, final)), model, data, calibration=calibration, **_options(values))
-    return run_scan(config, Hooks(progress=progress, log=log))
+    if callable(progress) or not progress:
+        return run_scan(config, Hooks(progress=progress or None, log=log))
+    from .progress import place, watch
+
+    with watch(place(), done=log) as shown:
+        return run_scan(config, Hooks(progress=shown, log=log))
 
 
 # scan()'s keyword arguments that are options (Inputs' model and data are its positional arguments)

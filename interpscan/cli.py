@@ -27,7 +27,7 @@ from .options import params as option_params
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
-    from .engine import Progress
+    from .progress import Progress
 
 err = Console(stderr=True, highlight=False, markup=False)
 FLAGS = flags()  # how the command line spells each option the library names (errors.render)
@@ -101,45 +101,23 @@ def _root(
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
-    """A rich progress bar over (point, batch) evaluations, on stderr.
-
-    It starts at the first report, i.e. once the inputs have been checked, so an early error prints alone.
-    """
+    """Progress over (point, batch) evaluations on stderr: a bar redrawn in a terminal, one line at the end
+    anywhere else (a pipe, a log file, a notebook's ``!interpscan``), nothing when not ``enabled``."""
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.progress import Progress as Bar
+    from .progress import place, watch
 
-    bar = Bar(
-        TextColumn("scanning", style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("point×batch"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    task = bar.add_task("scan", total=None)
-
-    def advance(n: int, total: int | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, advance=n, total=total)
-
-    try:
-        yield advance
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+    with watch(place(err), console=err, done=_say) as progress:
+        yield progress
 
 
 @contextmanager
 def _download_bar(enabled: bool) -> Iterator[DownloadProgress | None]:
-    """A rich progress bar per downloaded file, on stderr; it goes away when the file is complete."""
-    if not enabled:
+    """A rich progress bar per downloaded file, on stderr, in a terminal; it goes away when the file is complete."""
+    from .progress import place
+
+    if not enabled or place(err) != "terminal":
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 ALPHA_TOL = 1e-9  # the CSVs hold 10 significant digits; run.json holds α in full
+_PLOTLYJS_SHOWN = False  # ScanResult.show in a notebook: plotly.js goes into the first figure's output only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ScanResult:
     """One run's outputs as data: results.csv and summary.csv as DataFrames (their columns and dtypes: see
     docs/outputs.md) and run.json as a typed Manifest. ``scan`` returns one; ``ScanResult.load`` reads one back
@@ -104,6 +105,64 @@ class ScanResult:
         from .report import runs_title
 
         return path_figure(self.results, self._summary, title=runs_title([self]))
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The page ``interpscan run`` writes as results.html (self-contained: plotly.js inline, no network), as a
+        string; with ``path`` also written there (atomically)."""
+        from .atomic import write_atomic
+        from .report import path_page
+
+        page, _ = path_page([self])
+        if path is not None:
+            write_atomic(Path(path), page)
+        return page
+
+    def show(self) -> None:
+        """Display the figure. In a notebook it goes into the cell's output as HTML (plotly.js inline once per
+        kernel, not a widget), so it stays in a saved or exported notebook; elsewhere it opens as
+        ``Figure.show()`` does."""
+        from .progress import place
+
+        fig = self.figure()
+        if place() != "notebook":
+            fig.show()
+            return
+        from IPython.display import HTML, display
+
+        global _PLOTLYJS_SHOWN
+        display(HTML(fig.to_html(full_html=False, include_plotlyjs=not _PLOTLYJS_SHOWN)))  # type: ignore[no-untyped-call]
+        _PLOTLYJS_SHOWN = True
+
+    def __repr__(self) -> str:
+        return f"<ScanResult: {self._headline()}>"
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: what was scanned, then summary.csv (or the first rows of results.csv)."""
+        import html
+
+        table = self._summary if self._summary is not None else self.results.head(10)
+        caption = "summary.csv" if self._summary is not None else "results.csv (first rows)"
+        body = table.to_html(index=False, max_rows=40, float_format=lambda v: f"{v:.4g}", na_rep="")
+        return f"<div><p><b>ScanResult</b>: {html.escape(self._headline())}</p><p>{caption}</p>{body}</div>"
+
+    def _headline(self) -> str:
+        frame = self.results
+        curves = sorted(frame["curve"].unique()) if "curve" in frame else []
+        splits = list(dict.fromkeys(frame["split"])) if "split" in frame else []
+        parts = []
+        if self._manifest is not None:
+            parts.append(f"{self._manifest.model.spec} on {self._manifest.data.name}")
+        elif self.source is not None:
+            parts.append(str(self.source))
+        parts.append(f"{len(frame)} rows")
+        if curves:
+            parts.append(
+                f"{len(curves)} curve{'s' if len(curves) != 1 else ''} ({', '.join(curves[:4])}"
+                + (", …)" if len(curves) > 4 else ")")
+            )
+        if splits:
+            parts.append(f"splits {', '.join(splits)}")
+        return "; ".join(parts)
 
     def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
         """Write results.csv, summary.csv, run.json and results.html (and per_example.npz when the scan kept

@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("vocabulary", ("interpscan", "interpscan.errors")),
     # Foundations, torch-free (checked below) so that the CLI can build its signatures and say --help without
     # torch: the options and their checks, the CSV schema and run.json's typed manifest, state-dict names, the
-    # device and the processes of a scan, files (safe reading, atomic writing, downloads), the user's code, and pure
-    # functions of curves.
+    # device and the processes of a scan, files (safe reading, atomic writing, downloads), the user's code, pure
+    # functions of curves, and where progress is shown.
     (
         "foundations",
         (
@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "interpscan.metrics",
             "interpscan.paths",
             "interpscan.refine",
+            "interpscan.progress",
         ),
     ),
     # Reading what the user names: tensor files, checkpoints (Hugging Face folders among them), datasets, what

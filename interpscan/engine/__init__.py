@@ -15,7 +15,8 @@ of batches.
 
 from __future__ import annotations
 
-from .core import EngineOptions, EngineReport, Progress, scan_points
+from ..progress import Progress
+from .core import EngineOptions, EngineReport, scan_points
 from .plan import batchnorm_modules, has_running_stats
 from .points import Point, PointResult
 from .snapshot import ScanSnapshot, Snapshot, SplitSums

@@ -20,16 +20,13 @@ from ..distributed import World
 from ..errors import DataError, RunError, UsageError, opt
 from ..objectives import CROSS_ENTROPY, IGNORE_INDEX, Objective
 from ..options import BNPolicy, DType, MemoryFormat, Strategy, check_memory_format
+from ..progress import Progress  # called (n, total): n more evaluations done, of total
 from .calibration import recompute_statistics
 from .plan import Plan, laid_out, precision, prepare, try_channels_last
 from .points import Point, PointResult, dedupe, untie
 from .prefix import prefix_runner
 from .runners import Batched, Runner, Sequential, Statistics
 from .snapshot import Snapshot, SplitSums
-
-# Called as progress(advance, total): ``advance`` (point, batch) evaluations just finished, of ``total`` (None
-# while a stream's length is unknown).
-Progress = Callable[[int, int | None], None]
 
 
 def _positive(value: int | None, what: str) -> None:
