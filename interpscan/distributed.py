@@ -83,8 +83,11 @@ class World:
             self._all_reduce(t)
         sums.n, sums.ignored = self.sum_ints(sums.n, sums.ignored)
         kept = sums.examples()
-        if kept is not None:
-            losses, hits = kept
+        # every rank takes part in the gather when any kept examples: a rank whose share of the split was empty
+        # (fewer batches than processes: a few long sequences of a language model) kept none, and gives none
+        (keeping,) = self.sum_ints(int(kept is not None))
+        if keeping:
+            losses, hits = kept if kept is not None else _no_examples(len(sums.loss))
             sums.kept[:] = [(self._gather_columns(losses), self._gather_columns(hits))]
         return sums
 
@@ -132,6 +135,12 @@ class World:
             collective()
         except RuntimeError as exc:  # gloo and NCCL report a lost peer or a timeout as RuntimeError subclasses
             raise lost_contact(self, exc) from exc
+
+
+def _no_examples(points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    return torch.zeros(points, 0), torch.zeros(points, 0, dtype=torch.bool)
 
 
 def lost_contact(world: World, exc: BaseException) -> LostContact:

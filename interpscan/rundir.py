@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Collection
@@ -59,16 +60,36 @@ def _check_contents(folder: OutputFolder, *, force: bool, writes: Collection[str
     # what a folder holds when it holds nothing yet: a lock, the ledger, a killed writer's temporary file
     nothing = (LOCK_NAME, LEDGER_NAME, TEMP_PREFIX)
     if not force and any(not (n.startswith(nothing) and folder.is_working_file(n)) for n in names):
-        if any(n.startswith(PARTIAL_NAME.removesuffix(".pt")) for n in names):
-            raise OutputError(
-                f"output directory {folder.path} holds an interrupted scan",
-                hint=f"add {opt('resume', True)} to finish it, or {opt('force', True)} to start afresh",
-            )
+        partials = [n for n in names if n.startswith(PARTIAL_NAME.removesuffix(".pt"))]
+        if partials:
+            raise _holds_partial(folder, partials)
         raise OutputError(
             f"output directory {folder.path} is not empty",
             hint=f"choose another {opt('out')}, or pass {opt('force', True)} to replace interpscan's files in it",
         )
     folder.check(writes)
+
+
+_RANK_PARTIAL = re.compile(r"\.interpscan-partial-rank(\d+)-of-(\d+)\.pt$")
+
+
+def _holds_partial(folder: OutputFolder, partials: Collection[str]) -> OutputError:
+    """What the partial scans in ``folder`` are: an interrupted scan to resume, or the shares that some ranks of
+    a scan over several processes kept when another of them failed, which no run can resume."""
+    shares = [m for m in map(_RANK_PARTIAL.match, partials) if m]
+    sizes = {int(m.group(2)) for m in shares}
+    ranks = sorted(int(m.group(1)) for m in shares)
+    if shares and (len(sizes) > 1 or ranks != list(range(next(iter(sizes))))):
+        kept = ", ".join(f"rank {r}" for r in ranks)
+        return OutputError(
+            f"output directory {folder.path} holds the partial scan of {kept} of {max(sizes)} processes only: "
+            "that scan stopped when another of its processes failed, and cannot be resumed",
+            hint=f"pass {opt('force', True)} to start afresh, or choose another {opt('out')}",
+        )
+    return OutputError(
+        f"output directory {folder.path} holds an interrupted scan",
+        hint=f"add {opt('resume', True)} to finish it, or {opt('force', True)} to start afresh",
+    )
 
 
 def _check_writable(folder: OutputFolder) -> None:

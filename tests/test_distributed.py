@@ -188,3 +188,60 @@ def test_a_rank_that_dies_stops_the_other_with_one_line_then_resume(ckpts, tmp_p
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, whole))
     assert code == 0, err
     _assert_same_numbers(whole, out)
+
+
+@pytest.fixture
+def gpt2(tmp_path: Path) -> Path:
+    """A tiny GPT-2 (tied embeddings) at two points and 24 padded sequences: one batch at the default batch
+    size, so the second process's share of the data is empty."""
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.manual_seed(2)
+    config = transformers.GPT2Config(
+        n_embd=16, n_layer=2, n_head=2, vocab_size=30, n_positions=16, bos_token_id=1, eos_token_id=1, pad_token_id=0
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(tmp_path / "init")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / "final")
+    ids = torch.randint(2, 30, (24, 12))
+    mask = torch.ones_like(ids)
+    mask[1::2, 7:] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    torch.save({"input_ids": ids, "attention_mask": mask, "labels": ids.clone()}, tmp_path / "text.pt")
+    return tmp_path
+
+
+def test_a_language_model_under_torchrun_equals_one_process_with_the_bootstrap(gpt2, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # before: rank 1 kept no examples and skipped the gather, rank 0 raised "internal error: the engine did not
+    # keep per-example losses", and rank 1's partial scan blocked the next run into the folder
+    def args(out: Path) -> list[str]:
+        files = [str(gpt2 / "init"), str(gpt2 / "final")]
+        return ["run", *files, "--data", str(gpt2 / "text.pt"), "--alphas", "3", "--out", str(out), "--no-html", "-q"]
+
+    one = gpt2 / "one"
+    code, err = run_cli(monkeypatch, capsys, *args(one))
+    assert code == 0, err
+    two = gpt2 / "two"
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "interpscan", *args(two)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_numbers(one, two)
+    summary = pd.read_csv(two / "summary.csv")
+    assert summary["delta_ci_high"].notna().all()  # the bootstrap ran, over every sequence's tokens
+    assert {p.name for p in two.iterdir()} == OUTPUTS
+
+
+def test_partial_scans_of_some_ranks_only_are_refused_as_not_resumable(ckpts, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".interpscan-partial-rank1-of-2.pt").write_bytes(b"a share kept when rank 0 failed")
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"error: output directory {out} holds the partial scan of rank 1 of 2 processes only")
+    assert lines[0].endswith("that scan stopped when another of its processes failed, and cannot be resumed")
+    assert lines[1] == "hint: pass --force to start afresh, or choose another --out"
