@@ -1,0 +1,235 @@
+"""Planes of networks (interpscan.plane, interpscan.trajectory) against independent computations: a float64 loop
+on real data, Gram–Schmidt, per-slice norms, numpy's PCA; and the engine's strategies on points that combine
+three states."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TinyConvBN, make_state, run_engine
+from floats import tol32
+from safetensors.torch import load_file
+from torch import nn
+
+from interpscan import ScanResult, plane, trajectory
+from interpscan.data import Split
+from interpscan.engine import Point
+from interpscan.errors import UsageError
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _idx(path: Path) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes())
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(raw[3])]
+    return np.frombuffer(raw[4 + 4 * raw[3] :], dtype=np.uint8).reshape(dims)
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 5, stride=3)
+        self.norm = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+def _float64_loss(model: nn.Module, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    """The plain loop: load_state_dict, eval, cross-entropy, all in float64."""
+    m = copy.deepcopy(model).double().eval()
+    m.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
+    with torch.no_grad():
+        return float(F.cross_entropy(m(x.double()), y))
+
+
+def _flat(state: dict[str, torch.Tensor], names: list[str]) -> np.ndarray:
+    return np.concatenate([state[n].double().numpy().ravel() for n in names])
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(
+    not FMNIST.is_dir() and not os.environ.get("INTERPSCAN_REQUIRE_REALDATA"),
+    reason="needs the Debian package dataset-fashion-mnist",
+)
+def test_plane_through_three_networks_equals_a_float64_loop(tmp_path: Path) -> None:
+    images = torch.from_numpy(_idx(FMNIST / "t10k-images-idx3-ubyte.gz")[:800].copy()).float().div(255)
+    labels = torch.from_numpy(_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")[:800].astype(np.int64))
+    x = ((images - 0.2860) / 0.3530).unsqueeze(1)
+    x_train, y_train, x_test, y_test = x[:600], labels[:600], x[600:], labels[600:]
+    states = []
+    for seed in (0, 1, 2):  # three short real trainings from different seeds
+        torch.manual_seed(seed)
+        net = SmallNet()
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        net.train()
+        for i in range(0, 600, 50):
+            opt.zero_grad()
+            F.cross_entropy(net(x_train[i : i + 50]), y_train[i : i + 50]).backward()
+            opt.step()
+        states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+    model = SmallNet().eval()
+    result = plane(
+        model, states, {"test": (x_test, y_test)}, grid=3, bn="interpolate", device="cpu", out=tmp_path / "run"
+    )
+    params = [n for n, _ in model.named_parameters()]
+    # the anchors' coordinates: Gram–Schmidt in numpy
+    c0, c1, c2 = (_flat(s, params) for s in states)
+    d1, d2 = c1 - c0, c2 - c0
+    n1 = np.linalg.norm(d1)
+    p = d2 @ d1 / n1
+    q = np.linalg.norm(d2 - p * d1 / n1)
+    anchors = result.manifest.plane.anchors
+    got = [v for a in anchors for v in (a.x, a.y)]
+    assert got == pytest.approx([0, 0, n1, 0, p, q], rel=1e-9, abs=1e-12)
+    # every point against the float64 loop: θ = C0 + a1·(C1 − C0) + a2·(C2 − C0), buffers alike
+    rows = result.results
+    checked_off_anchor = 0
+    for r in rows.itertuples(index=False):
+        if r.bn_clamped:
+            continue
+        a2 = r.y / q
+        a1 = (r.x - a2 * p) / n1
+        theta = {
+            k: (s0.double() + a1 * (s1.double() - s0.double()) + a2 * (s2.double() - s0.double()))
+            if s0.is_floating_point()
+            else s0
+            for k, s0, s1, s2 in ((k, states[0][k], states[1][k], states[2][k]) for k in states[0])
+        }
+        assert r.loss == pytest.approx(_float64_loss(model, theta, x_test, y_test), rel=1e-5)
+        checked_off_anchor += pd_isna(r.anchor)
+    assert checked_off_anchor >= 4
+    on_anchor = rows[rows["anchor"].notna()].sort_values("anchor")
+    assert list(on_anchor["anchor"]) == [0, 1, 2]
+    for (_, r), s in zip(on_anchor.iterrows(), states, strict=True):
+        assert r["loss"] == pytest.approx(_float64_loss(model, s, x_test, y_test), rel=1e-5)
+    # read back: the same tables and basis, and the directions that rebuild a point
+    again = ScanResult.load(tmp_path / "run")
+    assert again.manifest.plane == result.manifest.plane
+    assert np.allclose(again.results["loss"], rows["loss"], rtol=1e-9)
+    saved = load_file(tmp_path / "run" / "directions.safetensors")
+    r = rows.iloc[int(np.argmax(rows["anchor"].isna().to_numpy()))]
+    rebuilt = {
+        k: (t.double() + r["x"] * saved[f"u.{k}"].double() + r["y"] * saved[f"v.{k}"].double())
+        if t.is_floating_point()
+        else t
+        for k, t in states[0].items()
+    }
+    assert r["loss"] == pytest.approx(_float64_loss(model, rebuilt, x_test, y_test), rel=1e-5)
+
+
+def pd_isna(value: object) -> int:
+    import pandas as pd
+
+    return int(bool(pd.isna(value)))
+
+
+def test_filter_directions_have_the_weights_slice_norms_and_rebuild_the_reported_loss(tmp_path: Path) -> None:
+    model = TinyConvBN().eval()
+    state = make_state(model, 1)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, 4, 4, generator=gen), torch.randint(0, 5, (40,), generator=gen)
+    result = plane(model, [state], {"test": (x, y)}, grid=3, seed=5, bn="interpolate", out=tmp_path / "run")
+    saved = load_file(tmp_path / "run" / "directions.safetensors")
+    params = dict(model.named_parameters())
+    for name, w in state.items():
+        for axis in ("u", "v"):
+            d = saved[f"{axis}.{name}"] if w.is_floating_point() else None
+            if d is None:
+                continue
+            if name not in params or w.dim() <= 1:
+                assert not d.any(), f"{axis}.{name}: buffers and tensors of one dimension stay"
+                continue
+            norms = d.double().reshape(d.shape[0], -1).norm(dim=1)
+            want = w.double().reshape(w.shape[0], -1).norm(dim=1)
+            torch.testing.assert_close(norms, want, rtol=1e-6, atol=0)
+    plane_json = result.manifest.plane
+    assert (plane_json.kind, plane_json.normalization, plane_json.seed) == ("directions", "filter", 5)
+    # the loss at a corner, rebuilt from the file in float32 as the engine computes it
+    corner = result.results.iloc[0]
+    m = copy.deepcopy(model)
+    m.load_state_dict(
+        {
+            k: (t + float(corner["x"]) * saved[f"u.{k}"] + float(corner["y"]) * saved[f"v.{k}"])
+            if t.is_floating_point()
+            else t
+            for k, t in state.items()
+        }
+    )
+    with torch.no_grad():
+        assert float(F.cross_entropy(m.eval()(x), y)) == pytest.approx(corner["loss"], rel=1e-5)
+    # the same seed draws the same directions; another seed others
+    again = plane(model, [state], {"test": (x, y)}, grid=3, seed=5, bn="interpolate")
+    other = plane(model, [state], {"test": (x, y)}, grid=3, seed=6, bn="interpolate")
+    assert torch.equal(again.directions["u.conv.weight"], saved["u.conv.weight"])  # type: ignore[index]
+    assert not torch.equal(other.directions["u.conv.weight"], saved["u.conv.weight"])  # type: ignore[index]
+
+
+def test_trajectory_directions_equal_numpy_pca() -> None:
+    model = TinyConvBN().eval()
+    states = [make_state(model, s) for s in range(1, 7)]
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 3, 4, 4, generator=gen), torch.randint(0, 5, (30,), generator=gen)
+    result = trajectory(model, states, {"test": (x, y)}, grid=3, bn="interpolate")
+    params = [n for n, _ in model.named_parameters()]
+    flat = [_flat(s, params) for s in states]
+    diffs = np.stack([f - flat[-1] for f in flat[:-1]])
+    _, s, vt = np.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
+    directions = result.directions
+    assert directions is not None
+    plane_json = result.manifest.plane
+    for k, axis in enumerate("uv"):
+        mine = np.concatenate([directions[f"{axis}.{n}"].double().numpy().ravel() for n in params])
+        assert abs(mine @ vt[k]) == pytest.approx(1.0, abs=1e-6)  # the same direction up to sign
+        sign = np.sign(mine @ vt[k])
+        got = [a.x if axis == "u" else a.y for a in plane_json.anchors]
+        assert got == pytest.approx([sign * (f - flat[-1]) @ vt[k] for f in flat], rel=1e-6, abs=1e-6)
+    ratio = (s**2 / (s**2).sum())[:2]
+    assert plane_json.explained_variance_ratio == pytest.approx(ratio, rel=1e-9)
+    assert [a.on_plane for a in plane_json.anchors] == [False] * 5 + [True]
+    with pytest.raises(UsageError, match="four or more checkpoints"):
+        trajectory(model, states[:3], {"test": (x, y)})
+
+
+@pytest.mark.parametrize("policy", ["interpolate", "recompute"])
+def test_strategies_agree_on_points_that_combine_three_states(policy: str, image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    a, b, c = (make_state(model, s) for s in (1, 2, 3))
+    mixes = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.2, 0.5, 0.3), (-0.4, 0.9, 0.5)]
+    points = [Point("plane", 0.0, mix=m) for m in mixes]
+    runs = {
+        strategy: run_engine(
+            model,
+            a,
+            b,
+            points,
+            [Split("test", x, y, None)],
+            basis=[c],
+            policy=policy,
+            strategy=strategy,
+            calibration=calib,
+            batch_size=32,
+            chunk_size=2,
+        )[0]
+        for strategy in ("sequential", "batched")
+    }
+    seq = [r.loss for r in runs["sequential"]]
+    torch.testing.assert_close(
+        torch.tensor([r.loss for r in runs["batched"]]), torch.tensor(seq), **tol32(scale=max(seq))
+    )
+    # a mix of one state is that state: the line's endpoints agree with it
+    line = run_engine(
+        model, a, c, [Point("all", 1.0)], [Split("test", x, y, None)], policy=policy, calibration=calib, batch_size=32
+    )
+    assert runs["sequential"][2].loss == pytest.approx(line[0][0].loss, rel=1e-6)
+    with pytest.raises(UsageError, match="shares work between layer groups"):
+        run_engine(model, a, b, points, [Split("test", x, y, None)], basis=[c], strategy="prefix")
