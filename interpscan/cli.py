@@ -490,7 +490,7 @@ def trajectory(
         typer.Argument(
             help="Four or more checkpoints saved along training, C0 … Cm, in order.",
             show_default=False,
-            metavar="CHECKPOINT",
+            metavar="CKPT",
         ),
     ],
     quiet: Annotated[

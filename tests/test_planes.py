@@ -233,3 +233,68 @@ def test_strategies_agree_on_points_that_combine_three_states(policy: str, image
     assert runs["sequential"][2].loss == pytest.approx(line[0][0].loss, rel=1e-6)
     with pytest.raises(UsageError, match="shares work between layer groups"):
         run_engine(model, a, b, points, [Split("test", x, y, None)], basis=[c], strategy="prefix")
+
+
+def test_an_interrupted_plane_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_data
+) -> None:  # type: ignore[no-untyped-def]
+    import interpscan.engine.core as core
+    from interpscan.errors import Interrupted
+
+    x, y, calib = image_data
+    model = TinyConvBN().eval()
+    states = [make_state(model, s) for s in (1, 2, 3)]
+    calibration = (calib, torch.zeros(len(calib), dtype=torch.long))
+    kw = {"grid": 3, "bn": "recompute", "calibration": calibration, "batch_size": 10, "device": "cpu"}
+    whole = plane(model, states, {"test": (x, y)}, out=tmp_path / "whole", **kw)
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
+    accumulate, calls = core._accumulate, [0]
+
+    def stop_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 25:  # the third batch of 10 points
+            raise KeyboardInterrupt
+        return accumulate(*args, **kwargs)
+
+    monkeypatch.setattr(core, "_accumulate", stop_midway)
+    with pytest.raises(Interrupted):
+        plane(model, states, {"test": (x, y)}, out=tmp_path / "cut", **kw)
+    monkeypatch.setattr(core, "_accumulate", accumulate)
+    again = plane(model, states, {"test": (x, y)}, out=tmp_path / "cut", resume=True, **kw)
+    for name in ("results.csv", "summary.csv", "directions.safetensors"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert again.manifest.plane == whole.manifest.plane
+
+
+def test_the_plane_command_writes_a_run_that_loads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+
+    from interpscan.models import build_model, parse_model_spec
+
+    spec = parse_model_spec("cnn", {"width": 4})
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"c{seed}.pt")
+        torch.save(build_model(spec).state_dict(), paths[-1])
+    out = tmp_path / "out"
+    args = ["--model", "cnn", "-a", "width=4", "--data", "fashion-mnist-small", "--samples", "40", "--grid", "3"]
+    code, err = run_cli(monkeypatch, capsys, "plane", *map(str, paths), *args, "--bn", "interpolate", "-o", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "directions.safetensors",
+        "results.csv",
+        "run.json",
+        "summary.csv",
+    ]
+    run = ScanResult.load(out)
+    assert run.is_plane
+    assert list(run.results.columns[:8]) == ["x", "y", "split", "loss", "loss_se", "accuracy", "n", "anchor"]
+    assert sorted(run.results["anchor"].dropna().unique().tolist()) == [0, 1, 2]
+    assert run.manifest.plane is not None
+    assert run.manifest.plane.kind == "checkpoints"
+    assert set(run.summary["point"]) == {"c0", "c1", "c2", "minimum"}
+    assert run.directions is not None
+    assert any(k.startswith("v.") for k in run.directions)

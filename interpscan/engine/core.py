@@ -357,8 +357,7 @@ def scan_points(
         world: this process's rank among the processes of one scan (distributed.py): it evaluates its share of
             each split's batches and of the calibration batches, and the sums and statistics are reduced over
             the ranks, so every rank returns the single process's result. A snapshot is the rank's own.
-        basis: states after ``start`` and ``end`` (same names) that points with a ``mix`` combine; every point
-            must have a ``mix`` of length 2 + len(basis) then.
+        basis: more states (same names) that points with a ``mix`` (of length 2 + len(basis)) combine.
 
     Returns:
         One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
@@ -368,8 +367,7 @@ def scan_points(
         DataError: the model's output does not fit the targets.
         RunError: the model's forward pass raised, or a single point does not fit in memory.
     """
-    options = options or EngineOptions()
-    world = world or World()
+    options, world = options or EngineOptions(), world or World()
     device = options.device
     _check_mixes(points, 2 + len(basis), options.strategy)
     plan = prepare(model, start, end, options.policy, device, basis)
