@@ -532,16 +532,25 @@ def _load_plane(path: Path, csv_path: Path, files: dict[str, Path], manifest: Ma
     return ScanResult(results, summary, manifest, None, files, source=path, directions=directions)
 
 
-def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[ScanResult]:
-    """``load_run`` for each path; every problem is reported, in one error.
+def load_runs(paths: Sequence[Path], *, need_summary: bool = False, planes: bool = False) -> list[ScanResult]:
+    """``load_run`` for each path; every problem is reported, in one error. A plane run (``interpscan plane``,
+    ``trajectory``) is one only with ``planes``: paths' readers (plot, compare) draw α curves.
 
     Raises:
-        OutputError: one or more runs cannot be read (each one's problem, in input order).
+        OutputError: one or more runs cannot be read (each one's problem, in input order), or a plane run
+            without ``planes``.
     """
     runs, problems = [], []
     for path in paths:
         try:
-            runs.append(load_run(path, need_summary=need_summary))
+            run = load_run(path, need_summary=need_summary)
+            if run.is_plane and not planes:
+                raise _problem(
+                    path,
+                    "a plane run (interpscan plane or trajectory), not a path's",
+                    hint="its files are read by ScanResult.load; plot and compare take runs of `interpscan run`",
+                )
+            runs.append(run)
         except OutputError as exc:
             problems.append(exc)
     if len(problems) == 1:

@@ -298,3 +298,39 @@ def test_the_plane_command_writes_a_run_that_loads_back(
     assert set(run.summary["point"]) == {"c0", "c1", "c2", "minimum"}
     assert run.directions is not None
     assert any(k.startswith("v.") for k in run.directions)
+    code, err = run_cli(monkeypatch, capsys, "plot", str(out))  # a path's page: refused, said why
+    assert code != 0
+    assert "a plane run (interpscan plane or trajectory), not a path's" in err
+    assert "Traceback" not in err
+
+
+def test_negative_interpolated_variances_are_clamped_flagged_and_warned_about(image_data) -> None:  # type: ignore[no-untyped-def]
+    x, y, _ = image_data
+    model = TinyConvBN().eval()
+    states = [make_state(model, s) for s in (1, 2, 3)]
+    states[0]["bn.running_var"].fill_(3.0)  # far from the others: outside the triangle, away from C0, it goes < 0
+    result = plane(model, states, {"test": (x, y)}, grid=3, margin=1.0, bn="interpolate", device="cpu")
+    rows = result.results
+    assert rows["bn_clamped"].any()
+    assert not rows.loc[rows["anchor"].notna(), "bn_clamped"].any()
+    assert result.manifest.plane.bn_clamped_points == int(rows["bn_clamped"].sum())
+    assert any("clamped at 0" in w for w in result.manifest.warnings)
+    # a clamped point is the network whose negative variances are 0, as the plain loop builds it
+    r = rows[rows["bn_clamped"]].iloc[0]
+    n1, p, q = (
+        result.manifest.plane.anchors[1].x,
+        result.manifest.plane.anchors[2].x,
+        result.manifest.plane.anchors[2].y,
+    )
+    a2 = r["y"] / q
+    a1 = (r["x"] - a2 * p) / n1
+    theta = {
+        k: (v.double() + a1 * (states[1][k].double() - v.double()) + a2 * (states[2][k].double() - v.double()))
+        if v.is_floating_point()
+        else v
+        for k, v in states[0].items()
+    }
+    for k in theta:
+        if k.endswith("running_var"):
+            theta[k] = theta[k].clamp(min=0)
+    assert r["loss"] == pytest.approx(_float64_loss(model, theta, x, y), rel=1e-5)
