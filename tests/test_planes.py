@@ -166,6 +166,12 @@ def test_filter_directions_have_the_weights_slice_norms_and_rebuild_the_reported
     )
     with torch.no_grad():
         assert float(F.cross_entropy(m.eval()(x), y)) == pytest.approx(corner["loss"], rel=1e-5)
+    # one direction: a random line, y = 0, no v
+    line = plane(model, [state], {"test": (x, y)}, grid=3, dims=1, bn="interpolate")
+    assert list(line.results["x"]) == [-1.0, 0.0, 1.0]
+    assert (line.results["y"] == 0).all()
+    assert line.directions is not None
+    assert not any(k.startswith("v.") for k in line.directions)
     # the same seed draws the same directions; another seed others
     again = plane(model, [state], {"test": (x, y)}, grid=3, seed=5, bn="interpolate")
     other = plane(model, [state], {"test": (x, y)}, grid=3, seed=6, bn="interpolate")
@@ -207,7 +213,7 @@ def test_strategies_agree_on_points_that_combine_three_states(policy: str, image
     mixes = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.2, 0.5, 0.3), (-0.4, 0.9, 0.5)]
     points = [Point("plane", 0.0, mix=m) for m in mixes]
     runs = {
-        strategy: run_engine(
+        (strategy, layout): run_engine(
             model,
             a,
             b,
@@ -219,18 +225,24 @@ def test_strategies_agree_on_points_that_combine_three_states(policy: str, image
             calibration=calib,
             batch_size=32,
             chunk_size=2,
+            memory_format=layout,
         )[0]
-        for strategy in ("sequential", "batched")
+        for strategy, layout in (
+            ("sequential", "contiguous"),
+            ("batched", "contiguous"),
+            ("sequential", "channels-last"),
+        )
     }
-    seq = [r.loss for r in runs["sequential"]]
-    torch.testing.assert_close(
-        torch.tensor([r.loss for r in runs["batched"]]), torch.tensor(seq), **tol32(scale=max(seq))
-    )
+    seq = [r.loss for r in runs["sequential", "contiguous"]]
+    for other in (("batched", "contiguous"), ("sequential", "channels-last")):
+        torch.testing.assert_close(
+            torch.tensor([r.loss for r in runs[other]]), torch.tensor(seq), **tol32(scale=max(seq))
+        )
     # a mix of one state is that state: the line's endpoints agree with it
     line = run_engine(
         model, a, c, [Point("all", 1.0)], [Split("test", x, y, None)], policy=policy, calibration=calib, batch_size=32
     )
-    assert runs["sequential"][2].loss == pytest.approx(line[0][0].loss, rel=1e-6)
+    assert runs["sequential", "contiguous"][2].loss == pytest.approx(line[0][0].loss, rel=1e-6)
     with pytest.raises(UsageError, match="shares work between layer groups"):
         run_engine(model, a, b, points, [Split("test", x, y, None)], basis=[c], strategy="prefix")
 
