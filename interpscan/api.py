@@ -981,10 +981,29 @@ class PlaneConfig:
         check_kind(TRAJECTORY if kind == "trajectory" else kind, len(checkpoints), plane.directions)
         if kind == "plane" and len(checkpoints) == 1 and plane.directions is None:
             plane = replace(plane, directions=Directions.FILTER)
+        _check_plane_options(plane, around=plane.directions is not None)
         given = list(checkpoints) * 2 if len(checkpoints) == 1 else list(checkpoints)
         config = ScanConfig.from_values(given, {k: v for k, v in values.items() if k not in names})
         config = replace(config, options=replace(config.options, bootstrap=0))
         return cls(kind, config, plane, len(checkpoints))
+
+
+def _check_plane_options(plane: PlaneOptions, *, around: bool) -> None:
+    """Options of random directions only with them, and the checkpoints' margin only without them.
+
+    Raises:
+        UsageError: an option given a value where it does not apply.
+    """
+    default = PlaneOptions()
+    mine = ("keep_1d", "xy_range", "dims") if not around else ("margin",)
+    for name in mine:
+        value = getattr(plane, name)
+        if value != getattr(default, name):
+            where = "random directions around one checkpoint" if not around else "a plane through checkpoints"
+            raise UsageError(
+                f"{opt(name, value)} applies to {where}, not to this one",
+                hint=f"drop {opt(name)}",
+            )
 
 
 def _plane_values(given: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:

@@ -301,10 +301,10 @@ def test_mypy_sees_the_library(tmp_path: Path) -> None:
     assert len(errors) == 2, done.stdout
 
 
-# One row per option `plane` adds: its words (with one checkpoint, where every one applies) and where it lands.
+# One row per option `plane` adds: its words (after one checkpoint) and where it lands.
 PLANE_LANDS: dict[str, tuple[list[str], str, Any]] = {
     "grid": (["--grid", "5"], "plane.grid", 5),
-    "margin": (["--margin", "0.5"], "plane.margin", 0.5),
+    "margin": (["b.pt", "d.pt", "--margin", "0.5"], "plane.margin", 0.5),  # three checkpoints: a margin applies
     "directions": (["--directions", "layer"], "plane.directions", options.Directions.LAYER),
     "keep_1d": (["--keep-1d"], "plane.keep_1d", True),
     "xy_range": (["--range", "-2,3"], "plane.xy_range", (-2.0, 3.0)),
@@ -339,3 +339,18 @@ def test_plane_refuses_directions_with_three_checkpoints(
     code, err = run_cli(monkeypatch, capsys, "plane", "a.pt", "b.pt", "c.pt", "--directions", "filter")
     assert code == 2
     assert err.splitlines()[0] == "error: --directions draws random directions around one checkpoint, and 3 were given"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["a.pt", "b.pt", "c.pt", "--dims", "1"], "error: --dims 1 applies to random directions around one checkpoint"),
+        (["a.pt", "--margin", "0.5"], "error: --margin 0.5 applies to a plane through checkpoints, not to this one"),
+    ],
+)
+def test_plane_options_only_where_they_apply(
+    args: list[str], line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(monkeypatch, capsys, "plane", *args)
+    assert code == 2
+    assert err.splitlines()[0].startswith(line)
