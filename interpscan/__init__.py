@@ -13,8 +13,11 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for type checkers
     from .api import Hooks as Hooks
     from .api import ScanConfig as ScanConfig
+    from .api import plane as plane
+    from .api import run_plane as run_plane
     from .api import run_scan as run_scan
     from .api import scan as scan
+    from .api import trajectory as trajectory
     from .checkpoints import load_checkpoint as load_checkpoint
     from .data import Split as Split
     from .data import Stream as Stream
@@ -39,6 +42,7 @@ if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for
     from .options import MemoryFormat as MemoryFormat
     from .options import Mode as Mode
     from .options import OutputOptions as OutputOptions
+    from .options import PlaneOptions as PlaneOptions
     from .options import ReadOptions as ReadOptions
     from .options import ScanOptions as ScanOptions
     from .options import Strategy as Strategy
@@ -51,6 +55,9 @@ if TYPE_CHECKING:  # the same names, as explicit re-exports (`name as name`) for
 _API = {
     "scan": "api",
     "run_scan": "api",
+    "plane": "api",
+    "trajectory": "api",
+    "run_plane": "api",
     "ScanResult": "results",
     "Manifest": "manifest",
     "ScanConfig": "api",
@@ -62,6 +69,7 @@ _API = {
     "ReadOptions": "options",
     "ScanOptions": "options",
     "OutputOptions": "options",
+    "PlaneOptions": "options",
     "Strategy": "options",
     "MemoryFormat": "options",
     "BNPolicy": "options",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -74,6 +74,8 @@ from .options import (
     Alphas,
     BNPolicy,
     BNPolicyName,
+    Directions,
+    DirectionsName,
     DType,
     DTypeName,
     Hold,
@@ -83,6 +85,7 @@ from .options import (
     Mode,
     ModeName,
     OutputOptions,
+    PlaneOptions,
     ReadOptions,
     ScanOptions,
     Strategy,
@@ -97,6 +100,9 @@ from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
 from .values import DEFAULT_ALPHAS, Normalization, check_path
+
+if TYPE_CHECKING:
+    from .planes import Basis
 
 Log = Callable[[str], None]
 
@@ -420,10 +426,11 @@ class _Plan:
     warnings: list[str]
 
 
-def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
+def _plan(config: ScanConfig, hooks: Hooks, *, plane: bool = False) -> _Plan:
     """Resolve and decide, in an order that fails early: the device and the loss, then the checkpoints and the
     model (no data is read before they are known to fit together), the groups and the strategy, then the data,
-    the BN policy and its calibration data."""
+    the BN policy and its calibration data. A ``plane``'s checkpoints are its states (a single one given twice),
+    not a path: their distances are the basis's business (planes.py)."""
     say = hooks.say
     options, read, path = config.options, config.read, config.checkpoints
     device = rank_device(hooks.world, resolve_device(options.device))
@@ -439,7 +446,8 @@ def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
     ]
     for w in warnings:
         say(w)
-    _check_path_length(weights)
+    if not plane:
+        _check_path_length(weights)
     net = weights.model.model
     grouping: Grouping | None = None
     if options.groups:
@@ -582,7 +590,10 @@ def _fingerprint(plan: _Plan, options: ScanOptions, read: ReadOptions, hooks: Ho
                 "calibration": _split_digest(calib),
                 "data": [plan.data.name, plan.data.normalization, data, read.resize, read.crop],
                 "policy": [str(plan.policy.value), getattr(calib, "indices", None) if calib is not None else None],
-                "points": [(p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold) for p in plan.points],
+                "points": [
+                    (p.curve, p.alpha, sorted(p.moving) if p.moving else None, p.hold, *([p.mix] if p.mix else []))
+                    for p in plan.points
+                ],
                 "refine": options.refine,
                 "engine": [
                     str(plan.engine.strategy),
@@ -718,6 +729,8 @@ class _Stages:
         self.done = 0  # (point, batch) evaluations of the finished calls
         self.seconds = [0.0, 0.0]  # calibration, evaluation
         self.calibration = [0, 0]  # batches, examples
+        # a plane's states (start, end, then the basis its mix points combine), instead of the path's segments
+        self.states: Sequence[Mapping[str, torch.Tensor]] | None = None
 
     def fewer(self, points: int) -> None:
         """Points the progress estimate counted on that will not be evaluated."""
@@ -748,10 +761,11 @@ class _Stages:
             if on_batch is not None:
                 on_batch(ScanSnapshot(self.fingerprint, snap, tuple(self.finished)))
 
+        states = self.states or [c.tensors for c in plan.weights.path[segment - 1 : segment + 1]]
         results, report = scan_points(
             plan.weights.model.model,
-            plan.weights.path[segment - 1].tensors,
-            plan.weights.path[segment].tensors,
+            states[0],
+            states[1],
             points,
             plan.data.splits,
             plan.engine,
@@ -761,6 +775,7 @@ class _Stages:
             resume=resume,
             on_batch=keep if on_batch is not None else None,
             world=self.hooks.world,
+            basis=states[2:],
         )
         if latest:
             self.finished.append(latest[0])
@@ -936,3 +951,329 @@ def _groups_record(grouping: Grouping, options: ScanOptions) -> mf.Groups:
         groups=tuple(mf.Group(name=g.name, source=g.source, tensors=tuple(g.tensors)) for g in grouping.groups),
         rest=tuple(grouping.rest),
     )
+
+
+# --------------------------------------------------------------------------------------- planes and trajectories
+
+# the scan options that apply to a plane (no α grid, groups, refinement, bootstrap or per-example losses)
+PLANE_SCAN_OPTIONS = (
+    *("splits", "samples", "seed", "loss", "bn", "bn_samples"),
+    *("strategy", "memory_format", "device", "batch_size", "chunk_size", "dtype"),
+)
+TRAJECTORY_PLANE_OPTIONS = ("grid", "margin")  # of PlaneOptions: the directions' options are a plane's alone
+
+
+@dataclass(frozen=True)
+class PlaneConfig:
+    """One plane (``kind`` plane: through three checkpoints, or around one along random directions) or trajectory
+    run, decided: the scan's config (its checkpoints the plane's, one given twice) and the plane's options.
+    ``interpscan plane`` / ``trajectory`` and ``interpscan.plane`` / ``trajectory`` build one for ``run_plane``."""
+
+    kind: str  # plane or trajectory
+    scan: ScanConfig
+    plane: PlaneOptions
+    count: int  # the checkpoints given
+
+    @classmethod
+    def from_values(cls, kind: str, checkpoints: Sequence[StateLike], values: Mapping[str, Any]) -> PlaneConfig:
+        """A config from option values by name, as ``ScanConfig.from_values`` (the plane's options among them).
+
+        Raises:
+            UsageError: a name that is no option, a value its option refuses, or checkpoints the kind cannot take.
+        """
+        from .planes import TRAJECTORY, check_kind
+
+        names = {p.name for p in option_params(PlaneOptions)}
+        plane = PlaneOptions(**{k: v for k, v in values.items() if k in names})
+        check_kind(TRAJECTORY if kind == "trajectory" else kind, len(checkpoints), plane.directions)
+        if kind == "plane" and len(checkpoints) == 1 and plane.directions is None:
+            plane = replace(plane, directions=Directions.FILTER)
+        _check_plane_options(plane, around=plane.directions is not None)
+        given = list(checkpoints) * 2 if len(checkpoints) == 1 else list(checkpoints)
+        config = ScanConfig.from_values(given, {k: v for k, v in values.items() if k not in names})
+        config = replace(config, options=replace(config.options, bootstrap=0))
+        return cls(kind, config, plane, len(checkpoints))
+
+
+def _check_plane_options(plane: PlaneOptions, *, around: bool) -> None:
+    """Options of random directions only with them, and the checkpoints' margin only without them.
+
+    Raises:
+        UsageError: an option given a value where it does not apply.
+    """
+    default = PlaneOptions()
+    mine = ("keep_1d", "xy_range", "dims") if not around else ("margin",)
+    for name in mine:
+        value = getattr(plane, name)
+        if value != getattr(default, name):
+            where = "random directions around one checkpoint" if not around else "a plane through checkpoints"
+            raise UsageError(
+                f"{opt(name, value)} applies to {where}, not to this one",
+                hint=f"drop {opt(name)}",
+            )
+
+
+def _plane_values(given: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {name: given[name] for name in names}
+
+
+_PLANE_READ = [p.name for p in option_params(ReadOptions)]
+_PLANE_OUTPUT = [p.name for p in option_params(OutputOptions)]
+
+
+def plane(
+    model: ModelLike,
+    checkpoints: Sequence[StateLike],
+    data: DataLike | None = None,
+    *,
+    grid: int = 21,
+    margin: float = 0.2,
+    directions: Directions | DirectionsName | None = None,
+    keep_1d: bool = False,
+    xy_range: AlphaRange = (-1.0, 1.0),
+    dims: int = 2,
+    splits: str | Sequence[str] | None = None,
+    samples: int | str | None = None,
+    seed: int = 0,
+    loss: str = "cross_entropy",
+    bn: BNPolicy | BNPolicyName = BNPolicy.AUTO,
+    bn_samples: int = 2048,
+    strategy: Strategy | StrategyName = Strategy.AUTO,
+    memory_format: MemoryFormat | MemoryFormatName = MemoryFormat.AUTO,
+    device: str = "auto",
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    dtype: DType | DTypeName = DType.FLOAT32,
+    model_args: Mapping[str, Any] | Sequence[str] | None = None,
+    key: str | None = None,
+    unsafe_pickle: bool = False,
+    strict: bool = True,
+    trust_recorded_code: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    data_keys: str | Sequence[str] | None = None,
+    normalize: str = "auto",
+    workers: int | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    html: bool = True,
+    calibration: Any = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> ScanResult:
+    """Evaluate ``model`` over a plane of networks: through three checkpoints ``[c0, c1, c2]`` (Garipov et al.:
+    x, y in parameter distance along u toward c1 and v toward c2 orthogonal to it), or around one checkpoint
+    ``[c]`` along random Gaussian directions (Li et al.: θ + x·d1 + y·d2, filter-normalised by default). The
+    result's ``results`` has a row per point and split (x, y, loss, accuracy, anchor, …), ``summary`` each
+    checkpoint's loss and the grid's minimum, ``manifest.plane`` the basis, ``directions`` the tensors u and v
+    (θ(x, y) = origin + x·u + y·v). Arguments as ``scan``'s; the plane's own:
+
+        grid: points per side (grid × grid). margin: with three checkpoints, their box widened by this share.
+        directions: with one checkpoint, filter, layer or none (default filter). keep_1d: give tensors of one
+        dimension directions too (default: they stay). xy_range: the directions' coordinates, LO,HI. dims: 1 for
+        a random line. seed: of the directions (and of samples and the BN calibration subset).
+
+    Raises:
+        InterpscanError: as ``scan``; three checkpoints on one line; directions with three checkpoints.
+    """
+    given = locals()
+    names = [*PLANE_SCAN_OPTIONS, *_PLANE_READ, *_PLANE_OUTPUT, *(p.name for p in option_params(PlaneOptions))]
+    values = _plane_values(given, names)
+    config = PlaneConfig.from_values("plane", list(checkpoints), values)
+    config = replace(config, scan=replace(config.scan, model=model, data=data, calibration=calibration))
+    return run_plane(config, Hooks(progress=progress, log=log))
+
+
+def trajectory(
+    model: ModelLike,
+    checkpoints: Sequence[StateLike],
+    data: DataLike | None = None,
+    *,
+    grid: int = 21,
+    margin: float = 0.2,
+    splits: str | Sequence[str] | None = None,
+    samples: int | str | None = None,
+    seed: int = 0,
+    loss: str = "cross_entropy",
+    bn: BNPolicy | BNPolicyName = BNPolicy.AUTO,
+    bn_samples: int = 2048,
+    strategy: Strategy | StrategyName = Strategy.AUTO,
+    memory_format: MemoryFormat | MemoryFormatName = MemoryFormat.AUTO,
+    device: str = "auto",
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    dtype: DType | DTypeName = DType.FLOAT32,
+    model_args: Mapping[str, Any] | Sequence[str] | None = None,
+    key: str | None = None,
+    unsafe_pickle: bool = False,
+    strict: bool = True,
+    trust_recorded_code: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    data_keys: str | Sequence[str] | None = None,
+    normalize: str = "auto",
+    workers: int | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    html: bool = True,
+    calibration: Any = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> ScanResult:
+    """Evaluate ``model`` over the plane of a training trajectory ``[c0, …, cm]`` (four or more checkpoints, Li et
+    al.): around cm along the top two principal directions of the centred differences ci − cm, every checkpoint
+    projected onto them (``manifest.plane.anchors``, with the explained variance ratio of each direction).
+    Arguments as ``plane``'s.
+
+    Raises:
+        InterpscanError: as ``scan``; fewer than four checkpoints, or differences spanning fewer than two
+            directions.
+    """
+    given = locals()
+    values = _plane_values(given, [*PLANE_SCAN_OPTIONS, *_PLANE_READ, *_PLANE_OUTPUT, *TRAJECTORY_PLANE_OPTIONS])
+    config = PlaneConfig.from_values("trajectory", list(checkpoints), values)
+    config = replace(config, scan=replace(config.scan, model=model, data=data, calibration=calibration))
+    return run_plane(config, Hooks(progress=progress, log=log))
+
+
+def run_plane(config: PlaneConfig, hooks: Hooks | None = None) -> ScanResult:
+    """Run the plane or trajectory ``config`` describes: what ``plane``, ``trajectory`` and the commands do,
+    with the output directory (its lock, the partial scan an interruption leaves, resume) as ``run_scan``'s."""
+    hooks = hooks or Hooks()
+    output = config.scan.output
+    if output.out is None:
+        return _plane_scan(config, hooks)
+    from .rundir import RunDirectory
+
+    world = hooks.world
+    with RunDirectory(output.out, force=output.force, resume=output.resume, world=world) as run_dir:
+        try:
+            result = _plane_scan(config, hooks, resume=run_dir.partial, on_batch=run_dir.keep)
+        except KeyboardInterrupt:
+            if run_dir.flush():
+                raise Interrupted(
+                    f"interrupted; the finished batches are saved in {run_dir.path}",
+                    hint=f"continue with the same command plus {opt('resume', True)}",
+                ) from None
+            raise Interrupted("interrupted before any batch finished; nothing to save") from None
+        files = run_dir.write(result, html=output.html)
+    return replace(result, files=files)
+
+
+def _plane_basis(config: PlaneConfig, plan: _Plan) -> Basis:
+    from .planes import checkpoint_basis, direction_basis, trajectory_basis
+
+    k = config.count
+    states = [c.tensors for c in plan.weights.path[:k]]
+    labels = tuple(f"c{i}" for i in range(k))
+    parameters = [n for n, _ in plan.weights.model.model.named_parameters()]
+    if config.kind == "trajectory":
+        return trajectory_basis(states, parameters, labels)
+    if k == 3:
+        return checkpoint_basis(states, parameters, labels)
+    po = config.plane
+    how = po.directions or Directions.FILTER
+    seed = config.scan.options.seed
+    return direction_basis(states[0], parameters, labels[0], seed=seed, how=how, keep_1d=po.keep_1d, dims=po.dims)
+
+
+def _plane_scan(
+    config: PlaneConfig,
+    hooks: Hooks,
+    *,
+    resume: ScanSnapshot | None = None,
+    on_batch: Callable[[ScanSnapshot], None] | None = None,
+) -> ScanResult:
+    from . import planes
+    from .engine import batchnorm_modules
+
+    t_start = time.perf_counter()
+    options, read, po = config.scan.options, config.scan.read, config.plane
+    plan = _plan(config.scan, hooks, plane=True)
+    basis = _plane_basis(config, plan)
+    around = basis.kind == planes.DIRECTIONS
+    grid = planes.make_grid(basis, po.grid, margin=None if around else po.margin, span=po.xy_range if around else None)
+    points = planes.engine_points(basis, grid)
+    net = plan.weights.model.model
+    variances = (
+        [f"{name}.running_var" if name else "running_var" for name, _ in batchnorm_modules(net)]
+        if plan.policy.value is BNPolicy.INTERPOLATE
+        else []
+    )
+    clamped = planes.clamped_variances(basis, points, variances)
+    grid = replace(grid, clamped=tuple(clamped))
+    warnings = list(plan.warnings)
+    if any(clamped):
+        w = (
+            f"warning: at {sum(clamped)} of the plane's {len(points)} points the interpolated BN running variance is "
+            f"negative (outside the checkpoints' triangle); it is clamped at 0 there and results.csv marks them "
+            f"(bn_clamped): {opt('bn', 'recompute')} re-estimates the statistics instead"
+        )
+        warnings.append(w)
+        hooks.say(w)
+    plan = replace(plan, points=points, warnings=warnings)
+    shape = f"{po.grid} × {po.grid}" if basis.dims == 2 else f"{po.grid}"
+    added = len(grid.points) - po.grid**basis.dims
+    hooks.say(
+        f"{basis.kind} plane: {shape} points{f' (+ {added} checkpoints off the lattice)' if added else ''}; "
+        f"BN policy {plan.policy.value} ({plan.policy.reason}); {plan.strategy.value} on {plan.device}"
+    )
+    fingerprint = ""
+    if resume is not None or on_batch is not None:
+        base = _fingerprint(plan, options, read, hooks)
+        fingerprint = hashlib.sha256(f"{base} {basis.description} {basis.dims}".encode()).hexdigest()
+    if resume is not None and resume.fingerprint != fingerprint:
+        raise UsageError(
+            "the partial scan saved in the output directory was made with other inputs or options",
+            hint=f"resume with exactly the command that was interrupted, or start afresh with {opt('force', True)}",
+        )
+    stages = _Stages(plan, hooks, fingerprint, 0, resume, on_batch)
+    stages.remaining = len(points)
+    stages.states = basis.states
+    point_results, report = stages.run(1, points)
+    report = stages.report(report)
+    split_names = [s.name for s in plan.data.splits]
+    results = planes.results_frame(grid, point_results, split_names)
+    summary = planes.summary_frame(results, basis.anchors)
+    counts = {r.split: r.n for r in point_results}
+    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
+    k = config.count
+    path = manifest.path
+    if path is not None:
+        labels = [f"c{i}" for i in range(k)]
+        path = replace(
+            path,
+            segments=0,
+            checkpoints=tuple(replace(c, label=lab) for c, lab in zip(path.checkpoints, labels, strict=False)),
+        )
+    manifest = replace(
+        manifest,
+        grid=mf.Grid(alphas=(), endpoints_added=()),
+        bootstrap=None,
+        path=path,
+        plane=mf.Plane(
+            kind=basis.kind,
+            basis=basis.description,
+            dims=basis.dims,
+            anchors=tuple(
+                mf.PlaneAnchor(label=a.label, index=a.index, x=a.x, y=a.y, on_plane=a.on_plane) for a in basis.anchors
+            ),
+            grid=po.grid,
+            margin=grid.margin,
+            x_range=grid.x_range,
+            y_range=grid.y_range,
+            seed=basis.seed,
+            normalization=basis.normalization,
+            keep_1d=basis.keep_1d,
+            orthogonalised=basis.kind != planes.DIRECTIONS,
+            explained_variance_ratio=basis.explained_variance_ratio,
+            bn_clamped_points=sum(clamped),
+        ),
+    )
+    return ScanResult(results, summary, manifest, None, directions=planes.direction_tensors(basis))

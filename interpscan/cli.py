@@ -22,7 +22,18 @@ from rich.console import Console
 
 from . import __version__
 from .errors import InterpscanError, Interrupted, Stopped, UsageError, render
-from .options import OUTPUT_PANEL, Inputs, OutputOptions, Param, ReadOptions, ScanOptions, all_params, flags
+from .options import (
+    OUTPUT_PANEL,
+    Inputs,
+    OutputOptions,
+    Param,
+    PlaneOptions,
+    ReadOptions,
+    ScanOptions,
+    all_params,
+    flags,
+    plane_params,
+)
 from .options import params as option_params
 
 if TYPE_CHECKING:
@@ -297,7 +308,7 @@ def _is_option(p: inspect_.Parameter) -> bool:
 
 def _with_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """A command that takes the options ``names`` besides its own parameters: they reach its ``**values``."""
-    registry = all_params()
+    registry = {**all_params(), **plane_params()}
 
     def wrap(fn: Callable[..., None]) -> Callable[..., None]:
         own = [
@@ -375,6 +386,100 @@ def run(
             perplexity=bool(result.manifest.loss and result.manifest.loss.per_token),
         )
         err.print(f"wrote {', '.join(str(p) for p in result.files.values())}", soft_wrap=True)
+
+
+# The options of `plane` and `trajectory`: a scan's, less the path's (α grid, groups, refinement, bootstrap,
+# per-example losses), plus the plane's (a trajectory has no random directions).
+_PLANE_COMMON = (
+    *_option_names(Inputs, ReadOptions),
+    *("splits", "samples", "seed", "loss", "bn", "bn_samples"),
+    *("strategy", "memory_format", "device", "batch_size", "chunk_size", "dtype"),
+)
+PLANE_OPTIONS = (*_PLANE_COMMON, *_option_names(PlaneOptions), *_option_names(OutputOptions))
+TRAJECTORY_OPTIONS = (*_PLANE_COMMON, "grid", "margin", *_option_names(OutputOptions))
+
+
+def _run_plane(kind: str, checkpoints: list[Path], quiet: bool, values: dict[str, Any]) -> None:
+    from .api import Hooks, PlaneConfig, run_plane
+    from .distributed import joined, world_from_env
+
+    config = PlaneConfig.from_values(kind, checkpoints, values)  # every option checked before any file is read
+    world = world_from_env()
+    quiet = quiet or not world.leader
+    with (
+        _sigterm_as_interrupt(),
+        joined(world, config.scan.options.device),
+        _download_bar(not quiet) as fetching,
+        _progress_bar(not quiet) as progress,
+    ):
+        hooks = Hooks(
+            progress=progress,
+            log=(_say_warning if quiet else _say) if world.leader else None,
+            download=fetching,
+            command=sys.argv,
+            world=world,
+            flags=FLAGS,
+        )
+        result = run_plane(config, hooks)
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title="plane summary (loss at each checkpoint, the grid's minimum)", title_justify="left")
+        for col in ("split", "point", "x", "y", "loss", "accuracy"):
+            table.add_column(col, justify="left" if col in ("split", "point") else "right", no_wrap=True)
+        for row in result.summary.to_dict("records"):
+            numbers = (float(row[c]) for c in ("x", "y", "loss", "accuracy"))
+            table.add_row(str(row["split"]), str(row["point"]), *(f"{v:.4g}" for v in numbers))
+        err.print(table)
+        err.print(f"wrote {', '.join(str(p) for p in result.files.values())}", soft_wrap=True)
+
+
+@app.command()
+@_with_options(*PLANE_OPTIONS)
+def plane(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Three checkpoints C0 C1 C2: the plane through them (origin C0, x toward C1, y toward C2, in "
+            "parameter distance); or one checkpoint C: the surface around it along random directions.",
+            show_default=False,
+            metavar="CHECKPOINT",
+        ),
+    ],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
+    ] = False,
+    **values: Any,
+) -> None:
+    """Evaluate a grid over a plane of networks: through three checkpoints (Garipov et al.), or around one along
+    filter-normalised random directions (Li et al.); write results.csv (x, y, loss, accuracy, anchor), summary.csv,
+    run.json (the basis) and directions.safetensors (u.NAME, v.NAME: θ = origin + x·u + y·v).
+
+    Under --bn interpolate, a point outside the checkpoints' triangle whose interpolated BN running variance is
+    negative gets it clamped at 0, with a warning, and results.csv marks it (bn_clamped)."""
+    _run_plane("plane", checkpoints, quiet, values)
+
+
+@app.command()
+@_with_options(*TRAJECTORY_OPTIONS)
+def trajectory(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Four or more checkpoints saved along training, C0 … Cm, in order.",
+            show_default=False,
+            metavar="CKPT",
+        ),
+    ],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
+    ] = False,
+    **values: Any,
+) -> None:
+    """Evaluate the surface around the last checkpoint along the top two principal directions of the centred
+    differences Ci − Cm (Li et al.'s trajectory plot); every checkpoint's projection and each direction's
+    explained variance ratio go in run.json; files as `plane`'s."""
+    _run_plane("trajectory", checkpoints, quiet, values)
 
 
 @app.command()

@@ -394,6 +394,35 @@ class Timings(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlaneAnchor(Record):
+    label: str
+    index: int  # among the checkpoints given
+    x: float
+    y: float
+    on_plane: bool  # its own network lies on the plane (a trajectory's checkpoints before the last are projected)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plane(Record):
+    """How a plane run's surface was made (planes.py): ``x``, ``y`` of results.csv are coordinates in this basis."""
+
+    kind: str  # checkpoints, directions or trajectory
+    basis: str  # how it was built, in words
+    dims: int  # 2, or 1 for a random line
+    anchors: tuple[PlaneAnchor, ...]
+    grid: int  # points per side
+    margin: float | None  # the checkpoints' box widened by this share per side (checkpoints, trajectory)
+    x_range: tuple[float, ...]
+    y_range: tuple[float, ...] | None
+    seed: int | None  # of the random directions
+    normalization: str | None  # filter, layer or none (directions)
+    keep_1d: bool | None  # whether tensors of one dimension got directions
+    orthogonalised: bool  # whether u and v are orthogonal by construction
+    explained_variance_ratio: tuple[float, ...] | None  # trajectory: of u and v
+    bn_clamped_points: int  # points whose interpolated BN running variance was clamped at 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest(Record):
     """run.json: how every number of a run was made. ``to_json()`` is the file's content; ``manifest["bn"]``
     indexes that dict, as code written against run.json's dict does."""
@@ -428,6 +457,8 @@ class Manifest(Record):
     warnings: tuple[str, ...] = ()
     timings: Timings
     outputs: tuple[str, ...] | None = _when_set(None)  # the files written; None until the run is saved
+    # a plane or trajectory run (interpscan plane, trajectory); a frozen Record, so a shared default is safe
+    plane: Plane | None = _when_set(None)  # noqa: RUF009
 
     def __getitem__(self, key: str) -> Any:
         return self.to_json()[key]

@@ -26,6 +26,7 @@ from .values import (
     check_groups,
     check_key,
     check_loss,
+    check_margin,
     check_normalize,
     check_pixels,
     check_seed,
@@ -38,6 +39,7 @@ from .values import (
     parse_grid,
     parse_model_args,
     parse_samples,
+    parse_span,
     whole,
 )
 
@@ -126,6 +128,14 @@ class Mode(Choice):
     ALL_BUT = "all-but"  # every tensor but the group's
 
 
+class Directions(Choice):
+    """How the random directions of a surface around one network are scaled (Li et al. 2018)."""
+
+    FILTER = "filter"  # each slice along the first dimension (a filter, a row) to the norm of the weights' slice
+    LAYER = "layer"  # each tensor to the norm of the weights' tensor
+    NONE = "none"  # as drawn, N(0, 1) per entry
+
+
 # The spellings each choice accepts besides its members, for type checkers (a test checks them against the enums).
 StrategyName = Literal["auto", "sequential", "batched", "prefix", "prefix-batched"]
 MemoryFormatName = Literal["auto", "contiguous", "channels-last"]
@@ -133,6 +143,7 @@ BNPolicyName = Literal["auto", "interpolate", "recompute", "batch"]
 DTypeName = Literal["float32", "bfloat16", "float16"]
 HoldName = Literal["final", "init"]
 ModeName = Literal["only", "all-but"]
+DirectionsName = Literal["filter", "layer", "none"]
 # α: a count of evenly spaced points, their values, or either as the command line's text ("21", "0,0.5,1")
 Alphas = int | str | Sequence[float]
 AlphaRange = str | Sequence[float]
@@ -153,12 +164,13 @@ def check_memory_format(memory_format: MemoryFormat, strategy: Strategy) -> None
 
 # ----------------------------------------------------------------------------------------------- the registry
 
-MODEL_PANEL, DATA_PANEL, PATH_PANEL, HOW_PANEL, OUTPUT_PANEL = (
+MODEL_PANEL, DATA_PANEL, PATH_PANEL, HOW_PANEL, OUTPUT_PANEL, PLANE_PANEL = (
     "Checkpoints and model",
     "Data",
     "The path",
     "How it runs",
     "Output",
+    "The plane",
 )
 
 
@@ -401,7 +413,7 @@ class ScanOptions:
         0,
         panel=DATA_PANEL,
         convert=lambda value: check_seed(value, "seed"),
-        help=f"Seed for {opt('samples')}, the BN calibration subset and the bootstrap.",
+        help=f"Seed for {opt('samples')}, the BN calibration subset, the bootstrap and a plane's random directions.",
     )
     loss: str = option(
         "cross_entropy",
@@ -592,7 +604,80 @@ class OutputOptions:
             )
 
 
+def _directions(value: Any) -> Directions | None:
+    return None if value is None else Directions.parse(value, "directions")
+
+
+def _dims(value: Any) -> int:
+    if value not in (1, 2) or isinstance(value, bool):
+        raise UsageError(f"{opt('dims')} must be 1 or 2, got {value!r}", hint=f"{opt('dims', 1)}: a random line")
+    return int(value)
+
+
+MAX_GRID = 201  # points per side: 201² networks evaluated on every batch is already hours on a CPU
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlaneOptions:
+    """What ``interpscan plane`` and ``interpscan trajectory`` add to a scan's options: the grid of points over
+    the plane and, around one checkpoint, its random directions (planes.py). Checked when built."""
+
+    grid: int = option(
+        21,
+        panel=PLANE_PANEL,
+        convert=lambda value: whole(value, "grid", low=2, high=MAX_GRID, hint=f"e.g. {opt('grid', 21)}"),
+        metavar="N",
+        help="N × N points over the plane (N points over the line with one direction); each checkpoint's own "
+        "point is added when the lattice misses it.",
+    )
+    margin: float = option(
+        0.2,
+        panel=PLANE_PANEL,
+        convert=check_margin,
+        help="Around checkpoints: their bounding box widened by this share of its size on each side.",
+    )
+    directions: Directions | None = option(
+        None,
+        panel=PLANE_PANEL,
+        convert=_directions,
+        cli_type=str | None,
+        default_text="filter, with one checkpoint",
+        help="With one checkpoint, random Gaussian directions around it, each scaled per slice along its first "
+        "dimension to the weights' slice norm (filter), per tensor (layer), or as drawn (none). Seeded by "
+        f"{opt('seed')}.",
+    )
+    keep_1d: bool = option(
+        False,
+        flag="--keep-1d",
+        panel=PLANE_PANEL,
+        convert=_switch("keep_1d"),
+        help="Give biases and norm-layer weights (tensors of one dimension) random directions too; by default "
+        "they stay at the checkpoint's values (tomgoldstein's --xignore biasbn).",
+    )
+    xy_range: tuple[float, float] = option(
+        (-1.0, 1.0),
+        flag="--range",
+        panel=PLANE_PANEL,
+        convert=lambda value: parse_span(value, "xy_range"),
+        cli_type=str,
+        cli_default="-1,1",
+        metavar="LO,HI",
+        help="With directions: the coordinates x (and y) span, in units of the directions.",
+    )
+    dims: int = option(
+        2,
+        panel=PLANE_PANEL,
+        convert=_dims,
+        help="With directions: 2 for a surface, 1 for the random line θ + x·d.",
+    )
+
+    def __post_init__(self) -> None:
+        _convert_fields(self)
+
+
 OPTION_CLASSES: tuple[type, ...] = (Inputs, ReadOptions, ScanOptions, OutputOptions)
+# the options of planes and trajectories beyond a scan's (not options of `run`)
+PLANE_CLASSES: tuple[type, ...] = (PlaneOptions,)
 
 
 @dataclass(frozen=True)
@@ -643,6 +728,11 @@ def all_params() -> dict[str, Param]:
     return {p.name: p for cls in OPTION_CLASSES for p in params(cls)}
 
 
+def plane_params() -> dict[str, Param]:
+    """The options planes and trajectories add, by name."""
+    return {p.name: p for cls in PLANE_CLASSES for p in params(cls)}
+
+
 # The command line's words for the library's: what errors.render needs to speak in flags. The arguments are
 # named as `--help` shows them, and the options of commands other than `run` (plot, compare, demo) as their
 # flags; every scan option's flag comes from its field.
@@ -652,7 +742,8 @@ COMMAND_FLAGS = {name: f"--{name}" for name in ("label", "split", "format", "plo
 
 def flags() -> dict[str, str]:
     """Parameter name -> the command line's spelling, for every option and argument a message may name."""
-    return {**POSITIONAL, **COMMAND_FLAGS, **{name: p.flag for name, p in all_params().items()}}
+    known = {**all_params(), **plane_params()}
+    return {**POSITIONAL, **COMMAND_FLAGS, **{name: p.flag for name, p in known.items()}}
 
 
 def split(values: Mapping[str, Any]) -> tuple[Inputs, ReadOptions, ScanOptions, OutputOptions]:

@@ -53,6 +53,13 @@ class ScanResult:
     examples: dict[str, Any] | None = field(default=None, repr=False)
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, where the run's files are
     source: Path | None = None  # what ``load`` was given: a run directory or a results.csv; None for a scan
+    # a plane run's directions.safetensors: u.<tensor>, v.<tensor> (planes.direction_tensors)
+    directions: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def is_plane(self) -> bool:
+        """A plane or trajectory run (results.csv has x and y, run.json a plane section), not a path."""
+        return "x" in self.results.columns and "alpha" not in self.results.columns
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -532,11 +539,16 @@ def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) 
     """
     path = check_path(path, "results")
     csv_path = _results_csv(path)
-    beside = {name: csv_path.with_name(name) for name in ("summary.csv", "run.json", "results.html", "per_example.npz")}
+    beside = {
+        name: csv_path.with_name(name)
+        for name in ("summary.csv", "run.json", "results.html", "per_example.npz", "directions.safetensors")
+    }
     files = {"results.csv": csv_path, **{name: p for name, p in beside.items() if p.is_file()}}
     if need_summary and "summary.csv" not in files:
         raise OutputError(f"no summary.csv beside {csv_path}", hint="pass a run directory written by `interpscan run`")
     manifest = _read_manifest(files["run.json"]) if "run.json" in files else None
+    if manifest is not None and manifest.plane is not None:
+        return _load_plane(path, csv_path, files, manifest)
     results, lines = _table(csv_path, RESULT_REQUIRED, RESULT_DTYPES, kind="results.csv")
     _check_results(csv_path, results, lines, manifest)
     summary = None
@@ -547,16 +559,57 @@ def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) 
     return ScanResult(results, summary, manifest, arrays, files, source=path)
 
 
-def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[ScanResult]:
-    """``load_run`` for each path; every problem is reported, in one error.
+def _load_plane(path: Path, csv_path: Path, files: dict[str, Path], manifest: Manifest) -> ScanResult:
+    """A plane run read back: results.csv and summary.csv with the plane's columns (a row per point and split
+    once, one n per split, every split run.json lists), and directions.safetensors when it is there."""
+    from .planes import typed
+    from .schema import PLANE_RESULT_DTYPES, PLANE_RESULT_REQUIRED, PLANE_SUMMARY_DTYPES, PLANE_SUMMARY_REQUIRED
+    from .tensorfile import read_safetensors
+
+    results, lines = _table(csv_path, PLANE_RESULT_REQUIRED, PLANE_RESULT_DTYPES, kind="a plane's results.csv")
+    if results.empty:
+        raise _problem(csv_path, "the header alone, no rows")
+    twice = results.duplicated(["x", "y", "split"])
+    if twice.any():
+        raise _problem(csv_path, f"line {lines[int(twice.to_numpy().argmax())]}: a point and split appear twice")
+    for split, g in results.groupby("split", sort=False):
+        if g["n"].nunique() > 1:
+            raise _problem(csv_path, f"split {split} has rows of different numbers of examples (column n)")
+    lacking = [s for s in manifest.data.splits if s not in set(results["split"])]
+    if lacking:
+        raise _problem(
+            csv_path, f"no rows for split {', '.join(lacking)}, which run.json lists: the file is incomplete"
+        )
+    results = typed(results)
+    summary = None
+    if "summary.csv" in files:
+        summary, _ = _table(files["summary.csv"], PLANE_SUMMARY_REQUIRED, PLANE_SUMMARY_DTYPES, kind="summary.csv")
+        summary = summary.astype({"anchor": "Int64"})
+    directions = None
+    if "directions.safetensors" in files:
+        directions, _ = read_safetensors(files["directions.safetensors"], error=OutputError)
+    return ScanResult(results, summary, manifest, None, files, source=path, directions=directions)
+
+
+def load_runs(paths: Sequence[Path], *, need_summary: bool = False, planes: bool = False) -> list[ScanResult]:
+    """``load_run`` for each path; every problem is reported, in one error. A plane run (``interpscan plane``,
+    ``trajectory``) is one only with ``planes``: paths' readers (plot, compare) draw α curves.
 
     Raises:
-        OutputError: one or more runs cannot be read (each one's problem, in input order).
+        OutputError: one or more runs cannot be read (each one's problem, in input order), or a plane run
+            without ``planes``.
     """
     runs, problems = [], []
     for path in paths:
         try:
-            runs.append(load_run(path, need_summary=need_summary))
+            run = load_run(path, need_summary=need_summary)
+            if run.is_plane and not planes:
+                raise _problem(
+                    path,
+                    "a plane run (interpscan plane or trajectory), not a path's",
+                    hint="its files are read by ScanResult.load; plot and compare take runs of `interpscan run`",
+                )
+            runs.append(run)
         except OutputError as exc:
             problems.append(exc)
     if len(problems) == 1:

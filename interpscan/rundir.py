@@ -27,7 +27,7 @@ from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stop
 from .manifest import json_safe
 from .schema import PARTIAL_NAME
 
-OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
+OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz", "directions.safetensors")
 MIN_FREE_BYTES = 16 * 2**20  # the HTML page (~5 MB with plotly.js inlined), CSVs, run.json and a partial scan
 
 
@@ -168,8 +168,15 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
     from .report import page_files, path_page
 
     examples = getattr(result, "examples", None)
+    directions = getattr(result, "directions", None)
+    plane = result.manifest.plane is not None
+    html = html and not plane  # a plane's page is drawn by its own page function, not path_page's
     names = [
-        n for n in OUTPUT_FILES if (html or n != "results.html") and (examples is not None or n != "per_example.npz")
+        n
+        for n in OUTPUT_FILES
+        if (html or n != "results.html")
+        and (examples is not None or n != "per_example.npz")
+        and (directions is not None or n != "directions.safetensors")
     ]
     manifest = replace(result.manifest, outputs=tuple(names))
     try:
@@ -190,6 +197,10 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
                 np.savez(fh, **examples)
 
             files["per_example.npz"] = savez
+        if directions is not None:
+            from safetensors.torch import save
+
+            files["directions.safetensors"] = save(dict(directions))
         # an earlier run's files that this run does not replace go
         return folder.write(files, remove=[n for n in OUTPUT_FILES if n not in files])
     except OutputError:

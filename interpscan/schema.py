@@ -65,3 +65,24 @@ RESULT_REQUIRED = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
 SUMMARY_REQUIRED = tuple(c for c in SUMMARY_COLUMNS if c not in OPTIONAL_COLUMNS)
 RUN_FILES = ("results.csv", "summary.csv", "run.json")  # what makes a run; results.html is drawn from them
 PARTIAL_NAME = ".interpscan-partial.pt"  # what an interrupted run leaves beside them (one per rank under torchrun)
+
+# A plane run (interpscan plane, trajectory): a row per (point, split); x, y the point's coordinates, anchor the
+# index of the checkpoint whose own network the point is (empty elsewhere), on_grid False for such a point added
+# beside the lattice, bn_clamped True where an interpolated BN running variance was clamped at 0.
+PLANE_RESULT_COLUMNS = ["x", "y", "split", "loss", "loss_se", "accuracy", "n", "anchor", "on_grid", "bn_clamped"]
+PLANE_RESULT_DTYPES = {
+    "x": "float64",
+    "y": "float64",
+    "loss": "float64",
+    "loss_se": "float64",
+    "accuracy": "float64",
+    "n": "int64",
+    "anchor": "float64",  # read as numbers (empty: NaN), then a nullable whole number
+    "on_grid": "boolean",
+    "bn_clamped": "boolean",
+}
+PLANE_RESULT_REQUIRED = tuple(PLANE_RESULT_COLUMNS)
+# per split: a row per checkpoint on the plane (point = its label) and one for the grid's minimum loss
+PLANE_SUMMARY_COLUMNS = ["split", "point", "anchor", "x", "y", "loss", "accuracy"]
+PLANE_SUMMARY_DTYPES = {"anchor": "float64", "x": "float64", "y": "float64", "loss": "float64", "accuracy": "float64"}
+PLANE_SUMMARY_REQUIRED = tuple(PLANE_SUMMARY_COLUMNS)

@@ -64,20 +64,45 @@ _COUNT = re.compile(r"\s*\+?\d+(_\d+)*\s*", re.ASCII)
 _NEGATIVE_COUNT = re.compile(r"\s*-\d+(_\d+)*\s*", re.ASCII)
 
 
-def _range(alpha_range: str | Sequence[float]) -> tuple[float, float]:
+def _range(alpha_range: str | Sequence[float], name: str = "alpha_range") -> tuple[float, float]:
     try:
         parts = alpha_range.split(",") if isinstance(alpha_range, str) else list(alpha_range)
         lo, hi = (number(v) for v in parts)
     except (TypeError, ValueError):
-        raise UsageError(f"{opt('alpha_range')} {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
+        raise UsageError(f"{opt(name)} {alpha_range!r} is not LO,HI", hint="e.g. -0.5,1.5") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise UsageError(f"{opt('alpha_range')} needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
+        raise UsageError(f"{opt(name)} needs finite LO < HI, got {alpha_range!r}", hint="e.g. -0.5,1.5")
     if max(abs(lo), abs(hi)) > MAX_ABS_ALPHA:
         raise UsageError(
-            f"{opt('alpha_range')} {alpha_range!r}: α must lie within ±{MAX_ABS_ALPHA:g}",
+            f"{opt(name)} {alpha_range!r}: {'α' if name == 'alpha_range' else 'coordinates'} must lie within "
+            f"±{MAX_ABS_ALPHA:g}",
             hint="beyond that θ(α) overflows float32 for weights of ordinary size",
         )
     return lo, hi
+
+
+def parse_span(value: str | Sequence[float], name: str) -> tuple[float, float]:
+    """LO,HI (text or two numbers): finite, LO < HI, within ±MAX_ABS_ALPHA.
+
+    Raises:
+        UsageError: anything else.
+    """
+    return _range(value, name)
+
+
+def check_margin(value: Any) -> float:
+    """``margin``: a finite number from 0 to 10 (the plane's box widened by that share of its size per side).
+
+    Raises:
+        UsageError: anything else.
+    """
+    try:
+        margin = number(value) + 0.0
+    except ValueError:
+        margin = math.nan
+    if not (math.isfinite(margin) and 0 <= margin <= 10):
+        raise UsageError(f"{opt('margin')} must be a number from 0 to 10, got {value!r}", hint="e.g. 0.2")
+    return margin
 
 
 def _count_grid(count: int, alpha_range: str | Sequence[float] | None) -> list[float]:

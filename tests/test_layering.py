@@ -79,6 +79,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "interpscan.sanity",
             "interpscan.uncertainty",
             "interpscan.train",
+            "interpscan.planes",
         ),
     ),
     # Outputs: runs read back, figures, the HTML page, the run directory, comparisons across runs.

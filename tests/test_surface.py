@@ -147,6 +147,26 @@ class _Landed(InterpscanError):
     """What the patched run_scan raises: the config reached it, nothing ran."""
 
 
+def _landed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], runner: str, args: list[str], where: str
+) -> Any:
+    """The value at ``where`` (dotted) of the config the command ``args`` hands api's ``runner``."""
+    seen: list[Any] = []
+
+    def captured(config: Any, hooks: object = None) -> None:
+        seen.append(config)
+        raise _Landed("landed")
+
+    monkeypatch.setattr(api, runner, captured)
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert "landed" in err
+    value: Any = seen[0]
+    for attr in where.split("."):
+        value = getattr(value, attr)
+    return value
+
+
 def test_every_flag_has_a_landing_case() -> None:
     assert set(LANDS) == set(all_params())
 
@@ -155,22 +175,9 @@ def test_every_flag_has_a_landing_case() -> None:
 def test_each_flag_lands_in_its_field(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[ScanConfig] = []
-
-    def captured(config: ScanConfig, hooks: object = None) -> None:
-        seen.append(config)
-        raise _Landed("landed")
-
-    monkeypatch.setattr(api, "run_scan", captured)
     monkeypatch.setattr("interpscan.cli._warm_up", lambda page: None)
     words, where, expected = LANDS[name]
-    code, err = run_cli(monkeypatch, capsys, "run", "init.pt", "final.pt", *words)
-    assert code == 2, err
-    assert "landed" in err
-    value: Any = seen[0]
-    for attr in where.split("."):
-        value = getattr(value, attr)
-    assert value == expected
+    assert _landed(monkeypatch, capsys, "run_scan", ["run", "init.pt", "final.pt", *words], where) == expected
     defaults = ScanConfig(("a.pt", "b.pt"))
     if where.count(".") == 1 and not where.startswith("options.grid"):
         part, attr = where.split(".")
@@ -292,3 +299,58 @@ def test_mypy_sees_the_library(tmp_path: Path) -> None:
     assert 'note: Revealed type is "interpscan.results.ScanResult"' in lines, done.stdout
     assert errors[1].startswith('error: Argument "bn" to "scan" has incompatible type "Literal[\'recompte\']"')
     assert len(errors) == 2, done.stdout
+
+
+# One row per option `plane` adds: its words (after one checkpoint) and where it lands.
+PLANE_LANDS: dict[str, tuple[list[str], str, Any]] = {
+    "grid": (["--grid", "5"], "plane.grid", 5),
+    "margin": (["b.pt", "d.pt", "--margin", "0.5"], "plane.margin", 0.5),  # three checkpoints: a margin applies
+    "directions": (["--directions", "layer"], "plane.directions", options.Directions.LAYER),
+    "keep_1d": (["--keep-1d"], "plane.keep_1d", True),
+    "xy_range": (["--range", "-2,3"], "plane.xy_range", (-2.0, 3.0)),
+    "dims": (["--dims", "1"], "plane.dims", 1),
+    "bn": (["--bn", "recompute"], "scan.options.bn", BNPolicy.RECOMPUTE),  # a scan's option, shared
+}
+
+
+def test_every_plane_option_has_a_landing_case_and_a_keyword() -> None:
+    from interpscan.api import plane as plane_fn
+    from interpscan.api import trajectory as trajectory_fn
+    from interpscan.cli import PLANE_OPTIONS, TRAJECTORY_OPTIONS
+
+    assert set(PLANE_LANDS) - {"bn"} == set(options.plane_params())
+    library = set(inspect.signature(plane_fn).parameters) - {"checkpoints"} - LIBRARY_ONLY
+    assert library == set(PLANE_OPTIONS) - {"model", "data"}
+    library = set(inspect.signature(trajectory_fn).parameters) - {"checkpoints"} - LIBRARY_ONLY
+    assert library == set(TRAJECTORY_OPTIONS) - {"model", "data"}
+
+
+@pytest.mark.parametrize("name", sorted(PLANE_LANDS))
+def test_each_plane_flag_lands_in_its_field(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    words, where, expected = PLANE_LANDS[name]
+    assert _landed(monkeypatch, capsys, "run_plane", ["plane", "c.pt", *words], where) == expected
+
+
+def test_plane_refuses_directions_with_three_checkpoints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(monkeypatch, capsys, "plane", "a.pt", "b.pt", "c.pt", "--directions", "filter")
+    assert code == 2
+    assert err.splitlines()[0] == "error: --directions draws random directions around one checkpoint, and 3 were given"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["a.pt", "b.pt", "c.pt", "--dims", "1"], "error: --dims 1 applies to random directions around one checkpoint"),
+        (["a.pt", "--margin", "0.5"], "error: --margin 0.5 applies to a plane through checkpoints, not to this one"),
+    ],
+)
+def test_plane_options_only_where_they_apply(
+    args: list[str], line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(monkeypatch, capsys, "plane", *args)
+    assert code == 2
+    assert err.splitlines()[0].startswith(line)

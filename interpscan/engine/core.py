@@ -2,7 +2,9 @@
 evaluated on each batch as it arrives (by the strategy's runner), and its per-example losses are summed.
 
 A point's weights are ``lerp(start, end, coefficient)`` computed afresh from the endpoints (exact at 0 and 1,
-never accumulated), in float32 whatever the checkpoints' dtype. The caller's model is never modified.
+never accumulated), in float32 whatever the checkpoints' dtype; a point with a ``mix`` (a plane, a surface along
+directions) is the linear combination of the states start, end and ``basis`` (runners.mix_state), exact at each
+state's own coefficients. The caller's model is never modified.
 """
 
 from __future__ import annotations
@@ -298,6 +300,25 @@ def make_runner(
     raise UsageError(f"the engine runs a concrete strategy, not {strategy}", hint="see decisions.choose_strategy")
 
 
+def _check_mixes(points: Sequence[Point], k: int, strategy: Strategy) -> None:
+    """Points with a ``mix`` come alone, each with one coefficient per state, and run by the strategies that
+    evaluate whole networks (prefix sharing is between layer groups, which combinations of states do not have).
+
+    Raises:
+        UsageError: a mix of the wrong length, mix and line points together, or a prefix strategy.
+    """
+    mixed = [p.mix is not None for p in points]
+    if not any(mixed) and k == 2:
+        return
+    if not all(mixed) or any(p.mix is not None and len(p.mix) != k for p in points):
+        raise UsageError(f"every point must combine the {k} states (a mix of {k} coefficients)")
+    if strategy in (Strategy.PREFIX, Strategy.PREFIX_BATCHED):
+        raise UsageError(
+            f"{opt('strategy', strategy)} shares work between layer groups, and a plane has none",
+            hint=f"use {opt('strategy', 'sequential')} or {opt('strategy', 'batched')}",
+        )
+
+
 def scan_points(
     model: nn.Module,
     start: Mapping[str, torch.Tensor],
@@ -312,6 +333,7 @@ def scan_points(
     resume: Snapshot | None = None,
     on_batch: Callable[[Snapshot], None] | None = None,
     world: World | None = None,
+    basis: Sequence[Mapping[str, torch.Tensor]] = (),
 ) -> tuple[list[PointResult], EngineReport]:
     """Evaluate the model at every point on every split.
 
@@ -332,6 +354,7 @@ def scan_points(
         world: this process's rank among the processes of one scan (distributed.py): it evaluates its share of
             each split's batches and of the calibration batches, and the sums and statistics are reduced over
             the ranks, so every rank returns the single process's result. A snapshot is the rank's own.
+        basis: more states (same names) that points with a ``mix`` (of length 2 + len(basis)) combine.
 
     Returns:
         One PointResult per (point, split), in the order of ``points`` then ``splits``; and an EngineReport.
@@ -341,10 +364,10 @@ def scan_points(
         DataError: the model's output does not fit the targets.
         RunError: the model's forward pass raised, or a single point does not fit in memory.
     """
-    options = options or EngineOptions()
-    world = world or World()
+    options, world = options or EngineOptions(), world or World()
     device = options.device
-    plan = prepare(model, start, end, options.policy, device)
+    _check_mixes(points, 2 + len(basis), options.strategy)
+    plan = prepare(model, start, end, options.policy, device, basis)
     recompute = options.policy is BNPolicy.RECOMPUTE and bool(plan.bn_stats)
     calib = _as_calibration(calibration)
     layout_note = None

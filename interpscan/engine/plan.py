@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,16 @@ class Plan:
     aliases: dict[str, str] = field(default_factory=dict)
     hooks: list[RemovableHandle] = field(default_factory=list)  # the layout's hooks on the working model
     layout: torch.memory_format = torch.contiguous_format  # of the 4-D tensors (relayout)
+    # the states after start and end that points with a ``mix`` combine (Point.mix), float32, same names
+    basis: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    # the BN running variances that are combined (interpolate): a mix with negative coefficients can make one
+    # negative, which is clamped at 0 (mix_state; the caller flags such points)
+    variances: list[str] = field(default_factory=list)
+
+    @property
+    def states(self) -> list[dict[str, torch.Tensor]]:
+        """The K states a ``mix`` point combines, in its coefficients' order."""
+        return [self.start, self.end, *self.basis]
 
     @property
     def names(self) -> list[str]:
@@ -62,10 +72,11 @@ def prepare(
     end: Mapping[str, torch.Tensor],
     policy: BNPolicy,
     device: torch.device,
+    basis: Sequence[Mapping[str, torch.Tensor]] = (),
 ) -> Plan:
     """Copy the model to ``device`` in eval mode, its parameters frozen, and sort the endpoints' tensors into
     interpolated (floating, as float32), fixed (integer, from ``end``) and skipped (BN statistics that the policy
-    re-estimates or does without)."""
+    re-estimates or does without). ``basis``: more states for points with a ``mix`` (their floating tensors)."""
     work = copy.deepcopy(model).to(device).eval()
     for p in work.parameters():
         p.requires_grad_(False)
@@ -93,6 +104,8 @@ def prepare(
             plan.end[name] = e.detach().to(device=device, dtype=torch.float32)
         else:
             plan.fixed[name] = e.detach().to(device=device, dtype=ref.dtype, copy=True)
+    plan.basis = [{n: b[n].detach().to(device=device, dtype=torch.float32) for n in plan.start} for b in basis]
+    plan.variances = [n for n in stat_names if n.endswith("running_var") and n in plan.start]
     return plan
 
 
@@ -123,7 +136,7 @@ def relayout(plan: Plan, memory_format: torch.memory_format) -> None:
     for t in itertools.chain(plan.model.parameters(), plan.model.buffers()):
         if t.dim() == 4 and t.is_floating_point():
             t.data = t.data.contiguous(memory_format=memory_format)
-    for tensors in (plan.start, plan.end):
+    for tensors in plan.states:
         for name, t in tensors.items():
             if t.dim() == 4:
                 tensors[name] = t.contiguous(memory_format=memory_format)

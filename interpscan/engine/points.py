@@ -17,6 +17,11 @@ class Point:
     checkpoints the point lies on (1 for a path between two); the engine evaluates one segment at a time, so
     "initial" and "final" are that segment's two checkpoints. ``refined`` marks a point added by adaptive
     refinement (api.py), not on the grid.
+
+    ``mix`` makes the point a linear combination of the engine's K states instead (start, end, then the
+    ``basis`` states; one coefficient each, every tensor alike): Σ_k mix[k]·state_k. A plane through three
+    checkpoints gives barycentric coefficients (summing to 1, so (1, 0, 0) is the first checkpoint exactly); a
+    surface around one network along directions gives (1, x, y). ``alpha`` and ``moving`` do not apply then.
     """
 
     curve: str
@@ -25,6 +30,7 @@ class Point:
     hold: float = 1.0
     segment: int = 1
     refined: bool = False
+    mix: tuple[float, ...] | None = None
 
     def coefficient(self, name: str) -> float:
         return self.alpha if self.moving is None or name in self.moving else self.hold
@@ -61,7 +67,7 @@ def dedupe(points: Sequence[Point], names: Sequence[str]) -> tuple[list[Point], 
     where: dict[tuple[float, ...], int] = {}
     index: list[int] = []
     for p in points:
-        key = tuple(p.coefficient(n) for n in names)
+        key = p.mix if p.mix is not None else tuple(p.coefficient(n) for n in names)
         if key not in where:
             where[key] = len(unique)
             unique.append(p)

@@ -68,11 +68,38 @@ class Runner(Protocol):
         ...
 
 
+def mix_coefficients(points: Sequence[Point], k: int, device: torch.device) -> torch.Tensor:
+    """(P, K) float32: each point's ``mix``, as every strategy multiplies by it."""
+    return torch.tensor([p.mix for p in points], dtype=torch.float32, device=device).view(len(points), k)
+
+
+def mix_state(plan: Plan, name: str, coefficients: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_k c_k·state_k of tensor ``name`` for the points whose (P, K) ``coefficients`` are given: (P, *shape), in
+    ``out`` when given. Each product is rounded, then summed in the states' order, for one point as for a stack,
+    so every strategy gets the same bits; a coefficient of exactly 1 with the others 0 gives that state exactly.
+    A combined BN running variance below 0 (outside the checkpoints' hull) is clamped at 0."""
+    states = plan.states
+    first = states[0][name]
+    shape = (-1, *([1] * first.dim()))
+    p = coefficients.shape[0]
+    result = torch.mul(first.expand(p, *first.shape), coefficients[:, 0].view(shape), out=out)
+    for k in range(1, len(states)):
+        result.add_(states[k][name] * coefficients[:, k].view(shape))
+    if name in plan.variances:
+        result.clamp_(min=0.0)
+    return result
+
+
 def write_point(plan: Plan, state: dict[str, torch.Tensor], point: Point, stats: Statistics | None, row: int) -> None:
     """Write ``point``'s weights into the working model's tensors ``state`` (its ``state_dict(keep_vars=True)``),
     and under recompute its BN statistics, row ``row`` of ``stats``."""
-    for name, s in plan.start.items():
-        torch.lerp(s, plan.end[name], point.coefficient(name), out=state[name].data)
+    if point.mix is not None:
+        coefficients = mix_coefficients([point], len(plan.states), next(iter(plan.start.values())).device)
+        for name in plan.start:
+            mix_state(plan, name, coefficients, out=state[name].data.unsqueeze(0))
+    else:
+        for name, s in plan.start.items():
+            torch.lerp(s, plan.end[name], point.coefficient(name), out=state[name].data)
     for name, t in plan.fixed.items():
         state[name].data.copy_(t)
     if stats is not None:
@@ -154,8 +181,14 @@ class Batched:
         plan = self.plan
         state: dict[str, torch.Tensor] = {}
         wanted = plan.start.keys() if names is None else [n for n in names if plan.aliases.get(n, n) in plan.start]
+        mixes = None
+        if points and points[0].mix is not None:
+            mixes = mix_coefficients(points, len(plan.states), next(iter(plan.start.values())).device)
         for name in wanted:
             owner = plan.aliases.get(name, name)
+            if mixes is not None:
+                state[name] = mix_state(plan, owner, mixes)
+                continue
             s, e = plan.start[owner], plan.end[owner]
             coef = torch.tensor([p.coefficient(owner) for p in points], dtype=s.dtype, device=s.device)
             coef = coef.view(-1, *([1] * s.dim()))
