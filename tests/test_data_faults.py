@@ -10,7 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from interpscan.data import open_data
+from interpscan.errors import DataError
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -67,3 +71,62 @@ def test_a_worker_forked_during_the_warm_up_imports_waits_for_them(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines == ["plain: hung", "joined: [[7, 7]]"], done.stdout + done.stderr
+
+
+def _grey_folder(root: Path, classes: str = "ab", per_class: int = 2) -> Path:
+    gen = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(gen.integers(0, 256, (4, 4), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_class_folder_linking_to_the_root_is_refused_not_counted_twice(tmp_path: Path) -> None:
+    # on main: the 4 images of a/ and b/ were read again under class c (c/a/0.png … labelled 2): 8 images, 3 classes
+    root = _grey_folder(tmp_path / "imgs")
+    (root / "c").symlink_to(root)
+    with pytest.raises(DataError, match=r"c leads to .*imgs again \(a symbolic link to a folder already read\)"):
+        open_data(str(root))
+
+
+@pytest.mark.parametrize("where", ["/", "elsewhere"])
+def test_a_link_out_of_the_folder_is_refused_before_it_is_walked(tmp_path: Path, where: str) -> None:
+    # on main: a class folder linking to / made the listing walk the whole file system; one linking to a folder
+    # of images outside the dataset read them as class c
+    root = _grey_folder(tmp_path / "imgs")
+    target = Path(where) if where == "/" else _grey_folder(tmp_path / where, classes="x") / "x"
+    (root / "c").symlink_to(target)
+    with pytest.raises(DataError, match=rf"imgs/c is a symbolic link to {target}, outside the image folder"):
+        open_data(str(root))
+    (root / "c").unlink()
+    (root / "b" / "deeper").symlink_to(target)  # a folder linked inside a class folder: the same rule
+    with pytest.raises(DataError, match=rf"b/deeper is a symbolic link to {target}, outside the image folder"):
+        open_data(str(root))
+
+
+def test_an_image_linked_into_a_second_class_is_refused(tmp_path: Path) -> None:
+    root = _grey_folder(tmp_path / "imgs")
+    (root / "b" / "9.png").symlink_to(root / "a" / "0.png")
+    with pytest.raises(DataError, match=r"b/9.png is .*a/0.png again .*the image would count twice"):
+        open_data(str(root))
+
+
+def test_links_inside_the_folder_are_followed_once(tmp_path: Path) -> None:
+    root = _grey_folder(tmp_path / "imgs", classes="a")
+    _grey_folder(root / ".store", classes="x", per_class=3)  # hidden: no class of its own
+    (root / "b").symlink_to(root / ".store" / "x")
+    (root / "a" / "notes.txt").symlink_to("/etc/hostname")  # not an image: never read, wherever it leads
+    source = open_data(str(root))
+    assert source.classes == ("a", "b")
+    assert source.files is not None
+    assert [(p.relative_to(root).as_posix(), label) for p, label in source.files("test")] == [
+        ("a/0.png", 0),
+        ("a/1.png", 0),
+        ("b/0.png", 1),
+        ("b/1.png", 1),
+        ("b/2.png", 1),
+    ]
+    x, y = source.read("test")
+    assert x.shape == (5, 1, 4, 4)
+    assert y.tolist() == [0, 0, 1, 1, 1]
