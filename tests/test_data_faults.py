@@ -5,6 +5,7 @@ place, options that cannot apply, memory that cannot fit, and the user's own dat
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from interpscan.data import open_data
-from interpscan.errors import DataError
+from interpscan.data import Transform, open_data
+from interpscan.errors import DataError, UsageError
+from interpscan.inputs import data_from_source
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -130,3 +133,47 @@ def test_links_inside_the_folder_are_followed_once(tmp_path: Path) -> None:
     x, y = source.read("test")
     assert x.shape == (5, 1, 4, 4)
     assert y.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_a_crop_larger_than_the_images_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    # on main: each worker decoded its images and the refusal came back through the DataLoader, after the fork
+    # (a crop past the resize could not be caught at all before the images were read)
+    source = open_data(str(_grey_folder(tmp_path / "imgs")))
+    stream = data_from_source(source, None, transform=Transform(None, 16), workers=2).splits[0]
+    with pytest.raises(DataError, match=r"imgs/a/0.png: 4×4 is smaller than crop=16; add resize=16 or more$"):
+        next(stream.batches(4, torch.device("cpu")))
+    with pytest.raises(UsageError, match=r"^crop=20 is larger than resize=16: after the resize an image's shorter"):
+        Transform(16, 20)
+
+
+def test_a_resize_that_cannot_fit_is_refused_with_the_number(tmp_path: Path) -> None:
+    # 8 images of 8×512 pixels, resized to a shorter side of 8192: 8192×524288 each, 32 Gi values a batch; on main
+    # the first worker resized the first of them (4 GiB) before anything was checked, and the allocator ended the
+    # run with an internal error. Refused from the images' headers: the process grows by less than the bound.
+    root = tmp_path / "imgs"
+    gen = np.random.default_rng(0)
+    for c in "ab":
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(gen.integers(0, 256, (512, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+    stream = data_from_source(open_data(str(root)), None, transform=Transform(8192, None), workers=1).splits[0]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with pytest.raises(DataError) as caught:
+        next(stream.batches(256, torch.device("cpu")))
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert grown < 64 * 2**20  # bound: 64 MiB (headers only; one resized image alone would take 4 GiB)
+    # host: 32 Gi values × (2 + 2 per worker) bytes as uint8, plus × 12 bytes as float32 on the CPU
+    assert caught.value.message.startswith(
+        f"{root}: a batch of 8 images of up to 8192×524288 pixels needs at least 512.0 GiB of host memory, and "
+    )
+    assert caught.value.hint == "one image alone does not fit, or bring the images to fewer pixels with resize and crop"
+
+
+def test_image_options_on_tensor_data_are_refused(tmp_path: Path) -> None:
+    # on main: ignored, while run.json recorded the transform
+    torch.save({"x": torch.rand(4, 1, 8, 8), "y": torch.arange(4)}, tmp_path / "t.pt")
+    source = open_data(str(tmp_path / "t.pt"))
+    with pytest.raises(UsageError, match=r"^resize, crop apply to image folders, and t.pt is a tensor file$"):
+        data_from_source(source, None, transform=Transform(8, 8))
+    with pytest.raises(UsageError, match=r"^workers applies to image folders, and t.pt is a tensor file$"):
+        data_from_source(source, None, workers=2)
