@@ -4,6 +4,7 @@ place, options that cannot apply, memory that cannot fit, and the user's own dat
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import subprocess
@@ -177,3 +178,54 @@ def test_image_options_on_tensor_data_are_refused(tmp_path: Path) -> None:
         data_from_source(source, None, transform=Transform(8, 8))
     with pytest.raises(UsageError, match=r"^workers applies to image folders, and t.pt is a tensor file$"):
         data_from_source(source, None, workers=2)
+
+
+def _data_bytes(seed: int) -> bytes:
+    """A torch.save file of 2 MiB of uint8 images (sampled, not hashed whole) and labels, the same layout for
+    every seed."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (2048, 1, 32, 32), generator=gen, dtype=torch.uint8)
+    buffer = io.BytesIO()
+    torch.save({"x": x, "y": torch.randint(0, 10, (2048,), generator=gen)}, buffer)
+    return buffer.getvalue()
+
+
+def _same_size_other_data(path: Path, seed: int) -> None:
+    """``path`` rewritten in place (the same inode) with other values, its size and modification time kept."""
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.write(_data_bytes(seed))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+
+
+@pytest.fixture
+def mapped_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INTERPSCAN_RESIDENT_BYTES", "1K")
+    path = tmp_path / "data.pt"
+    path.write_bytes(_data_bytes(0))
+    return path
+
+
+def test_a_mapped_file_rewritten_in_place_with_its_size_and_time_is_noticed(mapped_file: Path) -> None:
+    # on main: the stamp (device, inode, size, mtime) was the same, and the scan went on reading the new values
+    stream = data_from_source(open_data(str(mapped_file)), None).splits[0]
+    batches = stream.batches(512, torch.device("cpu"))
+    next(batches)
+    _same_size_other_data(mapped_file, 1)
+    with pytest.raises(DataError, match="the data file changed during the scan"):
+        next(batches)
+
+
+def test_a_resume_sees_a_rewrite_by_its_content(mapped_file: Path) -> None:
+    # on main: the resume's fingerprint (path, size, mtime) was the same before and after the rewrite
+    from interpscan.data.mapped import FileStamp
+
+    before = FileStamp.of(mapped_file)
+    _same_size_other_data(mapped_file, 1)
+    after = FileStamp.of(mapped_file)
+    assert (after.size, after.mtime_ns, after.inode) == (before.size, before.mtime_ns, before.inode)
+    assert after.sample != before.sample  # the bytes, without the change time (a file copied back keeps them)
+    assert str(after) != str(before)
+    _same_size_other_data(mapped_file, 0)
+    assert FileStamp.of(mapped_file).sample == before.sample
