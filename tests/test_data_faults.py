@@ -229,3 +229,78 @@ def test_a_resume_sees_a_rewrite_by_its_content(mapped_file: Path) -> None:
     assert str(after) != str(before)
     _same_size_other_data(mapped_file, 0)
     assert FileStamp.of(mapped_file).sample == before.sample
+
+
+FACTORY = """
+import torch
+
+class Broken(torch.utils.data.Dataset):
+    def __init__(self, fails_in):
+        self.fails_in = fails_in
+    def __len__(self):
+        if self.fails_in == "len":
+            raise OSError("the shard index is gone")
+        return 4
+    def __getitem__(self, i):
+        if self.fails_in == "item" and i == 2:
+            raise KeyError(f"no row {i}")
+        return torch.zeros(1, 28, 28), 0
+
+def by_item():
+    return Broken("item")
+
+def by_len():
+    return Broken("len")
+"""
+
+
+@pytest.mark.parametrize(
+    ("fn", "said"),
+    [
+        ("by_item", r"by_item' \[test\]: item 2: the data raised KeyError: 'no row 2'$"),
+        ("by_len", r"by_len' \[test\]: its dataset's length: the data raised OSError: the shard index is gone$"),
+    ],
+)
+def test_a_factorys_dataset_that_raises_is_one_data_error(tmp_path: Path, fn: str, said: str) -> None:
+    # on main: the KeyError and the OSError came through as they were (the CLI's "internal error … a bug")
+    (tmp_path / "make.py").write_text(FACTORY)
+    with pytest.raises(DataError, match=said) as caught:
+        open_data(f"{tmp_path / 'make.py'}:{fn}")
+    assert caught.value.hint == "INTERPSCAN_DEBUG=1 shows its traceback"
+
+
+class _FailsAt(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if i == 9:
+            raise ValueError(f"row {i} is damaged")
+        return torch.zeros(1, 28, 28), i % 10
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_loader_failing_mid_scan_is_a_run_error_of_the_library(ckpts: tuple[Path, Path], workers: int) -> None:
+    # on main: ValueError (in the process) or torch's "Caught ValueError in DataLoader worker process 0" with the
+    # worker's traceback in its message, out of interpscan.scan
+    from interpscan import scan
+    from interpscan.errors import RunError
+
+    loader = torch.utils.data.DataLoader(_FailsAt(), batch_size=4, num_workers=workers)
+    with pytest.raises(RunError) as caught:
+        scan("cnn", *ckpts, loader, model_args={"width": 4}, bn="interpolate", alphas=2, bootstrap=0)
+    where = " (in DataLoader worker process 0)" if workers else ""
+    assert caught.value.message == f"data['test'] batch 2: the data raised ValueError: row 9 is damaged{where}"
+
+
+def test_data_on_the_meta_device_is_refused(ckpts: tuple[Path, Path]) -> None:
+    # on main: NotImplementedError "Cannot copy out of meta tensor; no data!" out of the library (tensor files and
+    # factories were refused already)
+    from interpscan import scan
+
+    x, y = torch.empty(8, 1, 28, 28, device="meta"), torch.zeros(8, dtype=torch.int64, device="meta")
+    for data, where in (((x, y), r"data\['test'\]"), ([(x, y)], r"data\['test'\] batch 0")):
+        with pytest.raises(
+            DataError, match=rf"^{where}: the tensors are on the meta device \(shapes without values\)$"
+        ):
+            scan("cnn", *ckpts, data, model_args={"width": 4}, bn="interpolate", alphas=2, bootstrap=0)

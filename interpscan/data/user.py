@@ -18,7 +18,7 @@ from ..files import check_expansion, check_regular
 from ..optional import import_optional
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
-from .batches import Inputs
+from .batches import Inputs, users_data
 from .mapped import map_tensor_file
 from .source import DataSource, Log, Reader, masked_labels
 
@@ -174,12 +174,14 @@ def _stack_dataset(label: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor
 
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
         return dataset.tensors[0], dataset.tensors[1]
-    n = len(dataset)
+    with users_data(f"{label}: its dataset's length", DataError):
+        n = len(dataset)
     if n == 0:
         raise DataError(f"{label}: the dataset is empty")
     xs, ys = [], []
     for i in range(n):
-        item = dataset[i]
+        with users_data(f"{label}: item {i}", DataError):
+            item = dataset[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(f"{label}: item {i} is a {type(item).__name__}, expected an (input, target) pair")
         xs.append(_to_tensor(item[0], f"{label}: item {i}'s input"))
