@@ -49,16 +49,19 @@ class Batches(Protocol):
 
 
 def _their_message(exc: BaseException) -> str:
-    """The first line of what ``exc`` says; for an exception a DataLoader worker raised (re-raised in this
-    process as "Caught X in DataLoader worker process N." and the worker's traceback), its own last line."""
+    """What the data did, in one line: "raised X: its first line" (for an exception a DataLoader worker raised,
+    re-raised in this process as "Caught X in DataLoader worker process N." and the worker's traceback, the
+    traceback's last line), or "called sys.exit(…)"."""
     from ..usercode import ExitCalled
 
     if isinstance(exc, SystemExit):
         exc = ExitCalled(exc.code)
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if isinstance(exc, ExitCalled):
+        return str(exc).removeprefix("it ")
     if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
-        return f"{lines[-1]} (in {lines[0].removeprefix('Caught ').split(' in ', 1)[-1].rstrip('.')})"
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        return f"raised {lines[-1]} (in {lines[0].removeprefix('Caught ').split(' in ', 1)[-1].rstrip('.')})"
+    return f"raised {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 @contextmanager
@@ -72,7 +75,7 @@ def users_data(where: str, error: type[InterpscanError] = RunError) -> Iterator[
         raise
     except (Exception, SystemExit) as raised:
         raise error(
-            f"{where}: the data raised {_their_message(raised)}", hint="INTERPSCAN_DEBUG=1 shows its traceback"
+            f"{where}: the data {_their_message(raised)}", hint="INTERPSCAN_DEBUG=1 shows its traceback"
         ) from raised
 
 

@@ -336,9 +336,9 @@ def check_memory(
         lower = f"lower {opt('batch_size')} to {fit} or less" if fit else "one image alone does not fit"
         raise DataError(
             f"{where}: a batch of {images} images of up to {size[0]}×{size[1]} pixels needs at least "
-            f"{describe_size(bytes_needed)} of {'GPU' if kind == 'cuda' else 'host'} memory, and "
-            f"{describe_size(free)} is free",
-            hint=f"{lower}, or bring the images to fewer pixels with {opt('resize')} and {opt('crop')}",
+            f"{describe_size(bytes_needed)} of {'GPU' if kind == 'cuda' else 'host'} memory, more than is free",
+            hint=f"{describe_size(free)} is free: {lower}, or bring the images to fewer pixels with {opt('resize')} "
+            f"and {opt('crop')}",
         )
 
 

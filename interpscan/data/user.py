@@ -308,7 +308,7 @@ class _Walk:
         if real in self.dirs:
             raise DataError(
                 f"{folder} leads to {self.dirs[real]} again (a symbolic link to a folder already read): its images "
-                "would count twice, under two classes",
+                "would count twice",
                 hint="remove the link; a class folder holds its own images (or links to folders no other class has)",
             )
         self.dirs[real] = folder
