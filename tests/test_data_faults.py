@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bad_inputs.streams import FACTORY
 
 from interpscan.data import Transform, open_data
 from interpscan.errors import DataError, UsageError
@@ -234,39 +235,16 @@ def test_a_resume_sees_a_rewrite_by_its_content(mapped_file: Path) -> None:
     assert FileStamp.of(mapped_file).sample == before.sample
 
 
-FACTORY = """
-import torch
-
-class Broken(torch.utils.data.Dataset):
-    def __init__(self, fails_in):
-        self.fails_in = fails_in
-    def __len__(self):
-        if self.fails_in == "len":
-            raise OSError("the shard index is gone")
-        return 4
-    def __getitem__(self, i):
-        if self.fails_in == "item" and i == 2:
-            raise KeyError(f"no row {i}")
-        return torch.zeros(1, 28, 28), 0
-
-def by_item():
-    return Broken("item")
-
-def by_len():
-    return Broken("len")
-"""
-
-
 @pytest.mark.parametrize(
     ("fn", "said"),
     [
-        ("by_item", r"by_item' \[test\]: item 2: the data raised KeyError: 'no row 2'$"),
+        ("by_item", r"by_item' \[test\]: item 5: the data raised KeyError: 'no row 5'$"),
         ("by_len", r"by_len' \[test\]: its dataset's length: the data raised OSError: the shard index is gone$"),
     ],
 )
 def test_a_factorys_dataset_that_raises_is_one_data_error(tmp_path: Path, fn: str, said: str) -> None:
     # on main: the KeyError and the OSError came through as they were (the CLI's "internal error … a bug")
-    (tmp_path / "make.py").write_text(FACTORY)
+    (tmp_path / "make.py").write_text(FACTORY)  # the corpus's (bad_inputs/streams.py)
     with pytest.raises(DataError, match=said) as caught:
         open_data(f"{tmp_path / 'make.py'}:{fn}")
     assert caught.value.hint == "INTERPSCAN_DEBUG=1 shows its traceback"
