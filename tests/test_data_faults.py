@@ -285,3 +285,20 @@ def test_data_on_the_meta_device_is_refused(ckpts: tuple[Path, Path]) -> None:
             DataError, match=rf"^{where}: the tensors are on the meta device \(shapes without values\)$"
         ):
             scan("cnn", *ckpts, data, model_args={"width": 4}, bn="interpolate", alphas=2, bootstrap=0)
+
+
+def test_a_streaming_worker_killed_by_the_system_is_a_run_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on main: torch's RuntimeError "DataLoader worker (pid …) is killed by signal: Killed.", which the CLI calls an
+    # internal error (seen when the resize above ran on main: the system killed the worker for memory)
+    import signal
+
+    from interpscan.data import images
+    from interpscan.errors import RunError
+
+    source = open_data(str(_grey_folder(tmp_path / "imgs")))
+    stream = data_from_source(source, None, transform=Transform(None, 4), workers=1).splits[0]
+    monkeypatch.setattr(images, "_read", lambda *_: os.kill(os.getpid(), signal.SIGKILL))  # in the forked worker
+    with pytest.raises(RunError, match=r"imgs: DataLoader worker \(pid\(?s?\)? \d+\) .*(Killed|exited unexpectedly)"):
+        next(stream.batches(4, torch.device("cpu")))

@@ -12,7 +12,7 @@ import importlib
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError, opt
+from ..errors import DataError, RunError, UsageError, opt
 from ..files import describe_size
 from .batches import Batch
 from .source import DataSource, stream_reason
@@ -246,11 +246,36 @@ class ImageStream:
             collate_fn=_as_list,
             pin_memory=device.type == "cuda",
         )
-        for items in loader:
+        for items in _workers_ended(loader, self.where, self.workers):
             x, y = _stack(items, self.where)
             if device.type == "cuda":
                 x = x.pin_memory()
             yield normalize_on_device(x.to(device, non_blocking=True), self.normalization), y.to(device)
+
+
+def _workers_ended(loader: Iterable[Any], where: str, workers: int) -> Iterator[Any]:
+    """The loader's batches; a worker that died (killed by the system, most often for memory) as a RunError
+    instead of torch's RuntimeError: the images are checked before they are read, so the run failed, not them.
+
+    Raises:
+        RunError: a DataLoader worker ended before its batches were read.
+    """
+    it = iter(loader)
+    while True:
+        try:
+            items = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
+            text = " ".join(str(exc).split())
+            raise RunError(
+                f"{where}: {text}",
+                hint=f"a worker killed by the system most often ran out of memory: lower {opt('workers')} (now "
+                f"{workers}) or {opt('batch_size')}",
+            ) from exc
+        yield items
 
 
 def resident_bytes(count: int, size: tuple[int, int], grey: bool) -> int:
