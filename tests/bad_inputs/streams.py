@@ -166,11 +166,13 @@ def build(root: Path) -> list[Case]:
     tall = folder("tall", shape=(512, 8))
     case(
         "resize-batch-cannot-fit",
-        "--resize 8192 on 8×512 images: 8192×524288 pixels each",
+        "--resize 8192 --workers 1 on 8×512 images: 8192×524288 pixels each",
         tall,
-        "a batch of 8 images of up to 8192×524288 pixels needs at least",
+        "a batch of 8 images of up to 8192×524288 pixels needs at least 512.0 GiB of host memory",
         "--resize",
         "8192",
+        "--workers",
+        "1",  # the bound counts each worker's batches in flight: fixed here, so is the number
     )
     tensors = root / "tensors.pt"
     gen = torch.Generator().manual_seed(0)
