@@ -293,7 +293,7 @@ def _in_background(work: Callable[[], None], name: str) -> None:
         os.register_at_fork(before=_join_background)
         _BACKGROUND_HOOKED.append(True)
     thread = threading.Thread(target=work, name=name, daemon=True)
-    _BACKGROUND.append(thread)
+    _BACKGROUND[:] = [*(t for t in _BACKGROUND if t.is_alive()), thread]
     thread.start()
 
 

@@ -4,12 +4,13 @@ place, options that cannot apply, memory that cannot fit, and the user's own dat
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import resource
-import subprocess
-import sys
-import textwrap
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,27 +24,27 @@ from interpscan.inputs import data_from_source
 
 Image = pytest.importorskip("PIL.Image")
 
-# Two background imports, each 1.5 s long, and a process forked while each is under way. Through a plain daemon
-# thread (what the CLI's warm-up was), the child inherits a module lock that no thread of it holds, and its own
-# import of that module never returns (killed after 3 s). Through cli._in_background, the fork waits for the import:
-# a DataLoader worker reads its batch.
-FORK_PROBE = """
-import importlib, os, signal, sys, threading, time
-from torch.utils.data import DataLoader, Dataset
-from interpscan import cli
 
-class Imports(Dataset):
-    def __len__(self):
+class _Imports(torch.utils.data.Dataset[int]):
+    """Each item imports module ``name`` (in a DataLoader worker) and returns its VALUE."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __len__(self) -> int:
         return 2
-    def __getitem__(self, i):
-        return importlib.import_module("slow_joined").VALUE
 
-def child_imports(name):
+    def __getitem__(self, i: int) -> int:
+        return int(importlib.import_module(self.name).VALUE)
+
+
+def _child_imports(name: str) -> str:
+    """Fork; the child imports ``name``: "imported", or "hung" when it has not after 2 s (then it is killed)."""
     pid = os.fork()
     if pid == 0:
         importlib.import_module(name)
         os._exit(0)
-    for _ in range(30):
+    for _ in range(20):
         if os.waitpid(pid, os.WNOHANG)[0]:
             return "imported"
         time.sleep(0.1)
@@ -51,31 +52,29 @@ def child_imports(name):
     os.waitpid(pid, 0)
     return "hung"
 
-sys.path.insert(0, sys.argv[1])
-threading.Thread(target=importlib.import_module, args=("slow_plain",), daemon=True).start()
-time.sleep(0.3)  # the import holds slow_plain's module lock now
-print("plain:", child_imports("slow_plain"))
-cli._in_background(lambda: importlib.import_module("slow_joined") and None, "probe")
-time.sleep(0.3)
-loader = DataLoader(Imports(), batch_size=2, num_workers=1, multiprocessing_context="fork", timeout=20)
-print("joined:", [b.tolist() for b in loader])
-"""
 
+def test_a_worker_forked_during_the_warm_up_imports_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two background imports, each 1.5 s long, and a process forked while each is under way. Through a plain daemon
+    # thread (what the CLI's warm-up was on main), the child inherits a module lock that no thread of it holds, and
+    # its own import of that module never returns. Through cli._in_background, the fork waits for the import: a
+    # DataLoader worker reads its batch.
+    from interpscan import cli
 
-def test_a_worker_forked_during_the_warm_up_imports_waits_for_them(tmp_path: Path) -> None:
-    for name in ("slow_plain", "slow_joined"):
+    plain, joined = (f"slow_{kind}_{tmp_path.name}".replace("-", "_") for kind in ("plain", "joined"))
+    for name in (plain, joined):
         (tmp_path / f"{name}.py").write_text("import time\ntime.sleep(1.5)\nVALUE = 7\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(tmp_path)])}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FORK_PROBE), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
+    monkeypatch.syspath_prepend(str(tmp_path))
+    threading.Thread(target=importlib.import_module, args=(plain,), daemon=True).start()
+    time.sleep(0.3)  # the import holds the module's lock now
+    assert _child_imports(plain) == "hung"
+    cli._in_background(lambda: importlib.import_module(joined) and None, "probe")
+    time.sleep(0.3)
+    loader = torch.utils.data.DataLoader(
+        _Imports(joined), batch_size=2, num_workers=1, multiprocessing_context="fork", timeout=20
     )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines == ["plain: hung", "joined: [[7, 7]]"], done.stdout + done.stderr
+    assert [b.tolist() for b in loader] == [[7, 7]]
 
 
 def _grey_folder(root: Path, classes: str = "ab", per_class: int = 2) -> Path:
@@ -292,8 +291,6 @@ def test_a_streaming_worker_killed_by_the_system_is_a_run_error(
 ) -> None:
     # on main: torch's RuntimeError "DataLoader worker (pid …) is killed by signal: Killed.", which the CLI calls an
     # internal error (seen when the resize above ran on main: the system killed the worker for memory)
-    import signal
-
     from interpscan.data import images
     from interpscan.errors import RunError
 
