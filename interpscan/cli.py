@@ -257,12 +257,40 @@ def _summary_table(summary: Any, title: str, *, perplexity: bool = False) -> Non
             )
 
 
+_BACKGROUND: list[Any] = []  # threads started by _in_background that a fork must wait for
+_BACKGROUND_HOOKED: list[bool] = []  # register_at_fork has no way back: the hook is registered once
+
+
+def _join_background() -> None:
+    """Wait for the background threads (os.register_at_fork's ``before``): a thread in the middle of an import
+    holds that module's import lock, and a process forked then (a DataLoader worker) inherits the lock held by a
+    thread it does not have, so its first import of that module waits forever."""
+    import threading
+
+    current = threading.current_thread()
+    for thread in list(_BACKGROUND):
+        if thread is not current:
+            thread.join()
+    _BACKGROUND[:] = [t for t in _BACKGROUND if t.is_alive()]
+
+
+def _in_background(work: Callable[[], None], name: str) -> None:
+    """Run ``work`` in a daemon thread that every fork of this process waits for (see _join_background)."""
+    import threading
+
+    if not _BACKGROUND_HOOKED:
+        os.register_at_fork(before=_join_background)
+        _BACKGROUND_HOOKED.append(True)
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    _BACKGROUND[:] = [*(t for t in _BACKGROUND if t.is_alive()), thread]
+    thread.start()
+
+
 def _warm_up(*, page: bool) -> None:
     """Import pandas (the tables) and, for the page, plotly with its validators, in a background thread while
     the scan computes (about a second, mostly Python; the scan's time is mostly torch's, which frees the
     interpreter): the files are then quick to make once the numbers are in. A failure here is left for the
-    tables or the page to report."""
-    import threading
+    tables or the page to report. A DataLoader worker forked meanwhile waits for it (_in_background)."""
 
     def warm() -> None:
         try:
@@ -275,7 +303,7 @@ def _warm_up(*, page: bool) -> None:
         except Exception:  # the tables and the page report any real problem when they are made
             return
 
-    threading.Thread(target=warm, name="interpscan-warm-up", daemon=True).start()
+    _in_background(warm, "interpscan-warm-up")
 
 
 # ------------------------------------------------------------------------------ options from the registry

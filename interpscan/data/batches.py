@@ -15,12 +15,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, InterpscanError, RunError, UsageError
 
 Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]  # noqa: UP007 (a runtime alias: 3.10 has no `X | Y` on Mapping[...])
 Batch = tuple[Inputs, torch.Tensor]
@@ -45,6 +46,52 @@ class Batches(Protocol):
     def num_batches(self, batch_size: int) -> int | None:
         """How many batches ``batches`` yields, when known without reading them."""
         ...
+
+
+def _their_message(exc: BaseException) -> str:
+    """What the data did, in one line: "raised X: its first line" (for an exception a DataLoader worker raised,
+    re-raised in this process as "Caught X in DataLoader worker process N." and the worker's traceback, the
+    traceback's last line), or "called sys.exit(…)"."""
+    from ..usercode import ExitCalled
+
+    if isinstance(exc, SystemExit):
+        exc = ExitCalled(exc.code)
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if isinstance(exc, ExitCalled):
+        return str(exc).removeprefix("it ")
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return f"raised {lines[-1]} (in {lines[0].removeprefix('Caught ').split(' in ', 1)[-1].rstrip('.')})"
+    return f"raised {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
+
+
+@contextmanager
+def users_data(where: str, error: type[InterpscanError] = RunError) -> Iterator[None]:
+    """Translate an exception raised by the user's own data (a Dataset's ``__getitem__`` or ``__len__``, a
+    DataLoader, one of its workers, an iterable of batches; or its call of ``sys.exit``) into ``error``: one line
+    that says where (``where``), the cause chained. Out-of-memory and interpscan's own errors pass through."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, InterpscanError):
+        raise
+    except (Exception, SystemExit) as raised:
+        raise error(
+            f"{where}: the data {_their_message(raised)}", hint="INTERPSCAN_DEBUG=1 shows its traceback"
+        ) from raised
+
+
+def on_meta(inputs: Any, targets: Any, where: str) -> None:
+    """Refuse inputs or targets on the meta device: shapes without values (a model's ``device="meta"`` habit
+    applied to data), which no copy to a device can fill.
+
+    Raises:
+        DataError: a tensor of them is on the meta device.
+    """
+    tensors = [*(inputs.values() if isinstance(inputs, Mapping) else [inputs]), targets]
+    if any(isinstance(t, torch.Tensor) and t.is_meta for t in tensors):
+        raise DataError(
+            f"{where}: the tensors are on the meta device (shapes without values)",
+            hint="create or load the data on the CPU (or its device): a meta tensor holds no numbers to evaluate",
+        )
 
 
 def to_device(inputs: Inputs, device: torch.device) -> Inputs:
@@ -134,6 +181,9 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (Mapping, str, bytes))
 
 
+_END = object()  # a loader's last batch was read
+
+
 class Stream:
     """A split read batch by batch, in the order its source gives them.
 
@@ -179,17 +229,26 @@ class Stream:
             )
         self._read = True
         first = select.start if select is not None else 0
-        for i, item in enumerate(self._loader(batch_size, select), first):
-            inputs, targets = as_batch(item, f"data[{self.name!r}] batch {i}")
+        with users_data(f"data[{self.name!r}]"):
+            loader = iter(self._loader(batch_size, select))
+        for i in itertools.count(first):
+            where = f"data[{self.name!r}] batch {i}"
+            with users_data(where):
+                item = next(loader, _END)
+            if item is _END:
+                return
+            inputs, targets = as_batch(item, where)
+            on_meta(inputs, targets, where)
             yield to_device(inputs, device), targets.to(device, non_blocking=True)
 
     def num_batches(self, batch_size: int) -> int | None:
-        if _is_dataset(self.source):
-            return math.ceil(len(self.source) / batch_size)
-        try:
-            return len(self.source)
-        except TypeError:
-            return None
+        with users_data(f"data[{self.name!r}]"):
+            if _is_dataset(self.source):
+                return math.ceil(len(self.source) / batch_size)
+            try:
+                return len(self.source)
+            except TypeError:
+                return None
 
 
 class Take:
@@ -238,6 +297,7 @@ def as_split(name: str, value: Any) -> Batches:
         inputs, targets = value
         if inputs_len(inputs) != batch_len(targets):
             raise DataError(f"data[{name!r}]: {inputs_len(inputs)} inputs but {batch_len(targets)} targets")
+        on_meta(inputs, targets, f"data[{name!r}]")
         return Split(name, inputs, targets, None)
     return Stream(name, value)
 

@@ -12,7 +12,7 @@ import importlib
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError, opt
+from ..errors import DataError, RunError, UsageError, opt
+from ..files import describe_size
 from .batches import Batch
 from .source import DataSource, stream_reason
 
@@ -41,9 +42,39 @@ class Transform:
         for value, name in ((self.resize, "resize"), (self.crop, "crop")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192):
                 raise UsageError(f"{opt(name)} must be a whole number of pixels from 1 to 8192, got {value!r}")
+        if self.resize is not None and self.crop is not None and self.crop > self.resize:
+            raise UsageError(
+                f"{opt('crop', self.crop)} is larger than {opt('resize', self.resize)}: after the resize an image's "
+                f"shorter side is {self.resize} pixels, too short for the crop",
+                hint=f"make {opt('crop')} at most {opt('resize')} (e.g. {opt('resize', 256)} {opt('crop', 224)})",
+            )
 
     def __bool__(self) -> bool:
         return self.resize is not None or self.crop is not None
+
+    def _resized(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) after the resize alone: the shorter side ``resize``, the longer one scaled with it."""
+        w, h = size
+        if self.resize is None:
+            return w, h
+        short, long = (w, h) if w <= h else (h, w)
+        if short == self.resize:
+            return w, h
+        other = int(self.resize * long / short)
+        return (self.resize, other) if w <= h else (other, self.resize)
+
+    def size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of an image of ``size`` once through the transform (what ``apply`` makes).
+
+        Raises:
+            DataError: an image smaller than the crop.
+        """
+        w, h = self._resized(size)
+        if self.crop is None:
+            return w, h
+        if w < self.crop or h < self.crop:
+            raise DataError(f"{w}×{h} is smaller than {opt('crop', self.crop)}; add {opt('resize', self.crop)} or more")
+        return self.crop, self.crop
 
     def apply(self, image: Any) -> Any:
         """A PIL image through the transform (torchvision's Resize(resize) then CenterCrop(crop) rules).
@@ -51,19 +82,12 @@ class Transform:
         Raises:
             DataError: an image smaller than the crop.
         """
-        if self.resize is not None:
-            w, h = image.size
-            short, long = (w, h) if w <= h else (h, w)
-            if short != self.resize:
-                other = int(self.resize * long / short)
-                size = (self.resize, other) if w <= h else (other, self.resize)
-                image = image.resize(size, resample=2)  # 2: Image.BILINEAR (antialiased in Pillow, as torchvision)
+        self.size(image.size)  # an image smaller than the crop is refused before it is resized
+        resized = self._resized(image.size)
+        if resized != image.size:
+            image = image.resize(resized, resample=2)  # 2: Image.BILINEAR (antialiased in Pillow, as torchvision)
         if self.crop is not None:
             w, h = image.size
-            if w < self.crop or h < self.crop:
-                raise DataError(
-                    f"{w}×{h} is smaller than {opt('crop', self.crop)}; add {opt('resize', self.crop)} or more"
-                )
             top, left = round((h - self.crop) / 2.0), round((w - self.crop) / 2.0)
             image = image.crop((left, top, left + self.crop, top + self.crop))
         return image
@@ -192,6 +216,12 @@ class ImageStream:
     def num_batches(self, batch_size: int) -> int | None:
         return math.ceil(len(self) / batch_size)
 
+    def _size(self, path: Path, size: tuple[int, int]) -> tuple[int, int]:
+        try:
+            return self.files.transform.size(size)  # type: ignore[no-any-return]
+        except DataError as exc:  # an image smaller than the crop, found from its header before any is decoded
+            raise DataError(f"{path}: {exc.text}") from None
+
     def batches(self, batch_size: int, device: torch.device, select: range | None = None) -> Iterator[Batch]:
         from torch.utils.data import DataLoader, Subset
 
@@ -199,11 +229,16 @@ class ImageStream:
         chosen = range(n) if select is None else range(select.start * batch_size, min(select.stop * batch_size, n))
         if not len(chosen):
             return
+        largest = (0, (0, 0), 0)  # (pixels, one image's size, images) of the batch with the most pixels
         for b in range(chosen.start, chosen.stop, batch_size):  # before any worker decodes them
             part = [p for p, _ in self.files.files[b : min(b + batch_size, n)]]
             whole = len(part) == n
             where = f"{len(part)} images in the {self.name} split" + ("" if whole else f", batch {b // batch_size}")
-            check_batch(part, f"{self.where} ({where})")
+            headers = check_batch(part, f"{self.where} ({where})")
+            sizes = [self._size(path, size) for path, (_, size) in zip(part, headers, strict=True)]
+            pixels = sum(w * h for w, h in sizes) * (1 if self.files.grey else 3)
+            largest = max(largest, (pixels, max(sizes), len(part)))
+        check_memory(*largest, self.workers, device, self.where)
         loader = DataLoader(
             Subset(self.files, chosen),
             batch_size=batch_size,
@@ -211,11 +246,36 @@ class ImageStream:
             collate_fn=_as_list,
             pin_memory=device.type == "cuda",
         )
-        for items in loader:
+        for items in _workers_ended(loader, self.where, self.workers):
             x, y = _stack(items, self.where)
             if device.type == "cuda":
                 x = x.pin_memory()
             yield normalize_on_device(x.to(device, non_blocking=True), self.normalization), y.to(device)
+
+
+def _workers_ended(loader: Iterable[Any], where: str, workers: int) -> Iterator[Any]:
+    """The loader's batches; a worker that died (killed by the system, most often for memory) as a RunError
+    instead of torch's RuntimeError: the images are checked before they are read, so the run failed, not them.
+
+    Raises:
+        RunError: a DataLoader worker ended before its batches were read.
+    """
+    it = iter(loader)
+    while True:
+        try:
+            items = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
+            text = " ".join(str(exc).split())
+            raise RunError(
+                f"{where}: {text}",
+                hint=f"a worker killed by the system most often ran out of memory: lower {opt('workers')} (now "
+                f"{workers}) or {opt('batch_size')}",
+            ) from exc
+        yield items
 
 
 def resident_bytes(count: int, size: tuple[int, int], grey: bool) -> int:
@@ -242,9 +302,12 @@ def _headers(files: Sequence[Path]) -> list[tuple[str, tuple[int, int]]]:
         return [image_header(image, path) for path in files]
 
 
-def check_batch(files: Sequence[Path], what: str) -> None:
+def check_batch(files: Sequence[Path], what: str) -> list[tuple[str, tuple[int, int]]]:
     """Refuse a batch whose images declare more pixels than their files' sizes allow (files.check_expansion):
     the bound the resident path sets on a whole split, set here on what is decoded at once.
+
+    Returns:
+        Each image's (mode, (width, height)), from its header.
 
     Raises:
         DataError: too many pixels, or an image the header check refuses.
@@ -254,6 +317,54 @@ def check_batch(files: Sequence[Path], what: str) -> None:
     headers = _headers(files)
     declared = sum(w * h * (1 if mode in GREY_MODES else 3) for mode, (w, h) in headers)
     check_expansion(what, declared, sum(p.stat().st_size for p in files), DataError)
+    return headers
+
+
+PREFETCH = 2  # batches each DataLoader worker decodes ahead (torch's default prefetch_factor)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new allocations: the GPU's free memory, or the host's (Linux's MemAvailable); None when
+    the system cannot tell."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(
+    pixels: int, size: tuple[int, int], images: int, workers: int, device: torch.device, where: str
+) -> None:
+    """Refuse a streamed batch of ``pixels`` values (``images`` of up to ``size`` once transformed) that cannot
+    fit, before any is decoded: on the host, uint8 copies of it (one per batch in flight in the workers, the list
+    and its stack); on the device, float32 ones (the pixels, normalized, and a first layer's output of their
+    size). A lower bound: the model's activations come on top.
+
+    Raises:
+        DataError: the batch needs more than the memory available; the message says how much, and what to lower.
+    """
+    host = pixels * (2 + PREFETCH * workers)
+    on_device = pixels * 4 * 3
+    need = {"cuda": on_device} if device.type == "cuda" else {}
+    need["cpu"] = host + (0 if device.type == "cuda" else on_device)
+    for kind, bytes_needed in need.items():
+        free = available_memory(device if kind == "cuda" else torch.device("cpu"))
+        if free is None or bytes_needed <= free:
+            continue
+        fit = images * free // bytes_needed
+        lower = f"lower {opt('batch_size')} to {fit} or less" if fit else "one image alone does not fit"
+        raise DataError(
+            f"{where}: a batch of {images} images of up to {size[0]}×{size[1]} pixels needs at least "
+            f"{describe_size(bytes_needed)} of {'GPU' if kind == 'cuda' else 'host'} memory, more than is free",
+            hint=f"{describe_size(free)} is free: {lower}, or bring the images to fewer pixels with {opt('resize')} "
+            f"and {opt('crop')}",
+        )
 
 
 def open_imagenet(root: Path | None) -> DataSource:
@@ -285,6 +396,9 @@ def open_imagenet(root: Path | None) -> DataSource:
     )
 
 
+_TENSOR_KINDS = {"tensor file": "a tensor file", "factory": "a factory's tensors"}
+
+
 def stream_split(
     source: Any,
     split: str,
@@ -300,6 +414,15 @@ def stream_split(
     from .source import subset_indices
 
     if source.files is None:
+        # every option takes effect or is refused: these would be recorded and do nothing
+        given = [opt(name) for name in ("resize", "crop") if getattr(transform, name) is not None]
+        given += [opt("workers")] if workers is not None else []
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to image folders, and {source.name} "
+                f"is {_TENSOR_KINDS.get(source.kind, 'a dataset stored as tensors')}",
+                hint=f"drop {', '.join(given)}" + (", or resize the images before saving them" if transform else ""),
+            )
         return None
     files = source.files(split)
     transform = transform or source.transform or Transform()

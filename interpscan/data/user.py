@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..files import check_expansion, check_regular
 from ..optional import import_optional
 from ..tensorfile import read_tensor_dict, tensor_from_array, tensor_kind_problem
 from ..usercode import load_callable
-from .batches import Inputs
+from .batches import Inputs, users_data
 from .mapped import map_tensor_file
 from .source import DataSource, Log, Reader, masked_labels
 
@@ -173,12 +174,14 @@ def _stack_dataset(label: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor
 
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
         return dataset.tensors[0], dataset.tensors[1]
-    n = len(dataset)
+    with users_data(f"{label}: its dataset's length", DataError):
+        n = len(dataset)
     if n == 0:
         raise DataError(f"{label}: the dataset is empty")
     xs, ys = [], []
     for i in range(n):
-        item = dataset[i]
+        with users_data(f"{label}: item {i}", DataError):
+            item = dataset[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(f"{label}: item {i} is a {type(item).__name__}, expected an (input, target) pair")
         xs.append(_to_tensor(item[0], f"{label}: item {i}'s input"))
@@ -267,9 +270,95 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _images(directory: Path) -> list[Path]:
-    # anything but a folder: a FIFO or a broken link named like an image is refused by name when read
-    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+def _inside(top: Path, link: Path) -> Path:
+    """Where ``link`` leads, when that lies inside ``top`` (the image folder, resolved).
+
+    Raises:
+        DataError: a link that leaves the folder (to ``/`` it would walk the whole file system).
+    """
+    target = Path(os.path.realpath(link))
+    if target != top and top not in target.parents:
+        raise DataError(
+            f"{link} is a symbolic link to {target}, outside the image folder {top}: links are followed only "
+            "inside the folder",
+            hint="copy (or hard-link) the images into the folder, or point the link at a folder inside it",
+        )
+    return target
+
+
+class _Walk:
+    """One split's folders walked for images, symbolic links followed inside ``top`` only, each folder and each
+    image reached once: a link back to a folder already read (a class folder linking to the dataset's root, a
+    loop) would count its images again, under another class.
+
+    ``dirs`` and ``files`` map a real path to the path it was first reached by."""
+
+    def __init__(self, top: Path) -> None:
+        self.top = top
+        self.dirs: dict[Path, Path] = {}
+        self.files: dict[Path, Path] = {}
+
+    def images(self, folder: Path, real: Path | None = None) -> list[Path]:
+        """The image files under ``folder`` (real path ``real``), sorted, by the paths they were reached by.
+
+        Raises:
+            DataError: a link out of the folder, a folder or an image reached twice, or a folder not listable.
+        """
+        real = _inside(self.top, folder) if real is None else real
+        if real in self.dirs:
+            raise DataError(
+                f"{folder} leads to {self.dirs[real]} again (a symbolic link to a folder already read): its images "
+                "would count twice",
+                hint="remove the link; a class folder holds its own images (or links to folders no other class has)",
+            )
+        self.dirs[real] = folder
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DataError(f"{folder}: the folder cannot be listed ({exc.strerror})") from exc
+        found: list[Path] = []
+        for entry in entries:
+            path = folder / entry.name
+            image = path.suffix.lower() in IMAGE_SUFFIXES
+            if entry.is_symlink():
+                target = Path(os.path.realpath(path))
+                if not (image or target.is_dir()):
+                    continue  # never read: where it leads does not matter
+                target = _inside(self.top, path)
+                if target.is_dir():
+                    found += self.images(path, target)
+                    continue
+            elif entry.is_dir(follow_symlinks=False):
+                found += self.images(path, real / entry.name)
+                continue
+            else:
+                target = real / entry.name
+            if not image:
+                continue
+            # anything but a folder: a FIFO or a broken link named like an image is refused by name when read
+            if target in self.files:
+                raise DataError(
+                    f"{path} is {self.files[target]} again (through a symbolic link): the image would count twice",
+                    hint="remove the link, or copy the image if it belongs to both places",
+                )
+            self.files[target] = path
+            found.append(path)
+        return sorted(found)
+
+
+def _listing(top: Path, split_dirs: Mapping[str, Path]) -> dict[str, dict[str, list[Path]]]:
+    """Each split's class folders (hidden ones left out) and their images, by _Walk's rules."""
+    real_top = Path(os.path.realpath(top))
+    listing: dict[str, dict[str, list[Path]]] = {}
+    for split, folder in split_dirs.items():
+        walk = _Walk(real_top)
+        walk.dirs[_inside(real_top, folder)] = folder
+        listing[split] = {}
+        for sub in sorted(os.scandir(folder), key=lambda e: e.name):
+            if sub.name.startswith(".") or not sub.is_dir():
+                continue
+            listing[split][sub.name] = walk.images(folder / sub.name)
+    return listing
 
 
 _GREY_MODES = frozenset({"1", "L", "LA", "La"})
@@ -310,21 +399,17 @@ def _decode(image: Any, path: Path, grey: bool, deep: bool) -> np.ndarray[Any, A
     return pixels.astype(np.float32) / 255.0 if deep else pixels
 
 
-def _split_files(split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Callable[[str], list[tuple[Path, int]]]:
+def _split_files(
+    listing: Mapping[str, Mapping[str, list[Path]]], classes: Sequence[str]
+) -> Callable[[str], list[tuple[Path, int]]]:
     def files(split: str) -> list[tuple[Path, int]]:
         """A split's images and their class indices, class by class, each class's images sorted."""
-        found: list[tuple[Path, int]] = []
-        for index, name in enumerate(classes):
-            folder = split_dirs[split] / name
-            if folder.is_dir():
-                found += [(p, index) for p in _images(folder)]
-        return found
+        return [(p, index) for index, name in enumerate(classes) for p in listing[split].get(name, [])]
 
     return files
 
 
-def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[str]) -> Reader:
-    list_files = _split_files(split_dirs, classes)
+def _image_reader(root: Path, list_files: Callable[[str], list[tuple[Path, int]]]) -> Reader:
 
     def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         image = importlib.import_module("PIL.Image")  # optional: checked by _open_image_folder
@@ -362,11 +447,10 @@ def _image_reader(root: Path, split_dirs: Mapping[str, Path], classes: Sequence[
     return read
 
 
-def _empty_class_folders(split_dirs: Mapping[str, Path]) -> list[Path]:
+def _empty_class_folders(listing: Mapping[str, Mapping[str, list[Path]]], split_dirs: Mapping[str, Path]) -> list[Path]:
     """Class folders that hold no image in any split: skipping them would renumber the classes after them."""
-    folders = [c for d in split_dirs.values() for c in _subdirs(d)]
-    with_images = {c.name for c in folders if _images(c)}
-    return sorted(c for c in folders if c.name not in with_images)
+    with_images = {c for classes in listing.values() for c, images in classes.items() if images}
+    return sorted(split_dirs[s] / c for s, classes in listing.items() for c in classes if c not in with_images)
 
 
 def open_image_folder(path: Path) -> DataSource:
@@ -393,14 +477,15 @@ def open_image_folder(path: Path) -> DataSource:
 def image_folder_source(path: Path, split_dirs: Mapping[str, Path], name: str | None = None) -> DataSource:
     """The DataSource of ``split_dirs`` (split -> folder of class folders), as open_image_folder describes it;
     its ``files`` lists a split's images for streaming (data/images.py)."""
-    classes = sorted({c.name for d in split_dirs.values() for c in _subdirs(d) if _images(c)})
-    counts = {s: sum(len(_images(d / c)) for c in classes if (d / c).is_dir()) for s, d in split_dirs.items()}
+    listing = _listing(path, split_dirs)
+    classes = sorted({c for found in listing.values() for c, images in found.items() if images})
+    counts = {s: sum(len(images) for images in found.values()) for s, found in listing.items()}
     if not classes or not any(counts.values()):
         raise DataError(
             f"{path}: no images in class sub-folders (expected {path}/CLASS/IMAGE, e.g. {path}/cat/001.png)",
             hint=f"image files end in {', '.join(sorted(IMAGE_SUFFIXES))}",
         )
-    empty = _empty_class_folders(split_dirs)
+    empty = _empty_class_folders(listing, split_dirs)
     if empty:
         shown = ", ".join(str(c) for c in empty[:3]) + (", …" if len(empty) > 3 else "")
         raise DataError(
@@ -415,13 +500,14 @@ def image_folder_source(path: Path, split_dirs: Mapping[str, Path], name: str | 
         instead="save the images as a tensor file",
     )
     splits = tuple(s for s in sorted(split_dirs, key=lambda s: (s != "train", s)) if counts[s])
+    files = _split_files(listing, classes)
     return DataSource(
         name or path.name or str(path),
         str(path),
         splits,
         None,
-        _image_reader(path, split_dirs, classes),
+        _image_reader(path, files),
         kind="image folder",
         classes=tuple(classes),
-        files=_split_files(split_dirs, classes),
+        files=files,
     )
