@@ -402,7 +402,9 @@ def _computable(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32) if t.dtype in UPCAST_DTYPES else t
 
 
-def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False, base: Checkpoint | None = None
+) -> Checkpoint:
     """Load the named tensors of a checkpoint: a file, or a directory holding one (e.g. sharded safetensors).
 
     A plain state dict is used as it is; otherwise the tensors are looked for under ``CONTAINER_KEYS`` (other
@@ -414,6 +416,8 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         key: dotted path into the file's dict to the tensors (``--key``).
         unsafe_pickle: allow pickles that name Python objects (e.g. ``torch.save(model)``). Unpickling such a
             file runs code the file names; only for trusted files.
+        base: for a PEFT adapter folder whose recorded base is not a folder here, the base model's checkpoint
+            (the other endpoint; see adapters.py).
 
     Raises:
         CheckpointNotFoundError: the path does not exist.
@@ -423,11 +427,15 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
 
     Float8 tensors are read as float32 (exactly; see UPCAST_DTYPES); ``info.dtypes`` records the file's dtypes.
     """
+    from . import adapters  # it builds on this module's Checkpoint
+
     given = Path(path)
     if not given.exists() and not given.is_symlink():  # a broken or looping link is named as such when read
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
     if given.is_dir() and huggingface.is_pretrained_dir(given):
         return _load_pretrained(given, key)
+    if given.is_dir() and adapters.is_adapter_dir(given):
+        return adapters.load_adapter(given, key=key, base=base, load=lambda p: load_checkpoint(p, key=None))
     p = _pick_in_directory(given) if given.is_dir() else given
     fmt = detect_format(p)
     read = _READERS[fmt](p, unsafe_pickle)
