@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import huggingface
+from . import distcp, huggingface
 from .errors import CheckpointError, CheckpointNotFoundError, opt
 from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
@@ -162,6 +162,8 @@ class _Read:
     files: list[Path]
     metadata: dict[str, Any] = field(default_factory=dict)
     module: nn.Module | None = None
+    # for a format that lists its tensors before reading them (DCP): reads the tensors of the part that was picked
+    materialize: Callable[[Any], Any] | None = None
 
 
 def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,6 +302,11 @@ def _load_safetensors(path: Path) -> _Read:
     return _Read(tensors, [path], _string_metadata(meta))
 
 
+def _load_dcp(directory: Path, unsafe_pickle: bool) -> _Read:
+    folder = distcp.open_folder(directory, unsafe_pickle=unsafe_pickle)
+    return _Read(folder.skeleton, [directory / distcp.METADATA, *folder.files], materialize=folder.load)
+
+
 # tensorfile.detect_format's formats -> their readers (path, unsafe_pickle); shards are never unpickled unsafely
 _READERS: dict[str, Callable[[Path, bool], _Read]] = {
     "torch-zip": lambda path, unsafe: _Read(read_torch(path, unsafe_pickle=unsafe), [path]),
@@ -310,6 +317,7 @@ _READERS: dict[str, Callable[[Path, bool], _Read]] = {
     "npz": lambda path, _: _Read(read_npz(path), [path]),
     "torchscript": lambda path, _: _load_torchscript(path),
     "torch-export": lambda path, _: _load_export(path),
+    distcp.FORMAT: lambda path, unsafe: _load_dcp(path, unsafe),
 }
 
 
@@ -436,10 +444,15 @@ def load_checkpoint(
         return _load_pretrained(given, key)
     if given.is_dir() and adapters.is_adapter_dir(given):
         return adapters.load_adapter(given, key=key, base=base, load=lambda p: load_checkpoint(p, key=None))
-    p = _pick_in_directory(given) if given.is_dir() else given
-    fmt = detect_format(p)
+    if given.name == distcp.METADATA or (given.is_dir() and distcp.is_dcp_dir(given)):
+        p, fmt = (given.parent if given.name == distcp.METADATA else given), distcp.FORMAT
+    else:
+        p = _pick_in_directory(given) if given.is_dir() else given
+        fmt = detect_format(p)
     read = _READERS[fmt](p, unsafe_pickle)
     found = _unwrap(p, fmt, read, key)
+    if read.materialize is not None:
+        found = replace(found, obj=read.materialize(found.obj))
     obj, module, layout = found.obj, read.module, found.layout
     if isinstance(obj, nn.Module):
         if module is None:
