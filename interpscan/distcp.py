@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -329,7 +330,11 @@ def open_folder(directory: Path, *, unsafe_pickle: bool = False) -> Folder:
         from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 
         try:
-            dcp_load(state, storage_reader=_reader(directory, metadata), no_dist=True)
+            with warnings.catch_warnings():
+                # "torch.distributed is disabled, …, assuming the intent is to load in a single process": it is
+                warnings.simplefilter("ignore", UserWarning)
+                if state:
+                    dcp_load(state, storage_reader=_reader(directory, metadata), no_dist=True)
         except Exception as exc:  # torch wraps every rank's failure in a CheckpointException
             text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
             raise CheckpointError(f"{directory}: torch could not read the checkpoint's tensors ({text})") from exc
