@@ -19,13 +19,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.nn import functional
 
 from . import huggingface
-from .checkpoints import META_KEY, Checkpoint, CheckpointInfo
 from .errors import CheckpointError, opt
 from .files import check_regular
 from .tensorfile import read_safetensors, read_torch
@@ -51,6 +50,27 @@ _VARIANTS = {
 }
 _LORA_PARTS = (".lora_A.weight", ".lora_B.weight", ".lora_B.bias", ".lora_embedding_A", ".lora_embedding_B")
 _CONV = {3: functional.conv1d, 4: functional.conv2d, 5: functional.conv3d}
+
+
+class Base(Protocol):
+    """What the merge needs of the base model's checkpoint (checkpoints.Checkpoint)."""
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+    @property
+    def info(self) -> Any: ...  # CheckpointInfo: path, sha256, format, aliases, metadata, dtypes
+
+
+@dataclass(frozen=True)
+class Merged:
+    """An adapter folder read: the fine-tuned model's tensors and what checkpoints.py records about them."""
+
+    tensors: dict[str, torch.Tensor]
+    base: Base
+    sha256: str
+    files: tuple[dict[str, Any], ...]
+    metadata: dict[str, Any]
 
 
 def is_adapter_dir(path: Path) -> bool:
@@ -291,8 +311,8 @@ def files_digest(files: list[Path], base_sha256: str) -> tuple[str, tuple[dict[s
 
 
 def resolve_base(
-    directory: Path, config: AdapterConfig, other: Checkpoint | None, load: Callable[[Path], Checkpoint]
-) -> tuple[Checkpoint, str]:
+    directory: Path, config: AdapterConfig, other: Base | None, load: Callable[[Path], Base]
+) -> tuple[Base, str]:
     """The base model's checkpoint and where it came from: base_model_name_or_path when that folder is here
     (the other endpoint when it is that folder), else the other endpoint.
 
@@ -313,9 +333,7 @@ def resolve_base(
     )
 
 
-def load_adapter(
-    directory: Path, *, key: str | None, base: Checkpoint | None, load: Callable[[Path], Checkpoint]
-) -> Checkpoint:
+def load_adapter(directory: Path, *, key: str | None, base: Base | None, load: Callable[[Path], Base]) -> Merged:
     """The fine-tuned model an adapter folder describes: its base (resolve_base; ``load`` reads a recorded base
     folder) with the adapter merged. The model to evaluate comes from the base checkpoint (a transformers folder
     brings its own, a state dict the model it records or ``--model``).
@@ -354,19 +372,4 @@ def load_adapter(
             "replaced": changed["replaced"],
         }
     }
-    if META_KEY in found.info.metadata:  # the model a self-describing base records is the adapted model's too
-        metadata[META_KEY] = found.info.metadata[META_KEY]
-    info = CheckpointInfo(
-        path=str(directory),
-        size=sum(int(f["size"]) for f in files),
-        sha256=sha,
-        format=FORMAT,
-        container_key=None,
-        tensor_count=len(tensors),
-        dtypes=found.info.dtypes,
-        metadata=metadata,
-        layout="adapter",
-        aliases=found.info.aliases,
-        files=files,
-    )
-    return Checkpoint(tensors=tensors, info=info)
+    return Merged(tensors, found, sha, files, metadata)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distcp, huggingface
+from . import adapters, distcp, huggingface
 from .errors import CheckpointError, CheckpointNotFoundError, opt
 from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
@@ -435,15 +435,13 @@ def load_checkpoint(
 
     Float8 tensors are read as float32 (exactly; see UPCAST_DTYPES); ``info.dtypes`` records the file's dtypes.
     """
-    from . import adapters  # it builds on this module's Checkpoint
-
     given = Path(path)
     if not given.exists() and not given.is_symlink():  # a broken or looping link is named as such when read
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
     if given.is_dir() and huggingface.is_pretrained_dir(given):
         return _load_pretrained(given, key)
     if given.is_dir() and adapters.is_adapter_dir(given):
-        return adapters.load_adapter(given, key=key, base=base, load=lambda p: load_checkpoint(p, key=None))
+        return _load_adapter(given, key, base)
     if given.name == distcp.METADATA or (given.is_dir() and distcp.is_dcp_dir(given)):
         p, fmt = (given.parent if given.name == distcp.METADATA else given), distcp.FORMAT
     else:
@@ -603,6 +601,28 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
         files=files,
     )
     return Checkpoint(tensors={k: _computable(v) for k, v in tensors.items()}, info=info, module=loaded.model)
+
+
+def _load_adapter(directory: Path, key: str | None, base: Checkpoint | None) -> Checkpoint:
+    """A PEFT adapter folder (adapters.py): its base's tensors with the adapter merged; the model is the base's."""
+    merged = adapters.load_adapter(directory, key=key, base=base, load=lambda p: load_checkpoint(p))
+    metadata = dict(merged.metadata)
+    if META_KEY in merged.base.info.metadata:  # the model a self-describing base records is the adapted one's too
+        metadata[META_KEY] = merged.base.info.metadata[META_KEY]
+    info = CheckpointInfo(
+        path=str(directory),
+        size=sum(int(f["size"]) for f in merged.files),
+        sha256=merged.sha256,
+        format=adapters.FORMAT,
+        container_key=None,
+        tensor_count=len(merged.tensors),
+        dtypes=merged.base.info.dtypes,
+        metadata=metadata,
+        layout="adapter",
+        aliases=merged.base.info.aliases,
+        files=merged.files,
+    )
+    return Checkpoint(tensors=merged.tensors, info=info)
 
 
 # ------------------------------------------------------------------------------------------- alignment

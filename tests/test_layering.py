@@ -49,13 +49,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "interpscan.refine",
         ),
     ),
-    # Reading what the user names: tensor files, checkpoints (Hugging Face folders among them), datasets, what
-    # a scan measures, and --groups resolved against tensor names.
+    # Reading what the user names: tensor files, checkpoints (Hugging Face, PEFT and DCP folders among them),
+    # datasets, what a scan measures, and --groups resolved against tensor names.
     (
         "inputs",
         (
             "interpscan.tensorfile",
             "interpscan.huggingface",
+            "interpscan.adapters",
+            "interpscan.distcp",
             "interpscan.checkpoints",
             "interpscan.data.*",
             "interpscan.objectives",
