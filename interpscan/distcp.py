@@ -80,8 +80,15 @@ def read_metadata(directory: Path, *, unsafe_pickle: bool = False) -> Any:
         CheckpointError: not a regular file, absurdly large, unreadable, naming other Python objects, or not a
             DCP Metadata.
     """
-    from torch.distributed.checkpoint.metadata import Metadata
-
+    try:
+        from torch.distributed.checkpoint.metadata import Metadata
+    except ImportError as exc:  # a torch built without distributed support
+        raise CheckpointError(
+            f"{directory} is a torch.distributed.checkpoint folder, and this torch ({torch.__version__}) has no "
+            "torch.distributed to read it",
+            hint="read it with a torch build that has torch.distributed (the PyPI wheels for Linux, macOS and Windows "
+            "do)",
+        ) from exc
     path = directory / METADATA
     size = check_regular(path, CheckpointError, what="checkpoint metadata")
     if size > _METADATA_LIMIT:

@@ -78,3 +78,23 @@ def test_metadata_naming_code_is_refused_without_running_it(saved: dict[str, Any
     with pytest.raises(CheckpointError, match=r"the metadata pickle names pathlib.*touch.*refused"):
         load_checkpoint(folder)
     assert not marker.exists()
+
+
+def test_metadata_naming_other_objects_needs_unsafe_pickle(saved: dict[str, Any], tmp_path: Path) -> None:
+    """A .metadata carrying an object torch's metadata never holds (a date, here harmless) is refused by default
+    and read with unsafe_pickle, as any pickle naming Python objects is."""
+    import datetime
+
+    from interpscan.distcp import read_metadata
+
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    (folder / "__0_0.distcp").write_bytes((saved["root"] / "one" / "__0_0.distcp").read_bytes())
+    metadata = read_metadata(saved["root"] / "one")
+    metadata.storage_meta.modules = [datetime.date(2026, 1, 1)]
+    (folder / ".metadata").write_bytes(pickle.dumps(metadata))
+    with pytest.raises(CheckpointError, match=r"names datetime.date, .*refused") as info:
+        load_checkpoint(folder)
+    assert "unsafe_pickle" in str(info.value.hint)
+    ckpt = load_checkpoint(folder, unsafe_pickle=True)
+    assert torch.equal(ckpt.tensors["fc.weight"], saved["final"]["fc.weight"])
