@@ -65,10 +65,17 @@ def is_dcp_dir(path: Path) -> bool:
 
 
 class _MetadataUnpickler(pickle.Unpickler):
-    """Builds torch's checkpoint metadata and nothing else."""
+    """Builds torch's checkpoint metadata and nothing else; anything with ``unsafe`` (--unsafe-pickle)."""
+
+    def __init__(self, fh: IO[bytes], *, unsafe: bool) -> None:
+        super().__init__(fh)
+        self.unsafe = unsafe
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+        allowed = (module, name) in _ALLOWED or (
+            module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
+        )
+        if allowed or self.unsafe:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"names {module}.{name}")
 
@@ -95,7 +102,7 @@ def read_metadata(directory: Path, *, unsafe_pickle: bool = False) -> Any:
         raise CheckpointError(f"{path}: {size:,} bytes, far more than a checkpoint's metadata holds")
     try:
         with path.open("rb") as fh:
-            metadata = pickle.load(fh) if unsafe_pickle else _MetadataUnpickler(fh).load()
+            metadata = _MetadataUnpickler(fh, unsafe=unsafe_pickle).load()
     except pickle.UnpicklingError as exc:
         if str(exc).startswith("names "):
             raise CheckpointError(
