@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import huggingface
+from . import adapters, distcp, huggingface
 from .errors import CheckpointError, CheckpointNotFoundError, opt
 from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
 from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
@@ -162,6 +162,8 @@ class _Read:
     files: list[Path]
     metadata: dict[str, Any] = field(default_factory=dict)
     module: nn.Module | None = None
+    # for a format that lists its tensors before reading them (DCP): reads the tensors of the part that was picked
+    materialize: Callable[[Any], Any] | None = None
 
 
 def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,6 +302,11 @@ def _load_safetensors(path: Path) -> _Read:
     return _Read(tensors, [path], _string_metadata(meta))
 
 
+def _load_dcp(directory: Path, unsafe_pickle: bool) -> _Read:
+    folder = distcp.open_folder(directory, unsafe_pickle=unsafe_pickle)
+    return _Read(folder.skeleton, [directory / distcp.METADATA, *folder.files], materialize=folder.load)
+
+
 # tensorfile.detect_format's formats -> their readers (path, unsafe_pickle); shards are never unpickled unsafely
 _READERS: dict[str, Callable[[Path, bool], _Read]] = {
     "torch-zip": lambda path, unsafe: _Read(read_torch(path, unsafe_pickle=unsafe), [path]),
@@ -310,6 +317,7 @@ _READERS: dict[str, Callable[[Path, bool], _Read]] = {
     "npz": lambda path, _: _Read(read_npz(path), [path]),
     "torchscript": lambda path, _: _load_torchscript(path),
     "torch-export": lambda path, _: _load_export(path),
+    distcp.FORMAT: lambda path, unsafe: _load_dcp(path, unsafe),
 }
 
 
@@ -402,7 +410,9 @@ def _computable(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32) if t.dtype in UPCAST_DTYPES else t
 
 
-def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, key: str | None = None, unsafe_pickle: bool = False, base: Checkpoint | None = None
+) -> Checkpoint:
     """Load the named tensors of a checkpoint: a file, or a directory holding one (e.g. sharded safetensors).
 
     A plain state dict is used as it is; otherwise the tensors are looked for under ``CONTAINER_KEYS`` (other
@@ -414,6 +424,8 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         key: dotted path into the file's dict to the tensors (``--key``).
         unsafe_pickle: allow pickles that name Python objects (e.g. ``torch.save(model)``). Unpickling such a
             file runs code the file names; only for trusted files.
+        base: for a PEFT adapter folder whose recorded base is not a folder here, the base model's checkpoint
+            (the other endpoint; see adapters.py).
 
     Raises:
         CheckpointNotFoundError: the path does not exist.
@@ -428,10 +440,17 @@ def load_checkpoint(path: str | Path, *, key: str | None = None, unsafe_pickle: 
         raise CheckpointNotFoundError(f"checkpoint not found: {given}", hint="check the path")
     if given.is_dir() and huggingface.is_pretrained_dir(given):
         return _load_pretrained(given, key)
-    p = _pick_in_directory(given) if given.is_dir() else given
-    fmt = detect_format(p)
+    if given.is_dir() and adapters.is_adapter_dir(given):
+        return _load_adapter(given, key, base)
+    if given.name == distcp.METADATA or (given.is_dir() and distcp.is_dcp_dir(given)):
+        p, fmt = (given.parent if given.name == distcp.METADATA else given), distcp.FORMAT
+    else:
+        p = _pick_in_directory(given) if given.is_dir() else given
+        fmt = detect_format(p)
     read = _READERS[fmt](p, unsafe_pickle)
     found = _unwrap(p, fmt, read, key)
+    if read.materialize is not None:
+        found = replace(found, obj=read.materialize(found.obj))
     obj, module, layout = found.obj, read.module, found.layout
     if isinstance(obj, nn.Module):
         if module is None:
@@ -582,6 +601,28 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
         files=files,
     )
     return Checkpoint(tensors={k: _computable(v) for k, v in tensors.items()}, info=info, module=loaded.model)
+
+
+def _load_adapter(directory: Path, key: str | None, base: Checkpoint | None) -> Checkpoint:
+    """A PEFT adapter folder (adapters.py): its base's tensors with the adapter merged; the model is the base's."""
+    merged = adapters.load_adapter(directory, key=key, base=base, load=lambda p: load_checkpoint(p))
+    metadata = dict(merged.metadata)
+    if META_KEY in merged.base.info.metadata:  # the model a self-describing base records is the adapted one's too
+        metadata[META_KEY] = merged.base.info.metadata[META_KEY]
+    info = CheckpointInfo(
+        path=str(directory),
+        size=sum(int(f["size"]) for f in merged.files),
+        sha256=merged.sha256,
+        format=adapters.FORMAT,
+        container_key=None,
+        tensor_count=len(merged.tensors),
+        dtypes=merged.base.info.dtypes,
+        metadata=metadata,
+        layout="adapter",
+        aliases=merged.base.info.aliases,
+        files=merged.files,
+    )
+    return Checkpoint(tensors=merged.tensors, info=info)
 
 
 # ------------------------------------------------------------------------------------------- alignment

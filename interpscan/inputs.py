@@ -15,6 +15,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .adapters import is_adapter_dir
 from .checkpoints import META_KEY, Checkpoint, CheckpointInfo, align_to_model, load_checkpoint
 from .data import (
     NAMED_DATASETS,
@@ -73,8 +74,11 @@ def in_memory(tensors: Mapping[str, torch.Tensor], label: str) -> Checkpoint:
     return Checkpoint(tensors=state, info=info)
 
 
-def as_checkpoint(value: StateLike, label: str, *, key: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
-    """An endpoint as a Checkpoint: loaded from a path (see checkpoints.load_checkpoint), or wrapped.
+def as_checkpoint(
+    value: StateLike, label: str, *, key: str | None = None, unsafe_pickle: bool = False, base: Checkpoint | None = None
+) -> Checkpoint:
+    """An endpoint as a Checkpoint: loaded from a path (see checkpoints.load_checkpoint; ``base`` for an adapter
+    folder), or wrapped.
 
     Raises:
         CheckpointError: an unreadable file. UsageError: something that holds no tensors.
@@ -82,7 +86,7 @@ def as_checkpoint(value: StateLike, label: str, *, key: str | None = None, unsaf
     if isinstance(value, Checkpoint):
         return value
     if isinstance(value, (str, os.PathLike)):
-        return load_checkpoint(Path(value), key=key, unsafe_pickle=unsafe_pickle)
+        return load_checkpoint(Path(value), key=key, unsafe_pickle=unsafe_pickle, base=base)
     if isinstance(value, nn.Module):
         return in_memory(value.state_dict(), label)
     if isinstance(value, Mapping):
@@ -158,6 +162,21 @@ def random_init(resolved: ResolvedModel, seed: int) -> Checkpoint:
     return replace(ckpt, info=replace(ckpt.info, path=f"<random init: {resolved.spec.text}, seed {seed}>"))
 
 
+def _endpoints(values: Sequence[StateLike], labels: Sequence[str], read: ReadOptions) -> list[Checkpoint]:
+    """The checkpoints of a path, PEFT adapter folders last: an adapter whose recorded base is not a folder here
+    is merged into the first other checkpoint (``interpscan run base/ adapter/``)."""
+    adapter = [isinstance(v, (str, os.PathLike)) and is_adapter_dir(Path(v)) for v in values]
+    loaded: dict[int, Checkpoint] = {}
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        if not adapter[i]:
+            loaded[i] = as_checkpoint(value, label, key=read.key, unsafe_pickle=read.unsafe_pickle)
+    other = loaded[min(loaded)] if loaded else None
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        if adapter[i]:
+            loaded[i] = as_checkpoint(value, label, key=read.key, unsafe_pickle=read.unsafe_pickle, base=other)
+    return [loaded[i] for i in range(len(values))]
+
+
 def resolve_weights(
     model: nn.Module | str | None,
     init: StateLike,
@@ -180,9 +199,7 @@ def resolve_weights(
     """
     read = read or ReadOptions()
     labels = path_labels(2 + len(onward))
-    given = [as_checkpoint(v, label, key=read.key, unsafe_pickle=read.unsafe_pickle) for v, label in zip(
-        (init, final, *onward), labels, strict=True
-    )]  # fmt: skip
+    given = _endpoints((init, final, *onward), labels, read)
     init_ck, final_ck = given[0], given[-1]  # the model is found as for a path from the first to the last given
     if model is None and isinstance(final, nn.Module):
         model = final

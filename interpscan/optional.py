@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import importlib.machinery
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +64,36 @@ def import_optional(
                 f"{purpose} needs {package.name if package else missing}, which is not installed",
                 hint=f"{hint}, or {instead}" if instead else hint,
             ) from exc
+        if _culprit(exc) in (None, top) and top in PACKAGES:
+            # a dependency of the package, not an optional package of interpscan's: named, and the extra that
+            # installs the package with its dependencies
+            raise error(
+                f"{purpose} needs {PACKAGES[top].name}, and {missing} (which it imports) is not installed",
+                hint=f"pip install {missing}, or reinstall {PACKAGES[top].name} with its dependencies: "
+                f"{install_hint(top)}",
+            ) from exc
         raise _broken(exc, top, purpose, error) from exc
     except Exception as exc:  # a broken install raises anything from ImportError to RuntimeError
         raise _broken(exc, top, purpose, error) from exc
 
 
-def _broken(exc: BaseException, top: str, purpose: str, error: type[InterpscanError]) -> InterpscanError:
-    """The error for ``top`` failing to import: it names the package in whose code the import failed."""
+def broken_dependency(
+    exc: BaseException, using: str, purpose: str, error: type[InterpscanError]
+) -> InterpscanError | None:
+    """The error for ``exc``, raised while ``using`` (an optional package's import name) ran, when it comes from
+    another optional package that fails (timm building a model calls into a torchvision built for another torch);
+    None when it does not.
+    """
+    culprit = _culprit(exc)
+    if culprit is None or culprit == using.partition(".")[0]:
+        return None
+    return _broken(exc, using.partition(".")[0], purpose, error, verb="fails")
+
+
+def _broken(
+    exc: BaseException, top: str, purpose: str, error: type[InterpscanError], verb: str = "fails to import"
+) -> InterpscanError:
+    """The error for ``top`` failing: it names the package in whose code it failed, and how to reinstall that."""
     culprit = _culprit(exc) or top
     package = PACKAGES.get(culprit)
     name = package.name if package else culprit
@@ -80,28 +103,51 @@ def _broken(exc: BaseException, top: str, purpose: str, error: type[InterpscanEr
     if package is not None and package.built_for_torch:
         import torch
 
-        hint = f"reinstall {name} in the version built for this torch ({torch.__version__})"
+        hint = (
+            f"reinstall {name} in the version built for this torch ({torch.__version__}); "
+            f"{install_hint(culprit)} picks it when the index has it"
+        )
+    elif package is not None:
+        hint = f"reinstall {name}: pip install --force-reinstall {name} (interpscan's extra: '{package.extra}')"
     else:
         hint = f"reinstall {name} (pip install --force-reinstall {name})"
-    return error(f"{purpose} needs {what} but fails to import: {type(exc).__name__}: {text}", hint=hint)
+    return error(f"{purpose} needs {what} but {verb}: {type(exc).__name__}: {text}", hint=hint)
 
 
 def _culprit(exc: BaseException) -> str | None:
-    """The optional package in whose code ``exc`` was raised (the innermost such frame, causes included)."""
+    """The optional package whose code ``exc`` comes from: the innermost frame in one (causes included), else, for
+    an ImportError raised in the importer's code ("cannot import name 'x' from 'torchvision.ops'"), the package it
+    names."""
     homes = {name: where for name in PACKAGES if (where := _home(name)) is not None}
     found = None
     for filename in _frames(exc):
         for name, where in homes.items():
             if Path(filename).resolve().is_relative_to(where):
                 found = name
+    named = _imported_from(exc)
+    if named is not None and named in PACKAGES and named != found:
+        return named
     return found
 
 
+def _imported_from(exc: BaseException) -> str | None:
+    """The top-level package an ImportError (or one it was raised from) could not import a name from."""
+    current: BaseException | None = exc
+    for _ in range(32):  # a chain of causes is short; a crafted cycle must not hang
+        if current is None:
+            break
+        if isinstance(current, ImportError) and not isinstance(current, ModuleNotFoundError) and current.name:
+            return current.name.partition(".")[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _home(module: str) -> Path | None:
-    """The folder a top-level package is imported from, found without importing it."""
+    """The folder a top-level package is imported from, found on sys.path without importing it (and whatever a
+    failed import left in sys.modules)."""
     try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):  # ValueError: a module whose import failed left no spec behind
+        spec = importlib.machinery.PathFinder.find_spec(module)
+    except (ImportError, ValueError):
         return None
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     return Path(locations[0]).resolve() if locations else None

@@ -50,13 +50,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "interpscan.progress",
         ),
     ),
-    # Reading what the user names: tensor files, checkpoints (Hugging Face folders among them), datasets, what
-    # a scan measures, and --groups resolved against tensor names.
+    # Reading what the user names: tensor files, checkpoints (Hugging Face, PEFT and DCP folders among them),
+    # datasets, what a scan measures, and --groups resolved against tensor names.
     (
         "inputs",
         (
             "interpscan.tensorfile",
             "interpscan.huggingface",
+            "interpscan.adapters",
+            "interpscan.distcp",
             "interpscan.checkpoints",
             "interpscan.data.*",
             "interpscan.objectives",

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, UsageError, opt
-from ..optional import import_optional
+from ..optional import broken_dependency, import_optional
 from ..usercode import load_callable
 from .hubs import hub_args, suggestions, torchvision_model
 from .zoo import ZOO, ZooCandidate, detect_zoo_model, infer_zoo_args, on_meta, zoo_candidates
@@ -149,7 +149,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
     try:
         model = factory(**spec.args)
     except Exception as exc:
-        raise _build_failed(spec, exc) from exc
+        broken = broken_dependency(exc, spec.kind, f"model {spec.text!r}", ModelError) if spec.kind in HUBS else None
+        raise (broken or _build_failed(spec, exc)) from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"model factory {spec.text!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
