@@ -599,8 +599,8 @@ def several_sources(
             others = [s for s in source.splits if s != names[entry.split]]
             if others and log is not None:
                 log(
-                    f"{entry.given}: the {names[entry.split]} split of {source.name} is read as {entry.split} (it "
-                    f"also holds {', '.join(others)})"
+                    f"{entry.split}={source.name}: its {names[entry.split]} split is read as {entry.split} (it also "
+                    f"holds {', '.join(others)})"
                 )
         for name in names:
             if name in owner:
