@@ -5,6 +5,7 @@ sources (NAME=SOURCE naming one). Each split's curve must equal the same split s
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,19 @@ def test_a_named_source_of_several_splits_gives_the_one_asked_for(
     )
     with pytest.raises(DataError, match="holds the splits a, b, and ood= reads one of them"):
         scan("mlp", *pair, {"ood": odd}, model_args=MLP, alphas=3, bootstrap=0)
+
+
+def test_the_wise_ft_example_draws_test_and_shifted_on_one_page(tmp_path: Path) -> None:
+    """examples/wise_ft.py with one epoch each: both sets scanned from the one file it writes, both curves on the
+    page; the two files it also writes, each naming its split, give the same numbers."""
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "wise_ft.py"))
+    result = example["main"](tmp_path, epochs=(1, 1), alphas=3)
+    assert list(result.summary["split"]) == ["test", "shifted"]
+    page = (tmp_path / "scan" / "results.html").read_text()
+    assert '"name":"test"' in page.replace(" ", "")
+    assert '"name":"shifted"' in page.replace(" ", "")
+    files = {"test": tmp_path / "test.pt", "shifted": tmp_path / "shifted.pt"}
+    again = scan(
+        "mlp", tmp_path / "pretrained.pt", tmp_path / "finetuned.pt", files, model_args=example["MODEL_ARGS"], alphas=3
+    )
+    pd.testing.assert_frame_equal(_curves(again)["shifted"], _curves(result)["shifted"], **tol32())
