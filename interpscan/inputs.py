@@ -378,16 +378,25 @@ def left_out(name: str, splits: Sequence[str]) -> str:
 
 
 def data_in_memory(
-    data: Any, splits: Sequence[str] | None, *, samples: int | None = None, seed: int = 0, calibration: Any = None
+    data: Any,
+    splits: Sequence[str] | None,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    calibration: Any = None,
+    log: Log | None = None,
 ) -> Data:
     """Splits a library user passes (see data.batches.as_splits); a ``train`` split, or ``calibration``, is
-    what ``recompute`` re-estimates from.
+    what ``recompute`` re-estimates from. The splits left out are named to ``log``.
 
     Raises:
         UsageError: ``samples`` for data that streams (its DataLoader decides the examples).
     """
     named = as_splits(data)
     chosen = _pick(list(named), splits, "the data")
+    left = [s for s in named if s not in chosen]
+    if left and log is not None:
+        log(left_out("the data", left))
     if samples is not None and any(not isinstance(named[s], Split) for s in chosen):
         raise UsageError(
             "samples draws a subset of tensors in memory; this data streams from a DataLoader or an iterable",
@@ -470,7 +479,7 @@ def resolve_data(
         )
     if isinstance(data, DataSource):
         return read(data, splits)
-    return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration)
+    return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration, log=log)
 
 
 # ------------------------------------------------------------------------------------------ several sources
