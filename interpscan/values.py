@@ -562,8 +562,11 @@ def check_data(value: Any) -> str | tuple[str, ...] | None:
         name, source = data_entry(entry)
         if not source.strip():
             raise UsageError(
-                f"{opt('data')} {shown(entry)} names {'the split ' + repr(name) + ' of ' if name else ''}no source",
-                hint="give a dataset name, a tensor file, a folder or a factory, e.g. ood=shifted.pt",
+                f"{opt('data')} {shown(entry)} names the split {name!r} of no source"
+                if name
+                else f"{opt('data')} is empty",
+                hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory"
+                + (", e.g. ood=shifted.pt" if name else ""),
             )
         check_path(source, "data")
         if name is not None:
