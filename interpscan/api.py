@@ -99,7 +99,7 @@ from .results import ScanResult as ScanResult  # defined beside load_run, which 
 from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
 from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
-from .values import DEFAULT_ALPHAS, Normalization, check_path
+from .values import DEFAULT_ALPHAS, Normalization, check_data, check_path
 
 if TYPE_CHECKING:
     from .planes import Basis
@@ -133,8 +133,16 @@ class ScanConfig:
             for c, name in zip(self.checkpoints, names, strict=True)
         )
         object.__setattr__(self, "checkpoints", checked)
-        if isinstance(self.data, (str, os.PathLike)):
-            check_path(self.data, "data")  # a name, or a file or folder
+        if isinstance(self.data, os.PathLike):
+            check_path(self.data, "data")  # a file or folder
+        elif isinstance(self.data, str) or (
+            isinstance(self.data, (tuple, list)) and self.data and all(isinstance(d, str) for d in self.data)
+        ):
+            object.__setattr__(self, "data", check_data(self.data))  # names, files, folders; NAME=SOURCE
+        elif isinstance(self.data, Mapping):
+            for value in self.data.values():
+                if isinstance(value, (str, os.PathLike)):
+                    check_path(value, "data")
 
     @classmethod
     def from_values(cls, checkpoints: Sequence[StateLike], values: Mapping[str, Any]) -> ScanConfig:
@@ -231,7 +239,10 @@ def scan(
             of two or more of them and ``final`` None.
         data: ``(inputs, targets)`` tensors (inputs may be a dict of tensors), a ``Dataset``, a ``DataLoader`` or
             any iterable of ``(inputs, targets)`` batches (or dicts with ``labels``), a mapping of split name to
-            any of those, or a dataset name, file or folder; None: the dataset the checkpoints record.
+            any of those, or a dataset name, file or folder; None: the dataset the checkpoints record. Data in
+            several places: a mapping of split name to sources (``{"id": "test.pt", "ood": "shifted.pt"}``), each
+            source giving the split of that name, else its only or its test split; or texts as the command line's
+            repeated ``--data`` takes them (``["test.pt", "ood=shifted.pt"]``).
         calibration: data for ``bn="recompute"`` (any form ``data`` takes, one split), used whole; default: a
             seeded subset of ``bn_samples`` examples of the data's train split.
         progress: True (default): a bar where someone watches, i.e. in a notebook (one line, updated in place)
@@ -932,6 +943,17 @@ def _data_record(plan: _Plan, read: ReadOptions, options: ScanOptions, counts: M
         normalization=_normalization(data.normalization),
         seed=options.seed,
         splits=splits,
+        sources=tuple(
+            mf.DataSource(
+                given=r.given,
+                name=r.name,
+                kind=r.kind,
+                location=r.location,
+                normalization=_normalization(r.normalization),
+                splits=dict(r.splits),
+            )
+            for r in data.sources
+        ),
     )
 
 

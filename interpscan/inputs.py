@@ -36,6 +36,7 @@ from .errors import DataError, UsageError, opt
 from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
 from .options import ReadOptions
 from .statedict import dtype_counts
+from .values import data_entry
 
 # What a library user may pass as an endpoint: a state dict, a module (its state dict), a checkpoint's path, or
 # a Checkpoint already loaded.
@@ -256,6 +257,19 @@ def recorded_data(weights: Weights) -> str:
 # ------------------------------------------------------------------------------------------------ the data
 
 
+@dataclass(frozen=True)
+class SourceRecord:
+    """One of several data sources, as run.json records it: what was given, what it is, and which of its splits
+    the scan reads under which name."""
+
+    given: str  # the data entry as given: NAME=SOURCE, SOURCE, or the library's {name: source} as NAME=…
+    name: str
+    kind: str
+    location: str | None
+    normalization: Any
+    splits: Mapping[str, str]  # the scan's split -> the source's
+
+
 @dataclass
 class Data:
     """The data a scan evaluates: its splits as streams of batches, the training data batch-norm re-estimation
@@ -268,6 +282,7 @@ class Data:
     available: tuple[str, ...]  # every split the data has
     splits: list[Batches]  # the evaluated ones, in order
     _calibration: Callable[[int, int], Batches] | None = field(repr=False, default=None)
+    sources: tuple[SourceRecord, ...] = ()  # several sources (or one NAME=SOURCE): each, for run.json; else none
 
     @property
     def has_train(self) -> bool:
@@ -288,7 +303,8 @@ class Data:
 
 
 def _pick(available: Sequence[str], wanted: Sequence[str] | None, name: str) -> tuple[str, ...]:
-    chosen = tuple(wanted) if wanted else default_splits(available)
+    """The splits ``wanted`` (None: the default ones; empty: none, a source read for its train split alone)."""
+    chosen = tuple(wanted) if wanted is not None else default_splits(available)
     missing = [s for s in chosen if s not in available]
     if missing:
         raise DataError(
@@ -314,8 +330,11 @@ def data_from_source(
     folder's split streams instead when it is large or ``transform`` is given (data/images.py), decoded by
     ``workers`` DataLoader processes, and a large tensor file's split streams from a memory map
     (data/mapped.py)."""
-    normalization = parse_normalize(normalize, source)
     chosen = _pick(source.splits, splits, source.name)
+    left = [s for s in source.splits if s not in chosen]
+    if left and log is not None and source.kind in USER_KINDS:
+        log(left_out(source.name, left))
+    normalization = parse_normalize(normalize, source)
 
     def read(split: str, samples: int | None, seed: int) -> Split | ImageStream | mapped.TensorStream:
         streamed = stream_split(
@@ -363,17 +382,38 @@ def data_from_source(
     )
 
 
+# The user's own data, whose splits the scan names when it leaves some out: a standard dataset's are known.
+USER_KINDS = ("tensor file", "factory", "image folder")
+
+
+def left_out(name: str, splits: Sequence[str]) -> str:
+    """The line that names the splits of the user's data a scan does not evaluate."""
+    return (
+        f"{name} also holds the split{'s' if len(splits) > 1 else ''} {', '.join(splits)}, not evaluated (name the "
+        f"splits to evaluate with {opt('splits')})"
+    )
+
+
 def data_in_memory(
-    data: Any, splits: Sequence[str] | None, *, samples: int | None = None, seed: int = 0, calibration: Any = None
+    data: Any,
+    splits: Sequence[str] | None,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    calibration: Any = None,
+    log: Log | None = None,
 ) -> Data:
     """Splits a library user passes (see data.batches.as_splits); a ``train`` split, or ``calibration``, is
-    what ``recompute`` re-estimates from.
+    what ``recompute`` re-estimates from. The splits left out are named to ``log``.
 
     Raises:
         UsageError: ``samples`` for data that streams (its DataLoader decides the examples).
     """
     named = as_splits(data)
     chosen = _pick(list(named), splits, "the data")
+    left = [s for s in named if s not in chosen]
+    if left and log is not None:
+        log(left_out("the data", left))
     if samples is not None and any(not isinstance(named[s], Split) for s in chosen):
         raise UsageError(
             "samples draws a subset of tensors in memory; this data streams from a DataLoader or an iterable",
@@ -421,17 +461,11 @@ def resolve_data(
     Raises:
         DataError, UsageError: see open_data, load_split, data_in_memory.
     """
-    if isinstance(data, (str, os.PathLike)):
-        data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
-    elif not isinstance(data, DataSource) and (transform or workers is not None):
-        raise UsageError(
-            "workers, resize and crop say how an image folder streams; this data is in memory",
-            hint="name the folder (data='path/to/images'), or transform the data before passing it",
-        )
-    if isinstance(data, DataSource):
+
+    def read(source: DataSource, chosen: Sequence[str] | None) -> Data:
         return data_from_source(
-            data,
-            splits,
+            source,
+            chosen,
             samples=samples,
             seed=seed,
             normalize=normalize,
@@ -440,4 +474,217 @@ def resolve_data(
             workers=workers,
             log=log,
         )
-    return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration)
+
+    entries = data_entries(data)
+    if entries is not None:
+        return several_sources(
+            entries,
+            splits,
+            samples=samples,
+            seed=seed,
+            calibration=calibration,
+            open_source=lambda spec: open_data(spec, root, download=download, keys=keys, progress=progress, log=log),
+            read=read,
+            log=log,
+        )
+    if isinstance(data, (str, os.PathLike)):
+        data = open_data(str(data), root, download=download, keys=keys, progress=progress, log=log)
+    elif not isinstance(data, DataSource) and (transform or workers is not None):
+        raise UsageError(
+            "workers, resize and crop say how an image folder streams; this data is in memory",
+            hint="name the folder (data='path/to/images'), or transform the data before passing it",
+        )
+    if isinstance(data, DataSource):
+        return read(data, splits)
+    return data_in_memory(data, splits, samples=samples, seed=seed, calibration=calibration, log=log)
+
+
+# ------------------------------------------------------------------------------------------ several sources
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    """One of several data sources: ``split`` None gives every split of ``source`` under its own name; a name
+    gives one of its splits under that name (see ``picked``)."""
+
+    split: str | None
+    source: Any  # a dataset name, file, folder or factory (text or a path), a DataSource, or data in memory
+    given: str  # as the user gave it, for messages and run.json
+
+
+def data_entries(data: Any) -> list[DataEntry] | None:
+    """``data`` as several sources, or None for one source named as before (or data in memory): a text
+    ``NAME=SOURCE`` (values.data_entry), texts each ``SOURCE`` or ``NAME=SOURCE`` (the command line's repeated
+    ``--data``), or a mapping of split name to data that holds at least one source (a name, path or DataSource;
+    its other values may be data in memory). A path object is always a path, never ``NAME=SOURCE``."""
+    if isinstance(data, str):
+        entry = _text_entry(data)
+        return None if entry.split is None else [entry]
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, str) for d in data):
+        return [_text_entry(d) for d in data]
+    if isinstance(data, Mapping) and any(isinstance(v, (str, os.PathLike, DataSource)) for v in data.values()):
+        return [
+            DataEntry(str(k), v, f"{k}={v if isinstance(v, (str, os.PathLike)) else type(v).__name__}")
+            for k, v in data.items()
+        ]
+    return None
+
+
+def _text_entry(text: str) -> DataEntry:
+    """``SOURCE`` or ``NAME=SOURCE`` (values.data_entry).
+
+    Raises:
+        UsageError: NAME=SOURCE that is also the name of a file or folder here (which of the two is meant).
+    """
+    name, source = data_entry(text)
+    if name is not None and (Path(text).exists() or Path(text).is_symlink()):
+        raise UsageError(
+            f"{opt('data', text)} reads as the split {name} of {source}, and {text} is also a file here",
+            hint=f"for the file, give it with its folder: {opt('data', './' + text)}",
+        )
+    return DataEntry(name, source, text)
+
+
+def picked(entry: DataEntry, source: DataSource) -> str:
+    """The split of ``source`` a named entry reads: the one of the entry's name, else its only split, else its
+    test split.
+
+    Raises:
+        DataError: a source of several splits, none of them named so or test.
+    """
+    assert entry.split is not None
+    if entry.split in source.splits:
+        return entry.split
+    if len(source.splits) == 1:
+        return source.splits[0]
+    if "test" in source.splits:
+        return "test"
+    raise DataError(
+        f"{opt('data', entry.given)}: {source.name} holds the splits {', '.join(source.splits)}, and "
+        f"{entry.split}= reads one of them",
+        hint=f"name the entry after the split to read (e.g. {source.splits[0]}={entry.source}), or give the source "
+        f"without a name and choose with {opt('splits')}",
+    )
+
+
+def renamed(source: DataSource, names: Mapping[str, str]) -> DataSource:
+    """``source`` with the splits ``names`` maps (the scan's name -> the source's), under the scan's names."""
+    if list(names.items()) == [(s, s) for s in source.splits]:
+        return source
+    files, mapped_splits = source.files, source.mapped
+    return replace(
+        source,
+        splits=tuple(names),
+        reader=lambda split: source.reader(names[split]),
+        files=None if files is None else (lambda split: files(names[split])),
+        mapped=None
+        if mapped_splits is None
+        else {new: mapped_splits[old] for new, old in names.items() if old in mapped_splits},
+    )
+
+
+def _duplicate(split: str, first: DataEntry, second: DataEntry) -> UsageError:
+    return UsageError(
+        f"{opt('data')}: the split {split!r} comes from both {first.given} and {second.given}",
+        hint=f"give every split one source: name one of them, e.g. {opt('data', 'ood=' + str(second.source))}",
+    )
+
+
+def several_sources(
+    entries: Sequence[DataEntry],
+    splits: Sequence[str] | None,
+    *,
+    samples: int | None,
+    seed: int,
+    calibration: Any,
+    open_source: Callable[[str], DataSource],
+    read: Callable[[DataSource, Sequence[str]], Data],
+    log: Log | None,
+) -> Data:
+    """The data of several sources, each giving its splits (``DataEntry``), as one Data: the splits asked for
+    (by default each source's default splits: a named entry's one, test where a source has it, else all), in the
+    order asked; ``train``, wherever it comes from, is what ``recompute`` re-estimates from (or ``calibration``).
+
+    Raises:
+        UsageError: a split that two sources give. DataError: a split asked for that none gives (the message
+            lists those there are), and whatever reading a source raises.
+    """
+    opened: list[tuple[DataEntry, DataSource | None, dict[str, str]]] = []  # entry, source, scan name -> its
+    owner: dict[str, DataEntry] = {}
+    for entry in entries:
+        value = entry.source
+        source = value if isinstance(value, DataSource) else None
+        if isinstance(value, (str, os.PathLike)):
+            source = open_source(str(value))
+        if source is None:
+            names = {str(entry.split): str(entry.split)}
+        elif entry.split is None:
+            names = {s: s for s in source.splits}
+        else:
+            names = {entry.split: picked(entry, source)}
+            others = [s for s in source.splits if s != names[entry.split]]
+            if others and log is not None:
+                log(
+                    f"{entry.split}={source.name}: its {names[entry.split]} split is read as {entry.split} (it also "
+                    f"holds {', '.join(others)})"
+                )
+        for name in names:
+            if name in owner:
+                raise _duplicate(name, owner[name], entry)
+            owner[name] = entry
+        opened.append((entry, source, names))
+    present = tuple(owner)
+    if splits:
+        chosen = _pick(present, splits, "the data")
+    else:
+        chosen = tuple(
+            n for _, source, names in opened for n in (names if source is None else default_splits(tuple(names)))
+        )
+    evaluated: dict[str, Batches] = {}
+    records: list[SourceRecord] = []
+    parts: list[Data] = []
+    labels: list[str] = []  # each source as the data's name shows it
+    for entry, source, names in opened:
+        mine = [n for n in chosen if n in names]
+        record = SourceRecord(entry.given, entry.given, "in memory", None, None, dict(names))
+        part: Data | None = None
+        if source is None:
+            if mine or "train" in names:
+                part = data_in_memory(dict.fromkeys(names, entry.source), mine, samples=samples, seed=seed)
+                record = replace(record, name=part.name, kind=part.kind)
+        else:
+            if mine or "train" in names:  # a train split is read for recompute even when not evaluated
+                part = read(renamed(source, names), mine)
+            record = replace(
+                record,
+                name=source.name,
+                kind=source.kind,
+                location=source.location,
+                normalization=None if part is None else part.normalization,
+            )
+        records.append(record)
+        labels.append(record.name if entry.split is None else f"{entry.split}={record.name}")
+        if part is not None:
+            parts.append(part)
+            evaluated.update({b.name: b for b in part.splits})
+    trained = next((p for p in parts if p.has_train and "train" in p.available), None)
+    given = as_split("calibration", calibration) if calibration is not None else None
+
+    def calibrate(n: int, seed: int) -> Batches:
+        if given is not None:
+            return given  # given for the purpose: used whole
+        assert trained is not None
+        return trained.calibration(n, seed)
+
+    kinds = {r.kind for r in records}
+    normalizations = {repr(p.normalization) for p in parts}
+    return Data(
+        " + ".join(labels),
+        kinds.pop() if len(kinds) == 1 else "several",
+        records[0].location if len(records) == 1 else None,
+        parts[0].normalization if len(normalizations) == 1 and parts else None,
+        present,
+        [evaluated[n] for n in chosen],
+        calibrate if given is not None or trained is not None else None,
+        tuple(records),
+    )

@@ -312,14 +312,25 @@ class DataSplit(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DataSource(Record):
+    given: str  # the data entry as given: SOURCE or NAME=SOURCE
+    name: str
+    kind: str
+    location: str | None
+    normalization: Normalization | None
+    splits: Mapping[str, str]  # the scan's split -> the source's split it reads
+
+
+@dataclass(frozen=True, kw_only=True)
 class Data(Record):
     name: str
-    kind: str | None = None  # named, file, folder, tensors, stream, …
+    kind: str | None = None  # named, file, folder, tensors, stream, …; several (sources of different kinds)
     location: str | None
     transform: Transform | None = None
     normalization: Normalization | None  # (mean, std), each one number or one per channel
     seed: int
     splits: Mapping[str, DataSplit]
+    sources: tuple[DataSource, ...] = _when_set(())  # data from several places (or one NAME=SOURCE): each
 
 
 @dataclass(frozen=True, kw_only=True)

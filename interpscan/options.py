@@ -22,6 +22,7 @@ from .values import (
     DEFAULT_ALPHAS,
     MAX_ALPHAS,
     Grid,
+    check_data,
     check_device,
     check_groups,
     check_key,
@@ -272,16 +273,24 @@ class Inputs:
         "timm:NAME. Optional when the checkpoint records its model, brings its own forward (TorchScript, "
         "torch.export), or matches exactly one zoo model.",
     )
-    data: str | None = option(
+    data: str | tuple[str, ...] | None = option(
         None,
         short="-d",
         panel=DATA_PANEL,
+        convert=check_data,
+        cli_type=list[str] | None,
         default_text="the dataset the checkpoints record",
         help="A named dataset (cifar10, cifar100, mnist, fashion-mnist; fashion-mnist-small is bundled; imagenet is "
         f"found under {opt('data_root')}, never downloaded), a tensor file (.pt, .npz, .safetensors) with inputs and "
         "targets, a folder of images with one sub-folder per class (needs Pillow), or path/to/file.py:factory / "
-        "package.module:factory. Needed unless the checkpoints record their dataset (as `interpscan demo`'s do).",
+        "package.module:factory. Repeatable, for data in several places: SOURCE gives every split it holds, "
+        "NAME=SOURCE one split named NAME (the source's split of that name, else its only or its test split): "
+        "id=test.pt ood=shifted.pt; a file whose name holds = is given with its folder, ./a=b.pt. Needed unless "
+        "the checkpoints record their dataset (as `interpscan demo`'s do).",
     )
+
+    def __post_init__(self) -> None:
+        _convert_fields(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -551,3 +551,53 @@ def check_label(text: Any, name: str) -> str:
             hint=f"give {opt(name)} a name of printable characters",
         )
     return value
+
+
+# A split's name in ``data``'s NAME=SOURCE: no path separator, so a path holding "=" is given with its folder.
+_SPLIT_NAME = re.compile(r"[\w.-]+")
+
+
+def data_entry(text: str) -> tuple[str | None, str]:
+    """One ``data`` entry: ``NAME=SOURCE`` -> (NAME, SOURCE), the source's split read as NAME; anything else ->
+    (None, text), every split of the source under its own name. The text before the first ``=`` is a name only
+    when it is one (letters, digits, ``_``, ``.``, ``-``; never a ``/``): a file whose name holds ``=`` is given
+    with its folder, ``./a=b.pt``."""
+    head, eq, rest = text.partition("=")
+    if eq and _SPLIT_NAME.fullmatch(head):
+        return head, rest
+    return None, text
+
+
+def check_data(value: Any) -> str | tuple[str, ...] | None:
+    """``data`` as the command line gives it (repeatable): None, one source (its text), or several, each
+    ``SOURCE`` or ``NAME=SOURCE`` (see data_entry); the sources are checked as paths (check_path).
+
+    Raises:
+        UsageError: an entry that is not text or is empty, NAME= without a source, or a name given twice.
+    """
+    if value is None:
+        return None
+    entries = (value,) if isinstance(value, str) else tuple(value)
+    if not entries:
+        return None
+    names: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise UsageError(f"{opt('data')} {entry!r} is not text", hint="give a dataset name, a file or a folder")
+        name, source = data_entry(entry)
+        if not source.strip():
+            raise UsageError(
+                f"{opt('data')} {shown(entry)} names the split {name!r} of no source"
+                if name
+                else f"{opt('data')} is empty",
+                hint="name a dataset (e.g. fashion-mnist-small), a tensor file, a folder or a factory"
+                + (", e.g. ood=shifted.pt" if name else ""),
+            )
+        check_path(source, "data")
+        if name is not None:
+            if name in names:
+                raise UsageError(
+                    f"{opt('data')}: the split {name!r} is named twice", hint="give each source its own split name"
+                )
+            names.append(name)
+    return entries[0] if len(entries) == 1 else entries

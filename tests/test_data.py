@@ -1169,7 +1169,7 @@ def test_data_keys_not_found(tmp_path: Path) -> None:
     assert str(exc.value) == f"{tmp_path / 'd.pt'}: no inputs/targets found (keys: x, y)"
     assert exc.value.hint == (
         "data_keys=('img', 'lbl'): expected entries 'img' and 'lbl', optionally per split "
-        "(img_train, lbl_test, or nested under train/test)"
+        "(img_train, lbl_test, or nested under the split's name)"
     )
 
 

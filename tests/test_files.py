@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_inputs import bombs
-from bad_inputs.case import RUN_ARGS, good_state
+from bad_inputs.case import fast_args, good_state
 
 from interpscan.errors import CheckpointError, DataError, UsageError
 from interpscan.files import (
@@ -223,8 +223,8 @@ def test_a_megabyte_declaring_a_gigabyte_costs_no_memory(tmp_path: Path) -> None
     assert bomb_npz.stat().st_size < 1.1 * 2**20
 
     def run(*args: str, data: Path | None = None) -> list[str]:
-        where = ["--data", str(data)] if data else []  # after RUN_ARGS' --data: the last one counts
-        return ["run", *args, *RUN_ARGS, *where, "--out", str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")]
+        where = ["--data", str(data)] if data else []  # in the place of RUN_ARGS' --data
+        return ["run", *args, *fast_args(*where), "--out", str(tmp_path / f"out{len(list(tmp_path.iterdir()))}")]
 
     valid, err = _peak_mib(run(str(init), str(final)), tmp_path)
     assert "error:" not in err, err

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,6 +21,7 @@ from interpscan import scan
 from interpscan.checkpoints import load_checkpoint
 from interpscan.errors import CheckpointError
 from tests.conftest import run_cli
+from tests.floats import tol32
 
 transformers = pytest.importorskip("transformers")
 
@@ -155,6 +157,34 @@ def test_cli_scans_vit_folders_with_no_model(
     assert _ends(results)[1] == pytest.approx(end, abs=1e-5)
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["checkpoints"]["final"]["format"] == "transformers"
+
+
+def test_vit_pair_over_test_and_shifted_from_one_file_and_from_two(
+    vit: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two save_pretrained ViTs scored on an in-distribution test set and a shifted one (the images inverted):
+    from one tensor file holding both splits, and from two --data files each naming its split; each split's
+    curve is the same either way."""
+    test = {"pixel_values": vit["x"], "labels": vit["y"]}
+    shifted = {"pixel_values": -vit["x"], "labels": vit["y"]}
+    torch.save({"test": test, "shifted": shifted}, tmp_path / "both.pt")
+    torch.save(test, tmp_path / "test.pt")
+    torch.save(shifted, tmp_path / "shifted.pt")
+    ends = [str(vit["root"] / "init"), str(vit["root"] / "final")]
+    common = ["run", *ends, "--alphas", "3", "--bootstrap", "0", "--quiet", "--no-html"]
+    one = ["--data", str(tmp_path / "both.pt"), "--split", "test,shifted", "-o", str(tmp_path / "one")]
+    two = ["--data", f"test={tmp_path / 'test.pt'}", "--data", f"shifted={tmp_path / 'shifted.pt'}"]
+    for words in (one, [*two, "-o", str(tmp_path / "two")]):
+        code, err = run_cli(monkeypatch, capsys, *common, *words)
+        assert code == 0, err
+    columns = ["split", "alpha", "loss", "accuracy", "n"]
+    a, b = (pd.read_csv(tmp_path / name / "results.csv")[columns] for name in ("one", "two"))
+    assert list(pd.unique(a["split"])) == ["test", "shifted"]
+    pd.testing.assert_frame_equal(a, b, **tol32())
+    # a real second set: the shifted images score otherwise; α=1 on test is transformers' own evaluation
+    assert not np.allclose(a.loc[a["split"] == "test", "loss"], a.loc[a["split"] == "shifted", "loss"])
+    own = _own_loss(transformers.ViTForImageClassification, vit["root"] / "final", test)
+    assert float(a.query("split == 'test' and alpha == 1")["loss"].iloc[0]) == pytest.approx(own, abs=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- BERT

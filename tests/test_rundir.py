@@ -27,10 +27,10 @@ RUN_OUTPUTS = ["results.csv", "results.html", "run.json", "summary.csv"]
 
 def _args(ckpts: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
     init, final = ckpts
+    data = [] if "--data" in extra else ["--data", "fashion-mnist-small"]  # --data repeated: two sources
     return [
         "run",
-        "--data",
-        "fashion-mnist-small",
+        *data,
         str(init),
         str(final),
         "--model",

@@ -101,7 +101,7 @@ def test_the_literal_spellings_are_the_choices() -> None:
 # One row per flag of `run`: the words on the command line, and where their value lands in the ScanConfig.
 LANDS: dict[str, tuple[list[str], str, Any]] = {
     "model": (["--model", "cnn"], "model", "cnn"),
-    "data": (["--data", "cifar10"], "data", "cifar10"),
+    "data": (["--data", "id=a.pt", "-d", "ood=b.pt"], "data", ("id=a.pt", "ood=b.pt")),
     "model_args": (["-a", "width=4", "--model-arg", "bn=false"], "read.model_args", {"width": 4, "bn": False}),
     "key": (["--key", "model_ema"], "read.key", "model_ema"),
     "unsafe_pickle": (["--unsafe-pickle"], "read.unsafe_pickle", True),

@@ -104,38 +104,69 @@ def _check_pair(label: str, split: str, x: Inputs, y: torch.Tensor) -> None:
         raise DataError(f"{label}: {split} has {x.shape[0]} inputs but {y.shape[0]} targets")
 
 
+def _split_order(name: str) -> int:
+    return SPLIT_NAMES.index(name) if name in SPLIT_NAMES else len(SPLIT_NAMES)
+
+
+def _found_splits(
+    label: str, entries: Mapping[str, Any], input_keys: Sequence[str], target_keys: Sequence[str], keyed: bool
+) -> dict[str, tuple[Inputs, torch.Tensor]]:
+    """Every split ``entries`` holds under any name: nested ({"shifted": {"x": …, "y": …}}), suffixed
+    (x_shifted beside y_shifted), and flat inputs and targets as the ``test`` split; train and test first, then
+    the others in the file's order."""
+    splits: dict[str, tuple[Inputs, torch.Tensor]] = {}
+    # a text model's suffixed inputs are found by their input_ids (the other named inputs follow it)
+    prefixes = tuple(input_keys) + (() if keyed else (TEXT_INPUT_KEYS[0],))
+    for key, value in entries.items():
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, Mapping):
+            where, suffix, name = value, "", key
+        else:
+            name = next((key[len(p) + 1 :] for p in prefixes if key.startswith(p + "_") and len(key) > len(p) + 1), "")
+            where, suffix = entries, f"_{name}"
+        if not name or name in splits:
+            continue
+        x, y = _pick_inputs(label, where, input_keys, suffix, keyed), _pick(label, where, target_keys, suffix)
+        if x is not None and y is not None:
+            splits[name] = (x, y)
+    x, y = _pick_inputs(label, entries, input_keys, "", keyed), _pick(label, entries, target_keys)
+    if x is not None and y is not None:
+        if "test" in splits:
+            raise DataError(
+                f"{label}: holds inputs and targets at its top level (the test split) and a test split besides",
+                hint="keep one of them, or save the top-level pair under another split's name",
+            )
+        splits["test"] = (x, y)
+    return {name: splits[name] for name in sorted(splits, key=_split_order)}
+
+
 def _tensor_splits(
     label: str, entries: Mapping[str, Any], keys: tuple[str, str] | None = None, *, mask: bool = True
 ) -> dict[str, tuple[Inputs, torch.Tensor]]:
-    """Find (inputs, targets) per split: nested {"train": {...}}, suffixed x_train/y_train, or flat x/y. Inputs
-    are one tensor, or a text model's input_ids (with attention_mask, token_type_ids) beside labels.
+    """Find (inputs, targets) per split, under any split name: nested {"train": {...}, "shifted": {...}},
+    suffixed x_train/y_train, x_shifted/y_shifted, or flat x/y (the ``test`` split). Inputs are one tensor, or a
+    text model's input_ids (with attention_mask, token_type_ids) beside labels.
 
     ``keys`` (from --data-keys) replaces the usual names for inputs and targets. ``mask``: token labels masked
     where the attention mask is 0 (source.masked_labels); without it, the entries' own tensors are returned.
+
+    Raises:
+        DataError: no split found, a top-level pair beside a test split, or inputs and targets that do not pair.
     """
     input_keys, target_keys = ((keys[0],), (keys[1],)) if keys else (INPUT_KEYS, TARGET_KEYS)
-    splits: dict[str, tuple[Inputs, torch.Tensor]] = {}
-    for split in SPLIT_NAMES:
-        nested = entries.get(split)
-        where, suffix = (nested, "") if isinstance(nested, Mapping) else (entries, f"_{split}")
-        x, y = _pick_inputs(label, where, input_keys, suffix, bool(keys)), _pick(label, where, target_keys, suffix)
-        if x is not None and y is not None:
-            splits[split] = (x, y)
-    if not splits:
-        x, y = _pick_inputs(label, entries, input_keys, "", bool(keys)), _pick(label, entries, target_keys)
-        if x is not None and y is not None:
-            splits["test"] = (x, y)
+    splits = _found_splits(label, entries, input_keys, target_keys, bool(keys))
     if not splits:
         if keys:
             hint = (
                 f"{opt('data_keys', tuple(keys))}: expected entries {keys[0]!r} and {keys[1]!r}, "
-                f"optionally per split ({keys[0]}_train, {keys[1]}_test, or nested under train/test)"
+                f"optionally per split ({keys[0]}_train, {keys[1]}_test, or nested under the split's name)"
             )
         else:
             hint = (
                 f"name them one of {'/'.join(INPUT_KEYS)} and {'/'.join(TARGET_KEYS)} (text: input_ids, "
-                "attention_mask and labels), optionally per split (x_train, y_test, or nested under train/test), "
-                f"or pass {opt('data_keys', 'INPUTS,TARGETS')}"
+                "attention_mask and labels), optionally per split (x_train, y_test, x_shifted, or nested under "
+                f"the split's name), or pass {opt('data_keys', 'INPUTS,TARGETS')}"
             )
         raise DataError(f"{label}: no inputs/targets found (keys: {', '.join(sorted(map(str, entries)))})", hint=hint)
     for split, (x, y) in splits.items():

@@ -40,9 +40,18 @@ class Case:
         return [a.replace(OUT, str(out)) for a in self.args]
 
 
+def fast_args(*extra: str) -> tuple[str, ...]:
+    """RUN_ARGS, then ``extra``; a ``--data`` in ``extra`` takes the place of RUN_ARGS' (``--data`` is repeatable:
+    two would be the two sources of one scan)."""
+    if "--data" not in extra:
+        return (*RUN_ARGS, *extra)
+    at = RUN_ARGS.index("--data")
+    return (*RUN_ARGS[:at], *RUN_ARGS[at + 2 :], *extra)
+
+
 def run_args(init: Path | str, final: Path | str, *extra: str, out: Path | str = OUT) -> tuple[str, ...]:
     """`interpscan run INIT FINAL` with the fast settings, writing to ``out`` (a fresh path by default)."""
-    return ("run", str(init), str(final), *RUN_ARGS, *extra, "--out", str(out))
+    return ("run", str(init), str(final), *fast_args(*extra), "--out", str(out))
 
 
 def good_state(seed: int = 0, width: int = 2) -> dict[str, torch.Tensor]:

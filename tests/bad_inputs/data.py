@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import bombs
-from .case import OUT, RUN_ARGS, Case, good_state, run_args
+from .case import OUT, Case, fast_args, good_state, run_args
 
 TITLE = "Data files"
 # The cases build writes, in order (checked by build_corpus), so a test can be parametrized before it runs.
@@ -481,11 +481,7 @@ def build(root: Path) -> list[Case]:
                 "run",
                 str(rgb_init),
                 str(rgb_final),
-                *RUN_ARGS,
-                "--model-arg",
-                "in_channels=3",
-                "--data",
-                str(cmyk_root),
+                *fast_args("--model-arg", "in_channels=3", "--data", str(cmyk_root)),
                 "--out",
                 OUT,
             ),
