@@ -189,17 +189,26 @@ def text_list(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``groups`` values (``run`` and ``layers`` alike): each a non-empty pattern.
+    """``groups`` values (``run`` and ``layers`` alike): each a ``NAME=PATTERN,…`` group or a comma-separated list
+    of patterns, with no empty pattern among them (``,`` or ``a,,b`` would otherwise scan with fewer groups than
+    were written, or with none at all).
 
     Raises:
-        UsageError: an empty or blank value, or one that is not text.
+        UsageError: an empty or blank value, an empty pattern between or around commas, a group with no name
+            before ``=`` or no pattern after it, or a value that is not text.
     """
     values = (groups,) if isinstance(groups, str) else tuple(groups or ())
-    if not all(isinstance(g, str) and g.strip() for g in values):
-        raise UsageError(
-            f"{opt('groups')} {list(values)!r}: each value must be a non-empty pattern",
-            hint="e.g. 'layer*' (see `interpscan layers`)",
-        )
+    hint = "patterns are separated by commas, e.g. 'layer1*,layer2*' or 'head=fc*,!fc.bias' (see `interpscan layers`)"
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{opt('groups')} {shown(str(value))}: each value must be a non-empty pattern", hint=hint)
+        named = "=" in value.split(",")[0]
+        name, _, body = value.partition("=") if named else ("", "", value)
+        if named and not name.strip():
+            raise UsageError(f"{opt('groups')} {shown(value)}: the group has no name before '='", hint=hint)
+        if any(not piece.strip() for piece in body.split(",")):
+            where = "after '='" if named and not body.strip() else "between or around its commas"
+            raise UsageError(f"{opt('groups')} {shown(value)} holds an empty pattern ({where})", hint=hint)
     return values
 
 
