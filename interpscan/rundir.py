@@ -25,6 +25,7 @@ from .engine.snapshot import ScanSnapshot
 from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped, opt
 from .manifest import json_safe
 from .schema import PARTIAL_NAME
+from .values import env_number
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
 MIN_FREE_BYTES = 16 * 2**20  # the HTML page (~5 MB with plotly.js inlined), CSVs, run.json and a partial scan
@@ -186,9 +187,33 @@ def _write_error(out: Path, exc: OSError) -> OutputError:
     )
 
 
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or that it was raised while handling. torch.save turns a failed write (a full
+    disk) into RuntimeError("[enforce fail at inline_container.cc:…] unexpected pos …"), the OSError with its
+    "No space left on device" only its context."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is short; a cycle must not loop
+        if seen is None or isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def partial_name(world: World) -> str:
     """The partial scan's file name: one per rank when several processes scan (each keeps its own share)."""
     return PARTIAL_NAME if world.size == 1 else f".interpscan-partial-rank{world.rank}-of-{world.size}.pt"
+
+
+SAVE_EVERY_S = 2.0  # the partial scan is written at most this often (INTERPSCAN_SAVE_EVERY, seconds)
+
+
+def save_every() -> float:
+    """Seconds between writes of the partial scan: INTERPSCAN_SAVE_EVERY, else SAVE_EVERY_S.
+
+    Raises:
+        UsageError: the variable is not a number of seconds ≥ 0.
+    """
+    return env_number("INTERPSCAN_SAVE_EVERY", SAVE_EVERY_S, hint="e.g. INTERPSCAN_SAVE_EVERY=2 (seconds), or unset it")
 
 
 class PartialSaver:
@@ -199,7 +224,7 @@ class PartialSaver:
     def __init__(self, folder: OutputFolder, every: float | None = None, name: str = PARTIAL_NAME) -> None:
         self.folder, self.name = folder, name
         self.path = folder.path / name
-        self.every = float(os.environ.get("INTERPSCAN_SAVE_EVERY", "2")) if every is None else every
+        self.every = save_every() if every is None else every
         self.latest: ScanSnapshot | dict[str, Any] | None = None
         self.written: ScanSnapshot | dict[str, Any] | None = None
         self.last = time.monotonic()
@@ -225,7 +250,8 @@ class PartialSaver:
             except OutputError:
                 raise
             except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
-                cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                system = os_error_behind(exc)
+                cause = system.strerror if system is not None and system.strerror else str(exc).splitlines()[0]
                 raise OutputError(
                     f"cannot save the partial scan to {self.path}: {cause}; the scan stopped",
                     hint=f"free some space where {opt('out')} is, or choose another {opt('out')}",
@@ -287,6 +313,7 @@ class RunDirectory:
     def __init__(self, path: Path, *, force: bool = False, resume: bool = False, world: World | None = None) -> None:
         self.path, self.force, self.resume = Path(path), force, resume
         self.world = world or World()
+        self.every = save_every()  # before the directory is made: a bad INTERPSCAN_SAVE_EVERY changes nothing
         self.partial: ScanSnapshot | None = None
         self._stack = ExitStack()
         self._created = False
@@ -339,7 +366,7 @@ class RunDirectory:
             self._folder = self._stack.enter_context(OutputFolder.open(self.path, create=False))
         name = partial_name(self.world)
         self._folder.check([name])
-        self._saver = PartialSaver(self._folder, name=name)
+        self._saver = PartialSaver(self._folder, self.every, name=name)
         if self.resume:
             self.partial = ScanSnapshot.from_state(load_partial(self._folder, name))
 

@@ -212,6 +212,38 @@ def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
     return values
 
 
+def env_number(
+    name: str,
+    default: float,
+    *,
+    whole: bool = False,
+    low: float = 0.0,
+    hint: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """A number from the environment variable ``name`` (unset or blank: ``default``): finite, at least ``low``,
+    and whole with ``whole`` (then an int). A variable is a value the user gave as surely as a flag: a malformed
+    one is their mistake, said in one line, never a ValueError from deep inside.
+
+    Raises:
+        UsageError: the variable is set to anything else.
+    """
+    text = (os.environ if env is None else env).get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value: float = int(text, 10) if whole else number(text.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= low):
+        kind = "a whole number" if whole else "a number"
+        raise UsageError(
+            f"the environment variable {name}={shown(text)} is not {kind} ≥ {low:g}",
+            hint=hint or f"set {name} to such a number, or unset it (default {default:g})",
+        )
+    return value
+
+
 def check_splits(splits: str | Sequence[str] | None) -> tuple[str, ...] | None:
     """``splits``: the names of the splits to evaluate, each once; None: the data's default.
 
