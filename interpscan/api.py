@@ -616,6 +616,7 @@ def _scan(
     stages = _Stages(plan, hooks, fingerprint, options.refine, resume, on_batch)
     point_results: list[PointResult] = []
     report: EngineReport | None = None
+    refined = 0  # points --refine added, over every curve and segment
     for segment in range(1, len(plan.weights.path)):
         segment_results, report = stages.run(segment, [replace(p, segment=segment) for p in plan.points])
         sizes = round_sizes(options.refine)
@@ -627,8 +628,13 @@ def _scan(
             stages.fewer(size * len(plan.curves) - len(points))  # a curve with nothing left takes fewer
             more, report = stages.run(segment, [replace(p, segment=segment) for p in points])
             segment_results += more
+            refined += len(points)
         point_results += segment_results
     assert report is not None  # a path has at least one segment
+    short = _refine_shortfall(options.refine, refined, len(plan.curves), len(plan.weights.path) - 1)
+    if short is not None:
+        plan.warnings.append(short)
+        hooks.say(short)
     for name, count in report.ignored.items():
         if plan.objective.per_token:  # padding and prompts a user masked: expected, so said, not warned about
             hooks.say(f"{name}: {count} tokens labelled {IGNORE_INDEX} (padding) are not scored")
@@ -653,7 +659,7 @@ def _scan(
     summary = summary_frame(results, plan.curves, [c.tensors for c in plan.weights.path], options.tol, intervals)
     counts = {r.split: r.n for r in point_results}
     report = stages.report(report)
-    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
+    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start, refined)
     examples = per_example_arrays(point_results) if options.per_example else None
     return ScanResult(results, summary, manifest, examples)
 
@@ -669,6 +675,21 @@ def _base_rates(plan: _Plan) -> dict[str, float | None]:
             if labels.numel() and not labels.is_floating_point():
                 rates[split.name] = float(torch.bincount(labels.long().flatten()).max()) / labels.numel()
     return rates
+
+
+def _refine_shortfall(points: int, added: int, curves: int, segments: int) -> str | None:
+    """A warning when --refine added fewer points than asked (``points`` per curve and segment): a curve whose
+    loss no longer changes between neighbours (flat, or not finite) has nothing left to resolve. None when all
+    were added."""
+    asked = points * curves * segments
+    if added >= asked:
+        return None
+    per = f" ({points} per curve and segment)" if curves * segments > 1 else ""
+    return (
+        f"warning: {opt('refine', points)} added {added} of {asked} points{per}: the loss stopped changing "
+        "between neighbouring points (flat or not finite) where more were to go, so there was nothing left to "
+        "resolve; run.json's refine.added records it"
+    )
 
 
 def _refinement(templates: Sequence[Point], results: Sequence[PointResult], size: int) -> list[Point]:
@@ -796,8 +817,9 @@ def _manifest(
     hooks: Hooks,
     counts: Mapping[str, int],
     seconds: float,
+    refined: int = 0,
 ) -> mf.Manifest:
-    """run.json: how every number was made."""
+    """run.json: how every number was made (``refined``: the points --refine added, over curves and segments)."""
     resolved, weights, device = plan.weights.model, plan.weights, plan.device
     net = resolved.model
     grouping = plan.grouping
@@ -858,7 +880,12 @@ def _manifest(
         ),
         grid=mf.Grid(alphas=tuple(options.grid.alphas), endpoints_added=tuple(options.grid.added)),
         # --refine: points added per curve and segment, in rounds of these sizes (results.csv's refined rows)
-        refine=mf.Refine(points=options.refine, rounds=tuple(round_sizes(options.refine)), max_rounds=ROUNDS)
+        refine=mf.Refine(
+            points=options.refine,
+            rounds=tuple(round_sizes(options.refine)),
+            max_rounds=ROUNDS,
+            added=refined if refined < options.refine * len(plan.curves) * (len(weights.path) - 1) else None,
+        )
         if options.refine
         else None,
         groups=None if grouping is None else _groups_record(grouping, options),
