@@ -24,7 +24,7 @@ from .distributed import World
 from .engine.snapshot import ScanSnapshot
 from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped, opt
 from .manifest import json_safe
-from .schema import PARTIAL_NAME
+from .schema import PARTIAL_NAME, csv_cell
 from .values import env_number
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz")
@@ -104,7 +104,12 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
 
 def csv_text(df: Any) -> str:
     """A table as interpscan's CSVs hold it: 10 significant digits, far below any standard error, so the files
-    stay readable and diffable."""
+    stay readable and diffable; text cells that a spreadsheet would run as formulas quoted (schema.csv_cell)."""
+    from pandas.api.types import is_string_dtype
+
+    text = [c for c in df.columns if df[c].dtype == object or is_string_dtype(df[c].dtype)]
+    if text:
+        df = df.assign(**{c: df[c].map(csv_cell, na_action="ignore") for c in text})
     return str(df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
 
 
