@@ -37,7 +37,7 @@ from .decisions import (
     choose_strategy,
     default_batch_size,
 )
-from .devices import resolve_device
+from .devices import host_memory_available, resolve_device
 from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import (
@@ -95,7 +95,7 @@ from .refine import ROUNDS, next_alphas, round_sizes
 from .results import ScanResult as ScanResult  # defined beside load_run, which returns one too
 from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
-from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
+from .uncertainty import KEPT_BYTES, LEVEL, bootstrap_intervals, kept_bytes, per_example_arrays
 from .values import DEFAULT_ALPHAS, Normalization, check_path
 
 Log = Callable[[str], None]
@@ -486,6 +486,8 @@ def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
         for c in curves.values()
         for a in options.grid.alphas
     ]
+    if options.bootstrap > 0 or options.per_example:
+        _check_kept_memory(resolved.splits, len(points) + options.refine * len(curves), weights, options, objective)
     engine = EngineOptions(
         policy=policy.value,
         strategy=strategy.value,
@@ -511,6 +513,47 @@ def _plan(config: ScanConfig, hooks: Hooks) -> _Plan:
         engine,
         warnings,
     )
+
+
+def _scored(split: Any, objective: Objective) -> int | None:
+    """Losses a split yields per point (examples, or next tokens for a causal language model), when known before
+    it is read."""
+    if isinstance(split, Split) and objective.per_token:
+        return int(split.targets[..., 1:].numel())
+    try:
+        return len(split)
+    except Exception:  # a stream whose length is not known (a user's dataset may raise anything): no estimate
+        return None
+
+
+def _check_kept_memory(
+    splits: Sequence[Any], points: int, weights: Weights, options: ScanOptions, objective: Objective
+) -> None:
+    """Keeping every example's loss (the bootstrap, per_example) must fit in host memory: estimated before
+    anything is evaluated (uncertainty.kept_bytes), not found out by the allocator at the end of the scan.
+
+    Raises:
+        UsageError: the estimate exceeds what the host has available (devices.host_memory_available).
+    """
+    counts = [n for n in (_scored(s, objective) for s in splits) if n is not None]
+    total_points = points * (len(weights.path) - 1)
+    need = kept_bytes(total_points, counts, replicates=options.bootstrap, arrays=options.per_example)
+    have = host_memory_available()
+    if have is None or need <= have:
+        return
+    uses = [(opt("bootstrap", options.bootstrap), opt("bootstrap", 0))] if options.bootstrap else []
+    uses += [(opt("per_example", True), f"no {opt('per_example')}")] if options.per_example else []
+    raise UsageError(
+        f"keeping every example's loss for {' and '.join(u for u, _ in uses)} needs about {_gib(need)} "
+        f"({total_points:,} points × {sum(counts):,} examples × {KEPT_BYTES} bytes, and the copies made of them), "
+        f"and {_gib(have)} of memory is available",
+        hint=f"turn it off ({', '.join(off for _, off in uses)}), or scan fewer points ({opt('alphas')}, "
+        f"{opt('groups')}) or examples ({opt('samples')})",
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _size(split: Any) -> int | None:

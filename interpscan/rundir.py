@@ -22,7 +22,7 @@ from typing import IO, Any
 from .atomic import LEDGER_NAME, LOCK_NAME, TEMP_PREFIX, WORKING_PREFIX, Content, OutputFolder, write_atomic
 from .distributed import World
 from .engine.snapshot import ScanSnapshot
-from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped, opt
+from .errors import InterpscanError, Interrupted, LostContact, OutputError, RunError, Stopped, opt
 from .manifest import json_safe
 from .schema import PARTIAL_NAME, csv_cell
 from .values import env_number
@@ -256,6 +256,11 @@ class PartialSaver:
                 raise
             except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
                 system = os_error_behind(exc)
+                if system is None and "allocate memory" in str(exc):  # the copy to save did not fit, not the disk
+                    raise RunError(
+                        f"out of memory while saving the partial scan to {self.path}; the scan stopped",
+                        hint=f"keep fewer examples' losses ({opt('bootstrap', 0)}), or scan fewer points or examples",
+                    ) from exc
                 cause = system.strerror if system is not None and system.strerror else str(exc).splitlines()[0]
                 raise OutputError(
                     f"cannot save the partial scan to {self.path}: {cause}; the scan stopped",

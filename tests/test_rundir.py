@@ -473,3 +473,29 @@ def test_a_folder_holding_only_interpscans_lock_ledger_or_temporary_files_is_emp
     with pytest.raises(OutputError, match="holds an interrupted scan"):
         rundir.open_output_dir(out, force=False)
     rundir.open_output_dir(out, force=True, writes=rundir.OUTPUT_FILES).close()
+
+
+def test_memory_running_out_while_the_partial_scan_is_saved_is_not_a_full_disk(
+    monkeypatch, capsys, ckpts, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Before: the allocator's failure while the snapshot was copied read "cannot save the partial scan …
+    DefaultCPUAllocator: can't allocate memory …", hint "free some space" (seen on main, 100 points × 2 million
+    examples under ulimit -v)."""
+    import torch
+
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
+
+    def no_memory(obj: object, fh: object) -> None:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 800000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(torch, "save", no_memory)
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--batch-size", "8"))
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: out of memory while saving the partial scan to {out / rundir.PARTIAL_NAME}; the scan stopped",
+        "hint: keep fewer examples' losses (--bootstrap 0), or scan fewer points or examples",
+    ]
