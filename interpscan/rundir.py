@@ -409,6 +409,17 @@ class RunDirectory:
         """Write the latest snapshot now; whether a partial scan is on disk."""
         return self.saver.flush()
 
+    def _interrupted_writing(self) -> Interrupted:
+        """What an interruption while the run's files were written leaves: the finished scan, saved to resume from
+        (its files are written whole or not at all, each; the staged ones were removed)."""
+        if self.flush():
+            return Interrupted(
+                f"interrupted while the results were written into {self.path}; the finished scan is saved in "
+                f"{self.saver.path}",
+                hint=f"write them with the same command plus {opt('resume', True)} (nothing is evaluated again)",
+            )
+        return Interrupted(f"interrupted while the results were written into {self.path}; nothing was saved")
+
     def write(self, result: Any, *, html: bool = True) -> dict[str, Path]:
         """results.csv, summary.csv, run.json (and results.html) of ``result``, by rank 0; then every rank's
         partial scan is removed (kept when the files could not be written). Returns name -> path (rank 0's)."""
@@ -419,6 +430,8 @@ class RunDirectory:
                 paths = _write_outputs(result, self.saver.folder, html=html)
             except InterpscanError as exc:
                 failed = exc
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the scan is done, only its files are not
+                raise self._interrupted_writing() from None
         if not self.world.all_ok(failed is None):
             raise failed or Stopped("rank 0 could not write the run's files")
         self.saver.clear()

@@ -499,3 +499,32 @@ def test_memory_running_out_while_the_partial_scan_is_saved_is_not_a_full_disk(
         f"error: out of memory while saving the partial scan to {out / rundir.PARTIAL_NAME}; the scan stopped",
         "hint: keep fewer examples' losses (--bootstrap 0), or scan fewer points or examples",
     ]
+
+
+def test_an_interruption_while_the_files_are_written_says_what_was_kept(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM (the CLI turns it into KeyboardInterrupt) while results.csv & co. were written: before, exit 130 and
+    not a word. Now one line says what happened and where the finished scan is; --resume writes the files."""
+    written = rundir._write_outputs
+    calls: list[int] = []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return written(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rundir, "_write_outputs", interrupted)
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 130
+    assert err.strip().splitlines()[-2:] == [
+        f"error: interrupted while the results were written into {out}; the finished scan is saved in "
+        f"{out / rundir.PARTIAL_NAME}",
+        "hint: write them with the same command plus --resume (nothing is evaluated again)",
+    ]
+    assert (out / rundir.PARTIAL_NAME).is_file()
+    assert not (out / "results.csv").exists()
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--resume"))
+    assert code == 0, err
+    assert (out / "results.csv").is_file()
+    assert not (out / rundir.PARTIAL_NAME).exists()
