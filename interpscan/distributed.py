@@ -153,7 +153,7 @@ def _dist() -> ModuleType:
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    return int(env_number(name, default, whole=True, low=-(2**63), hint="launch with torchrun, which sets it", env=env))
+    return int(env_number(name, default, whole=True, hint="launch with torchrun, which sets it", env=env))
 
 
 def world_from_env(env: Mapping[str, str] | None = None) -> World:
@@ -185,11 +185,11 @@ _POLL_S = 0.1  # the main thread's wait between looks at the rendezvous: Ctrl-C 
 
 def _launched_by(env: Mapping[str, str]) -> str:
     """The launch variables that are set, as the user would have to unset them: 'RANK=0, WORLD_SIZE=2, …'."""
-    return ", ".join(f"{name}={env[name]}" for name in LAUNCH_VARIABLES if name in env)
+    return ", ".join(f"{name}={env[name]}" for name in LAUNCH_VARIABLES if env.get(name, "").strip())
 
 
 def _launch_hint(env: Mapping[str, str]) -> str:
-    names = " ".join(name for name in LAUNCH_VARIABLES if name in env)
+    names = " ".join(name for name in LAUNCH_VARIABLES if env.get(name, "").strip())
     return f"start every process with torchrun (it sets them all), or `unset {names}` to scan in one process"
 
 
@@ -276,7 +276,8 @@ def _join(world: World, backend: str, device_index: int | None, env: Mapping[str
         if not isinstance(exc, (RuntimeError, ValueError)):  # ours, or the system's: not a rendezvous problem
             raise exc
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160].rstrip(".")
-        raise _no_peers(world, env, join_s, first) from exc
+        # torch's words for the wait running out add nothing to ours (and vary with its rounding)
+        raise _no_peers(world, env, join_s, "" if "timed out" in first.lower() else first) from exc
     if settable:
         c10d._set_pg_timeout(datetime.timedelta(seconds=collective_s))
 
