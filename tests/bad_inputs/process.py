@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .case import Case, good_state, run_args
+from .case import OUT, Case, good_state, run_args
 
 TITLE = "The process: environment, memory, honest options"
 NAMES = (
@@ -54,6 +54,12 @@ def _env(**values: str) -> tuple[tuple[str, str], ...]:
 # rank 0 of 2 with an address torch can serve on (port 0: any free one), as torchrun would set it for the first of
 # two processes, with no second process coming; the join timeout cut to 1 s so that the case ends at once
 ALONE = _env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
+
+
+def _argv(init: Path, final: Path, model: tuple[str, ...], data: str, *extra: str) -> tuple[str, ...]:
+    """`interpscan run` of the fast settings with another model or data than run_args' (cnn on fashion-mnist)."""
+    fast = ("--alphas", "2", "--bn", "interpolate", "-q", "--no-html")
+    return ("run", str(init), str(final), "--model", *model, "--data", data, *fast, *extra, "--out", OUT)
 
 
 def build(root: Path) -> list[Case]:
@@ -131,27 +137,7 @@ def build(root: Path) -> list[Case]:
         Case(
             "local-world-size-not-a-number",
             "LOCAL_WORLD_SIZE=four with a streamed image folder (int() raised: an internal error)",
-            (
-                "run",
-                str(init),
-                str(final),
-                "--model",
-                "cnn",
-                "--model-arg",
-                "width=2",
-                "--data",
-                str(images),
-                "--resize",
-                "28",
-                "--alphas",
-                "2",
-                "--bn",
-                "interpolate",
-                "-q",
-                "--no-html",
-                "--out",
-                "{out}",
-            ),
+            _argv(init, final, ("cnn", "--model-arg", "width=2"), str(images), "--resize", "28"),
             2,
             "LOCAL_WORLD_SIZE='four' is not a whole number ≥ 1",
             env=_env(LOCAL_WORLD_SIZE="four"),
@@ -228,25 +214,7 @@ def build(root: Path) -> list[Case]:
         Case(
             "model-factory-on-meta",
             "a model factory that builds under torch.device('meta') (torch's NotImplementedError)",
-            (
-                "run",
-                str(init),
-                str(final),
-                "--model",
-                f"{meta}:make",
-                "--data",
-                "fashion-mnist-small",
-                "--samples",
-                "16",
-                "--alphas",
-                "2",
-                "--bn",
-                "interpolate",
-                "-q",
-                "--no-html",
-                "--out",
-                "{out}",
-            ),
+            _argv(init, final, (f"{meta}:make",), "fashion-mnist-small", "--samples", "16"),
             2,
             "tensors on the meta device, shapes without data",
         )
