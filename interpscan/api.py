@@ -52,6 +52,7 @@ from .engine import (
     scan_points,
 )
 from .errors import DataError, Interrupted, UsageError, opt, render
+from .files import describe_size
 from .groups import Grouping, ModuleTree, resolve_groups
 from .huggingface import Task, model_task
 from .inputs import (
@@ -544,16 +545,12 @@ def _check_kept_memory(
     uses = [(opt("bootstrap", options.bootstrap), opt("bootstrap", 0))] if options.bootstrap else []
     uses += [(opt("per_example", True), f"no {opt('per_example')}")] if options.per_example else []
     raise UsageError(
-        f"keeping every example's loss for {' and '.join(u for u, _ in uses)} needs about {_gib(need)} "
+        f"keeping every example's loss for {' and '.join(u for u, _ in uses)} needs about {describe_size(need)} "
         f"({total_points:,} points × {sum(counts):,} examples × {KEPT_BYTES} bytes, and the copies made of them), "
-        f"and {_gib(have)} of memory is available",
+        f"and {describe_size(have)} of memory is available",
         hint=f"turn it off ({', '.join(off for _, off in uses)}), or scan fewer points ({opt('alphas')}, "
         f"{opt('groups')}) or examples ({opt('samples')})",
     )
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _size(split: Any) -> int | None:

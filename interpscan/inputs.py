@@ -139,8 +139,8 @@ def _check_materialized(resolved: ResolvedModel) -> None:
     if meta:
         shown = ", ".join(meta[:3]) + (", …" if len(meta) > 3 else "")
         raise ModelError(
-            f"{resolved.origin} has {len(meta)} tensor{'s' if len(meta) != 1 else ''} on the meta device, shapes "
-            f"without data ({shown})",
+            f"the model ({resolved.origin}) has {len(meta)} tensor{'s' if len(meta) != 1 else ''} on the meta "
+            f"device, shapes without data ({shown})",
             hint="build the model on the CPU (interpscan loads the checkpoints' weights into it), not under "
             "torch.device('meta')",
         )

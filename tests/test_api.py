@@ -212,5 +212,5 @@ def test_a_model_on_the_meta_device_is_interpscans_own_error() -> None:
     with pytest.raises(ModelError) as exc:
         interpscan.scan(model, init.state_dict(), final.state_dict(), data, alphas=3, bootstrap=0)
     assert exc.value.message == (
-        "the model passed in has 2 tensors on the meta device, shapes without data (weight, bias)"
+        "the model (the model passed in) has 2 tensors on the meta device, shapes without data (weight, bias)"
     )

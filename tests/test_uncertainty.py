@@ -193,6 +193,7 @@ def test_kept_losses_that_cannot_fit_are_refused_before_the_scan(monkeypatch: py
     reported as a full disk while the partial scan was saved). Now the need is estimated from the points and
     examples and refused with the number and what to change."""
     from interpscan.errors import UsageError
+    from interpscan.files import describe_size
     from interpscan.uncertainty import kept_bytes
 
     monkeypatch.setenv("INTERPSCAN_MAX_MEMORY", "1M")
@@ -205,7 +206,7 @@ def test_kept_losses_that_cannot_fit_are_refused_before_the_scan(monkeypatch: py
     need = kept_bytes(100, [1000], replicates=200, arrays=False)
     assert need == 5 * 100 * (1000 + 2000) + 29 * 100 * 1000 + 24 * 200 * 1000
     assert exc.value.message == (
-        f"keeping every example's loss for bootstrap=200 needs about {need / 2**20:.1f} MiB (100 points × 1,000 "
+        f"keeping every example's loss for bootstrap=200 needs about {describe_size(need)} (100 points × 1,000 "
         "examples × 5 bytes, and the copies made of them), and 1.0 MiB of memory is available"
     )
     assert exc.value.hint is not None
