@@ -37,7 +37,7 @@ from .decisions import (
     choose_strategy,
     default_batch_size,
 )
-from .devices import resolve_device
+from .devices import host_memory_available, resolve_device
 from .distributed import World, rank_device
 from .download import DownloadProgress
 from .engine import (
@@ -52,6 +52,7 @@ from .engine import (
     scan_points,
 )
 from .errors import DataError, Interrupted, UsageError, opt, render
+from .files import describe_size
 from .groups import Grouping, ModuleTree, resolve_groups
 from .huggingface import Task, model_task
 from .inputs import (
@@ -98,7 +99,7 @@ from .refine import ROUNDS, next_alphas, round_sizes
 from .results import ScanResult as ScanResult  # defined beside load_run, which returns one too
 from .sanity import chance_warnings
 from .tables import Curve, group_curves, results_frame, summary_frame
-from .uncertainty import LEVEL, bootstrap_intervals, per_example_arrays
+from .uncertainty import KEPT_BYTES, LEVEL, bootstrap_intervals, kept_bytes, per_example_arrays
 from .values import DEFAULT_ALPHAS, Normalization, check_data, check_path
 
 if TYPE_CHECKING:
@@ -512,6 +513,8 @@ def _plan(config: ScanConfig, hooks: Hooks, *, plane: bool = False) -> _Plan:
         for c in curves.values()
         for a in options.grid.alphas
     ]
+    if options.bootstrap > 0 or options.per_example:
+        _check_kept_memory(resolved.splits, len(points) + options.refine * len(curves), weights, options, objective)
     engine = EngineOptions(
         policy=policy.value,
         strategy=strategy.value,
@@ -536,6 +539,43 @@ def _plan(config: ScanConfig, hooks: Hooks, *, plane: bool = False) -> _Plan:
         calib,
         engine,
         warnings,
+    )
+
+
+def _scored(split: Any, objective: Objective) -> int | None:
+    """Losses a split yields per point (examples, or next tokens for a causal language model), when known before
+    it is read."""
+    if isinstance(split, Split) and objective.per_token:
+        return int(split.targets[..., 1:].numel())
+    try:
+        return len(split)
+    except Exception:  # a stream whose length is not known (a user's dataset may raise anything): no estimate
+        return None
+
+
+def _check_kept_memory(
+    splits: Sequence[Any], points: int, weights: Weights, options: ScanOptions, objective: Objective
+) -> None:
+    """Keeping every example's loss (the bootstrap, per_example) must fit in host memory: estimated before
+    anything is evaluated (uncertainty.kept_bytes), not found out by the allocator at the end of the scan.
+
+    Raises:
+        UsageError: the estimate exceeds what the host has available (devices.host_memory_available).
+    """
+    counts = [n for n in (_scored(s, objective) for s in splits) if n is not None]
+    total_points = points * (len(weights.path) - 1)
+    need = kept_bytes(total_points, counts, replicates=options.bootstrap, arrays=options.per_example)
+    have = host_memory_available()
+    if have is None or need <= have:
+        return
+    uses = [(opt("bootstrap", options.bootstrap), opt("bootstrap", 0))] if options.bootstrap else []
+    uses += [(opt("per_example", True), f"no {opt('per_example')}")] if options.per_example else []
+    raise UsageError(
+        f"keeping every example's loss for {' and '.join(u for u, _ in uses)} needs about {describe_size(need)} "
+        f"({total_points:,} points × {sum(counts):,} examples × {KEPT_BYTES} bytes, and the copies made of them), "
+        f"and {describe_size(have)} of memory is available",
+        hint=f"turn it off ({', '.join(off for _, off in uses)}), or scan fewer points ({opt('alphas')}, "
+        f"{opt('groups')}) or examples ({opt('samples')})",
     )
 
 
@@ -645,6 +685,7 @@ def _scan(
     stages = _Stages(plan, hooks, fingerprint, options.refine, resume, on_batch)
     point_results: list[PointResult] = []
     report: EngineReport | None = None
+    refined = 0  # points --refine added, over every curve and segment
     for segment in range(1, len(plan.weights.path)):
         segment_results, report = stages.run(segment, [replace(p, segment=segment) for p in plan.points])
         sizes = round_sizes(options.refine)
@@ -656,8 +697,13 @@ def _scan(
             stages.fewer(size * len(plan.curves) - len(points))  # a curve with nothing left takes fewer
             more, report = stages.run(segment, [replace(p, segment=segment) for p in points])
             segment_results += more
+            refined += len(points)
         point_results += segment_results
     assert report is not None  # a path has at least one segment
+    short = _refine_shortfall(options.refine, refined, len(plan.curves), len(plan.weights.path) - 1)
+    if short is not None:
+        plan.warnings.append(short)
+        hooks.say(short)
     for name, count in report.ignored.items():
         if plan.objective.per_token:  # padding and prompts a user masked: expected, so said, not warned about
             hooks.say(f"{name}: {count} tokens labelled {IGNORE_INDEX} (padding) are not scored")
@@ -682,7 +728,7 @@ def _scan(
     summary = summary_frame(results, plan.curves, [c.tensors for c in plan.weights.path], options.tol, intervals)
     counts = {r.split: r.n for r in point_results}
     report = stages.report(report)
-    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start)
+    manifest = _manifest(plan, options, read, report, hooks, counts, time.perf_counter() - t_start, refined)
     examples = per_example_arrays(point_results) if options.per_example else None
     return ScanResult(results, summary, manifest, examples)
 
@@ -698,6 +744,21 @@ def _base_rates(plan: _Plan) -> dict[str, float | None]:
             if labels.numel() and not labels.is_floating_point():
                 rates[split.name] = float(torch.bincount(labels.long().flatten()).max()) / labels.numel()
     return rates
+
+
+def _refine_shortfall(points: int, added: int, curves: int, segments: int) -> str | None:
+    """A warning when --refine added fewer points than asked (``points`` per curve and segment): a curve whose
+    loss no longer changes between neighbours (flat, or not finite) has nothing left to resolve. None when all
+    were added."""
+    asked = points * curves * segments
+    if added >= asked:
+        return None
+    per = f" ({points} per curve and segment)" if curves * segments > 1 else ""
+    return (
+        f"warning: {opt('refine', points)} added {added} of {asked} points{per}: the loss stopped changing "
+        "between neighbouring points (flat or not finite) where more were to go, so there was nothing left to "
+        "resolve; run.json's refine.added records it"
+    )
 
 
 def _refinement(templates: Sequence[Point], results: Sequence[PointResult], size: int) -> list[Point]:
@@ -829,8 +890,9 @@ def _manifest(
     hooks: Hooks,
     counts: Mapping[str, int],
     seconds: float,
+    refined: int = 0,
 ) -> mf.Manifest:
-    """run.json: how every number was made."""
+    """run.json: how every number was made (``refined``: the points --refine added, over curves and segments)."""
     resolved, weights, device = plan.weights.model, plan.weights, plan.device
     net = resolved.model
     grouping = plan.grouping
@@ -891,7 +953,12 @@ def _manifest(
         ),
         grid=mf.Grid(alphas=tuple(options.grid.alphas), endpoints_added=tuple(options.grid.added)),
         # --refine: points added per curve and segment, in rounds of these sizes (results.csv's refined rows)
-        refine=mf.Refine(points=options.refine, rounds=tuple(round_sizes(options.refine)), max_rounds=ROUNDS)
+        refine=mf.Refine(
+            points=options.refine,
+            rounds=tuple(round_sizes(options.refine)),
+            max_rounds=ROUNDS,
+            added=refined if refined < options.refine * len(plan.curves) * (len(weights.path) - 1) else None,
+        )
         if options.refine
         else None,
         groups=None if grouping is None else _groups_record(grouping, options),

@@ -554,12 +554,14 @@ def layers(
         import csv
         import io
 
+        from .schema import csv_cell
+
         buf = io.StringIO()
         writer = csv.DictWriter(
             buf, fieldnames=[k for k in rows[0] if k != "names"], extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # names are anyone's
         typer.echo(buf.getvalue(), nl=False)
         return
     from rich.console import Console

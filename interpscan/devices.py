@@ -1,12 +1,15 @@
 """The device a scan runs on, from the ``device`` option: below both the engine's process group (distributed.py) and the
-choices made for the user (decisions.py), which need it. torch is imported when a device is resolved, not with
-the module."""
+choices made for the user (decisions.py), which need it; and the host memory a scan can still take. torch is
+imported when a device is resolved, not with the module."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError, opt
+from .files import env_size
 
 if TYPE_CHECKING:
     import torch
@@ -37,3 +40,55 @@ def resolve_device(text: str) -> torch.device:
     elif dev.type != "cpu":
         raise UsageError(f"{opt('device', text)}: only cpu and cuda are supported", hint=f"use {opt('device', 'cpu')}")
     return dev
+
+
+MEMORY_ENV = "INTERPSCAN_MAX_MEMORY"  # the host memory a scan may count on, when less than the system offers
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What the container's memory limit (cgroup v2) leaves: /proc/meminfo shows the host's, not the limit."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _rlimit_available() -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) leaves of this process's address space."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return soft - pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def host_memory_available() -> int | None:
+    """Bytes of host memory this process can still allocate: the least of what the system has available, what a
+    container's limit and ``ulimit -v`` leave, and INTERPSCAN_MAX_MEMORY; None where none of them is known.
+
+    Raises:
+        UsageError: INTERPSCAN_MAX_MEMORY is not a size.
+    """
+    limits = (_meminfo_available(), _cgroup_available(), _rlimit_available(), env_size(MEMORY_ENV, -1))
+    known = [max(value, 0) for value in limits if value is not None and value != -1]
+    return min(known) if known else None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from .devices import resolve_device
-from .errors import LostContact, UsageError, opt
+from .errors import Interrupted, LostContact, UsageError, opt
+from .values import env_number
 
 if TYPE_CHECKING:
     import torch
@@ -159,13 +162,7 @@ def _dist() -> ModuleType:
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r} is not a whole number", hint="launch with torchrun, which sets it") from None
+    return int(env_number(name, default, whole=True, hint="launch with torchrun, which sets it", env=env))
 
 
 def world_from_env(env: Mapping[str, str] | None = None) -> World:
@@ -186,42 +183,143 @@ def world_from_env(env: Mapping[str, str] | None = None) -> World:
 
 def timeout_s(env: Mapping[str, str] | None = None) -> float:
     """Seconds a collective waits for the slowest rank: INTERPSCAN_DIST_TIMEOUT, else DEFAULT_TIMEOUT_S."""
-    text = (os.environ if env is None else env).get("INTERPSCAN_DIST_TIMEOUT")
+    return env_number("INTERPSCAN_DIST_TIMEOUT", DEFAULT_TIMEOUT_S, low=1e-3, env=env)
+
+
+# what torchrun sets for each process: set by hand (or left over in a shell), they ask for peers that never come
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+JOIN_TIMEOUT_S = 60.0  # the processes wait this long for each other to start (INTERPSCAN_DIST_JOIN_TIMEOUT, seconds)
+_POLL_S = 0.1  # the main thread's wait between looks at the rendezvous: Ctrl-C and SIGTERM are heard this often
+
+
+def _launched_by(env: Mapping[str, str]) -> str:
+    """The launch variables that are set, as the user would have to unset them: 'RANK=0, WORLD_SIZE=2, …'."""
+    return ", ".join(f"{name}={env[name]}" for name in LAUNCH_VARIABLES if env.get(name, "").strip())
+
+
+def _launch_hint(env: Mapping[str, str]) -> str:
+    names = " ".join(name for name in LAUNCH_VARIABLES if env.get(name, "").strip())
+    return f"start every process with torchrun (it sets them all), or `unset {names}` to scan in one process"
+
+
+def _rendezvous_address(world: World, env: Mapping[str, str]) -> None:
+    """MASTER_ADDR and MASTER_PORT, which torch's rendezvous reads (its ValueError about them is no one line).
+
+    Raises:
+        UsageError: one is not set, or the port is not a port.
+    """
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not env.get(name, "").strip()]
+    if missing:
+        raise UsageError(
+            f"{_launched_by(env)} ask for {world.size} processes, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: these variables are torchrun's",
+            hint=_launch_hint(env),
+        )
+    port = env_number("MASTER_PORT", 0, whole=True, env=env, hint="torchrun sets it to a free port")
+    if port > 65535:
+        raise UsageError(f"MASTER_PORT={port} is not a port (0 to 65535)", hint="torchrun sets it to a free port")
+
+
+def _no_peers(world: World, env: Mapping[str, str], seconds: float, cause: str) -> UsageError | LostContact:
+    """The other processes did not come: the user's launch when torchrun did not start this one, else a peer
+    that died on its way (its own error is above)."""
+    others = world.size - 1
+    message = (
+        f"rank {world.rank} of {world.size}: the other {others} process{'es' if others != 1 else ''} did not join "
+        f"within {seconds:g} s ({_launched_by(env)}){f': {cause}' if cause else ''}"
+    )
+    if "TORCHELASTIC_RUN_ID" in env:  # torchrun started us: a peer failed to start
+        return LostContact(
+            message,
+            hint="another rank stopped before joining (its error is above), or "
+            "INTERPSCAN_DIST_JOIN_TIMEOUT (seconds) is too short for its start",
+        )
+    return UsageError(message + "; this process was not started by torchrun", hint=_launch_hint(env))
+
+
+def _join(world: World, backend: str, device_index: int | None, env: Mapping[str, str]) -> None:
+    """``init_process_group``, waited for by the main thread in short steps.
+
+    torch waits for the peers inside one C++ call, where Python's signal handlers do not run: Ctrl-C and SIGTERM
+    would go unheard for the whole wait. So the call runs in a daemon thread, bounded by the join timeout; the
+    collectives' own, longer timeout (INTERPSCAN_DIST_TIMEOUT) is set once the group is up.
+
+    Raises:
+        UsageError | LostContact: the peers did not come (``_no_peers``), or the rendezvous failed.
+        Interrupted: Ctrl-C or SIGTERM while waiting.
+    """
+    import torch
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d as c10d
+
+    join_s = env_number("INTERPSCAN_DIST_JOIN_TIMEOUT", JOIN_TIMEOUT_S, low=1e-3, env=env)
+    collective_s = timeout_s(env)
+    settable = hasattr(c10d, "_set_pg_timeout")  # else the group keeps the timeout it was made with
+    failed: list[BaseException] = []
+
+    def init() -> None:
+        try:
+            if device_index is not None:  # the current CUDA device is the thread's own
+                torch.cuda.set_device(device_index)
+            wait = join_s if settable else collective_s
+            dist.init_process_group(
+                backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(seconds=wait)
+            )
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failed.append(exc)
+
+    thread = threading.Thread(target=init, name="interpscan-rendezvous", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + join_s + 5  # torch's own timeout ends the call first; this, should it not
     try:
-        value = float(text) if text else DEFAULT_TIMEOUT_S
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise UsageError(f"INTERPSCAN_DIST_TIMEOUT={text!r} is not a positive number of seconds")
-    return value
+        while thread.is_alive():
+            thread.join(_POLL_S)
+            if thread.is_alive() and time.monotonic() > deadline:
+                raise _no_peers(world, env, join_s, "")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while rank {world.rank} waited for the other processes to start; nothing was read or written"
+        ) from None
+    if failed:
+        exc = failed[0]
+        if not isinstance(exc, (RuntimeError, ValueError)):  # ours, or the system's: not a rendezvous problem
+            raise exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160].rstrip(".")
+        # torch's words for the wait running out add nothing to ours (and vary with its rounding)
+        raise _no_peers(world, env, join_s, "" if "timed out" in first.lower() else first) from exc
+    if settable:
+        c10d._set_pg_timeout(datetime.timedelta(seconds=collective_s))
 
 
 @contextmanager
-def joined(world: World, device: str) -> Iterator[World]:
+def joined(world: World, device: str, env: Mapping[str, str] | None = None) -> Iterator[World]:
     """The process group for ``world`` while the scan runs (nothing for a single process): gloo for CPU
     tensors, and NCCL too when the scan runs on CUDA (``device`` as --device names it; each rank on its
     LOCAL_RANK's GPU). Torn down after.
 
+    The processes wait for each other at most INTERPSCAN_DIST_JOIN_TIMEOUT seconds (JOIN_TIMEOUT_S): torchrun
+    starts them together, while torchrun's variables set by hand, with no torchrun, ask for processes that
+    never come; that is said in one line, naming the variables, and Ctrl-C or SIGTERM stop the wait.
+
     Raises:
-        UsageError: a device that is not there.
-        LostContact: the rendezvous failed.
+        UsageError: a device that is not there; the launch variables without torchrun (no MASTER_ADDR, or no
+            peer came).
+        LostContact: under torchrun, a peer that did not come; the rendezvous failed.
+        Interrupted: Ctrl-C or SIGTERM during the wait.
     """
     if world.size == 1:
         yield world
         return
-    import torch
     import torch.distributed as dist
 
+    env = os.environ if env is None else env
+    _rendezvous_address(world, env)
     cuda = resolve_device(device).type == "cuda"
     if cuda:
+        import torch
+
         torch.cuda.set_device(world.local_rank)
-    backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
-    try:
-        dist.init_process_group(
-            backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(seconds=timeout_s())
-        )
-    except (RuntimeError, ValueError) as exc:  # the rendezvous failed: no peers, a bad address
-        raise lost_contact(world, exc) from exc
+    _join(world, "cpu:gloo,cuda:nccl" if cuda else "gloo", world.local_rank if cuda else None, env)
     try:
         yield world
     finally:

@@ -71,10 +71,26 @@ def render(text: str, flags: Mapping[str, str] | None = None) -> str:
     return _NAMED.sub(one, text) if _OPEN in text else text
 
 
+LONG_WORD = 400  # characters of one word (a value, a path) an error shows whole; a path rarely needs more
+_LONG = re.compile(rf"\S{{{LONG_WORD + 1},}}")
+
+
+def _cut(match: re.Match[str]) -> str:
+    word = match.group()
+    return f"{word[: LONG_WORD // 2]}…{word[-LONG_WORD // 4 :]} ({len(word):,} characters)"
+
+
 def _one_line(text: str) -> str:
     """``text`` on one line: an error is one line on the terminal, and text quoted from elsewhere (a user's
     value holding a newline, pandas' messages ending in one) must not break it."""
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _shown(text: str) -> str:
+    """A rendered message on one line, each word longer than LONG_WORD (a user's 100 KB pattern, echoed) cut in
+    the middle with its length said: the one place every echo of a user's value passes."""
+    line = _one_line(text)
+    return _LONG.sub(_cut, line) if len(line) > LONG_WORD else line
 
 
 class InterpscanError(Exception):
@@ -90,18 +106,18 @@ class InterpscanError(Exception):
     @property
     def message(self) -> str:
         """The message in the library's words."""
-        return _one_line(render(self.text))
+        return _shown(render(self.text))
 
     @property
     def hint(self) -> str | None:
         """How to fix it, in the library's words."""
-        return None if self.hint_text is None else _one_line(render(self.hint_text))
+        return None if self.hint_text is None else _shown(render(self.hint_text))
 
     def rendered(self, flags: Mapping[str, str]) -> tuple[str, str | None]:
         """(message, hint) as the command line says them: options named by their flags. One line each: a value
         the command line shows as given (``--key 'a<newline>b'``) may hold a line break the marks kept."""
-        hint = None if self.hint_text is None else _one_line(render(self.hint_text, flags))
-        return _one_line(render(self.text, flags)), hint
+        hint = None if self.hint_text is None else _shown(render(self.hint_text, flags))
+        return _shown(render(self.text, flags)), hint
 
     def __str__(self) -> str:
         return self.message

@@ -32,7 +32,7 @@ from .data import (
 from .data.batches import Take, as_split, default_splits
 from .data.images import ImageStream, Transform, stream_split
 from .download import DownloadProgress
-from .errors import DataError, UsageError, opt
+from .errors import DataError, ModelError, UsageError, opt
 from .models import OWN_FORWARD, ModelSpec, ResolvedModel, StateMatch, build_model, match_states, resolve_model
 from .options import ReadOptions
 from .statedict import dtype_counts
@@ -131,6 +131,26 @@ class Weights:
             object.__setattr__(self, "path", (self.init, self.final))
 
 
+def _check_materialized(resolved: ResolvedModel) -> None:
+    """A model whose tensors live on the meta device has shapes but no memory: torch's NotImplementedError
+    ("Cannot copy out of meta tensor") deep in the engine otherwise. Not made to work with ``to_empty``: a buffer
+    the checkpoints do not hold (a non-persistent one) would then be uninitialized memory, silently.
+
+    Raises:
+        ModelError: the model has tensors on the meta device.
+    """
+    net = resolved.model
+    meta = [n for n, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
+    if meta:
+        shown = ", ".join(meta[:3]) + (", …" if len(meta) > 3 else "")
+        raise ModelError(
+            f"the model ({resolved.origin}) has {len(meta)} tensor{'s' if len(meta) != 1 else ''} on the meta "
+            f"device, shapes without data ({shown})",
+            hint="build the model on the CPU (interpscan loads the checkpoints' weights into it), not under "
+            "torch.device('meta')",
+        )
+
+
 def given_model(model: nn.Module) -> ResolvedModel:
     """A model object the library user passed in."""
     kind = f"{type(model).__module__}.{type(model).__qualname__}"
@@ -212,6 +232,7 @@ def resolve_weights(
         # a recorded spec that names code is refused in models.model_spec_for unless trusted, before any data
         trust = read.trust_recorded_code
         resolved = resolve_model(model, read.model_args, final_ck, init_ck, trust_recorded_code=trust)
+    _check_materialized(resolved)
     if random_seed is not None:
         given.append(random_init(resolved, random_seed))
         labels = (*labels, "random-init")

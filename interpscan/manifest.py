@@ -24,8 +24,8 @@ from .values import Normalization
 
 _R = TypeVar("_R", bound="Record")
 
-# A field with this metadata is written only when its value is not empty (an empty tuple, False, None): keys that
-# run.json has held only when they say something since they were added.
+# A field with this metadata is written only when its value is not empty (an empty tuple, False, None; a number
+# always is): keys that run.json has held only when they say something since they were added.
 _WHEN_SET = {"when_set": True}
 
 
@@ -52,8 +52,8 @@ class Record:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.metadata.get("when_set") and not value:
-                continue
+            if f.metadata.get("when_set") and (value is None or value is False or value == ()):
+                continue  # empty; a number is said even when 0
             out[f.name] = _to_json(value)
         return out
 
@@ -350,9 +350,11 @@ class Grid(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Refine(Record):
-    points: int  # added per curve and segment
+    points: int  # asked for per curve and segment
     rounds: tuple[int, ...]  # each round's size
     max_rounds: int
+    # the points added in all (curves × segments), only when fewer than asked: a flat curve had nothing to resolve
+    added: int | None = _when_set(None)
 
 
 @dataclass(frozen=True, kw_only=True)

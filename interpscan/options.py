@@ -392,6 +392,25 @@ class ReadOptions:
         _convert_fields(self)
 
 
+def _check_refine(points: int, alphas: int) -> None:
+    """``refine`` asks for no more than its rounds can add on the grid (else far fewer would be added while the
+    run said the number asked for).
+
+    Raises:
+        UsageError: more points than ``refine.most_added`` on this grid.
+    """
+    from .refine import ROUNDS, alphas_for, largest_refine, most_added
+
+    most = most_added(alphas - 1, points)
+    if most < points:
+        fits = largest_refine(alphas - 1, points)
+        raise UsageError(
+            f"{opt('refine', points)} would add only {most:,} points per curve on a grid of {alphas} α: each of its "
+            f"{ROUNDS} rounds adds at most one point per interval",
+            hint=f"ask for {opt('refine', fits)} at most, or give {opt('alphas', alphas_for(points))} or more",
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScanOptions:
     """How a scan runs and what it measures, checked and normalized when built (strings become enums, the α
@@ -562,6 +581,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         _convert_fields(self)
         _set(self, "grid", parse_grid(self.alphas, self.alpha_range))
+        if self.refine:
+            _check_refine(self.refine, len(self.grid.alphas))
         check_memory_format(self.memory_format, self.strategy)
         if not self.groups:
             for name, value, default in (("hold", self.hold, Hold.FINAL), ("mode", self.mode, Mode.ONLY)):

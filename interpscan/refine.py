@@ -28,6 +28,29 @@ def round_sizes(points: int, rounds: int = ROUNDS) -> list[int]:
     return [points // k + (1 if i < points % k else 0) for i in range(k)] if k else []
 
 
+def most_added(intervals: int, points: int, rounds: int = ROUNDS) -> int:
+    """The most points ``points`` asked for can add to a curve of ``intervals`` intervals: a round adds at most one
+    midpoint per interval (so it at most doubles them), and each round adds at most its share of
+    ``round_sizes``. A grid of 3 α and --refine 10000 add at most 2 + 4 + 8 + 16 + 32 = 62."""
+    total = 0
+    for size in round_sizes(points, rounds):
+        added = min(size, intervals)
+        total, intervals = total + added, intervals + added
+    return total
+
+
+def largest_refine(intervals: int, up_to: int, rounds: int = ROUNDS) -> int:
+    """The largest N ≤ ``up_to`` whose points can all be added to a curve of ``intervals`` intervals (its rounds
+    are sized by N, so a smaller N may fit where a larger one does not)."""
+    return next((n for n in range(up_to, 0, -1) if most_added(intervals, n, rounds) >= n), 0)
+
+
+def alphas_for(points: int, rounds: int = ROUNDS) -> int:
+    """The fewest grid α for which ``points`` can all be added (``most_added``): the first round, of the largest
+    size, needs as many intervals."""
+    return max(round_sizes(points, rounds), default=0) + 1
+
+
 def _features(alphas: Sequence[float], loss: Sequence[float]) -> set[float]:
     """The α where a curve's metrics are decided: Δ's two ends, the barriers' peaks, the plateau's foot."""
     if not (0.0 in alphas and 1.0 in alphas) or not all(math.isfinite(v) for v in loss):

@@ -24,7 +24,9 @@ from .schema import (
     RESULT_REQUIRED,
     SUMMARY_DTYPES,
     SUMMARY_REQUIRED,
+    TEXT_QUOTE,
     WHOLE_PATH,
+    csv_text_value,
 )
 from .values import check_path
 
@@ -353,6 +355,8 @@ def _column(path: Path, name: str, dtype: str | None, lines: Sequence[int], cell
             n, c = first(lambda c: spelled[c] not in _BOOLEANS)
             raise _problem(path, f"line {n}, column {name}: {c.strip()[:40]!r} is not True or False")
         return pd.array([_BOOLEANS[spelled[c]] for c in cells], dtype="boolean")
+    if any(c.startswith(TEXT_QUOTE) for c in cells):  # names the writer quoted (schema.csv_cell)
+        cells = [csv_text_value(c) for c in cells]
     if name in ("curve", "split") and any(not c.strip() for c in set(cells)):
         n, _ = first(lambda c: not c.strip())
         raise _problem(path, f"line {n}: the {name} is empty")

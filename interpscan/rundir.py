@@ -23,9 +23,10 @@ from typing import IO, Any
 from .atomic import LEDGER_NAME, LOCK_NAME, TEMP_PREFIX, WORKING_PREFIX, Content, OutputFolder, write_atomic
 from .distributed import World
 from .engine.snapshot import ScanSnapshot
-from .errors import InterpscanError, Interrupted, LostContact, OutputError, Stopped, opt
+from .errors import InterpscanError, Interrupted, LostContact, OutputError, RunError, Stopped, opt
 from .manifest import json_safe
-from .schema import PARTIAL_NAME
+from .schema import PARTIAL_NAME, csv_cell
+from .values import env_number
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "run.json", "results.html", "per_example.npz", "directions.safetensors")
 MIN_FREE_BYTES = 16 * 2**20  # the HTML page (~5 MB with plotly.js inlined), CSVs, run.json and a partial scan
@@ -124,7 +125,12 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
 
 def csv_text(df: Any) -> str:
     """A table as interpscan's CSVs hold it: 10 significant digits, far below any standard error, so the files
-    stay readable and diffable."""
+    stay readable and diffable; text cells that a spreadsheet would run as formulas quoted (schema.csv_cell)."""
+    from pandas.api.types import is_string_dtype
+
+    text = [c for c in df.columns if df[c].dtype == object or is_string_dtype(df[c].dtype)]
+    if text:
+        df = df.assign(**{c: df[c].map(csv_cell, na_action="ignore") for c in text})
     return str(df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
 
 
@@ -218,9 +224,33 @@ def _write_error(out: Path, exc: OSError) -> OutputError:
     )
 
 
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or that it was raised while handling. torch.save turns a failed write (a full
+    disk) into RuntimeError("[enforce fail at inline_container.cc:…] unexpected pos …"), the OSError with its
+    "No space left on device" only its context."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is short; a cycle must not loop
+        if seen is None or isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def partial_name(world: World) -> str:
     """The partial scan's file name: one per rank when several processes scan (each keeps its own share)."""
     return PARTIAL_NAME if world.size == 1 else f".interpscan-partial-rank{world.rank}-of-{world.size}.pt"
+
+
+SAVE_EVERY_S = 2.0  # the partial scan is written at most this often (INTERPSCAN_SAVE_EVERY, seconds)
+
+
+def save_every() -> float:
+    """Seconds between writes of the partial scan: INTERPSCAN_SAVE_EVERY, else SAVE_EVERY_S.
+
+    Raises:
+        UsageError: the variable is not a number of seconds ≥ 0.
+    """
+    return env_number("INTERPSCAN_SAVE_EVERY", SAVE_EVERY_S, hint="e.g. INTERPSCAN_SAVE_EVERY=2 (seconds), or unset it")
 
 
 class PartialSaver:
@@ -231,7 +261,7 @@ class PartialSaver:
     def __init__(self, folder: OutputFolder, every: float | None = None, name: str = PARTIAL_NAME) -> None:
         self.folder, self.name = folder, name
         self.path = folder.path / name
-        self.every = float(os.environ.get("INTERPSCAN_SAVE_EVERY", "2")) if every is None else every
+        self.every = save_every() if every is None else every
         self.latest: ScanSnapshot | dict[str, Any] | None = None
         self.written: ScanSnapshot | dict[str, Any] | None = None
         self.last = time.monotonic()
@@ -257,7 +287,13 @@ class PartialSaver:
             except OutputError:
                 raise
             except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
-                cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                system = os_error_behind(exc)
+                if system is None and "allocate memory" in str(exc):  # the copy to save did not fit, not the disk
+                    raise RunError(
+                        f"out of memory while saving the partial scan to {self.path}; the scan stopped",
+                        hint=f"keep fewer examples' losses ({opt('bootstrap', 0)}), or scan fewer points or examples",
+                    ) from exc
+                cause = system.strerror if system is not None and system.strerror else str(exc).splitlines()[0]
                 raise OutputError(
                     f"cannot save the partial scan to {self.path}: {cause}; the scan stopped",
                     hint=f"free some space where {opt('out')} is, or choose another {opt('out')}",
@@ -319,6 +355,7 @@ class RunDirectory:
     def __init__(self, path: Path, *, force: bool = False, resume: bool = False, world: World | None = None) -> None:
         self.path, self.force, self.resume = Path(path), force, resume
         self.world = world or World()
+        self.every = save_every()  # before the directory is made: a bad INTERPSCAN_SAVE_EVERY changes nothing
         self.partial: ScanSnapshot | None = None
         self._stack = ExitStack()
         self._created = False
@@ -371,7 +408,7 @@ class RunDirectory:
             self._folder = self._stack.enter_context(OutputFolder.open(self.path, create=False))
         name = partial_name(self.world)
         self._folder.check([name])
-        self._saver = PartialSaver(self._folder, name=name)
+        self._saver = PartialSaver(self._folder, self.every, name=name)
         if self.resume:
             self.partial = ScanSnapshot.from_state(load_partial(self._folder, name))
 
@@ -404,6 +441,17 @@ class RunDirectory:
         """Write the latest snapshot now; whether a partial scan is on disk."""
         return self.saver.flush()
 
+    def _interrupted_writing(self) -> Interrupted:
+        """What an interruption while the run's files were written leaves: the finished scan, saved to resume from
+        (its files are written whole or not at all, each; the staged ones were removed)."""
+        if self.flush():
+            return Interrupted(
+                f"interrupted while the results were written into {self.path}; the finished scan is saved in "
+                f"{self.saver.path}",
+                hint=f"write them with the same command plus {opt('resume', True)} (nothing is evaluated again)",
+            )
+        return Interrupted(f"interrupted while the results were written into {self.path}; nothing was saved")
+
     def write(self, result: Any, *, html: bool = True) -> dict[str, Path]:
         """results.csv, summary.csv, run.json (and results.html) of ``result``, by rank 0; then every rank's
         partial scan is removed (kept when the files could not be written). Returns name -> path (rank 0's)."""
@@ -414,6 +462,8 @@ class RunDirectory:
                 paths = _write_outputs(result, self.saver.folder, html=html)
             except InterpscanError as exc:
                 failed = exc
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the scan is done, only its files are not
+                raise self._interrupted_writing() from None
         if not self.world.all_ok(failed is None):
             raise failed or Stopped("rank 0 could not write the run's files")
         self.saver.clear()

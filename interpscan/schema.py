@@ -4,6 +4,30 @@ standard library only, so that every layer may import it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+# A text cell that a spreadsheet would read as a formula (=, +, -, @, or a tab or carriage return first: OWASP's
+# CSV injection list) is written with a single quote before it, which spreadsheets show as text; so is one that
+# starts with the quote itself, so that the reader removes exactly one quote from any text cell that has one and
+# gets every name back as it was. Names come from checkpoints, data files and folder names: anyone's. Numeric
+# columns are never quoted (-0.5 stays a number).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_QUOTE = "'"
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as interpscan's CSVs hold it: text that starts like a formula (or with the quote) quoted; other
+    values as they are."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, TEXT_QUOTE)):
+        return TEXT_QUOTE + value
+    return value
+
+
+def csv_text_value(cell: str) -> str:
+    """A text cell read back: ``csv_cell`` undone."""
+    return cell[1:] if cell.startswith(TEXT_QUOTE) else cell
+
+
 # segment, t and refined are appended (column order is part of the contract): a path through checkpoints
 # c0 → c1 → … → cm has segments 1…m, α local to its segment and t = segment − 1 + α the position along the whole
 # path; refined marks the points --refine added to the grid.

@@ -214,18 +214,59 @@ def text_list(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def check_groups(groups: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``groups`` values (``run`` and ``layers`` alike): each a non-empty pattern.
+    """``groups`` values (``run`` and ``layers`` alike): each a ``NAME=PATTERN,…`` group or a comma-separated list
+    of patterns, with no empty pattern among them (``,`` or ``a,,b`` would otherwise scan with fewer groups than
+    were written, or with none at all).
 
     Raises:
-        UsageError: an empty or blank value, or one that is not text.
+        UsageError: an empty or blank value, an empty pattern between or around commas, a group with no name
+            before ``=`` or no pattern after it, or a value that is not text.
     """
     values = (groups,) if isinstance(groups, str) else tuple(groups or ())
-    if not all(isinstance(g, str) and g.strip() for g in values):
-        raise UsageError(
-            f"{opt('groups')} {list(values)!r}: each value must be a non-empty pattern",
-            hint="e.g. 'layer*' (see `interpscan layers`)",
-        )
+    hint = "patterns are separated by commas, e.g. 'layer1*,layer2*' or 'head=fc*,!fc.bias' (see `interpscan layers`)"
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{opt('groups')} {shown(str(value))}: each value must be a non-empty pattern", hint=hint)
+        named = "=" in value.split(",")[0]
+        name, _, body = value.partition("=") if named else ("", "", value)
+        if named and not name.strip():
+            raise UsageError(f"{opt('groups')} {shown(value)}: the group has no name before '='", hint=hint)
+        if any(not piece.strip() for piece in body.split(",")):
+            where = "after '='" if named and not body.strip() else "between or around its commas"
+            raise UsageError(f"{opt('groups')} {shown(value)} holds an empty pattern ({where})", hint=hint)
     return values
+
+
+def env_number(
+    name: str,
+    default: float,
+    *,
+    whole: bool = False,
+    low: float = 0.0,
+    hint: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """A number from the environment variable ``name`` (unset or blank: ``default``): finite, at least ``low``,
+    and whole with ``whole`` (then an int). A variable is a value the user gave as surely as a flag: a malformed
+    one is their mistake, said in one line, never a ValueError from deep inside.
+
+    Raises:
+        UsageError: the variable is set to anything else.
+    """
+    text = (os.environ if env is None else env).get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value: float = int(text, 10) if whole else number(text.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= low):
+        kind = "a whole number" if whole else "a number"
+        raise UsageError(
+            f"the environment variable {name}={shown(text)} is not {kind} ≥ {low:g}",
+            hint=hint or f"set {name} to such a number, or unset it (default {default:g})",
+        )
+    return value
 
 
 def check_splits(splits: str | Sequence[str] | None) -> tuple[str, ...] | None:

@@ -199,3 +199,18 @@ def test_a_notebook_interrupts_a_scan_and_resumes_it(files: tuple[Path, Path, Pa
     assert pd.read_csv(resumed.files["results.csv"])["loss"].tolist() == pytest.approx(whole.results["loss"].tolist())
     with pytest.raises(UsageError, match=r"^resume=True continues the scan saved in an output directory"):
         interpscan.scan("cnn", a, b, str(data_file), resume=True, **options)  # type: ignore[arg-type]
+
+
+def test_a_model_on_the_meta_device_is_interpscans_own_error() -> None:
+    """Before: torch's NotImplementedError "Cannot copy out of meta tensor; no data!" from inside the engine."""
+    from interpscan.errors import ModelError
+
+    init, final = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    with torch.device("meta"):
+        model = torch.nn.Linear(3, 2)
+    data = (torch.randn(10, 3), torch.randint(0, 2, (10,)))
+    with pytest.raises(ModelError) as exc:
+        interpscan.scan(model, init.state_dict(), final.state_dict(), data, alphas=3, bootstrap=0)
+    assert exc.value.message == (
+        "the model (the model passed in) has 2 tensors on the meta device, shapes without data (weight, bias)"
+    )

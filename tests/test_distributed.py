@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +18,9 @@ import pytest
 import torch
 from conftest import run_cli, slow_main
 
-from interpscan.distributed import World, world_from_env
+from interpscan.distributed import World, joined, world_from_env
 from interpscan.engine.snapshot import SplitSums
-from interpscan.errors import UsageError
+from interpscan.errors import Interrupted, UsageError
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the torchrun script runs
 OUTPUTS = {".interpscan-files.json", "results.csv", "summary.csv", "run.json"}  # and the ledger of what was written
@@ -41,6 +42,73 @@ def test_world_from_torchruns_environment() -> None:
     for bad in ({"RANK": "4", "WORLD_SIZE": "4"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"WORLD_SIZE": "0"}):
         with pytest.raises(UsageError):
             world_from_env(bad)
+
+
+def _launch_variables(monkeypatch: pytest.MonkeyPatch, port: int, join_s: str) -> None:
+    """torchrun's variables for rank 0 of 2, set by hand: no peer will ever come."""
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("INTERPSCAN_DIST_JOIN_TIMEOUT", join_s)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+
+
+def test_torchruns_variables_without_torchrun_fail_fast_naming_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the process waited INTERPSCAN_DIST_TIMEOUT (600 s) for a peer that never came, saying nothing."""
+    _launch_variables(monkeypatch, 0, "1")
+    t0 = time.monotonic()
+    with pytest.raises(UsageError) as exc, joined(World(0, 2), "cpu"):
+        pytest.fail("joined a world of one")
+    assert time.monotonic() - t0 < 15
+    assert exc.value.message.startswith(
+        "rank 0 of 2: the other 1 process did not join within 1 s (RANK=0, WORLD_SIZE=2"
+    )
+    assert "not started by torchrun" in exc.value.message
+    assert exc.value.hint is not None
+    assert "unset RANK WORLD_SIZE MASTER_ADDR MASTER_PORT" in exc.value.hint
+
+
+def test_a_rank_without_the_rendezvous_address_is_told_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: torch's multi-line ValueError about MASTER_ADDR, as a lost contact."""
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with pytest.raises(UsageError, match="MASTER_ADDR and MASTER_PORT are not set"), joined(World(1, 2), "cpu"):
+        pass
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "http")
+    with pytest.raises(UsageError, match="MASTER_PORT='http' is not a whole number"), joined(World(1, 2), "cpu"):
+        pass
+
+
+def test_sigterm_stops_the_wait_for_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch waits for peers inside one C++ call: SIGTERM (turned into KeyboardInterrupt, as the CLI does) went
+    unheard until it returned. Now the wait is the main thread's, in short steps."""
+    port = _free_port()
+    _launch_variables(monkeypatch, port, "4")  # the waiting thread gives up by itself soon after the test
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def terminate_once_waiting() -> None:
+        deadline = time.monotonic() + 30
+        while not listening() and time.monotonic() < deadline:  # rank 0 serves the rendezvous: it is waiting
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    sender = threading.Thread(target=terminate_once_waiting)
+    try:
+        sender.start()
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted, match="interrupted while rank 0 waited"), joined(World(0, 2), "cpu"):
+            pass
+        assert time.monotonic() - t0 < 3.5  # before the join timeout of 4 s
+    finally:
+        sender.join()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_a_single_process_reduces_nothing() -> None:

@@ -120,6 +120,14 @@ def test_the_resident_path_stays_for_what_fits() -> None:
 def test_default_workers_share_the_cores() -> None:
     assert 0 <= default_workers({}) <= 8
     assert default_workers({"LOCAL_WORLD_SIZE": "1000"}) == 0
+    assert default_workers({"LOCAL_WORLD_SIZE": ""}) == default_workers({})
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_malformed_local_world_size_is_the_users_mistake(value: str) -> None:
+    """Before: "two" raised int()'s ValueError, an internal error; "0" and "-1" were taken as 1."""
+    with pytest.raises(UsageError, match=f"LOCAL_WORLD_SIZE={value!r} is not a whole number ≥ 1"):
+        default_workers({"LOCAL_WORLD_SIZE": value})
 
 
 def test_imagenet_is_found_in_torchvisions_layout_and_never_downloaded(tmp_path: Path) -> None:

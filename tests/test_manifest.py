@@ -34,10 +34,10 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def _old_manifest(
-    plan: Any, options: Any, read: Any, report: Any, hooks: Any, counts: Mapping[str, int], seconds: float
+    plan: Any, options: Any, read: Any, report: Any, hooks: Any, counts: Mapping[str, int], seconds: float, *_: Any
 ) -> dict[str, Any]:
     """api._manifest as it was before the manifest was typed (main at e3ae22d), word for word: the dict literal
-    that run.json was written from."""
+    that run.json was written from (refine.added, written only when --refine fell short, came later)."""
     resolved, weights, device = plan.weights.model, plan.weights, plan.device
     net = resolved.model
     calib = plan.calibration

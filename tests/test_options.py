@@ -73,7 +73,12 @@ def test_options_normalize_strings_to_enums_and_alphas_to_a_grid() -> None:
         ({"alphas": "0,1e9"}, "α must lie within ±1e+06; got 1e+09"),
         ({"alphas": "0,inf"}, "--alphas '0,inf' must hold finite numbers"),
         ({"alphas": True}, "--alphas True is neither a count nor a list of numbers"),
-        ({"groups": ("",)}, "--groups ['']: each value must be a non-empty pattern"),
+        ({"groups": ("",)}, "--groups '': each value must be a non-empty pattern"),
+        # these ran with no group (or fewer groups) before the check: the empty patterns were dropped
+        ({"groups": (",",)}, "--groups ',' holds an empty pattern (between or around its commas)"),
+        ({"groups": ("conv*,,fc*",)}, "--groups 'conv*,,fc*' holds an empty pattern (between or around its commas)"),
+        ({"groups": ("head=",)}, "--groups 'head=' holds an empty pattern (after '=')"),
+        ({"groups": ("=fc*",)}, "--groups '=fc*': the group has no name before '='"),
     ],
 )
 def test_bad_options_are_refused_when_built(kwargs: dict[str, object], message: str) -> None:

@@ -120,3 +120,45 @@ def test_progress_ends_at_the_total_it_announced(cliff) -> None:  # type: ignore
          batch_size=50, progress=lambda n, total: told.append((n, total)))  # fmt: skip
     assert told[-1][1] == sum(n for n, _ in told)
     assert all(total is not None and total >= n for n, total in told)
+
+
+def test_more_points_than_the_rounds_can_add_are_refused_up_front() -> None:
+    """Before: --alphas 3 --refine 10000 ran, added 62 points per curve (a round adds at most one point per
+    interval), and the terminal and run.json said 10000."""
+    from interpscan.errors import UsageError
+    from interpscan.options import ScanOptions
+    from interpscan.refine import largest_refine, most_added
+
+    assert most_added(2, 10_000) == 2 + 4 + 8 + 16 + 32
+    with pytest.raises(UsageError) as exc:
+        ScanOptions(alphas=3, refine=10_000)
+    assert exc.value.message == (
+        "refine=10000 would add only 62 points per curve on a grid of 3 α: each of its 5 rounds adds at most one "
+        "point per interval"
+    )
+    assert exc.value.hint == "ask for refine=10 at most, or give alphas=2001 or more"
+    fits = largest_refine(2, 10_000)
+    assert most_added(2, fits) == fits  # the number the hint offers is added whole
+    assert ScanOptions(alphas=3, refine=fits).refine == fits
+    assert ScanOptions(alphas=2001, refine=10_000).refine == 10_000
+
+
+def test_a_curve_with_nothing_to_resolve_is_said_and_recorded(cliff) -> None:  # type: ignore[no-untyped-def]
+    """The fc group does not move (init and final share it): its curve is flat and takes no refined point. The
+    shortfall is a warning and run.json's refine.added, not a silent 8 in place of 4."""
+    model, init, final, x, y = cliff
+    said: list[str] = []
+    result = scan(model, init, final, (x, y), alphas=6, refine=4, groups="fc", bootstrap=0, bn="interpolate",
+                  log=said.append)  # fmt: skip
+    refined = result.results[result.results["refined"]]
+    assert refined.groupby("curve").size().to_dict() == {"all": 4}
+    assert result.manifest.refine is not None
+    assert result.manifest.refine.added == 4
+    assert result.manifest.refine.to_json()["added"] == 4
+    warning = "warning: refine=4 added 4 of 8 points (4 per curve and segment): the loss stopped changing"
+    assert any(w.startswith(warning) for w in result.manifest.warnings)
+    assert any(line.startswith(warning) for line in said)
+    full = scan(model, init, final, (x, y), alphas=6, refine=4, bootstrap=0, bn="interpolate")
+    assert full.manifest.refine is not None
+    assert full.manifest.refine.added is None
+    assert "added" not in full.manifest.refine.to_json()

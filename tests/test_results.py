@@ -250,3 +250,25 @@ def test_a_nan_run_is_summarized_drawn_and_compared(
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert table["final_loss"].isna().tolist() == [False, True]
     assert json.loads((out / "run.json").read_text())["warnings"]
+
+
+FORMULA_NAMES = ["-2+3", "@SUM(A1)", "+cmd", "'quoted"]  # group names a spreadsheet would run (and the quote)
+
+
+def test_names_that_read_as_formulas_are_quoted_and_read_back_as_they_were(tmp_path: Path) -> None:
+    """Group names (and, alike, split names and compare's labels: anyone's) that start with =, +, -, @ went into
+    results.csv as they were, and a spreadsheet ran them. Now such a text cell starts with a single quote, numbers
+    never do (α = -0.5 stays a number), and ScanResult.load gives every name back exactly."""
+    patterns = ["conv1*", "conv2*", "fc", "bn1*"]
+    groups = [f"{name}={pattern}" for name, pattern in zip(FORMULA_NAMES, patterns, strict=True)]
+    scan(groups=groups, alpha_range="-0.5,1").save(tmp_path / "run", html=False)
+    for table in ("results.csv", "summary.csv"):
+        rows = (tmp_path / "run" / table).read_text().splitlines()
+        curves = {row.split(",")[0] for row in rows[1:]}
+        assert curves == {"all", *(f"'{name}" for name in FORMULA_NAMES)}
+    alphas = {row.split(",")[2] for row in (tmp_path / "run" / "results.csv").read_text().splitlines()[1:]}
+    assert {"-0.5", "-0.125", "0", "1"} <= alphas
+    back = interpscan.ScanResult.load(tmp_path / "run")
+    assert set(back.results["curve"]) == {"all", *FORMULA_NAMES}
+    assert set(back.summary["curve"]) == {"all", *FORMULA_NAMES}
+    assert back.results["alpha"].min() == -0.5

@@ -234,6 +234,58 @@ def test_a_failed_partial_save_is_reported_as_such(monkeypatch, capsys, ckpts, t
     assert not out.exists()
 
 
+class _FillsUp:
+    """A file on a disk that fills after ``room`` bytes: its writes then fail as the system's would."""
+
+    def __init__(self, fh: object, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data: bytes) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.fh.write(data)  # type: ignore[attr-defined,no-any-return]
+
+    def flush(self) -> None:
+        self.fh.flush()  # type: ignore[attr-defined]
+
+
+def test_a_disk_that_fills_under_torch_save_says_no_space(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """torch.save itself writing to a disk that fills: it raises RuntimeError("[enforce fail at
+    inline_container.cc:…] unexpected pos …"), which reached the user as is before; the system's own words are
+    behind it."""
+    import torch
+
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
+    real = torch.save
+
+    def save(obj: object, fh: object) -> None:
+        real(obj, _FillsUp(fh, 600))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "save", save)
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--batch-size", "8"))
+    assert code == 2
+    assert err.strip().splitlines()[0] == (
+        f"error: cannot save the partial scan to {out / rundir.PARTIAL_NAME}: No space left on device; the scan stopped"
+    )
+    assert "inline_container" not in err
+    assert not out.exists()
+
+
+def test_a_malformed_save_interval_is_refused_before_anything_is_made(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Before: float("two") raised inside the run, an internal error (exit 1)."""
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "two")
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: the environment variable INTERPSCAN_SAVE_EVERY='two' is not a number ≥ 0",
+        "hint: e.g. INTERPSCAN_SAVE_EVERY=2 (seconds), or unset it",
+    ]
+    assert not out.exists()
+
+
 def test_bad_data_found_mid_scan_leaves_nothing_to_resume(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A label out of range in the last batch stops the run with one line; the partial scan saved before it is
     of no use and is removed with the directory the run created."""
@@ -421,3 +473,58 @@ def test_a_folder_holding_only_interpscans_lock_ledger_or_temporary_files_is_emp
     with pytest.raises(OutputError, match="holds an interrupted scan"):
         rundir.open_output_dir(out, force=False)
     rundir.open_output_dir(out, force=True, writes=rundir.OUTPUT_FILES).close()
+
+
+def test_memory_running_out_while_the_partial_scan_is_saved_is_not_a_full_disk(
+    monkeypatch, capsys, ckpts, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Before: the allocator's failure while the snapshot was copied read "cannot save the partial scan …
+    DefaultCPUAllocator: can't allocate memory …", hint "free some space" (seen on main, 100 points × 2 million
+    examples under ulimit -v)."""
+    import torch
+
+    monkeypatch.setenv("INTERPSCAN_SAVE_EVERY", "0")
+
+    def no_memory(obj: object, fh: object) -> None:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 800000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(torch, "save", no_memory)
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--batch-size", "8"))
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: out of memory while saving the partial scan to {out / rundir.PARTIAL_NAME}; the scan stopped",
+        "hint: keep fewer examples' losses (--bootstrap 0), or scan fewer points or examples",
+    ]
+
+
+def test_an_interruption_while_the_files_are_written_says_what_was_kept(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM (the CLI turns it into KeyboardInterrupt) while results.csv & co. were written: before, exit 130 and
+    not a word. Now one line says what happened and where the finished scan is; --resume writes the files."""
+    written = rundir._write_outputs
+    calls: list[int] = []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return written(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rundir, "_write_outputs", interrupted)
+    out = tmp_path / "o"
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
+    assert code == 130
+    assert err.strip().splitlines()[-2:] == [
+        f"error: interrupted while the results were written into {out}; the finished scan is saved in "
+        f"{out / rundir.PARTIAL_NAME}",
+        "hint: write them with the same command plus --resume (nothing is evaluated again)",
+    ]
+    assert (out / rundir.PARTIAL_NAME).is_file()
+    assert not (out / "results.csv").exists()
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--resume"))
+    assert code == 0, err
+    assert (out / "results.csv").is_file()
+    assert not (out / rundir.PARTIAL_NAME).exists()

@@ -185,3 +185,32 @@ def test_per_example_losses_are_saved_for_the_users_own_statistics(monkeypatch, 
     code, err = run_cli(monkeypatch, capsys, *args, "--force")
     assert code == 0, err
     assert not (out / "per_example.npz").exists()
+
+
+def test_kept_losses_that_cannot_fit_are_refused_before_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: no estimate; the scan ran to the end and the allocator failed (100 points × 2,000,000 examples
+    under `ulimit -v 3500000` on main: after 6 minutes, "DefaultCPUAllocator: can't allocate memory",
+    reported as a full disk while the partial scan was saved). Now the need is estimated from the points and
+    examples and refused with the number and what to change."""
+    from interpscan.errors import UsageError
+    from interpscan.files import describe_size
+    from interpscan.uncertainty import kept_bytes
+
+    monkeypatch.setenv("INTERPSCAN_MAX_MEMORY", "1M")
+    x, y = torch.randn(1000, 3), torch.randint(0, 2, (1000,))
+    init, final = nn.Linear(3, 2), nn.Linear(3, 2)
+    evaluated: list[int] = []
+    with pytest.raises(UsageError) as exc:
+        scan(init, init.state_dict(), final.state_dict(), (x, y), alphas=100, bootstrap=200,
+             progress=lambda n, total: evaluated.append(n))  # fmt: skip
+    need = kept_bytes(100, [1000], replicates=200, arrays=False)
+    assert need == 5 * 100 * (1000 + 2000) + 29 * 100 * 1000 + 24 * 200 * 1000
+    assert exc.value.message == (
+        f"keeping every example's loss for bootstrap=200 needs about {describe_size(need)} (100 points × 1,000 "
+        "examples × 5 bytes, and the copies made of them), and 1.0 MiB of memory is available"
+    )
+    assert exc.value.hint is not None
+    assert exc.value.hint.startswith("turn it off (bootstrap=0)")
+    assert not evaluated  # refused before any point was evaluated
+    monkeypatch.setenv("INTERPSCAN_MAX_MEMORY", "64M")
+    assert scan(init, init.state_dict(), final.state_dict(), (x, y), alphas=100, bootstrap=200).summary is not None

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import DataError, RunError, UsageError, opt
 from ..files import describe_size
+from ..values import env_number
 from .batches import Batch
 from .source import DataSource, stream_reason
 
@@ -102,7 +103,7 @@ def default_workers(env: Mapping[str, str] | None = None) -> int:
     at most 8."""
     env = os.environ if env is None else env
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1))
+    local = int(env_number("LOCAL_WORLD_SIZE", 1, whole=True, low=1, hint="torchrun sets it: unset it", env=env))
     return max(0, min(8, cores // local - 1))
 
 

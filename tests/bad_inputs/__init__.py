@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, ModuleType
 
-from . import checkpoints, data, flags, formats, outputs, results, runs, streams
+from . import checkpoints, data, flags, formats, outputs, process, results, runs, streams
 from .case import Case
 
-SECTIONS: tuple[ModuleType, ...] = (checkpoints, formats, data, flags, runs, outputs, results, streams)
+SECTIONS: tuple[ModuleType, ...] = (checkpoints, formats, data, flags, runs, outputs, results, streams, process)
 CASE_NAMES: tuple[str, ...] = tuple(name for section in SECTIONS for name in section.NAMES)
 TIMEOUT_S = 60  # a case that hangs (a FIFO, a lock never released) fails instead of stalling the suite
 
@@ -92,13 +92,33 @@ def run_case(case: Case, out: Path) -> Outcome:
     os.environ.pop("INTERPSCAN_DEBUG", None)
     code = 0
     try:
-        with _deadline(TIMEOUT_S), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            _environment(dict(case.env)),
+            _deadline(TIMEOUT_S),
+            contextlib.redirect_stderr(err),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.argv = argv
     return Outcome(code, err.getvalue())
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in os.environ while the block runs; each variable as it was afterwards."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def shown(outcome: Outcome, roots: Sequence[Path]) -> str:

@@ -23,7 +23,8 @@ class Case:
 
     ``args`` follow ``interpscan``; ``{out}`` in them stands for a fresh output path. A case that fails must
     leave no ``{out}`` behind; every path in ``keep`` must hold the same bytes afterwards (nothing the user had
-    is lost), and no path in ``must_not_exist`` may appear (a payload that would have run writes one).
+    is lost), and no path in ``must_not_exist`` may appear (a payload that would have run writes one). ``env``
+    holds environment variables the user had set (torchrun's, interpscan's own), set only while the case runs.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Case:
     must_not_exist: tuple[Path, ...] = field(default=())
     keep: tuple[Path, ...] = field(default=())
     section: str = ""  # filled in by build_corpus
+    env: tuple[tuple[str, str], ...] = field(default=())  # environment variables set while the case runs
 
     def argv(self, out: Path) -> list[str]:
         return [a.replace(OUT, str(out)) for a in self.args]
