@@ -20,11 +20,14 @@ from .errors import OutputError, UsageError, opt
 from .manifest import Manifest
 from .schema import (
     PARTIAL_NAME,
+    PLANE_RESULT_DTYPES,
+    PLANE_RESULT_REQUIRED,
     RESULT_DTYPES,
     RESULT_REQUIRED,
     SUMMARY_DTYPES,
     SUMMARY_REQUIRED,
     WHOLE_PATH,
+    is_plane_header,
 )
 from .values import check_path
 
@@ -84,6 +87,11 @@ class ScanResult:
         return self._manifest is not None
 
     @property
+    def is_plane(self) -> bool:
+        """Whether this is a plane's run (``interpscan plane`` or ``trajectory``: x, y instead of α)."""
+        return is_plane_header(self.results.columns)
+
+    @property
     def _where(self) -> str:
         return "this run " if self.source is None else f"the run {self.source} "
 
@@ -99,10 +107,13 @@ class ScanResult:
         return load_run(Path(path), examples=examples)
 
     def figure(self) -> go.Figure:
-        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
+        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure; a plane's:
+        plots_plane.plane_figure, as report.plane_page draws it)."""
         from .plots import path_figure
-        from .report import runs_title
+        from .report import plane_page, runs_title
 
+        if self.is_plane:
+            return plane_page(self)[1]
         return path_figure(self.results, self._summary, title=runs_title([self]))
 
     def save(self, directory: str | Path, *, force: bool = False, html: bool = True) -> dict[str, Path]:
@@ -478,6 +489,8 @@ def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) 
     if need_summary and "summary.csv" not in files:
         raise OutputError(f"no summary.csv beside {csv_path}", hint="pass a run directory written by `interpscan run`")
     manifest = _read_manifest(files["run.json"]) if "run.json" in files else None
+    if is_plane_header(_header(csv_path)):
+        return _load_plane(path, files, manifest)
     results, lines = _table(csv_path, RESULT_REQUIRED, RESULT_DTYPES, kind="results.csv")
     _check_results(csv_path, results, lines, manifest)
     summary = None
@@ -486,6 +499,51 @@ def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) 
         _check_summary(files["summary.csv"], summary, results)
     arrays = _read_examples(files["per_example.npz"], results) if examples and "per_example.npz" in files else None
     return ScanResult(results, summary, manifest, arrays, files, source=path)
+
+
+def _header(path: Path) -> list[str]:
+    """The column names on a CSV's first line (none when it cannot be read: _table then says why)."""
+    try:
+        with path.open("r", encoding="utf-8-sig", errors="replace") as fh:
+            first = fh.readline(1 << 16)
+    except OSError:
+        return []
+    return [c.strip() for c in first.rstrip("\r\n").split(",")]
+
+
+def _load_plane(source: Path, files: dict[str, Path], manifest: Manifest | None) -> ScanResult:
+    """A plane's run (x, y instead of α): its results checked for finite coordinates, whole anchor indices and
+    one n per split; its summary.csv (a row per split) read as it is, numbers as numbers."""
+    import numpy as np
+    import pandas as pd
+
+    csv_path = files["results.csv"]
+    results, lines = _table(csv_path, PLANE_RESULT_REQUIRED, PLANE_RESULT_DTYPES, kind="results.csv")
+    if results.empty:
+        raise _problem(csv_path, "the header alone, no rows")
+    for axis in ("x", "y"):
+        if axis in results.columns:
+            bad = np.flatnonzero(~np.isfinite(results[axis].to_numpy(dtype=float)))
+            if len(bad):
+                raise _problem(csv_path, f"line {lines[bad[0]]}: {axis} must be a finite number")
+    if "anchor" in results.columns:
+        anchor = results["anchor"].to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isnan(anchor) & ((anchor < 0) | (anchor != np.floor(anchor))))
+        if len(bad):
+            raise _problem(csv_path, f"line {lines[bad[0]]}, column anchor: a checkpoint's index is a whole number ≥ 0")
+    for split, g in results.groupby("split", sort=False):
+        counts = g["n"].unique()
+        if len(counts) > 1:
+            raise _problem(csv_path, f"split {split} has rows of {counts[0]} and of {counts[1]} examples (column n)")
+    summary = None
+    if "summary.csv" in files:
+        summary, _ = _table(files["summary.csv"], ("split",), {}, kind="summary.csv")
+        for column in summary.columns:
+            cells = summary[column].astype(str).str.strip()
+            numbers = pd.to_numeric(cells.where(cells != ""), errors="coerce")
+            if column != "split" and not bool((numbers.isna() & (cells != "")).any()):
+                summary[column] = numbers.astype("float64")
+    return ScanResult(results, summary, manifest, None, files, source=source)
 
 
 def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[ScanResult]:
@@ -554,7 +612,7 @@ def plot_results(
     """
     from .atomic import Content, OutputFolder
     from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, static_image
-    from .report import PLOTLYJS_FILE, page_files, path_page, refuse_inputs, run_labels
+    from .report import PLOTLYJS_FILE, page_files, path_page, plane_page, refuse_inputs, run_labels
 
     inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
     if not inputs:
@@ -583,7 +641,15 @@ def plot_results(
         raise OutputError(
             f"cannot write {target}: {blocking} is a file, not a directory", hint=f"choose another {opt('out')}"
         )
-    page, fig = path_page(runs, names, plotlyjs=plotlyjs)
+    if any(r.is_plane for r in runs):
+        if len(runs) > 1:
+            raise UsageError(
+                f"{next(r.source for r in runs if r.is_plane)} is a plane's run: a plane is drawn alone, not overlaid",
+                hint="plot each plane run on its own",
+            )
+        page, fig = plane_page(runs[0], plotlyjs=plotlyjs)
+    else:
+        page, fig = path_page(runs, names, plotlyjs=plotlyjs)
     files: dict[str, Content] = dict(page_files(target.name, page))
     for image in images:
         files[image.name] = static_image(fig, image.suffix.lstrip("."))

@@ -1,0 +1,115 @@
+"""Plane runs made by hand, with a known surface: a quadratic bowl whose minimum sits away from the checkpoints, on
+a lattice plus the checkpoints' own points, as `interpscan plane` and `trajectory` write them (results.csv with x,
+y and anchor; run.json with its plane section)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import old_runs
+import pandas as pd
+
+LATTICE = np.linspace(-1.0, 2.0, 7)  # x and y: c0 = (0, 0) falls on it ... (step 0.5)
+# ... c1 and c2 do not: they are extra rows, marked by their index.
+CHECKPOINTS = [(0.0, 0.0), (1.3, 0.0), (0.4, 1.1)]
+TEST_OFFSET = 0.25  # the test loss sits this much above the train loss everywhere
+
+
+def bowl(x: float, y: float, split: str = "train") -> float:
+    """The loss: lowest (0.2 on train) at (0.8, 0.6), rising as a quadratic."""
+    return 0.2 + (x - 0.8) ** 2 + 2.0 * (y - 0.6) ** 2 + (TEST_OFFSET if split == "test" else 0.0)
+
+
+def accuracy(x: float, y: float) -> float:
+    return max(0.1, 0.95 - 0.2 * ((x - 0.8) ** 2 + (y - 0.6) ** 2))
+
+
+def plane_rows(
+    checkpoints: Sequence[tuple[float, float]] = CHECKPOINTS,
+    *,
+    lattice: Sequence[float] = tuple(LATTICE),
+    splits: Sequence[str] = ("test", "train"),
+    line: bool = False,
+    blowup: dict[tuple[float, float], float] | None = None,
+) -> pd.DataFrame:
+    """A row per (split, point): the lattice (y = 0 throughout on a ``line``), then each checkpoint's point
+    off the lattice; a lattice point that is a checkpoint carries its index. ``blowup`` sets the loss at some
+    lattice points (NaN, inf, a huge number) as a far point's can be."""
+    ys = [0.0] if line else list(lattice)
+    rows: list[dict[str, Any]] = []
+    on_lattice = {(x, y) for x in lattice for y in ys}
+    for split in splits:  # test first: the figure orders splits itself
+        for y in ys:
+            for x in lattice:
+                index = next((i for i, c in enumerate(checkpoints) if c == (x, y)), None)
+                rows.append(_row(split, x, y, index, (blowup or {}).get((x, y))))
+        for i, (x, y) in enumerate(checkpoints):
+            if (x, y) not in on_lattice:
+                rows.append(_row(split, x, y, i))
+    return pd.DataFrame(rows)
+
+
+def _row(split: str, x: float, y: float, anchor: int | None, loss: float | None = None) -> dict[str, Any]:
+    return {
+        "x": x,
+        "y": y,
+        "split": split,
+        "loss": bowl(x, y, split) if loss is None else loss,
+        "loss_se": 0.01,
+        "accuracy": accuracy(x, y),
+        "n": 500 if split == "test" else 1000,
+        "anchor": "" if anchor is None else anchor,
+    }
+
+
+def plane_section(kind: str, checkpoints: Sequence[tuple[float, float]], **more: Any) -> dict[str, Any]:
+    return {"kind": kind, "coordinates": [list(c) for c in checkpoints], **more}
+
+
+def write_plane_run(
+    directory: Path,
+    rows: pd.DataFrame,
+    section: dict[str, Any] | None,
+    *,
+    summary: bool = True,
+) -> Path:
+    """results.csv, summary.csv (the loss at each checkpoint and the grid's minimum, per split) and a run.json
+    with ``section`` as its ``plane`` (none when ``section`` is None) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(directory / "results.csv", index=False, float_format="%.10g")
+    if summary:
+        table = []
+        for split, of_split in rows.groupby("split", sort=False):
+            lowest = of_split.loc[of_split["loss"].astype(float).idxmin()]
+            anchors = of_split[of_split["anchor"].astype(str) != ""]
+            table.append(
+                {
+                    "split": split,
+                    **{f"loss_c{int(a)}": float(v) for a, v in zip(anchors["anchor"], anchors["loss"], strict=True)},
+                    "min_loss": float(lowest["loss"]),
+                    "min_x": float(lowest["x"]),
+                    "min_y": float(lowest["y"]),
+                }
+            )
+        pd.DataFrame(table).to_csv(directory / "summary.csv", index=False, float_format="%.10g")
+    if section is not None:
+        obj = old_runs.manifest().to_json()
+        obj["plane"] = section
+        (directory / "run.json").write_text(json.dumps(obj, indent=2, allow_nan=False))
+    return directory
+
+
+def finite(values: Sequence[Any]) -> list[float]:
+    """The finite numbers among plotly's cells (None for a hole), flattened."""
+    out: list[float] = []
+    for v in values:
+        if isinstance(v, (list, tuple, np.ndarray)):
+            out += finite(list(v))
+        elif v is not None and math.isfinite(float(v)):
+            out.append(float(v))
+    return out
