@@ -36,19 +36,22 @@ def plane_rows(
     splits: Sequence[str] = ("test", "train"),
     line: bool = False,
     blowup: dict[tuple[float, float], float] | None = None,
+    evaluated: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """A row per (split, point): the lattice (y = 0 throughout on a ``line``), then each checkpoint's point
-    off the lattice; a lattice point that is a checkpoint carries its index. ``blowup`` sets the loss at some
-    lattice points (NaN, inf, a huge number) as a far point's can be."""
+    off the lattice; a lattice point that is a checkpoint carries its index. ``evaluated``: the checkpoints that
+    have their own point [default: all] (a trajectory's origin alone). ``blowup`` sets the loss at some lattice
+    points (NaN, inf, a huge number) as a far point's can be."""
+    own = [(i, c) for i, c in enumerate(checkpoints) if evaluated is None or i in evaluated]
     ys = [0.0] if line else list(lattice)
     rows: list[dict[str, Any]] = []
     on_lattice = {(x, y) for x in lattice for y in ys}
     for split in splits:  # test first: the figure orders splits itself
         for y in ys:
             for x in lattice:
-                index = next((i for i, c in enumerate(checkpoints) if c == (x, y)), None)
+                index = next((i for i, c in own if c == (x, y)), None)
                 rows.append(_row(split, x, y, index, (blowup or {}).get((x, y))))
-        for i, (x, y) in enumerate(checkpoints):
+        for i, (x, y) in own:
             if (x, y) not in on_lattice:
                 rows.append(_row(split, x, y, i))
     return pd.DataFrame(rows)

@@ -189,7 +189,7 @@ def test_missing_columns_and_empty_results_are_refused() -> None:
 
 def test_trajectory_page_draws_the_path_through_every_projection(tmp_path: Path) -> None:
     projections = [(-0.8, 1.5), (-0.2, 1.1), (0.3, 0.4), (0.9, 0.1), (0.0, 0.0)]
-    rows = plane_rows([(0.0, 0.0)])  # only the last checkpoint (the origin) is evaluated on its own point
+    rows = plane_rows(projections, evaluated=[4])  # only the last checkpoint (the origin) has its own point
     run = load_run(
         write_plane_run(
             tmp_path / "traj",
@@ -203,6 +203,8 @@ def test_trajectory_page_draws_the_path_through_every_projection(tmp_path: Path)
     marks = one(fig, "anchors", "test")
     assert list(marks.text) == ["c0", "c1", "c2", "c3", "c4"]
     assert marks.hovertext[1].startswith("c1 (projected)")
+    assert marks.hovertext[4].startswith("c4 · test")
+    assert list(one(fig, "anchors-3d", "test").text) == ["c4"]
     assert fig.layout.xaxis.title.text == "x: first principal direction (71.0% of the variance)"
     assert "the two directions in which the checkpoints differ most" in page
 
