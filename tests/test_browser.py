@@ -3,8 +3,9 @@ off, driven over the DevTools protocol (on a pipe, no extra dependency). Plotly 
 nothing may log an error or ask the network for anything, and the screenshot must not be blank.
 
 Skipped when no Chromium is installed (`apt-get install chromium`); `.ci/run` installs it and sets
-INTERPSCAN_REQUIRE_BROWSER=1, which turns the skip into a failure. INTERPSCAN_SCREENSHOTS=DIR saves a full-size
-screenshot of each plane page there (plane-checkpoints.png, plane-directions.png, plane-trajectory.png).
+INTERPSCAN_REQUIRE_BROWSER=1, which turns the skip into a failure. INTERPSCAN_SCREENSHOTS=DIR opens all three
+plane pages (else the plane through three checkpoints alone) and saves a full-size screenshot of each there
+(plane-checkpoints.png, plane-directions.png, plane-trajectory.png), taken after a click on "log loss".
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from interpscan.metrics import summarize_curve
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 REQUIRED = bool(os.environ.get("INTERPSCAN_REQUIRE_BROWSER"))
+SCREENSHOTS = os.environ.get("INTERPSCAN_SCREENSHOTS")  # a folder for the plane pages' screenshots
 
 
 def find_browser() -> str | None:
@@ -221,7 +223,7 @@ def visit(
     )
     navigating = len(browser.events)
     browser.send("Page.navigate", {"url": page.as_uri()}, session)
-    browser.wait_for("Page.loadEventFired", session=session, since=navigating)
+    browser.wait_for("Page.loadEventFired", session=session, since=navigating, timeout=max(30.0, settle_s))
 
     def evaluate(expression: str) -> Any:
         reply = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
@@ -518,7 +520,18 @@ PLANE_DRAWN = """
 """
 
 
-@pytest.mark.parametrize("kind", ["checkpoints", "directions", "trajectory"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "checkpoints",
+        # the same code draws these two (one marker, or a path through projections): opened only for screenshots,
+        # each page costs seconds of a headless browser's software WebGL
+        *(
+            pytest.param(kind, marks=pytest.mark.skipif(not SCREENSHOTS, reason="with INTERPSCAN_SCREENSHOTS only"))
+            for kind in ("directions", "trajectory")
+        ),
+    ],
+)
 def test_plane_pages_draw_offline(
     browser: Browser, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -535,11 +548,11 @@ def test_plane_pages_draw_offline(
     run = write_plane_run(tmp_path / kind, rows, plane_section(kind, checkpoints, **extra))
     code, err = run_cli(monkeypatch, capsys, "plot", str(run))
     assert code == 0, err
-    shots = os.environ.get("INTERPSCAN_SCREENSHOTS")
-    seen = visit(browser, run / "results.html", script=PLANE_DRAWN, scale=1.0 if shots else 0.25)
-    if shots:
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        (Path(shots) / f"plane-{kind}.png").write_bytes(seen.screenshot)
+    # settle_s: software WebGL draws the two surfaces before the load event; on a loaded machine that took 21 s
+    seen = visit(browser, run / "results.html", script=PLANE_DRAWN, scale=1.0 if SCREENSHOTS else 0.25, settle_s=60.0)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SCREENSHOTS) / f"plane-{kind}.png").write_bytes(seen.screenshot)
     assert seen.errors == []
     assert all(url.startswith(LOCAL) for url in seen.requests), seen.requests
     (count,) = seen.counts

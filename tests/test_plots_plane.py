@@ -278,3 +278,12 @@ def test_compare_refuses_a_plane_run(
     assert "is a plane's run" in err
     assert "interpscan plot" in err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_a_saved_plane_result_gets_the_plane_page(tmp_path: Path) -> None:
+    """ScanResult.save (what `interpscan plane` ends with) draws results.html as `plot` draws it."""
+    run = load_run(write_plane_run(tmp_path / "made", plane_rows(), plane_section("checkpoints", CHECKPOINTS)))
+    written = run.save(tmp_path / "saved")
+    html = written["results.html"].read_text()
+    assert 'id="interpscan-plane"' in html
+    assert ScanResult.load(tmp_path / "saved").results["loss"].tolist() == pytest.approx(run.results["loss"].tolist())
