@@ -29,8 +29,9 @@ from .plots import (
     _plottable,
     _split_order,
 )
-from .schema import PLANE_RESULT_REQUIRED as PLANE_REQUIRED
 
+PLANE_REQUIRED = ("x", "split", "loss", "loss_se", "accuracy", "n")
+"""What the figure needs of a plane's results; ``y``, ``anchor`` and ``on_grid`` it uses when they are there."""
 _LOSS_COLOURS = "Viridis"  # low loss dark, high loss bright, as the line page's heatmap
 _ACCURACY_COLOURS = "Cividis"
 _ROW_HEIGHT_PX = 460
@@ -68,6 +69,7 @@ def plane_figure(
     results: pd.DataFrame,
     *,
     checkpoints: Sequence[Sequence[float]] | None = None,
+    names: Sequence[str] | None = None,
     axis_titles: tuple[str, str] = ("x", "y"),
     title: str | None = None,
 ) -> go.Figure:
@@ -86,11 +88,13 @@ def plane_figure(
 
     Args:
         results: Tidy rows with columns ``x``, ``split``, ``loss``, ``loss_se``, ``accuracy``, ``n``; optional
-            ``y`` and ``anchor`` (a checkpoint's index on its own point, empty or NaN elsewhere). The lattice is
-            the points that are not anchors; an anchor off the lattice is drawn only as its marker. With a
-            ``curve`` column, the rows of curve ``all``.
-        checkpoints: Each checkpoint's (x, y), by index (run.json's coordinates; a trajectory's projections)
+            ``y``, ``anchor`` (a checkpoint's index on its own point, empty or NaN elsewhere) and ``on_grid``
+            (False for a checkpoint's point added beside the lattice; without the column, the points that are
+            not anchors make the lattice). A point off the lattice is drawn only as its checkpoint's marker.
+            With a ``curve`` column, the rows of curve ``all``.
+        checkpoints: Each checkpoint's (x, y), by index (run.json's anchors; a trajectory's projections)
             [default: the anchors' points in ``results``].
+        names: Each checkpoint's label (its file, as run.json's anchors name it), for the hover text.
         axis_titles: Titles of the x and y axes.
         title: Figure title; none when omitted.
 
@@ -105,7 +109,7 @@ def plane_figure(
         UsageError: ``results`` lacks a required column or has no rows.
     """
     _check_columns(results, PLANE_REQUIRED, "results")
-    frame = _rows(results)
+    frame = _rows(results, names or ())
     if frame.empty:
         raise UsageError("results has no rows: nothing to plot", hint="run a plane scan first")
     splits = _split_order(frame["split"])
@@ -114,15 +118,16 @@ def plane_figure(
     if is_line(results):
         fig = _line_figure(frame, splits, points, has_accuracy=has_accuracy, x_title=axis_titles[0])
     else:
-        fig = _surface_figure(frame, splits, points, has_accuracy=has_accuracy, axis_titles=axis_titles)
+        fig = _surface_figure(frame, splits, points, names or (), has_accuracy=has_accuracy, axis_titles=axis_titles)
     fig.update_layout(template="plotly_white")
     if title is not None:
         fig.update_layout(title_text=title)
     return fig
 
 
-def _rows(results: pd.DataFrame) -> pd.DataFrame:
-    """A copy with ``split`` as text, ``y`` 0 where absent, ``anchor`` as an int index or -1 (none)."""
+def _rows(results: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """A copy with ``split`` as text, ``y`` 0 where absent, ``anchor`` as an int index or -1 (none), ``on_grid``
+    a plain bool, and ``who``: ``c<i>`` and the checkpoint's name on its own point, "" elsewhere."""
     frame = results.copy()
     if "curve" in frame.columns and (frame["curve"].astype(str) == "all").any():
         frame = frame[frame["curve"].astype(str) == "all"]
@@ -130,8 +135,21 @@ def _rows(results: pd.DataFrame) -> pd.DataFrame:
     frame["x"] = _floats(frame["x"])
     frame["y"] = _floats(frame["y"]) if "y" in frame.columns else 0.0
     anchors = pd.to_numeric(frame["anchor"], errors="coerce") if "anchor" in frame.columns else np.nan
-    frame["anchor"] = pd.Series(anchors, index=frame.index).fillna(-1).astype(int)
+    frame["anchor"] = pd.Series(anchors, index=frame.index, dtype="float64").fillna(-1).astype(int)
+    if "on_grid" in frame.columns:
+        frame["on_grid"] = [v is not False and not (isinstance(v, np.bool_) and not v) for v in frame["on_grid"]]
+    else:
+        frame["on_grid"] = frame["anchor"] < 0
+    frame["who"] = [_who(int(a), names) for a in frame["anchor"]]
     return frame.reset_index(drop=True)
+
+
+def _who(index: int, names: Sequence[str]) -> str:
+    """``c<index>``, with the checkpoint's name when it has one; "" for no checkpoint."""
+    if index < 0:
+        return ""
+    name = names[index] if index < len(names) else ""
+    return f"c{index} ({name})" if name else f"c{index}"
 
 
 def _anchor_points(frame: pd.DataFrame) -> list[tuple[float, float]]:
@@ -158,8 +176,8 @@ def _index(values: Sequence[float], v: float) -> int | None:
 
 
 def _grid(of_split: pd.DataFrame, split: str) -> _Grid:
-    """One split's lattice: the points that are not anchors define it; anchors on it fill their cell too."""
-    lattice = of_split[of_split["anchor"] < 0]
+    """One split's lattice: the points on the grid define it; a checkpoint's point off it has no cell."""
+    lattice = of_split[of_split["on_grid"]]
     if lattice.empty:
         lattice = of_split
     xs, ys = _lattice_values(_floats(lattice["x"])), _lattice_values(_floats(lattice["y"]))
@@ -178,7 +196,7 @@ def _grid(of_split: pd.DataFrame, split: str) -> _Grid:
 
 def _hover(row: Any, split: str) -> str:
     loss, se, acc = float(row.loss), float(row.loss_se), float(row.accuracy)
-    parts = [f"c{row.anchor} · {split}" if row.anchor >= 0 else split, f"x={_fmt(float(row.x))}"]
+    parts = [f"{row.who} · {split}" if row.who else split, f"x={_fmt(float(row.x))}"]
     parts.append(f"y={_fmt(float(row.y))}")
     parts.append(f"loss={_fmt(loss)} ± {_fmt(se, '.2g')}" if math.isfinite(se) else f"loss={_fmt(loss)}")
     if not math.isnan(acc):
@@ -249,6 +267,7 @@ def _surface_figure(
     frame: pd.DataFrame,
     splits: Sequence[str],
     checkpoints: Sequence[tuple[float, float]],
+    names: Sequence[str],
     *,
     has_accuracy: bool,
     axis_titles: tuple[str, str],
@@ -309,7 +328,8 @@ def _surface_figure(
         # Not the line page's "loss"/"accuracy" panels: its α cursor has no meaning on a plane.
         for col, panel in ((1, "plane-loss"), (3, "plane-accuracy"))[: 2 if has_accuracy else 1]:
             _add_path(fig, path, split, panel, row=r, col=col, legend=r == 1 and col == 1)
-            _add_anchors(fig, checkpoints, of_split, split, panel, row=r, col=col, legend=r == 1 and col == 1)
+            legend = r == 1 and col == 1
+            _add_anchors(fig, checkpoints, names, of_split, split, panel, row=r, col=col, legend=legend)
             fig.update_xaxes(title_text=axis_titles[0], row=r, col=col)
             # One unit of y as long as one of x: distances in the plane look like distances.
             fig.update_yaxes(
@@ -398,6 +418,7 @@ def _add_path(
 def _add_anchors(
     fig: go.Figure,
     checkpoints: Sequence[tuple[float, float]],
+    names: Sequence[str],
     of_split: pd.DataFrame,
     split: str,
     panel: str,
@@ -424,7 +445,8 @@ def _add_anchors(
             legendgroup="checkpoints",
             showlegend=legend,
             hovertext=[
-                known.get(i, f"c{i} (projected)<br>x={_fmt(x)}<br>y={_fmt(y)}") for i, (x, y) in enumerate(checkpoints)
+                known.get(i, f"{_who(i, names)} (projected)<br>x={_fmt(x)}<br>y={_fmt(y)}")
+                for i, (x, y) in enumerate(checkpoints)
             ],
             hovertemplate="%{hovertext}<extra></extra>",
             meta=_meta("anchors", split, panel),

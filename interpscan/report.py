@@ -436,19 +436,23 @@ def plane_section(run: ScanResult) -> dict[str, Any]:
     return {}
 
 
-def _plane_points(section: dict[str, Any]) -> list[tuple[float, float]] | None:
-    """Each checkpoint's (x, y) as run.json lists them (y 0 on a line); None when it lists none."""
-    listed = section.get("coordinates")
-    if not isinstance(listed, list) or not listed:
+def _plane_anchors(section: dict[str, Any]) -> tuple[list[tuple[float, float]], list[str]] | None:
+    """Each checkpoint's (x, y) and label by index, as run.json's ``anchors`` list them (a trajectory's
+    projections too); None when it lists none."""
+    listed = [a for a in section.get("anchors") or () if isinstance(a, dict) and isinstance(a.get("index"), int)]
+    if not listed:
         return None
-    points = []
-    for point in listed:
-        values = [
-            float(v) if isinstance(v, (int, float)) else math.nan
-            for v in (point if isinstance(point, list) else [point])
-        ]
-        points.append((values[0] if values else math.nan, values[1] if len(values) > 1 else 0.0))
-    return points
+
+    def number(value: Any) -> float:
+        return float(value) if isinstance(value, (int, float)) else math.nan
+
+    by_index = {a["index"]: a for a in listed}
+    points = [
+        (number(by_index.get(i, {}).get("x")), number(by_index.get(i, {}).get("y", 0.0)))
+        for i in range(max(by_index) + 1)
+    ]
+    labels = [str(by_index.get(i, {}).get("label", "")) for i in range(max(by_index) + 1)]
+    return points, labels
 
 
 def _explained(section: dict[str, Any]) -> list[float]:
@@ -475,7 +479,14 @@ def plane_page(run: ScanResult, *, plotlyjs: str = "inline") -> tuple[str, Any]:
         title = f"{m.model.spec} on {m.data.name}: {formula} (BN policy {m.bn.policy})"
     else:
         title = f"{results_path(run) or 'results'}: {formula}"
-    fig = plane_figure(run.results, checkpoints=_plane_points(section), axis_titles=(x_title, y_title), title=title)
+    anchors = _plane_anchors(section)
+    fig = plane_figure(
+        run.results,
+        checkpoints=anchors[0] if anchors else None,
+        names=anchors[1] if anchors else None,
+        axis_titles=(x_title, y_title),
+        title=title,
+    )
     notes = [_PLANE_NOTES[kind]] if kind in _PLANE_NOTES else []
     if kind == "directions" and is_line(run.results):
         notes = ["A random line through one checkpoint (c0, at x = 0): x counts steps along the direction."]
@@ -484,6 +495,12 @@ def plane_page(run: ScanResult, *, plotlyjs: str = "inline") -> tuple[str, Any]:
     if bad:
         notes.append(
             f"{bad} point(s) have a loss that is NaN or infinite: left out of the colours (a hole), shown on hover"
+        )
+    clamped = section.get("bn_clamped_points")
+    if isinstance(clamped, int) and clamped > 0:
+        notes.append(
+            f"{clamped} point(s) had an interpolated batch-norm running variance below 0, clamped at 0 (column "
+            "bn_clamped of results.csv): their losses are of that clamped network"
         )
     tables = []
     if run.has_summary:

@@ -22,12 +22,13 @@ from .schema import (
     PARTIAL_NAME,
     PLANE_RESULT_DTYPES,
     PLANE_RESULT_REQUIRED,
+    PLANE_SUMMARY_DTYPES,
+    PLANE_SUMMARY_REQUIRED,
     RESULT_DTYPES,
     RESULT_REQUIRED,
     SUMMARY_DTYPES,
     SUMMARY_REQUIRED,
     WHOLE_PATH,
-    is_plane_header,
 )
 from .values import check_path
 
@@ -88,8 +89,8 @@ class ScanResult:
 
     @property
     def is_plane(self) -> bool:
-        """Whether this is a plane's run (``interpscan plane`` or ``trajectory``: x, y instead of α)."""
-        return is_plane_header(self.results.columns)
+        """A plane or trajectory run (results.csv has x and y, run.json a plane section), not a path."""
+        return "x" in self.results.columns and "alpha" not in self.results.columns
 
     @property
     def _where(self) -> str:
@@ -489,7 +490,8 @@ def load_run(path: Path, *, need_summary: bool = False, examples: bool = False) 
     if need_summary and "summary.csv" not in files:
         raise OutputError(f"no summary.csv beside {csv_path}", hint="pass a run directory written by `interpscan run`")
     manifest = _read_manifest(files["run.json"]) if "run.json" in files else None
-    if is_plane_header(_header(csv_path)):
+    header = _header(csv_path)
+    if "x" in header and "alpha" not in header:
         return _load_plane(path, files, manifest)
     results, lines = _table(csv_path, RESULT_REQUIRED, RESULT_DTYPES, kind="results.csv")
     _check_results(csv_path, results, lines, manifest)
@@ -512,50 +514,45 @@ def _header(path: Path) -> list[str]:
 
 
 def _load_plane(source: Path, files: dict[str, Path], manifest: Manifest | None) -> ScanResult:
-    """A plane's run (x, y instead of α): its results checked for finite coordinates, whole anchor indices and
-    one n per split; its summary.csv (a row per split) read as it is, numbers as numbers."""
-    import numpy as np
-    import pandas as pd
-
+    """A plane run read back (x, y instead of α): results.csv and summary.csv with the plane's columns, a row per
+    point and split once, one n per split."""
     csv_path = files["results.csv"]
-    results, lines = _table(csv_path, PLANE_RESULT_REQUIRED, PLANE_RESULT_DTYPES, kind="results.csv")
+    results, lines = _table(csv_path, PLANE_RESULT_REQUIRED, PLANE_RESULT_DTYPES, kind="a plane's results.csv")
     if results.empty:
         raise _problem(csv_path, "the header alone, no rows")
-    for axis in ("x", "y"):
-        if axis in results.columns:
-            bad = np.flatnonzero(~np.isfinite(results[axis].to_numpy(dtype=float)))
-            if len(bad):
-                raise _problem(csv_path, f"line {lines[bad[0]]}: {axis} must be a finite number")
-    if "anchor" in results.columns:
-        anchor = results["anchor"].to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isnan(anchor) & ((anchor < 0) | (anchor != np.floor(anchor))))
-        if len(bad):
-            raise _problem(csv_path, f"line {lines[bad[0]]}, column anchor: a checkpoint's index is a whole number ≥ 0")
+    twice = results.duplicated(["x", "y", "split"]).to_numpy()
+    if twice.any():
+        raise _problem(csv_path, f"line {lines[int(twice.argmax())]}: a point and split appear twice")
     for split, g in results.groupby("split", sort=False):
-        counts = g["n"].unique()
-        if len(counts) > 1:
-            raise _problem(csv_path, f"split {split} has rows of {counts[0]} and of {counts[1]} examples (column n)")
+        if g["n"].nunique() > 1:
+            raise _problem(csv_path, f"split {split} has rows of different numbers of examples (column n)")
+    results["anchor"] = results["anchor"].astype("Int64")
     summary = None
     if "summary.csv" in files:
-        summary, _ = _table(files["summary.csv"], ("split",), {}, kind="summary.csv")
-        for column in summary.columns:
-            cells = summary[column].astype(str).str.strip()
-            numbers = pd.to_numeric(cells.where(cells != ""), errors="coerce")
-            if column != "split" and not bool((numbers.isna() & (cells != "")).any()):
-                summary[column] = numbers.astype("float64")
+        summary, _ = _table(files["summary.csv"], PLANE_SUMMARY_REQUIRED, PLANE_SUMMARY_DTYPES, kind="summary.csv")
+        summary = summary.astype({"anchor": "Int64"})
     return ScanResult(results, summary, manifest, None, files, source=source)
 
 
-def load_runs(paths: Sequence[Path], *, need_summary: bool = False) -> list[ScanResult]:
-    """``load_run`` for each path; every problem is reported, in one error.
+def load_runs(paths: Sequence[Path], *, need_summary: bool = False, planes: bool = False) -> list[ScanResult]:
+    """``load_run`` for each path; every problem is reported, in one error. A plane run (``interpscan plane``,
+    ``trajectory``) is one only with ``planes``: compare's runs are paths.
 
     Raises:
-        OutputError: one or more runs cannot be read (each one's problem, in input order).
+        OutputError: one or more runs cannot be read (each one's problem, in input order), or a plane run
+            without ``planes``.
     """
     runs, problems = [], []
     for path in paths:
         try:
-            runs.append(load_run(path, need_summary=need_summary))
+            run = load_run(path, need_summary=need_summary)
+            if run.is_plane and not planes:
+                raise _problem(
+                    path,
+                    "a plane run (interpscan plane or trajectory), not a path's",
+                    hint="draw it with `interpscan plot`, on its own; compare takes runs of `interpscan run`",
+                )
+            runs.append(run)
         except OutputError as exc:
             problems.append(exc)
     if len(problems) == 1:
@@ -625,7 +622,7 @@ def plot_results(
         check_static_export()
     if out is not None:
         out = check_path(out, "out")
-    runs = load_runs(inputs)
+    runs = load_runs(inputs, planes=True)
     names = run_labels(runs, labels)
     default_name = "results.html" if len(runs) == 1 else "plot.html"
     target = out or runs[0].files["results.csv"].with_name(default_name)

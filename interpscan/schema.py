@@ -4,8 +4,6 @@ standard library only, so that every layer may import it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 # segment, t and refined are appended (column order is part of the contract): a path through checkpoints
 # c0 → c1 → … → cm has segments 1…m, α local to its segment and t = segment − 1 + α the position along the whole
 # path; refined marks the points --refine added to the grid.
@@ -68,10 +66,10 @@ SUMMARY_REQUIRED = tuple(c for c in SUMMARY_COLUMNS if c not in OPTIONAL_COLUMNS
 RUN_FILES = ("results.csv", "summary.csv", "run.json")  # what makes a run; results.html is drawn from them
 PARTIAL_NAME = ".interpscan-partial.pt"  # what an interrupted run leaves beside them (one per rank under torchrun)
 
-# A plane's results.csv (``interpscan plane`` and ``trajectory``): a row per (point, split), the point's
-# coordinates x, y in the plane instead of α, and ``anchor``, a checkpoint's index on its own point (empty
-# elsewhere). y is absent or constant on a 1-D random line.
-PLANE_RESULT_REQUIRED = ("x", "split", "loss", "loss_se", "accuracy", "n")
+# A plane run (interpscan plane, trajectory): a row per (point, split); x, y the point's coordinates, anchor the
+# index of the checkpoint whose own network the point is (empty elsewhere), on_grid False for such a point added
+# beside the lattice, bn_clamped True where an interpolated BN running variance was clamped at 0.
+PLANE_RESULT_COLUMNS = ["x", "y", "split", "loss", "loss_se", "accuracy", "n", "anchor", "on_grid", "bn_clamped"]
 PLANE_RESULT_DTYPES = {
     "x": "float64",
     "y": "float64",
@@ -79,11 +77,12 @@ PLANE_RESULT_DTYPES = {
     "loss_se": "float64",
     "accuracy": "float64",
     "n": "int64",
-    "anchor": "float64",  # an index, NaN where empty
+    "anchor": "float64",  # read as numbers (empty: NaN), then a nullable whole number
+    "on_grid": "boolean",
+    "bn_clamped": "boolean",
 }
-
-
-def is_plane_header(columns: Iterable[object]) -> bool:
-    """Whether a results table with these columns is a plane's (x, no α) rather than a line's."""
-    names = {str(c) for c in columns}
-    return "x" in names and "alpha" not in names
+PLANE_RESULT_REQUIRED = tuple(PLANE_RESULT_COLUMNS)
+# per split: a row per checkpoint on the plane (point = its label) and one for the grid's minimum loss
+PLANE_SUMMARY_COLUMNS = ["split", "point", "anchor", "x", "y", "loss", "accuracy"]
+PLANE_SUMMARY_DTYPES = {"anchor": "float64", "x": "float64", "y": "float64", "loss": "float64", "accuracy": "float64"}
+PLANE_SUMMARY_REQUIRED = tuple(PLANE_SUMMARY_COLUMNS)

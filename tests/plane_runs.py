@@ -1,6 +1,7 @@
 """Plane runs made by hand, with a known surface: a quadratic bowl whose minimum sits away from the checkpoints, on
-a lattice plus the checkpoints' own points, as `interpscan plane` and `trajectory` write them (results.csv with x,
-y and anchor; run.json with its plane section)."""
+a lattice plus the checkpoints' own points, in the files `interpscan plane` and `trajectory` write (results.csv
+with x, y, anchor, on_grid and bn_clamped; summary.csv a row per checkpoint and the minimum per split; run.json
+with its plane section)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def plane_rows(
                 rows.append(_row(split, x, y, index, (blowup or {}).get((x, y))))
         for i, (x, y) in own:
             if (x, y) not in on_lattice:
-                rows.append(_row(split, x, y, i))
-    return pd.DataFrame(rows)
+                rows.append(_row(split, x, y, i) | {"on_grid": False})
+    return pd.DataFrame(rows).astype({"anchor": "Int64"})
 
 
 def _row(split: str, x: float, y: float, anchor: int | None, loss: float | None = None) -> dict[str, Any]:
@@ -66,44 +67,64 @@ def _row(split: str, x: float, y: float, anchor: int | None, loss: float | None 
         "loss_se": 0.01,
         "accuracy": accuracy(x, y),
         "n": 500 if split == "test" else 1000,
-        "anchor": "" if anchor is None else anchor,
+        "anchor": anchor,
+        "on_grid": True,
+        "bn_clamped": False,
     }
 
 
-def plane_section(kind: str, checkpoints: Sequence[tuple[float, float]], **more: Any) -> dict[str, Any]:
-    return {"kind": kind, "coordinates": [list(c) for c in checkpoints], **more}
-
-
-def write_plane_run(
-    directory: Path,
-    rows: pd.DataFrame,
-    section: dict[str, Any] | None,
+def plane_section(
+    kind: str,
+    checkpoints: Sequence[tuple[float, float]],
     *,
-    summary: bool = True,
-) -> Path:
-    """results.csv, summary.csv (the loss at each checkpoint and the grid's minimum, per split) and a run.json
-    with ``section`` as its ``plane`` (none when ``section`` is None) in ``directory``."""
+    on_plane: Sequence[int] | None = None,
+    explained_variance_ratio: Sequence[float] | None = None,
+    bn_clamped_points: int = 0,
+) -> dict[str, Any]:
+    """run.json's plane section, every key `interpscan plane` writes; checkpoints labelled c<i>.pt, all on the
+    plane unless ``on_plane`` says which (a trajectory's last)."""
+    directions = kind == "directions"
+    return {
+        "kind": kind,
+        "basis": f"made by hand ({kind})",
+        "dims": 2,
+        "anchors": [
+            {"label": f"c{i}.pt", "index": i, "x": x, "y": y, "on_plane": on_plane is None or i in on_plane}
+            for i, (x, y) in enumerate(checkpoints)
+        ],
+        "grid": len(LATTICE),
+        "margin": None if directions else 0.2,
+        "x_range": [float(LATTICE[0]), float(LATTICE[-1])],
+        "y_range": [float(LATTICE[0]), float(LATTICE[-1])],
+        "seed": 0 if directions else None,
+        "normalization": "filter" if directions else None,
+        "keep_1d": False if directions else None,
+        "orthogonalised": not directions,
+        "explained_variance_ratio": None if explained_variance_ratio is None else list(explained_variance_ratio),
+        "bn_clamped_points": bn_clamped_points,
+    }
+
+
+def write_plane_run(directory: Path, rows: pd.DataFrame, section: dict[str, Any]) -> Path:
+    """results.csv, summary.csv (per split: the loss at each checkpoint's own point, then the grid's minimum) and
+    a run.json (an old run's, with ``section`` as its ``plane``) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     rows.to_csv(directory / "results.csv", index=False, float_format="%.10g")
-    if summary:
-        table = []
-        for split, of_split in rows.groupby("split", sort=False):
-            lowest = of_split.loc[of_split["loss"].astype(float).idxmin()]
-            anchors = of_split[of_split["anchor"].astype(str) != ""]
-            table.append(
-                {
-                    "split": split,
-                    **{f"loss_c{int(a)}": float(v) for a, v in zip(anchors["anchor"], anchors["loss"], strict=True)},
-                    "min_loss": float(lowest["loss"]),
-                    "min_x": float(lowest["x"]),
-                    "min_y": float(lowest["y"]),
-                }
-            )
-        pd.DataFrame(table).to_csv(directory / "summary.csv", index=False, float_format="%.10g")
-    if section is not None:
-        obj = old_runs.manifest().to_json()
-        obj["plane"] = section
-        (directory / "run.json").write_text(json.dumps(obj, indent=2, allow_nan=False))
+    table = []
+    for split, of_split in rows.groupby("split", sort=False):
+        anchored = of_split[of_split["anchor"].notna()].sort_values("anchor")
+        for r in anchored.itertuples(index=False):
+            point = {"split": split, "point": f"c{int(r.anchor)}.pt", "anchor": int(r.anchor)}
+            table.append(point | {"x": r.x, "y": r.y, "loss": r.loss, "accuracy": r.accuracy})
+        lowest = of_split.loc[of_split["loss"].astype(float).idxmin()]
+        table.append(
+            {"split": split, "point": "minimum", "anchor": None}
+            | {k: lowest[k] for k in ("x", "y", "loss", "accuracy")}
+        )
+    pd.DataFrame(table).to_csv(directory / "summary.csv", index=False, float_format="%.10g")
+    obj = old_runs.manifest().to_json()
+    obj["plane"] = section
+    (directory / "run.json").write_text(json.dumps(obj, indent=2, allow_nan=False))
     return directory
 
 

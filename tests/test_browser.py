@@ -544,7 +544,7 @@ def test_plane_pages_draw_offline(
     }[kind]
     trajectory = kind == "trajectory"
     rows = plane_rows(checkpoints, evaluated=[len(checkpoints) - 1] if trajectory else None)  # its origin alone
-    extra = {"explained_variance_ratio": [0.71, 0.18]} if trajectory else {}
+    extra: dict[str, Any] = {"on_plane": [4], "explained_variance_ratio": [0.71, 0.18]} if trajectory else {}
     run = write_plane_run(tmp_path / kind, rows, plane_section(kind, checkpoints, **extra))
     code, err = run_cli(monkeypatch, capsys, "plot", str(run))
     assert code == 0, err

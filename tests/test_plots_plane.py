@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from conftest import run_cli
@@ -89,7 +90,7 @@ def test_checkpoints_are_marked_at_their_coordinates_and_the_path_joins_them() -
     assert f"loss={bowl(1.3, 0.0):.4g}" in c1_hover
 
 
-def test_checkpoints_default_to_the_anchor_rows_and_run_json_coordinates_win() -> None:
+def test_checkpoints_default_to_the_anchor_rows_and_run_json_anchors_win() -> None:
     rows = plane_rows()
     marks = one(plane_figure(rows), "anchors", "train")
     assert list(zip(marks.x, marks.y, strict=True)) == CHECKPOINTS
@@ -194,7 +195,7 @@ def test_trajectory_page_draws_the_path_through_every_projection(tmp_path: Path)
         write_plane_run(
             tmp_path / "traj",
             rows,
-            plane_section("trajectory", projections, explained_variance_ratio=[0.71, 0.18]),
+            plane_section("trajectory", projections, on_plane=[4], explained_variance_ratio=[0.71, 0.18]),
         )
     )
     page, fig = plane_page(run)
@@ -202,8 +203,8 @@ def test_trajectory_page_draws_the_path_through_every_projection(tmp_path: Path)
     assert list(zip(path.x, path.y, strict=True)) == projections
     marks = one(fig, "anchors", "test")
     assert list(marks.text) == ["c0", "c1", "c2", "c3", "c4"]
-    assert marks.hovertext[1].startswith("c1 (projected)")
-    assert marks.hovertext[4].startswith("c4 · test")
+    assert marks.hovertext[1].startswith("c1 (c1.pt) (projected)")
+    assert marks.hovertext[4].startswith("c4 (c4.pt) · test")
     assert list(one(fig, "anchors-3d", "test").text) == ["c4"]
     assert fig.layout.xaxis.title.text == "x: first principal direction (71.0% of the variance)"
     assert "the two directions in which the checkpoints differ most" in page
@@ -221,7 +222,7 @@ def test_plot_draws_a_plane_run_into_one_self_contained_page(
     assert "BN policy recompute" in html
     assert "The plane through three checkpoints" in html
     assert 'id="summary"' in html
-    assert "min_loss" in html
+    assert "minimum" in html
     assert "<script src=" not in html
     assert '<script charset="utf-8" src=' not in html  # plotly.js inline: the page needs no network
     assert "<summary>run.json</summary>" in html
@@ -232,12 +233,14 @@ def test_plot_draws_a_plane_run_into_one_self_contained_page(
 
 
 def test_scan_result_reads_a_plane_run_back_and_draws_its_figure(tmp_path: Path) -> None:
-    run_dir = write_plane_run(tmp_path / "plane", plane_rows(), plane_section("directions", [(0.0, 0.0)]))
+    rows = plane_rows([(0.0, 0.0)])
+    run_dir = write_plane_run(tmp_path / "plane", rows, plane_section("directions", [(0.0, 0.0)]))
     run = ScanResult.load(run_dir)
     assert run.is_plane
-    assert run.has_summary
     assert run.has_manifest
-    assert run.summary["min_loss"].tolist() == pytest.approx([bowl(1.0, 0.5, "test"), bowl(1.0, 0.5)])
+    lowest = run.summary[run.summary["point"] == "minimum"]
+    assert lowest["loss"].tolist() == pytest.approx([bowl(1.0, 0.5, "test"), bowl(1.0, 0.5)])
+    assert run.summary["anchor"].tolist()[0] == 0
     fig = run.figure()
     assert fig.layout.yaxis.title.text == "y: steps along direction d₂"
     assert len(traces(fig, "loss-surface")) == 2
@@ -246,13 +249,12 @@ def test_scan_result_reads_a_plane_run_back_and_draws_its_figure(tmp_path: Path)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda r: r.assign(anchor=r["anchor"].replace({1: 1.5})), "column anchor: a checkpoint's index"),
-        (lambda r: r.assign(x=r["x"].replace({2.0: math.inf})), "x must be a finite number"),
-        (lambda r: r.assign(n=range(len(r))), "examples"),
+        (lambda r: pd.concat([r, r.iloc[[3]]]), "a point and split appear twice"),
+        (lambda r: r.assign(n=range(len(r))), r"numbers of examples \(column n\)"),
     ],
 )
 def test_a_damaged_plane_results_csv_is_named(tmp_path: Path, change: Any, message: str) -> None:
-    run_dir = write_plane_run(tmp_path / "bad", change(plane_rows()), None, summary=False)
+    run_dir = write_plane_run(tmp_path / "bad", change(plane_rows()), plane_section("checkpoints", CHECKPOINTS))
     with pytest.raises(OutputError, match=message):
         load_run(run_dir)
 
@@ -260,8 +262,8 @@ def test_a_damaged_plane_results_csv_is_named(tmp_path: Path, change: Any, messa
 def test_plot_refuses_to_overlay_a_plane(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a = write_plane_run(tmp_path / "a", plane_rows(), None)
-    b = write_plane_run(tmp_path / "b", plane_rows(), None)
+    a = write_plane_run(tmp_path / "a", plane_rows(), plane_section("checkpoints", CHECKPOINTS))
+    b = write_plane_run(tmp_path / "b", plane_rows(), plane_section("checkpoints", CHECKPOINTS))
     code, err = run_cli(monkeypatch, capsys, "plot", str(a), str(b), "--out", str(tmp_path / "both.html"))
     assert code == 2
     assert "a plane is drawn alone" in err
@@ -275,7 +277,7 @@ def test_compare_refuses_a_plane_run(
     b = write_plane_run(tmp_path / "b", plane_rows(), plane_section("checkpoints", CHECKPOINTS))
     code, err = run_cli(monkeypatch, capsys, "compare", str(a), str(b), "--out", str(tmp_path / "cmp"))
     assert code == 2
-    assert "is a plane's run" in err
+    assert "a plane run (interpscan plane or trajectory), not a path's" in err
     assert "interpscan plot" in err
     assert not (tmp_path / "cmp").exists()
 
@@ -287,3 +289,18 @@ def test_a_saved_plane_result_gets_the_plane_page(tmp_path: Path) -> None:
     html = written["results.html"].read_text()
     assert 'id="interpscan-plane"' in html
     assert ScanResult.load(tmp_path / "saved").results["loss"].tolist() == pytest.approx(run.results["loss"].tolist())
+
+
+def test_the_page_names_clamped_bn_points_and_the_checkpoints_files(tmp_path: Path) -> None:
+    section = plane_section("checkpoints", CHECKPOINTS, bn_clamped_points=3)
+    page, fig = plane_page(load_run(write_plane_run(tmp_path / "clamped", plane_rows(), section)))
+    assert "3 point(s) had an interpolated batch-norm running variance below 0, clamped at 0" in page
+    assert one(fig, "anchors", "test").hovertext[2].startswith("c2 (c2.pt) · test")
+
+
+def test_compare_runs_refuses_a_plane_given_as_a_result(tmp_path: Path) -> None:
+    from interpscan.compare import compare_runs
+
+    run = load_run(write_plane_run(tmp_path / "p", plane_rows(), plane_section("checkpoints", CHECKPOINTS)))
+    with pytest.raises(UsageError, match="a plane has no path to measure"):
+        compare_runs([run])
