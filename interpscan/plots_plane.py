@@ -339,6 +339,8 @@ def _surface_figure(
         scene = fig.get_subplot(r, 2)
         scene.xaxis.title.text, scene.yaxis.title.text = "x", "y"
         scene.zaxis.title.text = shown.title
+        # Seen from below the x axis: x grows to the right and y away from the reader, as on the contours.
+        scene.camera.eye = {"x": 0.7, "y": -1.9, "z": 1.0}
     _colour_axes(fig, shown, has_accuracy=has_accuracy, cols=cols)
     fig.update_layout(
         height=height,
