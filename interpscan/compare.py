@@ -175,6 +175,13 @@ def compare_runs(runs: Sequence[ScanResult], labels: Sequence[str] = (), *, spli
     """
     if not runs:
         raise UsageError("nothing to compare: give at least one run directory")
+    plane = next((r for r in runs if r.is_plane), None)
+    if plane is not None:
+        raise UsageError(
+            f"{plane.source or 'a run'} is a plane's run (x, y, no α): compare sets the shape of paths between "
+            "checkpoints against how well the networks do, and a plane has no path to measure",
+            hint="draw a plane with `interpscan plot`; compare the runs of `interpscan run`",
+        )
     split = check_label(split, "split").strip()
     names = run_labels(runs, labels)
     chosen, notes = _choose_split(runs, names, split)

@@ -396,6 +396,129 @@ def path_page(runs: Sequence[ScanResult], labels: Sequence[str] = (), *, plotlyj
     return page, fig
 
 
+# What each kind of plane is, as its page's title writes it, and its axes.
+_PLANE_FORMULAS = {
+    "checkpoints": "θ(x, y) = θ_c0 + x·u + y·v",
+    "directions": "θ(x, y) = θ_c0 + x·d₁ + y·d₂",
+    "trajectory": "θ(x, y) = θ_cm + x·u₁ + y·u₂",
+}
+_PLANE_AXES = {
+    "checkpoints": ("x: distance from c0 toward c1", "y: distance toward c2, square to x"),
+    "directions": ("x: steps along direction d₁", "y: steps along direction d₂"),
+    "trajectory": ("x: first principal direction", "y: second principal direction"),
+}
+_PLANE_NOTES = {
+    "checkpoints": "The plane through three checkpoints: c0 at the origin, c1 on the x axis, c2 above it; x and y "
+    "are distances in weight space (the L2 norm over the parameters), both axes to one scale.",
+    "directions": "Random directions around one checkpoint (c0, at the origin): x and y count steps along each "
+    "direction, each direction scaled to the size of the weights it moves.",
+    "trajectory": "The training trajectory: the surface around the last checkpoint along the two directions in "
+    "which the checkpoints differ most (the principal directions of their differences from it); each "
+    "checkpoint is drawn at its projection onto that plane, the path in training order.",
+}
+
+
+def plane_section(run: ScanResult) -> dict[str, Any]:
+    """run.json's ``plane`` section of a plane run: what its manifest holds, else what its run.json file says
+    (an empty dict when there is neither)."""
+    if run.has_manifest:
+        section = run.manifest.to_json().get("plane")
+        if isinstance(section, dict):
+            return section
+    path = run.files.get("run.json")
+    if path is not None:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if isinstance(obj, dict) and isinstance(obj.get("plane"), dict):
+            return dict(obj["plane"])
+    return {}
+
+
+def _plane_anchors(section: dict[str, Any]) -> tuple[list[tuple[float, float]], list[str]] | None:
+    """Each checkpoint's (x, y) and label by index, as run.json's ``anchors`` list them (a trajectory's
+    projections too); None when it lists none."""
+    listed = [a for a in section.get("anchors") or () if isinstance(a, dict) and isinstance(a.get("index"), int)]
+    if not listed:
+        return None
+
+    def number(value: Any) -> float:
+        return float(value) if isinstance(value, (int, float)) else math.nan
+
+    by_index = {a["index"]: a for a in listed}
+    points = [
+        (number(by_index.get(i, {}).get("x")), number(by_index.get(i, {}).get("y", 0.0)))
+        for i in range(max(by_index) + 1)
+    ]
+    labels = [str(by_index.get(i, {}).get("label", "")) for i in range(max(by_index) + 1)]
+    return points, labels
+
+
+def _explained(section: dict[str, Any]) -> list[float]:
+    ratios = section.get("explained_variance_ratio", section.get("explained_variance"))
+    return [float(r) for r in ratios if isinstance(r, (int, float))] if isinstance(ratios, list) else []
+
+
+def plane_page(run: ScanResult, *, plotlyjs: str = "inline") -> tuple[str, Any]:
+    """The page of a plane run (``interpscan plane`` or ``trajectory``): ``plots_plane.plane_figure``, the
+    summary rows (sortable) and run.json. The plane's kind, the checkpoints' coordinates and a trajectory's
+    explained variance come from run.json's ``plane`` section (``plane_section``); without one the checkpoints
+    are the anchors in results.csv. Returns (HTML, the figure)."""
+    from .plots_plane import is_line, plane_figure
+
+    section = plane_section(run)
+    kind = str(section.get("kind", ""))
+    x_title, y_title = _PLANE_AXES.get(kind, ("x", "y"))
+    ratios = _explained(section)
+    if kind == "trajectory" and len(ratios) >= 2:
+        x_title, y_title = f"{x_title} ({ratios[0]:.1%} of the variance)", f"{y_title} ({ratios[1]:.1%})"
+    formula = _PLANE_FORMULAS.get(kind, "a plane of weights")
+    if run.has_manifest:
+        m = run.manifest
+        title = f"{m.model.spec} on {m.data.name}: {formula} (BN policy {m.bn.policy})"
+    else:
+        title = f"{results_path(run) or 'results'}: {formula}"
+    anchors = _plane_anchors(section)
+    fig = plane_figure(
+        run.results,
+        checkpoints=anchors[0] if anchors else None,
+        names=anchors[1] if anchors else None,
+        axis_titles=(x_title, y_title),
+        title=title,
+    )
+    notes = [_PLANE_NOTES[kind]] if kind in _PLANE_NOTES else []
+    if kind == "directions" and is_line(run.results):
+        notes = ["A random line through one checkpoint (c0, at x = 0): x counts steps along the direction."]
+    losses = run.results["loss"].astype(float)
+    bad = int((~losses.map(math.isfinite)).sum())
+    if bad:
+        notes.append(
+            f"{bad} point(s) have a loss that is NaN or infinite: left out of the colours (a hole), shown on hover"
+        )
+    clamped = section.get("bn_clamped_points")
+    if isinstance(clamped, int) and clamped > 0:
+        notes.append(
+            f"{clamped} point(s) had an interpolated batch-norm running variance below 0, clamped at 0 (column "
+            "bn_clamped of results.csv): their losses are of that clamped network"
+        )
+    tables = []
+    if run.has_summary:
+        tables.append(
+            ("Summary", table_html(run.summary, table_id="summary", caption="summary.csv; click a header to sort"))
+        )
+    manifests = [("run.json", run.manifest)] if run.has_manifest else []
+    page = render_page(
+        title=title,
+        figures=[("interpscan-plane", fig)],
+        tables=tables,
+        manifests=manifests,
+        notes=notes,
+        plotlyjs=plotlyjs,
+    )
+    return page, fig
+
+
 def run_files(runs: Sequence[ScanResult]) -> dict[Path, ScanResult]:
     """Every file that makes up one of ``runs`` (its results.csv, summary.csv and run.json, resolved), and the
     run: what no output may replace, ``--force`` or not."""

@@ -109,19 +109,22 @@ class ScanResult:
         return load_run(Path(path), examples=examples)
 
     def figure(self) -> go.Figure:
-        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure)."""
+        """The interactive figure ``interpscan run`` puts in results.html (plots.path_figure; a plane's:
+        plots_plane.plane_figure, as report.plane_page draws it)."""
         from .plots import path_figure
-        from .report import runs_title
+        from .report import plane_page, runs_title
 
+        if self.is_plane:
+            return plane_page(self)[1]
         return path_figure(self.results, self._summary, title=runs_title([self]))
 
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
         """The page ``interpscan run`` writes as results.html (self-contained: plotly.js inline, no network), as a
         string; with ``path`` also written there (atomically)."""
         from .atomic import write_atomic
-        from .report import path_page
+        from .report import path_page, plane_page
 
-        page, _ = path_page([self])
+        page, _ = plane_page(self) if self.is_plane else path_page([self])
         if path is not None:
             write_atomic(Path(path), page)
         return page
@@ -597,7 +600,7 @@ def _load_plane(path: Path, csv_path: Path, files: dict[str, Path], manifest: Ma
 
 def load_runs(paths: Sequence[Path], *, need_summary: bool = False, planes: bool = False) -> list[ScanResult]:
     """``load_run`` for each path; every problem is reported, in one error. A plane run (``interpscan plane``,
-    ``trajectory``) is one only with ``planes``: paths' readers (plot, compare) draw α curves.
+    ``trajectory``) is one only with ``planes``: compare's runs are paths.
 
     Raises:
         OutputError: one or more runs cannot be read (each one's problem, in input order), or a plane run
@@ -611,7 +614,7 @@ def load_runs(paths: Sequence[Path], *, need_summary: bool = False, planes: bool
                 raise _problem(
                     path,
                     "a plane run (interpscan plane or trajectory), not a path's",
-                    hint="its files are read by ScanResult.load; plot and compare take runs of `interpscan run`",
+                    hint="draw it with `interpscan plot`, on its own; compare takes runs of `interpscan run`",
                 )
             runs.append(run)
         except OutputError as exc:
@@ -670,7 +673,7 @@ def plot_results(
     """
     from .atomic import Content, OutputFolder
     from .plots import STATIC_FORMATS, check_static_export, plotlyjs_html, static_image
-    from .report import PLOTLYJS_FILE, page_files, path_page, refuse_inputs, run_labels
+    from .report import PLOTLYJS_FILE, page_files, path_page, plane_page, refuse_inputs, run_labels
 
     inputs = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
     if not inputs:
@@ -683,7 +686,7 @@ def plot_results(
         check_static_export()
     if out is not None:
         out = check_path(out, "out")
-    runs = load_runs(inputs)
+    runs = load_runs(inputs, planes=True)
     names = run_labels(runs, labels)
     default_name = "results.html" if len(runs) == 1 else "plot.html"
     target = out or runs[0].files["results.csv"].with_name(default_name)
@@ -699,7 +702,15 @@ def plot_results(
         raise OutputError(
             f"cannot write {target}: {blocking} is a file, not a directory", hint=f"choose another {opt('out')}"
         )
-    page, fig = path_page(runs, names, plotlyjs=plotlyjs)
+    if any(r.is_plane for r in runs):
+        if len(runs) > 1:
+            raise UsageError(
+                f"{next(r.source for r in runs if r.is_plane)} is a plane's run: a plane is drawn alone, not overlaid",
+                hint="plot each plane run on its own",
+            )
+        page, fig = plane_page(runs[0], plotlyjs=plotlyjs)
+    else:
+        page, fig = path_page(runs, names, plotlyjs=plotlyjs)
     files: dict[str, Content] = dict(page_files(target.name, page))
     for image in images:
         files[image.name] = static_image(fig, image.suffix.lstrip("."))

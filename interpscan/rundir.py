@@ -171,12 +171,10 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
     results.html is the page ``interpscan plot`` draws from these files (``report.path_page``), so a run's page
     and a redrawn one look the same. Returns file name -> path.
     """
-    from .report import page_files, path_page
+    from .report import page_files, path_page, plane_page
 
     examples = getattr(result, "examples", None)
     directions = getattr(result, "directions", None)
-    plane = result.manifest.plane is not None
-    html = html and not plane  # a plane's page is drawn by its own page function, not path_page's
     names = [
         n
         for n in OUTPUT_FILES
@@ -194,7 +192,7 @@ def _write_outputs(result: Any, folder: OutputFolder, *, html: bool) -> dict[str
         if html:
             # the page is drawn as `interpscan plot` would draw the final files
             run = replace(result, _manifest=manifest, files={"results.csv": folder.path / "results.csv"})
-            page, _ = path_page([run])
+            page, _ = plane_page(run) if run.is_plane else path_page([run])
             files.update(page_files("results.html", page))
         if examples is not None:
             import numpy as np

@@ -3,7 +3,9 @@ off, driven over the DevTools protocol (on a pipe, no extra dependency). Plotly 
 nothing may log an error or ask the network for anything, and the screenshot must not be blank.
 
 Skipped when no Chromium is installed (`apt-get install chromium`); `.ci/run` installs it and sets
-INTERPSCAN_REQUIRE_BROWSER=1, which turns the skip into a failure.
+INTERPSCAN_REQUIRE_BROWSER=1, which turns the skip into a failure. INTERPSCAN_SCREENSHOTS=DIR opens all three
+plane pages (else the plane through three checkpoints alone) and saves a full-size screenshot of each there
+(plane-checkpoints.png, plane-directions.png, plane-trajectory.png), taken after a click on "log loss".
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from interpscan.metrics import summarize_curve
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 REQUIRED = bool(os.environ.get("INTERPSCAN_REQUIRE_BROWSER"))
+SCREENSHOTS = os.environ.get("INTERPSCAN_SCREENSHOTS")  # a folder for the plane pages' screenshots
 
 
 def find_browser() -> str | None:
@@ -197,9 +200,12 @@ class Visit:
     script_result: Any  # what ``script`` returned, run once the figures are drawn
 
 
-def visit(browser: Browser, page: Path, *, settle_s: float = 20.0, script: str | None = None) -> Visit:
+def visit(
+    browser: Browser, page: Path, *, settle_s: float = 20.0, script: str | None = None, scale: float = 0.25
+) -> Visit:
     """Open ``page`` offline in a fresh tab, wait until Plotly has drawn (or ``settle_s`` passed), run
-    ``script``, hover the first panel, take a screenshot, and report what happened."""
+    ``script``, hover the first panel, take a screenshot (at ``scale`` of the figure's size), and report what
+    happened."""
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     first_event = len(browser.events)
@@ -217,7 +223,7 @@ def visit(browser: Browser, page: Path, *, settle_s: float = 20.0, script: str |
     )
     navigating = len(browser.events)
     browser.send("Page.navigate", {"url": page.as_uri()}, session)
-    browser.wait_for("Page.loadEventFired", session=session, since=navigating)
+    browser.wait_for("Page.loadEventFired", session=session, since=navigating, timeout=max(30.0, settle_s))
 
     def evaluate(expression: str) -> Any:
         reply = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
@@ -248,7 +254,7 @@ def visit(browser: Browser, page: Path, *, settle_s: float = 20.0, script: str |
     )
     shot = browser.send(
         "Page.captureScreenshot",
-        {"format": "png", "clip": {**rect, "scale": 0.25}, "captureBeyondViewport": True},
+        {"format": "png", "clip": {**rect, "scale": scale}, "captureBeyondViewport": True},
         session,
     )
 
@@ -490,3 +496,78 @@ def test_the_network_is_really_off(
     assert any(url.startswith("https://cdn.plot.ly/") for url in seen.requests)
     assert seen.counts == []  # Plotly never loaded, so no figure div became a plot
     assert any("Plotly is not defined" in e for e in seen.errors), seen.errors
+
+
+# What a plane page drew: its filled contours (SVG paths per level), a WebGL canvas per 3-D surface, and the loss
+# colour scale before and after a click on the "log loss" button.
+PLANE_DRAWN = """
+(() => {
+    const gd = document.getElementById('interpscan-plane');
+    const contour = gd.data.findIndex(t => t.meta.role === 'loss-contour');
+    const before = {cmax: gd._fullLayout.coloraxis.cmax, z: gd.data[contour].z[0][0]};
+    const button = Array.from(gd.querySelectorAll('.updatemenu-button')).find(b => b.textContent === 'log loss');
+    button.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+    return {
+        contourPaths: gd.querySelectorAll('.contourlayer path').length,
+        glCanvases: gd.querySelectorAll('.gl-container canvas').length,
+        scenes: Object.keys(gd._fullLayout).filter(k => /^scene[0-9]*$/.test(k)).length,
+        lossAxes: gd._fullData.filter(t => t.coloraxis === 'coloraxis').length,
+        before: before,
+        after: {cmax: gd._fullLayout.coloraxis.cmax, z: gd.data[contour].z[0][0]},
+        labels: Array.from(gd.querySelectorAll('.scatterlayer .textpoint text')).map(t => t.textContent),
+    };
+})()
+"""
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "checkpoints",
+        # the same code draws these two (one marker, or a path through projections): opened only for screenshots,
+        # each page costs seconds of a headless browser's software WebGL
+        *(
+            pytest.param(kind, marks=pytest.mark.skipif(not SCREENSHOTS, reason="with INTERPSCAN_SCREENSHOTS only"))
+            for kind in ("directions", "trajectory")
+        ),
+    ],
+)
+def test_plane_pages_draw_offline(
+    browser: Browser, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plane_runs import CHECKPOINTS, bowl, plane_rows, plane_section, write_plane_run
+
+    checkpoints = {
+        "checkpoints": CHECKPOINTS,
+        "directions": [(0.0, 0.0)],
+        "trajectory": [(-0.8, 1.5), (-0.2, 1.1), (0.3, 0.4), (0.9, 0.1), (0.0, 0.0)],
+    }[kind]
+    trajectory = kind == "trajectory"
+    rows = plane_rows(checkpoints, evaluated=[len(checkpoints) - 1] if trajectory else None)  # its origin alone
+    extra: dict[str, Any] = {"on_plane": [4], "explained_variance_ratio": [0.71, 0.18]} if trajectory else {}
+    run = write_plane_run(tmp_path / kind, rows, plane_section(kind, checkpoints, **extra))
+    code, err = run_cli(monkeypatch, capsys, "plot", str(run))
+    assert code == 0, err
+    # settle_s: software WebGL draws the two surfaces before the load event; on a loaded machine that took 21 s
+    seen = visit(browser, run / "results.html", script=PLANE_DRAWN, scale=1.0 if SCREENSHOTS else 0.25, settle_s=60.0)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SCREENSHOTS) / f"plane-{kind}.png").write_bytes(seen.screenshot)
+    assert seen.errors == []
+    assert all(url.startswith(LOCAL) for url in seen.requests), seen.requests
+    (count,) = seen.counts
+    marks = 2 if len(checkpoints) > 1 else 1  # the path between checkpoints, their markers
+    assert count["drawnScatter"] == count["visibleScatter"] == marks * 2 * 2  # × 2 panels × 2 splits
+    drawn = seen.script_result
+    assert drawn["scenes"] == 2  # a 3-D surface per split ...
+    assert drawn["glCanvases"] >= 1  # ... drawn with WebGL
+    assert drawn["contourPaths"] > 20  # the filled levels of four contours
+    assert drawn["lossAxes"] == 2  # both loss contours on the one shared colour scale, not dropped by Plotly
+    assert drawn["before"]["z"] == pytest.approx(bowl(-1.0, -1.0))
+    assert drawn["after"]["z"] == pytest.approx(math.log10(bowl(-1.0, -1.0)))  # the log button worked
+    assert drawn["after"]["cmax"] == pytest.approx(math.log10(drawn["before"]["cmax"]))
+    assert drawn["labels"].count("c0") == 4  # every contour marks the checkpoints
+    assert drawn["labels"].count(f"c{len(checkpoints) - 1}") == 4
+    share, colours = ink(seen.screenshot)
+    assert share > 0.2, f"the figure is almost blank: {share:.1%} of pixels inked"
+    assert colours > 100

@@ -87,7 +87,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Outputs: runs read back, figures, the HTML page, the run directory, comparisons across runs.
     (
         "outputs",
-        ("interpscan.results", "interpscan.plots", "interpscan.report", "interpscan.rundir", "interpscan.compare"),
+        (
+            "interpscan.results",
+            "interpscan.plots",
+            "interpscan.plots_plane",
+            "interpscan.report",
+            "interpscan.rundir",
+            "interpscan.compare",
+        ),
     ),
     # The library's entry points: a scan as one call, the layers report.
     ("library", ("interpscan.api", "interpscan.layers")),

@@ -298,6 +298,7 @@ def test_the_plane_command_writes_a_run_that_loads_back(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "directions.safetensors",
         "results.csv",
+        "results.html",
         "run.json",
         "summary.csv",
     ]
@@ -310,8 +311,12 @@ def test_the_plane_command_writes_a_run_that_loads_back(
     assert set(run.summary["point"]) == {"c0", "c1", "c2", "minimum"}
     assert run.directions is not None
     assert any(k.startswith("v.") for k in run.directions)
-    code, err = run_cli(monkeypatch, capsys, "plot", str(out))  # a path's page: refused, said why
-    assert code != 0
+    page = tmp_path / "page.html"
+    code, err = run_cli(monkeypatch, capsys, "plot", str(out), "--out", str(page))  # the plane's own page
+    assert code == 0, err
+    assert 'class="plotly-graph-div"' in page.read_text()
+    code, err = run_cli(monkeypatch, capsys, "compare", str(out), str(out))  # paths only: refused, said why
+    assert code == 2, err
     assert "a plane run (interpscan plane or trajectory), not a path's" in err
     assert "Traceback" not in err
 
