@@ -18,7 +18,7 @@ README = ROOT / "README.md"
 # The pages written by hand that describe interpscan (paper.md reports an experiment; bad-inputs.md and cli.md
 # are generated).
 GUIDES = [README, *(DOCS / n for n in ("guide.md", "checkpoints.md", "data.md", "scaling.md", "outputs.md"))]
-GUIDES += [DOCS / n for n in ("library.md", "design.md", "development.md")]
+GUIDES += [DOCS / n for n in ("library.md", "design.md", "development.md", "planes.md")]
 MAX_README_LINES = 250
 
 
