@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, ModuleType
 
-from . import checkpoints, data, flags, outputs, results, runs
+from . import checkpoints, data, flags, hub, outputs, results, runs
 from .case import Case
 
-SECTIONS: tuple[ModuleType, ...] = (checkpoints, data, flags, runs, outputs, results)
+SECTIONS: tuple[ModuleType, ...] = (checkpoints, data, flags, runs, outputs, results, hub)
 CASE_NAMES: tuple[str, ...] = tuple(name for section in SECTIONS for name in section.NAMES)
 TIMEOUT_S = 60  # a case that hangs (a FIFO, a lock never released) fails instead of stalling the suite
 
