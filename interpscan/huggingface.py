@@ -180,7 +180,10 @@ def check_folder(directory: Path) -> Stored:
                 shown = str(_SAFETENSORS_FLOATS[name]).removeprefix("torch.") if name in _SAFETENSORS_FLOATS else name
                 counts[shown] = counts.get(shown, 0) + 1
         else:
-            obj = read_torch(f)
+            with f.open("rb") as fh:
+                zipped = fh.read(4) == b"PK\x03\x04"
+            # mapped, so that only the dtypes are read (transformers reads the data next); legacy files cannot be
+            obj = read_torch(f, mmap=zipped)
             tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
             for shown, n in dtype_counts(tensors).items():
                 counts[shown] = counts.get(shown, 0) + n

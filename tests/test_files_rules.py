@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,36 +74,41 @@ def _child(script: str, *args: str, timeout: float = 120) -> subprocess.Complete
 # ------------------------------------------------------------------------------ only regular files in the tree
 
 
+# Opens the FIFO for writing whenever a reader waits on it (then closes it: the reader sees an empty pipe), saying so
+_GUARD = """
+import os, sys, time
+while True:
+    try:
+        os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK))
+        print("opened", flush=True)
+    except OSError:
+        pass
+    time.sleep(0.05)
+"""
+
+
 def test_a_fifo_in_place_of_a_shard_is_refused_before_transformers_opens_it(vit: Path, tmp_path: Path) -> None:
-    """Before: transformers opened the FIFO and waited for a writer forever (SIGTERM and Ctrl-C did not stop it).
-    The guard here lets such a reader see an empty pipe instead, so a regression fails rather than hangs."""
+    """Before: transformers opened the FIFO and waited for a writer forever, holding Python's lock (SIGTERM and
+    Ctrl-C did not stop it). A guard process lets such a reader see an empty pipe instead, so a regression fails
+    rather than hangs."""
     folder = _copy(vit / "sharded", tmp_path / "fifo")
     shard = sorted(folder.glob("*.safetensors"))[1]
     shard.unlink()
     os.mkfifo(shard)
-    opened, done = threading.Event(), threading.Event()
-
-    def guard() -> None:
-        while not done.wait(0.05):
-            try:  # succeeds only once a reader has the FIFO open
-                os.close(os.open(shard, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                continue
-            opened.set()
-
-    thread = threading.Thread(target=guard, daemon=True)
-    thread.start()
+    guard = subprocess.Popen(
+        [sys.executable, "-c", _GUARD, str(shard)], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
     try:
         with pytest.raises(CheckpointError) as info:
             load_checkpoint(folder)
     finally:
-        done.set()
-        thread.join()
+        guard.terminate()
+        opened = guard.communicate()[0]
     assert str(info.value) == (
         f"{shard} is a named pipe (FIFO), not a regular file transformers reads; reading it could wait forever or "
         "never end"
     )
-    assert not opened.is_set()
+    assert opened == "", "something opened the FIFO"
 
 
 def test_links_out_of_the_folder_are_refused_and_the_hub_cache_is_read(vit: Path, tmp_path: Path) -> None:
