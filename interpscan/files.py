@@ -190,6 +190,20 @@ MAX_CONFIG_BYTES = 8 << 20
 MAX_INDEX_BYTES = 16 << 20
 
 
+def check_json_size(path: Path, size: int, error: type[InterpscanError], *, what: str, limit: int) -> None:
+    """Refuse a JSON file of ``size`` bytes over ``limit`` (MAX_CONFIG_BYTES, MAX_INDEX_BYTES), before it is read.
+
+    Raises:
+        error: over the bound.
+    """
+    if size > limit:
+        raise error(
+            f"{path}: a {what} of {describe_size(size)}; interpscan reads at most {describe_size(limit)}, several "
+            f"times the largest real one, so it is refused before reading",
+            hint=f"this {what} was not written by the tool that saved the model; check the folder",
+        )
+
+
 def read_json(path: Path, error: type[InterpscanError], *, what: str, limit: int) -> Any:
     """The JSON document in a regular file of at most ``limit`` bytes, checked before a byte is read.
 
@@ -197,13 +211,7 @@ def read_json(path: Path, error: type[InterpscanError], *, what: str, limit: int
         error: not a regular file (check_regular), larger than ``limit``, not UTF-8, not JSON, or nested too deep
             for Python's decoder.
     """
-    size = check_regular(path, error, what=what)
-    if size > limit:
-        raise error(
-            f"{path}: a {what} of {describe_size(size)}; interpscan reads at most {describe_size(limit)}, several "
-            f"times the largest real one, so it is refused before reading",
-            hint=f"this {what} was not written by the tool that saved the model; check the folder",
-        )
+    check_json_size(path, check_regular(path, error, what=what), error, what=what, limit=limit)
     try:
         with path.open("rb") as fh:
             return json.loads(fh.read(limit + 1).decode("utf-8"))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, opt
-from .files import MAX_CONFIG_BYTES, check_in_tree, read_json, tree_of, utf8_name
+from .files import MAX_CONFIG_BYTES, check_in_tree, check_json_size, read_json, tree_of, utf8_name
 from .optional import import_optional
 from .statedict import dtype_counts
 from .tensorfile import UPCAST_DTYPES, read_index, read_torch, safetensors_header
@@ -35,6 +35,8 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
+# JSON files beside the weights that transformers parses while it loads a model (the adapter's only to find one).
+PARSED_FILES = (CONFIG, "generation_config.json", "adapter_config.json")
 # Files a Trainer checkpoint-N/ holds beside the model; recorded, never read as weights.
 TRAINER_FILES = ("trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth")
 
@@ -149,7 +151,9 @@ def check_folder(directory: Path) -> Stored:
     tree = tree_of(directory)
     for entry in sorted(directory.iterdir()):
         if not entry.is_dir():
-            check_in_tree(entry, tree, CheckpointError, what="file transformers reads")
+            size = check_in_tree(entry, tree, CheckpointError, what="file transformers reads")
+            if entry.name in PARSED_FILES:
+                check_json_size(entry, size, CheckpointError, what=entry.name, limit=MAX_CONFIG_BYTES)
     files = weight_files(directory)
     counts: dict[str, int] = {}
     floats: set[torch.dtype] = set()
@@ -182,7 +186,7 @@ def check_folder(directory: Path) -> Stored:
         else:
             with f.open("rb") as fh:
                 zipped = fh.read(4) == b"PK\x03\x04"
-            # mapped, so that only the dtypes are read (transformers reads the data next); legacy files cannot be
+            # mapped, so that only the dtypes are read (transformers reads the data next); a legacy file is read whole
             obj = read_torch(f, mmap=zipped)
             tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
             for shown, n in dtype_counts(tensors).items():

@@ -40,6 +40,7 @@ NAMES = (
     "hf-config-model-type-number",
     "hf-config-nested-too-deep",
     "hf-config-too-large",
+    "hf-generation-config-too-large",
     "hf-weights-is-a-directory",
     "hf-header-bloated",
     "hf-header-many-empty-tensors",
@@ -185,6 +186,11 @@ def build(root: Path) -> list[Case]:
                 "nested too deeply")  # fmt: skip
     config_case("config-too-large", "config.json of 9 MiB (it held 3.4 GiB at 60 MB)",
                 text[:-2] + b',\n  "padding": [' + b"[]," * (3 << 20) + b"[]]}", "refused before reading")  # fmt: skip
+    generation = copy("generation-too-large")
+    with (generation / "generation_config.json").open("wb") as fh:
+        fh.write(b'{"padding": [' + b"[]," * (3 << 20) + b"[]]}")
+    hf("hf-generation-config-too-large", "generation_config.json of 9 MiB beside the model", generation,
+       "refused before reading")  # fmt: skip
     weights_dir = copy("weights-dir")
     (weights_dir / "model.safetensors").unlink()
     (weights_dir / "model.safetensors").mkdir()
