@@ -207,8 +207,8 @@ def _load_sharded(index_path: Path, fmt: str) -> _Read:
         if twice:
             # which copy the index means is no guess to make: the other shard's values would be scanned silently
             raise CheckpointError(
-                f"{index_path}: {len(twice)} tensors are stored in more than one shard ({shard.name} too): "
-                f"{', '.join(twice[:5])}",
+                f"{index_path}: {huggingface.tensors_are(len(twice))} stored in more than one shard "
+                f"({shard.name} too): {', '.join(twice[:5])}",
                 hint="the shards do not belong together; re-save the checkpoint",
             )
         tensors.update(part)

@@ -129,6 +129,11 @@ _SAFETENSORS_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.
 _FLOAT8 = ("F8_E4M3", "F8_E5M2", "F8_E8M0")
 
 
+def tensors_are(n: int) -> str:
+    """``1 tensor is``, ``3 tensors are``: a count in a message."""
+    return "1 tensor is" if n == 1 else f"{n} tensors are"
+
+
 @dataclass(frozen=True)
 class Stored:
     """What a transformers folder's files hold, found before transformers reads them: the weight files, the dtype
@@ -170,7 +175,7 @@ def check_folder(directory: Path) -> Stored:
                 # transformers would load both copies, the later over the earlier: which one is scanned is no
                 # guess to make
                 raise CheckpointError(
-                    f"{f}: {len(twice)} tensors are stored in more than one shard ({where[twice[0]]} too): "
+                    f"{f}: {tensors_are(len(twice))} stored in more than one shard ({where[twice[0]]} too): "
                     f"{', '.join(twice[:5])}",
                     hint="the shards do not belong together; re-save the model with save_pretrained",
                 )

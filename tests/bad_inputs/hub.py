@@ -200,7 +200,7 @@ def build(root: Path) -> list[Case]:
     bloated = copy("header-bloated")
     path = bloated / "model.safetensors"
     path.write_bytes(_with_header(path, _header(path), pad=2 << 20))
-    hf("hf-header-bloated", "model.safetensors whose header is padded to 2 MiB around 16 KiB of tensors", bloated,
+    hf("hf-header-bloated", "model.safetensors whose header is padded to 2 MiB around 10 KiB of tensors", bloated,
        "refused before reading")  # fmt: skip
     many = copy("header-many")
     path = many / "model.safetensors"
