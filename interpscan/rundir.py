@@ -286,7 +286,6 @@ class RunDirectory:
 
     def __init__(self, path: Path, *, force: bool = False, resume: bool = False, world: World | None = None) -> None:
         self.path, self.force, self.resume = Path(path), force, resume
-        self._unwritten = False  # the scan finished but its files were not written: its snapshot is kept
         self.world = world or World()
         self.partial: ScanSnapshot | None = None
         self._stack = ExitStack()
@@ -353,7 +352,7 @@ class RunDirectory:
         # lost its peers keeps what it finished
         kept = (Interrupted, KeyboardInterrupt, LostContact, Stopped)
         try:
-            if kind is not None and not self.resume and not isinstance(exc, kept) and not self._unwritten:
+            if kind is not None and not self.resume and not isinstance(exc, kept):
                 self.saver.clear()
         finally:
             self._stack.close()
@@ -373,11 +372,6 @@ class RunDirectory:
         """Write the latest snapshot now; whether a partial scan is on disk."""
         return self.saver.flush()
 
-    def _keep_unwritten(self) -> None:
-        self._unwritten = True
-        with suppress(Exception):  # the error that stopped the writing is the one to report
-            self.saver.flush()
-
     def write(self, result: Any, *, html: bool = True) -> dict[str, Path]:
         """results.csv, summary.csv, run.json (and results.html) of ``result``, by rank 0; then every rank's
         partial scan is removed (kept when the files could not be written). Returns name -> path (rank 0's)."""
@@ -388,11 +382,7 @@ class RunDirectory:
                 paths = _write_outputs(result, self.saver.folder, html=html)
             except InterpscanError as exc:
                 failed = exc
-            except BaseException:
-                self._keep_unwritten()  # a bug in the writing must not cost the scan: --resume writes it again
-                raise
         if not self.world.all_ok(failed is None):
-            self._keep_unwritten()
             raise failed or Stopped("rank 0 could not write the run's files")
         self.saver.clear()
         return paths

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -252,31 +251,3 @@ def test_a_folder_named_in_latin1_gets_every_output_and_run_json_names_its_bytes
     assert os.fsencode(manifest["checkpoints"]["init"]["path"]) == bytes(tmp_path) + b"/caf\xe9/init.pt"
     page = (out / "results.html").read_bytes().decode("utf-8")  # strict: the page is UTF-8 throughout
     assert "caf\\udce9" in page
-
-
-def test_a_write_that_fails_keeps_the_finished_scan_for_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Before: a failure while writing the outputs removed the scan's snapshot with the rest; --resume found
-    nothing and the scan had to run again."""
-    from interpscan import rundir
-
-    torch.save(good_state(0), tmp_path / "init.pt")
-    torch.save(good_state(1), tmp_path / "final.pt")
-    out = tmp_path / "out"
-    real = rundir._write_outputs
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("a bug in the writing")
-
-    monkeypatch.setattr(rundir, "_write_outputs", broken)
-    run = ("run", str(tmp_path / "init.pt"), str(tmp_path / "final.pt"), *RUN_ARGS, "--out", str(out))
-    code, err = run_cli(monkeypatch, capsys, *run)
-    assert code == 1
-    assert "internal error: RuntimeError: a bug in the writing" in err
-    assert (out / rundir.PARTIAL_NAME).is_file()
-    monkeypatch.setattr(rundir, "_write_outputs", real)
-    code, err = run_cli(monkeypatch, capsys, *run, "--resume")
-    assert code == 0, err
-    assert (out / "results.csv").is_file()
-    assert not (out / rundir.PARTIAL_NAME).exists()
