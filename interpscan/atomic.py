@@ -382,7 +382,9 @@ class OutputFolder:
                     if callable(content):
                         content(fh)
                     else:
-                        fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+                        # backslashreplace: a lone surrogate (a path's byte that is not UTF-8, as Python holds
+                        # it) is written as \udcff, JSON's and JavaScript's escape for it, never lost with the scan
+                        fh.write(content.encode("utf-8", "backslashreplace") if isinstance(content, str) else content)
                     fh.flush()
                     staged[name] = (made[-1], _digest(fh))
             self._install(staged, named=set(named), record=record)

@@ -22,8 +22,17 @@ from torch import nn
 
 from . import adapters, distcp, huggingface
 from .errors import CheckpointError, CheckpointNotFoundError, opt
+from .files import check_in_tree, tree_of
 from .statedict import WRAPPER_PREFIXES, dtype_counts, strip_prefixes
-from .tensorfile import UPCAST_DTYPES, detect_format, read_npz, read_safetensors, read_torch, tensor_kind_problem
+from .tensorfile import (
+    UPCAST_DTYPES,
+    detect_format,
+    read_index,
+    read_npz,
+    read_safetensors,
+    read_torch,
+    tensor_kind_problem,
+)
 
 # Keys under which training code commonly nests the state dict, in the order they are tried (at any depth).
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -176,25 +185,17 @@ def _string_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_sharded(index_path: Path, fmt: str) -> _Read:
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep to decode
-        raise CheckpointError(f"{index_path}: unreadable index ({exc})") from exc
-    weight_map: dict[str, str] = {str(k): str(v) for k, v in index["weight_map"].items()}
-    outside = sorted(n for n in set(weight_map.values()) if Path(n).name != n or n in ("", ".", ".."))
-    if outside:
-        # an index from a stranger must not make interpscan read files elsewhere (../, absolute paths)
-        raise CheckpointError(
-            f"{index_path}: the index names shards outside its folder: {', '.join(outside[:3])}",
-            hint="a sharded checkpoint's index names plain file names beside it",
-        )
+    weight_map, extra = read_index(index_path)
     shards = [index_path.parent / name for name in sorted(set(weight_map.values()))]
-    absent = [s.name for s in shards if not (s.exists() or s.is_symlink())]  # the rest are checked when read
+    absent = [s.name for s in shards if not (s.exists() or s.is_symlink())]  # the rest are checked below
     if absent:
         raise CheckpointError(
             f"{index_path}: {len(absent)} of {len(shards)} shards are missing: {', '.join(absent)}",
             hint="the shards must lie beside the index",
         )
+    tree = tree_of(index_path.parent)
+    for shard in shards:  # all of them before any is read: a FIFO or a link out of the folder is refused at once
+        check_in_tree(shard, tree, CheckpointError, what="shard")
     tensors: dict[str, torch.Tensor] = {}
     metadata: dict[str, Any] = {}
     for shard in shards:
@@ -204,6 +205,14 @@ def _load_sharded(index_path: Path, fmt: str) -> _Read:
         else:
             obj = read_torch(shard, unsafe_pickle=False)
             part = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
+        twice = sorted(set(part) & set(tensors))
+        if twice:
+            # which copy the index means is no guess to make: the other shard's values would be scanned silently
+            raise CheckpointError(
+                f"{index_path}: {huggingface.tensors_are(len(twice))} stored in more than one shard "
+                f"({shard.name} too): {', '.join(twice[:5])}",
+                hint="the shards do not belong together; re-save the checkpoint",
+            )
         tensors.update(part)
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
@@ -211,8 +220,7 @@ def _load_sharded(index_path: Path, fmt: str) -> _Read:
             f"{index_path}: {len(missing)} tensors named in the index are in no shard: {', '.join(missing[:5])}",
             hint="the shards do not belong to this index",
         )
-    extra = index.get("metadata")
-    if isinstance(extra, dict):
+    if extra:
         metadata.update({str(k): v for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
     return _Read({k: tensors[k] for k in weight_map}, [index_path, *shards], metadata)
 
@@ -593,7 +601,7 @@ def _load_pretrained(directory: Path, key: str | None) -> Checkpoint:
         format=huggingface.FORMAT,
         container_key=None,
         tensor_count=len(tensors),
-        dtypes=dtype_counts(tensors),
+        dtypes=loaded.dtypes,
         ignored_keys=tuple(sorted(n for n in huggingface.TRAINER_FILES if (directory / n).exists())),
         metadata={huggingface.FORMAT: loaded.metadata},
         layout="transformers",

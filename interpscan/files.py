@@ -1,6 +1,8 @@
-"""The two rules every reader of a user-named file follows: only regular files are opened (a FIFO, a device or a
-socket would block or never end), and no file makes interpscan allocate much more than it holds — checked from the
-sizes the file declares, before anything is decompressed or allocated.
+"""The rules every reader of a user-named file follows, and every file interpscan hands to a library (transformers,
+safetensors, torch): only regular files are opened (a FIFO, a device or a socket would block or never end); a file
+found inside a folder stays inside that folder's tree once links are followed (check_in_tree); and no file makes
+interpscan allocate much more than it holds — checked from the sizes the file declares, before anything is
+decompressed, parsed or allocated (check_expansion, read_json).
 
 The bound: a file may make interpscan hold its own size (stored data is at most that) plus a budget for what
 decompression adds, ``INTERPSCAN_MAX_DECOMPRESSED`` (default 256 MiB). torch.save, safetensors and np.savez store
@@ -10,11 +12,15 @@ draw on it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InterpscanError, UsageError
 
@@ -144,3 +150,109 @@ def check_expansion(what: str, declared: int, on_disk: int, error: type[Interpsc
         hint=f"if you trust the file, raise the bound: {BUDGET_ENV}={need}M or more"
         + (crafted if declared > 100 * max(on_disk, 1) else ""),
     )
+
+
+def tree_of(folder: Path) -> Path:
+    """The tree the files of ``folder`` may link into: the folder itself, or for a snapshot in the Hugging Face
+    hub's cache (``models--org--name/snapshots/<revision>/``, whose files link to ``../../blobs/``), the model's
+    whole cache folder."""
+    folder = folder.absolute()
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith(("models--", "datasets--")):
+        return folder.parent.parent
+    return folder
+
+
+def check_in_tree(path: Path, tree: Path, error: type[InterpscanError], *, what: str = "file") -> int:
+    """check_regular for a file found inside a folder (a shard an index names, a file transformers reads), which
+    must also stay inside ``tree`` once its links are followed: a folder from a stranger must not make interpscan
+    (or a library it hands the folder to) read a file elsewhere on the machine. Its size.
+
+    Raises:
+        error: see check_regular; or a link (at any step) that leads outside ``tree``.
+    """
+    size = check_regular(path, error, what=what)
+    root = os.path.realpath(tree)
+    target = os.path.realpath(path)
+    if os.path.commonpath([root, target]) != root:
+        raise error(
+            f"{path} links to {target}, outside the folder {tree} it belongs to",
+            hint=f"copy the {what} into the folder instead of linking to it",
+        )
+    return size
+
+
+# Files that describe a model (config.json, a sharded checkpoint's index) hold names and numbers. The largest real
+# ones are ImageNet-22k classifiers' configs, which list 21,843 labels both ways (about 2 MB), and the indexes of
+# models with some 100,000 tensors (about 10 MB). Parsed, JSON takes up to 24 times its size in Python (empty lists
+# and dicts) and transformers copies a config several times (a 60 MB config.json took 3.4 GiB), so a bound a few
+# times the largest real file keeps a crafted one to a few hundred MiB.
+MAX_CONFIG_BYTES = 8 << 20
+MAX_INDEX_BYTES = 16 << 20
+
+
+def check_json_size(path: Path, size: int, error: type[InterpscanError], *, what: str, limit: int) -> None:
+    """Refuse a JSON file of ``size`` bytes over ``limit`` (MAX_CONFIG_BYTES, MAX_INDEX_BYTES), before it is read.
+
+    Raises:
+        error: over the bound.
+    """
+    if size > limit:
+        raise error(
+            f"{path}: a {what} of {describe_size(size)}; interpscan reads at most {describe_size(limit)}, several "
+            f"times the largest real one, so it is refused before reading",
+            hint=f"this {what} was not written by the tool that saved the model; check the folder",
+        )
+
+
+def read_json(path: Path, error: type[InterpscanError], *, what: str, limit: int) -> Any:
+    """The JSON document in a regular file of at most ``limit`` bytes, checked before a byte is read.
+
+    Raises:
+        error: not a regular file (check_regular), larger than ``limit``, not UTF-8, not JSON, or nested too deep
+            for Python's decoder.
+    """
+    check_json_size(path, check_regular(path, error, what=what), error, what=what, limit=limit)
+    try:
+        with path.open("rb") as fh:
+            return json.loads(fh.read(limit + 1).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})", hint=_RESAVE) from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc})", hint=_RESAVE) from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read", hint=_RESAVE) from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})", hint="check the path and permissions") from exc
+
+
+_RESAVE = "the file is damaged or was not written by the tool that saved the model; re-save the model"
+
+
+@contextlib.contextmanager
+def utf8_name(path: Path, error: type[InterpscanError]) -> Iterator[str]:
+    """A name for ``path`` (a regular file or a folder, already checked) that a library taking only UTF-8 paths
+    can open: the safetensors library refuses any other ("Path … is not valid UTF-8"), and a folder named in
+    Latin-1 is the user's right. Such a path is opened here and named through /proc/self/fd, whose names are
+    ASCII and which reaches the files inside a folder too (Linux).
+
+    Raises:
+        error: a path that is not UTF-8 on a system without /proc/self/fd.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield text
+        return
+    if not os.path.isdir("/proc/self/fd"):
+        raise error(
+            f"{path}: the path is not UTF-8 text, and the safetensors library opens only UTF-8 paths",
+            hint="rename the folder (or file) to a UTF-8 name",
+        )
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, DataError, InterpscanError, opt
-from .files import check_expansion, check_regular, describe_size
+from .files import MAX_INDEX_BYTES, check_expansion, check_regular, describe_size, read_json, utf8_name
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
@@ -129,10 +129,12 @@ def detect_format(path: Path, *, error: Error = CheckpointError) -> str:
             if what == "data file"
             else "save the weights by name: np.savez(path, **state_dict) or torch.save(model.state_dict(), path)",
         )
-    if head.lstrip()[:1] == b"{" and size < 64 << 20:
-        # RecursionError: JSON nested deeper than Python's decoder recurses ("[[[[…")
-        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
-            index = json.loads(path.read_text())
+    if head.lstrip()[:1] == b"{":
+        if size > MAX_INDEX_BYTES:  # read_json refuses it by its size, before parsing
+            read_json(path, error, what="JSON index", limit=MAX_INDEX_BYTES)
+        # JSON that is no index (or no JSON) is refused below like any other file
+        with contextlib.suppress(InterpscanError):
+            index = read_json(path, error, what="JSON index", limit=MAX_INDEX_BYTES)
             if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
                 shards = {str(v) for v in index["weight_map"].values()}
                 return "safetensors-sharded" if all(s.endswith(".safetensors") for s in shards) else "torch-sharded"
@@ -259,11 +261,86 @@ def read_torch(path: Path, *, unsafe_pickle: bool = False, error: Error = Checkp
         raise error(f"{path}: unreadable PyTorch file ({text})") from exc
 
 
+def read_index(path: Path, *, error: Error = CheckpointError) -> tuple[dict[str, str], dict[str, Any]]:
+    """A sharded checkpoint's index (``*.index.json``): its weight_map (tensor name -> shard file name, each a
+    plain name beside the index) and its metadata.
+
+    Raises:
+        error: an unreadable index (files.read_json), no weight_map of names, or a shard name that leads out of
+            the folder (``../``, an absolute path), which a reader (transformers included) would open as given.
+    """
+    index = read_json(path, error, what="sharded checkpoint's index", limit=MAX_INDEX_BYTES)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise error(
+            f"{path}: unreadable index (no weight_map of tensor names to file names)",
+            hint="re-save the checkpoint (save_pretrained writes the index beside its shards)",
+        )
+    outside = sorted(n for n in set(weight_map.values()) if Path(n).name != n or n in ("", ".", ".."))
+    if outside:
+        raise error(
+            f"{path}: the index names shards outside its folder: {', '.join(map(repr, outside[:3]))}",
+            hint="a sharded checkpoint's index names plain file names beside it",
+        )
+    metadata = index.get("metadata")
+    return weight_map, metadata if isinstance(metadata, dict) else {}
+
+
+# What a safetensors header may take beyond the bound below: its string metadata (notes a training tool writes) and
+# the entries of a model whose tensors are smaller than their descriptions (tiny test models).
+HEADER_BASE = 1 << 20
+# An entry ({"dtype": "F32", "shape": [...], "data_offsets": [a, b]} under its name) takes about 100 bytes, and
+# every tensor that holds data takes at least a byte of the file, most far more; real headers are 1e-5 of their
+# data. The safetensors library takes up to 28 times a header's size to parse it (a 100 MB header, its own cap,
+# took 2.8 GiB), so a header may be at most a 32nd of the data beyond HEADER_BASE: parsing it then costs about what
+# the tensors themselves take.
+HEADER_DATA_RATIO = 32
+
+
+def safetensors_header(path: Path, *, error: Error = CheckpointError) -> dict[str, Any]:
+    """The JSON header of a .safetensors file, its size bounded by the data it describes before it is read or
+    handed to the safetensors library (HEADER_BASE + data / HEADER_DATA_RATIO).
+
+    Raises:
+        error: not a regular file, a header larger than the file or than the bound, or no JSON object.
+    """
+    size = check_regular(path, error, what=_what(error))
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise error(f"{path}: unreadable safetensors file (it ends within its 8-byte header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise error(
+                f"{path}: unreadable safetensors file (its header declares {n:,} bytes in a file of {size:,})",
+                hint="the file is truncated or not a safetensors file; re-download or re-save it",
+            )
+        data = size - 8 - n
+        limit = HEADER_BASE + data // HEADER_DATA_RATIO
+        if n > limit:
+            raise error(
+                f"{path}: a safetensors header of {describe_size(n)} describing {describe_size(data)} of tensors; "
+                f"an honest header takes far less than its tensors (interpscan reads at most "
+                f"{describe_size(limit)}), so it is refused before reading",
+                hint="the file is corrupt or crafted; re-download or re-save it",
+            )
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{path}: unreadable safetensors file (its header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        kind = type(header).__name__
+        raise error(f"{path}: unreadable safetensors file (its header is a JSON {kind}, not an object)")
+    return header
+
+
 def read_safetensors(path: Path, *, error: Error = CheckpointError) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors of a .safetensors file and its string metadata.
 
-    The safetensors library checks every tensor's byte range against the file and against the others (no
-    overlap), so the tensors never take more than the file holds.
+    The header is bounded (safetensors_header) before the library parses it; the library then checks every
+    tensor's byte range against the file and against the others (no overlap), so the tensors never take more
+    than the file holds.
 
     Raises:
         error: not a regular file, or the header or data are malformed.
@@ -271,15 +348,13 @@ def read_safetensors(path: Path, *, error: Error = CheckpointError) -> tuple[dic
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    check_regular(path, error, what=_what(error))
+    header = safetensors_header(path, error=error)
     try:
-        tensors = load_file(str(path), device="cpu")
-        with path.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
+        with utf8_name(path, error) as name:
+            tensors = load_file(name, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise error(f"{path}: unreadable safetensors file ({exc})") from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    meta = header.get("__metadata__")
     return dict(tensors), {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 

@@ -19,7 +19,6 @@ is opened (about 3 ms, whatever the file's size).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import mmap
 import os
@@ -34,8 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..files import check_regular, describe_size
-from ..tensorfile import detect_format, npz_layout, read_torch
+from ..files import check_regular, describe_size, utf8_name
+from ..tensorfile import detect_format, npz_layout, read_torch, safetensors_header
 from ..values import Normalization
 from .batches import Batch, Inputs, to_device
 from .source import DataSource, Log, masked_labels, prepare, resident_bytes, stream_reason
@@ -314,12 +313,13 @@ def _torch_layout(path: Path) -> tuple[Layout, Mapping[str, Any]] | Unmappable |
 def _safetensors_layout(path: Path) -> tuple[Layout, Mapping[str, Any]] | Unmappable:
     from safetensors import SafetensorError, safe_open
 
+    header = safetensors_header(path, error=DataError)  # bounded by its data before the library parses it
     try:
-        with safe_open(str(path), framework="pt"):  # the library checks every byte range against the file
+        # the library checks every byte range against the file
+        with utf8_name(path, DataError) as name, safe_open(name, framework="pt"):
             pass
         with path.open("rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable safetensors file ({exc})") from exc
     arrays = {}

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, ModuleType
 
-from . import checkpoints, data, flags, formats, outputs, process, results, runs, streams
+from . import checkpoints, data, flags, formats, hub, outputs, process, results, runs, streams
 from .case import Case
 
-SECTIONS: tuple[ModuleType, ...] = (checkpoints, formats, data, flags, runs, outputs, results, streams, process)
+SECTIONS: tuple[ModuleType, ...] = (checkpoints, formats, hub, data, flags, runs, outputs, results, streams, process)
 CASE_NAMES: tuple[str, ...] = tuple(name for section in SECTIONS for name in section.NAMES)
 TIMEOUT_S = 60  # a case that hangs (a FIFO, a lock never released) fails instead of stalling the suite
 
