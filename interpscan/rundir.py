@@ -355,6 +355,7 @@ class RunDirectory:
         self.world = world or World()
         self.every = save_every()  # before the directory is made: a bad INTERPSCAN_SAVE_EVERY changes nothing
         self.partial: ScanSnapshot | None = None
+        self._keep = False  # the files could not be written: the finished scan stays to write them from
         self._stack = ExitStack()
         self._created = False
         self._folder: OutputFolder | None = None
@@ -419,7 +420,7 @@ class RunDirectory:
         # lost its peers keeps what it finished
         kept = (Interrupted, KeyboardInterrupt, LostContact, Stopped)
         try:
-            if kind is not None and not self.resume and not isinstance(exc, kept):
+            if kind is not None and not self.resume and not self._keep and not isinstance(exc, kept):
                 self.saver.clear()
         finally:
             self._stack.close()
@@ -462,7 +463,29 @@ class RunDirectory:
                 failed = exc
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the scan is done, only its files are not
                 raise self._interrupted_writing() from None
+        if failed is not None:
+            failed = self._kept_on_failure(failed)
         if not self.world.all_ok(failed is None):
             raise failed or Stopped("rank 0 could not write the run's files")
         self.saver.clear()
         return paths
+
+    def _kept_on_failure(self, failed: InterpscanError) -> InterpscanError:
+        """The error of a write that failed, once the finished scan is saved to write its files from later (with
+        resume, nothing evaluated again): the scan is the costly part, and the cause (a full disk, a folder
+        made read-only) is often fixed in a minute. When even the snapshot cannot be saved, the error as it was."""
+        try:
+            saved = self.flush()
+        except InterpscanError:
+            saved = False
+        if not saved:
+            return failed
+        self._keep = True
+        hint = f"{failed.hint_text}; " if failed.hint_text else ""
+        kept = type(failed)(
+            f"{failed.text}; the finished scan is saved in {self.saver.path}",
+            hint=f"{hint}then the same command plus {opt('resume', True)} writes the files (nothing is evaluated "
+            "again)",
+        )
+        kept.__cause__ = failed.__cause__
+        return kept

@@ -18,6 +18,7 @@ from conftest import run_cli
 
 from interpscan import atomic, rundir
 from interpscan.atomic import OutputFolder
+from interpscan.engine import core
 from interpscan.errors import OutputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +171,8 @@ def test_a_lock_nobody_holds(tmp_path: Path, content, taken: bool) -> None:  # t
 
 def test_a_full_disk_leaves_the_earlier_run_whole(monkeypatch, capsys, ckpts, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The disk fills while the new run's files are written: the earlier run's four files stay as they were
-    (never a mix of two runs), one line says so, and nothing is left behind."""
+    (never a mix of two runs), one line says so, and the finished scan is kept, so that --resume writes its
+    files without evaluating again (before, the scan was lost with the write)."""
     out = tmp_path / "o"
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out))
     assert code == 0, err
@@ -188,17 +190,33 @@ def test_a_full_disk_leaves_the_earlier_run_whole(monkeypatch, capsys, ckpts, tm
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force"))
     assert code == 2
     lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]  # random nets: at chance
+    partial = out / rundir.PARTIAL_NAME
     assert lines == [
         f"error: cannot write the results into {out}: No space left on device; the files already there are as "
-        "they were",
-        "hint: free some space or choose another --out",
+        f"they were; the finished scan is saved in {partial}",
+        "hint: free some space or choose another --out; then the same command plus --resume writes the files "
+        "(nothing is evaluated again)",
     ]
-    assert _files(out) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary file, no lock
+    assert {k: v for k, v in _files(out).items() if k != rundir.PARTIAL_NAME} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted([*before, rundir.PARTIAL_NAME])  # no temporary file, no lock
     monkeypatch.setattr(rundir, "json_text", real)
+    evaluated: list[int] = []
+    real_accumulate = core._accumulate
+
+    def counted(*args: object, **kw: object) -> object:  # called for every chunk of points evaluated on a batch
+        evaluated.append(1)
+        return real_accumulate(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "_accumulate", counted)
+    code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force", "--resume"))
+    assert code == 0, err
+    assert evaluated == []  # written from the kept scan
+    assert json.loads((out / "run.json").read_text())["grid"]["alphas"] == [0.0, 0.5, 1.0]
+    assert not partial.exists()
     # a run without the page replaces the earlier page too: the directory never holds two runs' files
     code, err = run_cli(monkeypatch, capsys, *_args(ckpts, out, "--alphas", "3", "--force", "--no-html"))
     assert code == 0, err
+    assert evaluated  # a run that does evaluate is counted
     assert sorted(p.name for p in out.iterdir()) == [LEDGER, "results.csv", "run.json", "summary.csv"]
     assert json.loads((out / "run.json").read_text())["outputs"] == ["results.csv", "summary.csv", "run.json"]
 

@@ -162,7 +162,8 @@ def test_several_sources_on_the_command_line(
         results.loc[results["split"] == "ood", "loss"].to_numpy(), alone["loss"].to_numpy(), **tol32()
     )
     # a split two sources give is an error naming both; so is one that none gives
-    code, err = run_cli(monkeypatch, capsys, *args, "--data", str(main), "--data", str(tmp_path / "shifted.pt"))
+    twice = ["--data", str(main), "--data", str(tmp_path / "shifted.pt"), "-o", str(tmp_path / "o3")]
+    code, err = run_cli(monkeypatch, capsys, *args, *twice)  # its own --out: the default is shared with other tests
     assert code == 2
     assert f"the split 'test' comes from both {main} and {tmp_path / 'shifted.pt'}" in err
     code, err = run_cli(monkeypatch, capsys, *args, *sources, "--split", "test,sketch", "-o", str(tmp_path / "o2"))
