@@ -194,7 +194,10 @@ def slow_main(seconds: float) -> str:
     ``seconds``, so that a signal always lands mid-scan however fast the machine is: a test never races the
     scan's end."""
     return f"""
-import sys, time
+import signal, sys, time
+# a job started in the background by a shell without job control (`make test &` in a script) inherits SIGINT
+# ignored, and Python keeps it so: the tests that send SIGINT want it heard
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import interpscan.engine.core as engine
 accumulate = engine._accumulate
 def slow(*args, **kwargs):
