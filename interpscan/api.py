@@ -264,12 +264,18 @@ def scan(
     given = locals()
     values = {name: given[name] for name in _LIBRARY_OPTIONS}
     config = ScanConfig(tuple(_checkpoint_list(init, final)), model, data, calibration=calibration, **_options(values))
+    return _watched(progress, log, lambda hooks: run_scan(config, hooks))
+
+
+def _watched(progress: Progress | bool | None, log: Log | None, run: Callable[[Hooks], ScanResult]) -> ScanResult:
+    """``run`` with the hooks the library's entry points take: ``progress`` a function to call, True for a bar
+    where someone watches (progress.watch), or nothing."""
     if callable(progress) or not progress:
-        return run_scan(config, Hooks(progress=progress or None, log=log))
+        return run(Hooks(progress=progress or None, log=log))
     from .progress import place, watch
 
     with watch(place(), done=log) as shown:
-        return run_scan(config, Hooks(progress=shown, log=log))
+        return run(Hooks(progress=shown, log=log))
 
 
 # scan()'s keyword arguments that are options (Inputs' model and data are its positional arguments)
@@ -1150,7 +1156,7 @@ def plane(
     resume: bool = False,
     html: bool = True,
     calibration: Any = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = True,
     log: Log | None = None,
 ) -> ScanResult:
     """Evaluate ``model`` over a plane of networks: through three checkpoints ``[c0, c1, c2]`` (Garipov et al.:
@@ -1173,7 +1179,7 @@ def plane(
     values = _plane_values(given, names)
     config = PlaneConfig.from_values("plane", list(checkpoints), values)
     config = replace(config, scan=replace(config.scan, model=model, data=data, calibration=calibration))
-    return run_plane(config, Hooks(progress=progress, log=log))
+    return _watched(progress, log, lambda hooks: run_plane(config, hooks))
 
 
 def trajectory(
@@ -1212,7 +1218,7 @@ def trajectory(
     resume: bool = False,
     html: bool = True,
     calibration: Any = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = True,
     log: Log | None = None,
 ) -> ScanResult:
     """Evaluate ``model`` over the plane of a training trajectory ``[c0, …, cm]`` (four or more checkpoints, Li et
@@ -1228,7 +1234,7 @@ def trajectory(
     values = _plane_values(given, [*PLANE_SCAN_OPTIONS, *_PLANE_READ, *_PLANE_OUTPUT, *TRAJECTORY_PLANE_OPTIONS])
     config = PlaneConfig.from_values("trajectory", list(checkpoints), values)
     config = replace(config, scan=replace(config.scan, model=model, data=data, calibration=calibration))
-    return run_plane(config, Hooks(progress=progress, log=log))
+    return _watched(progress, log, lambda hooks: run_plane(config, hooks))
 
 
 def run_plane(config: PlaneConfig, hooks: Hooks | None = None) -> ScanResult:
