@@ -37,6 +37,8 @@ from .options import (
 from .options import params as option_params
 
 if TYPE_CHECKING:
+    from .api import Hooks
+    from .distributed import World
     from .download import DownloadProgress
     from .progress import Progress
 
@@ -359,6 +361,34 @@ def _option_names(*classes: type) -> tuple[str, ...]:
     return tuple(p.name for cls in classes for p in option_params(cls))
 
 
+# -q of the commands that scan
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
+]
+
+
+@contextmanager
+def _scan_hooks(world: World, device: str, *, quiet: bool, page: bool) -> Iterator[Hooks]:
+    """What the commands that scan (run, plane, trajectory) give the library while it runs: SIGTERM heard as
+    Ctrl-C, the processes of a torchrun joined, the imports for the files warmed up meanwhile (rank 0), the
+    download and progress bars, and the log in flag words (rank 0 alone speaks)."""
+    from .api import Hooks
+    from .distributed import joined
+
+    with _sigterm_as_interrupt(), joined(world, device):
+        if world.leader:
+            _warm_up(page=page)
+        with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
+            yield Hooks(
+                progress=progress,
+                log=(_say_warning if quiet else _say) if world.leader else None,
+                download=fetching,
+                command=sys.argv,
+                world=world,
+                flags=FLAGS,
+            )
+
+
 # The options `run` takes: every option of a scan (the model, the data and how they are read, the path and the
 # engine, and where the files go).
 RUN_OPTIONS = _option_names(Inputs, ReadOptions, ScanOptions, OutputOptions)
@@ -379,34 +409,21 @@ def run(
             metavar="CHECKPOINT",
         ),
     ],
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
-    ] = False,
+    quiet: Quiet = False,
     **values: Any,
 ) -> None:
     """Scan the straight line between two checkpoints (or the path through several, segment by segment); write
     results.csv, summary.csv, run.json, results.html.
 
     Under torchrun every process evaluates a share of the data; rank 0 alone prints and writes."""
-    from .api import Hooks, ScanConfig, run_scan
-    from .distributed import joined, world_from_env
+    from .api import ScanConfig, run_scan
+    from .distributed import world_from_env
 
     config = ScanConfig.from_values(checkpoints, values)  # every option checked here, before any file is read
     world = world_from_env()
     quiet = quiet or not world.leader  # rank 0 alone shows progress and the summary
-    with _sigterm_as_interrupt(), joined(world, config.options.device):
-        if world.leader:
-            _warm_up(page=config.output.html)
-        with _download_bar(not quiet) as fetching, _progress_bar(not quiet) as progress:
-            hooks = Hooks(
-                progress=progress,
-                log=(_say_warning if quiet else _say) if world.leader else None,
-                download=fetching,
-                command=sys.argv,
-                world=world,
-                flags=FLAGS,
-            )
-            result = run_scan(config, hooks)
+    with _scan_hooks(world, config.options.device, quiet=quiet, page=config.output.html) as hooks:
+        result = run_scan(config, hooks)
     if not quiet:
         _summary_table(
             result.summary,
@@ -428,26 +445,13 @@ TRAJECTORY_OPTIONS = (*_PLANE_COMMON, "grid", "margin", *_option_names(OutputOpt
 
 
 def _run_plane(kind: str, checkpoints: list[Path], quiet: bool, values: dict[str, Any]) -> None:
-    from .api import Hooks, PlaneConfig, run_plane
-    from .distributed import joined, world_from_env
+    from .api import PlaneConfig, run_plane
+    from .distributed import world_from_env
 
     config = PlaneConfig.from_values(kind, checkpoints, values)  # every option checked before any file is read
     world = world_from_env()
     quiet = quiet or not world.leader
-    with (
-        _sigterm_as_interrupt(),
-        joined(world, config.scan.options.device),
-        _download_bar(not quiet) as fetching,
-        _progress_bar(not quiet) as progress,
-    ):
-        hooks = Hooks(
-            progress=progress,
-            log=(_say_warning if quiet else _say) if world.leader else None,
-            download=fetching,
-            command=sys.argv,
-            world=world,
-            flags=FLAGS,
-        )
+    with _scan_hooks(world, config.scan.options.device, quiet=quiet, page=config.scan.output.html) as hooks:
         result = run_plane(config, hooks)
     if not quiet:
         from rich.table import Table
@@ -474,9 +478,7 @@ def plane(
             metavar="CHECKPOINT",
         ),
     ],
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
-    ] = False,
+    quiet: Quiet = False,
     **values: Any,
 ) -> None:
     """Evaluate a grid over a plane of networks: through three checkpoints (Garipov et al.), or around one along
@@ -499,9 +501,7 @@ def trajectory(
             metavar="CKPT",
         ),
     ],
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.", rich_help_panel=OUTPUT_PANEL)
-    ] = False,
+    quiet: Quiet = False,
     **values: Any,
 ) -> None:
     """Evaluate the surface around the last checkpoint along the top two principal directions of the centred

@@ -28,7 +28,7 @@ import torch
 from .engine import Point, PointResult
 from .errors import UsageError, opt
 from .options import Directions
-from .schema import PLANE_RESULT_COLUMNS, PLANE_SUMMARY_COLUMNS
+from .schema import PLANE_RESULT_COLUMNS, PLANE_RESULT_DTYPES, PLANE_SUMMARY_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -367,19 +367,7 @@ def results_frame(grid: PlaneGrid, results: Sequence[PointResult], splits: Seque
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     """results.csv's dtypes: anchor a nullable whole number, the flags nullable booleans."""
-    return frame.astype(
-        {
-            "x": "float64",
-            "y": "float64",
-            "loss": "float64",
-            "loss_se": "float64",
-            "accuracy": "float64",
-            "n": "int64",
-            "anchor": "Int64",
-            "on_grid": "boolean",
-            "bn_clamped": "boolean",
-        }
-    )
+    return frame.astype({**PLANE_RESULT_DTYPES, "anchor": "Int64"})
 
 
 def summary_frame(results: pd.DataFrame, anchors: Sequence[Anchor]) -> pd.DataFrame:
