@@ -426,5 +426,6 @@ def check_kind(kind: str, count: int, directions: Directions | None) -> None:
     if count not in (1, 3):
         raise UsageError(
             f"a plane goes through three checkpoints, or around one along random directions; got {count}",
-            hint="interpscan plane C0 C1 C2, or interpscan plane C (directions); a path: interpscan trajectory",
+            hint="give three (the plane through them) or one (random directions around it); the line between two is "
+            "what run scans, and four or more checkpoints of one training run make a trajectory",
         )
